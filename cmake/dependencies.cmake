@@ -1,0 +1,29 @@
+# Finds turing's dependencies from Debian's packages only. CAF 0.17.6 ships no
+# CMake config or .pc file on Debian, so it is found by header and library path.
+find_package(Threads REQUIRED)
+find_package(OpenSSL REQUIRED)
+find_package(PkgConfig REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_package(tomlplusplus REQUIRED)
+find_package(CLI11 REQUIRED)
+
+
+find_path(CAF_INCLUDE_DIR caf/all.hpp REQUIRED)
+find_library(CAF_CORE_LIB caf_core REQUIRED)
+find_library(CAF_IO_LIB caf_io REQUIRED)
+find_library(CAF_OPENSSL_LIB caf_openssl REQUIRED)
+
+add_library(CAF::core INTERFACE IMPORTED)
+set_target_properties(CAF::core PROPERTIES
+  INTERFACE_INCLUDE_DIRECTORIES "${CAF_INCLUDE_DIR}"
+  INTERFACE_LINK_LIBRARIES "${CAF_CORE_LIB};Threads::Threads")
+add_library(CAF::io INTERFACE IMPORTED)
+set_target_properties(CAF::io PROPERTIES INTERFACE_LINK_LIBRARIES "${CAF_IO_LIB};CAF::core")
+add_library(CAF::openssl INTERFACE IMPORTED)
+set_target_properties(CAF::openssl PROPERTIES
+  INTERFACE_LINK_LIBRARIES "${CAF_OPENSSL_LIB};CAF::io;OpenSSL::SSL;OpenSSL::Crypto")
+
+pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
+pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
