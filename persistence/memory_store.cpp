@@ -1,0 +1,498 @@
+// The in-memory store: maps for tables, one operation at a time, the same
+// fencing, joins, audit and counting rules as pg_store.
+#include "persistence/memory_store.hpp"
+
+#include "persistence/detail/item_effects.hpp"
+
+#include <algorithm>
+
+namespace turing::persistence {
+
+memory_store::memory_store(clock_function clock) : clock_(std::move(clock)) {}
+
+void memory_store::check_available(const char* what) const {
+  if (!available_)
+    throw store_error(store_errc::unavailable,
+                      std::string(what) + ": database unavailable (simulated outage)");
+}
+
+void memory_store::notify(const std::set<std::string>& stages) {
+  if (listener_)
+    for (const auto& s : stages)
+      listener_(s);
+}
+
+void memory_store::append_attempt(const message_row& m, int attempt, int64_t epoch,
+                                  const std::string& node, time_point started, time_point now,
+                                  attempt_result result, const std::string& outcome,
+                                  const std::string& model, const json& output,
+                                  const std::string& error) {
+  attempt_record a;
+  a.id = next_attempt_id_++;
+  a.message_id = m.id;
+  a.item_id = m.item_id;
+  a.run_id = m.run_id;
+  a.stage = m.stage;
+  a.attempt = attempt;
+  a.epoch = epoch;
+  a.node = node;
+  a.started_at = started;
+  a.finished_at = std::max(now, started);
+  a.result = result;
+  a.outcome = outcome;
+  a.model = model;
+  a.output = output;
+  a.error = error;
+  attempts_.push_back(std::move(a));
+}
+
+template <class Effects>
+void memory_store::apply_item_effects(const Effects& effects, time_point now) {
+  for (const auto& [item_id, e] : effects) {
+    auto& item = items_.at(item_id);
+    if (item.finished_at)
+      continue;
+    item.open_branches += e.branch_delta;
+    if (e.dead) {
+      item.sink = dead_sink;
+    } else if (e.sink && item.sink != std::optional<std::string>{dead_sink}) {
+      item.sink = e.sink;
+      item.result = e.result;
+    }
+    if (item.open_branches == 0) {
+      item.finished_at = std::max(now, item.created_at);
+      auto& run = runs_.at(item.run_id);
+      run.pending -= 1;
+      if (run.pending == 0)
+        run.finished_at = std::max(now, run.created_at);
+    }
+  }
+}
+
+// -- enqueue and claim ----------------------------------------------------------
+
+enqueue_result memory_store::enqueue(const enqueue_request& request) {
+  check_available("enqueue");
+  if (request.stage.empty())
+    throw store_error(store_errc::invalid_argument, "enqueue: no stage given");
+  if (request.max_attempts < 1)
+    throw store_error(store_errc::invalid_argument, "enqueue: max_attempts must be >= 1");
+  if (request.run_id && !runs_.count(*request.run_id))
+    throw store_error(store_errc::invalid_argument,
+                      "enqueue: run " + std::to_string(*request.run_id) + " does not exist");
+  auto now = clock_();
+  enqueue_result out;
+  if (request.run_id) {
+    out.run_id = *request.run_id;
+  } else {
+    run_status run;
+    run.id = out.run_id = next_run_id_++;
+    run.label = request.label;
+    run.entry_stage = request.stage;
+    run.created_at = now;
+    run.finished_at = now;
+    runs_[run.id] = run;
+  }
+  for (const auto& item : request.items) {
+    if (item.key && item_keys_.count(*item.key)) {
+      ++out.duplicates;
+      continue;
+    }
+    item_row row;
+    row.id = next_item_id_++;
+    row.run_id = out.run_id;
+    row.key = item.key;
+    row.payload = item.payload;
+    row.open_branches = 1;
+    row.created_at = now;
+    if (item.key)
+      item_keys_[*item.key] = row.id;
+    message_row m;
+    m.id = next_message_id_++;
+    m.run_id = out.run_id;
+    m.item_id = row.id;
+    m.stage = request.stage;
+    m.payload = item.payload;
+    m.max_attempts = request.max_attempts;
+    m.available_at = now;
+    items_[row.id] = std::move(row);
+    messages_[m.id] = std::move(m);
+    ++out.enqueued;
+  }
+  auto& run = runs_[out.run_id];
+  run.items_total += out.enqueued;
+  run.pending += out.enqueued;
+  if (run.pending > 0)
+    run.finished_at.reset();
+  else if (!run.finished_at)
+    run.finished_at = now;
+  if (out.enqueued > 0)
+    notify({request.stage});
+  return out;
+}
+
+std::vector<claimed_message> memory_store::claim(const claim_request& request) {
+  check_available("claim");
+  if (request.limit < 1)
+    throw store_error(store_errc::invalid_argument, "claim: limit must be >= 1");
+  auto now = clock_();
+  std::vector<message_row*> ready;
+  for (auto& [id, m] : messages_)
+    if (m.stage == request.stage && m.state == message_state::ready && m.available_at <= now)
+      ready.push_back(&m);
+  std::stable_sort(ready.begin(), ready.end(), [](const auto* a, const auto* b) {
+    return std::tie(a->available_at, a->id) < std::tie(b->available_at, b->id);
+  });
+  if (ready.size() > static_cast<size_t>(request.limit))
+    ready.resize(request.limit);
+  std::vector<claimed_message> out;
+  for (auto* m : ready) {
+    m->state = message_state::running;
+    m->attempt += 1;
+    m->epoch += 1;
+    m->owner_node = request.node;
+    m->started_at = now;
+    m->heartbeat_at = now;
+    m->lease_expires_at = now + request.lease_ttl;
+    claimed_message c;
+    c.id = m->id;
+    c.item_id = m->item_id;
+    c.run_id = m->run_id;
+    c.stage = m->stage;
+    c.payload = m->payload;
+    c.attempt = m->attempt;
+    c.max_attempts = m->max_attempts;
+    c.epoch = m->epoch;
+    c.started_at = now;
+    out.push_back(std::move(c));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+std::vector<lease> memory_store::heartbeat(const std::string& node,
+                                           const std::vector<lease>& leases, millis lease_ttl) {
+  check_available("heartbeat");
+  auto now = clock_();
+  std::vector<lease> lost;
+  for (const auto& l : leases) {
+    auto it = messages_.find(l.message_id);
+    if (it == messages_.end() || it->second.epoch != l.epoch ||
+        it->second.state != message_state::running || it->second.owner_node != node) {
+      lost.push_back(l);
+      continue;
+    }
+    it->second.heartbeat_at = now;
+    it->second.lease_expires_at = now + lease_ttl;
+  }
+  return lost;
+}
+
+// -- results --------------------------------------------------------------------
+
+std::vector<fence_result> memory_store::complete(const std::vector<completion>& batch) {
+  check_available("complete");
+  auto now = clock_();
+  std::vector<fence_result> results;
+  detail::item_effects effects;
+  std::set<std::string> ready_stages;
+  for (const auto& c : batch) {
+    auto it = messages_.find(c.fence.message_id);
+    bool current = it != messages_.end() && it->second.epoch == c.fence.epoch &&
+                   it->second.state == message_state::running;
+    if (!current) {
+      results.push_back(fence_result::stale);
+      if (it != messages_.end())
+        append_attempt(it->second, c.attempt, c.fence.epoch, c.node, c.started_at, now,
+                       attempt_result::late_result, c.outcome, c.model, c.output,
+                       "late result: epoch " + std::to_string(c.fence.epoch) +
+                           " is no longer current; nothing applied");
+      continue;
+    }
+    results.push_back(fence_result::applied);
+    auto& m = it->second;
+    m.state = message_state::done;
+    m.lease_expires_at.reset();
+    m.finished_at = std::max(now, *m.started_at);
+    m.outcome = c.outcome;
+    m.output = c.output;
+    append_attempt(m, m.attempt, m.epoch, *m.owner_node, *m.started_at, now,
+                   attempt_result::completed, c.outcome, c.model, c.output, "");
+    effects.branch_ended(m.item_id);
+    auto start_message = [&](const std::string& stage, const json& payload, int max_attempts) {
+      message_row n;
+      n.id = next_message_id_++;
+      n.run_id = m.run_id;
+      n.item_id = m.item_id;
+      n.stage = stage;
+      n.payload = payload;
+      n.max_attempts = max_attempts;
+      n.available_at = now;
+      messages_[n.id] = std::move(n);
+      effects.branch_started(m.item_id);
+      ready_stages.insert(stage);
+    };
+    for (const auto& d : c.deliveries) {
+      switch (d.type) {
+      case delivery::kind::stage:
+        start_message(d.target, d.payload, d.max_attempts);
+        break;
+      case delivery::kind::join: {
+        auto& j = joins_[{m.item_id, d.target}];
+        if (j.expected.empty())
+          j.expected = d.join_inputs;
+        j.inputs[m.stage] = d.payload;
+        bool all_in = std::all_of(j.expected.begin(), j.expected.end(),
+                                  [&](const auto& s) { return j.inputs.contains(s); });
+        if (all_in && !j.fired) {
+          j.fired = true;
+          start_message(d.target, j.inputs, d.max_attempts);
+        }
+        break;
+      }
+      case delivery::kind::sink:
+        effects.reached_sink(m.item_id, d.target, d.payload);
+        break;
+      }
+    }
+  }
+  apply_item_effects(effects, now);
+  notify(ready_stages);
+  return results;
+}
+
+std::vector<fence_result> memory_store::fail(const std::vector<failure>& batch) {
+  check_available("fail");
+  for (const auto& f : batch)
+    if (f.result != attempt_result::failed && f.result != attempt_result::timeout &&
+        f.result != attempt_result::crashed)
+      throw store_error(store_errc::invalid_argument,
+                        std::string("fail: result must be failed, timeout or crashed, not ") +
+                            to_string(f.result));
+  auto now = clock_();
+  std::vector<fence_result> results;
+  detail::item_effects effects;
+  std::set<std::string> ready_stages;
+  for (const auto& f : batch) {
+    auto it = messages_.find(f.fence.message_id);
+    bool current = it != messages_.end() && it->second.epoch == f.fence.epoch &&
+                   it->second.state == message_state::running;
+    if (!current) {
+      results.push_back(fence_result::stale);
+      if (it != messages_.end())
+        append_attempt(it->second, f.attempt, f.fence.epoch, f.node, f.started_at, now,
+                       attempt_result::late_result, "", f.model, json(),
+                       std::string("late ") + to_string(f.result) + ": " + f.error);
+      continue;
+    }
+    results.push_back(fence_result::applied);
+    auto& m = it->second;
+    bool retry = f.retryable && m.attempt < m.max_attempts;
+    append_attempt(m, m.attempt, m.epoch, f.node, *m.started_at, now, f.result, "", f.model, json(),
+                   f.error);
+    m.lease_expires_at.reset();
+    m.last_error = f.error;
+    if (retry) {
+      m.state = message_state::ready;
+      m.owner_node.reset();
+      m.available_at = now + f.retry_after;
+      if (f.retry_after.count() == 0)
+        ready_stages.insert(m.stage);
+    } else {
+      m.state = message_state::dead;
+      m.finished_at = std::max(now, *m.started_at);
+      effects.dead_branch(m.item_id);
+    }
+  }
+  apply_item_effects(effects, now);
+  notify(ready_stages);
+  return results;
+}
+
+std::vector<fence_result> memory_store::release(const std::string& node,
+                                                const std::vector<lease>& leases) {
+  check_available("release");
+  auto now = clock_();
+  std::vector<fence_result> results;
+  std::set<std::string> ready_stages;
+  for (const auto& l : leases) {
+    auto it = messages_.find(l.message_id);
+    if (it == messages_.end() || it->second.epoch != l.epoch ||
+        it->second.state != message_state::running || it->second.owner_node != node) {
+      results.push_back(fence_result::stale);
+      continue;
+    }
+    results.push_back(fence_result::applied);
+    auto& m = it->second;
+    append_attempt(m, m.attempt, m.epoch, node, *m.started_at, now, attempt_result::released, "",
+                   "", json(), "released at shutdown of " + node);
+    m.state = message_state::ready;
+    m.attempt -= 1;
+    m.owner_node.reset();
+    m.lease_expires_at.reset();
+    m.available_at = now;
+    ready_stages.insert(m.stage);
+  }
+  notify(ready_stages);
+  return results;
+}
+
+std::vector<rescued_message>
+memory_store::rescue_where(const std::function<bool(const message_row&)>& match,
+                           const std::function<std::string(const std::string&)>& reason_for) {
+  auto now = clock_();
+  std::vector<rescued_message> out;
+  detail::item_effects effects;
+  std::set<std::string> ready_stages;
+  for (auto& [id, m] : messages_) {
+    if (m.state != message_state::running || !match(m))
+      continue;
+    auto owner = *m.owner_node;
+    auto reason = reason_for(owner);
+    append_attempt(m, m.attempt, m.epoch, owner, *m.started_at, now, attempt_result::lost, "", "",
+                   json(), reason);
+    bool dead = m.attempt >= m.max_attempts;
+    m.lease_expires_at.reset();
+    m.available_at = now;
+    m.last_error = reason;
+    if (dead) {
+      m.state = message_state::dead;
+      m.finished_at = std::max(now, *m.started_at);
+      effects.dead_branch(m.item_id);
+    } else {
+      m.state = message_state::ready;
+      m.owner_node.reset();
+      ready_stages.insert(m.stage);
+    }
+    out.push_back({m.id, m.stage, owner, dead});
+  }
+  apply_item_effects(effects, now);
+  notify(ready_stages);
+  return out;
+}
+
+std::vector<rescued_message> memory_store::rescue_expired(const std::string& rescuer_node) {
+  check_available("rescue_expired");
+  auto now = clock_();
+  return rescue_where([now](const message_row& m) { return *m.lease_expires_at < now; },
+                      [&](const std::string& owner) {
+                        return "lease expired: owner " + owner +
+                               " stopped heartbeating; rescued by " + rescuer_node;
+                      });
+}
+
+std::vector<rescued_message> memory_store::rescue_node(const std::string& dead_node,
+                                                       const std::string& rescuer_node) {
+  check_available("rescue_node");
+  return rescue_where([&](const message_row& m) { return m.owner_node == dead_node; },
+                      [&](const std::string& owner) {
+                        return "owner " + owner + " is gone; rescued by " + rescuer_node;
+                      });
+}
+
+// -- reports --------------------------------------------------------------------
+
+std::vector<stage_counts> memory_store::counts() {
+  check_available("counts");
+  auto now = clock_();
+  std::map<std::string, stage_counts> by_stage;
+  for (const auto& [id, m] : messages_) {
+    auto& c = by_stage[m.stage];
+    c.stage = m.stage;
+    switch (m.state) {
+    case message_state::ready:
+      (m.available_at <= now ? c.ready : c.delayed) += 1;
+      if (m.attempt > 0)
+        c.retrying += 1;
+      break;
+    case message_state::running:
+      c.running += 1;
+      if (*m.lease_expires_at < now)
+        c.expired += 1;
+      if (!c.oldest_started_at || *m.started_at < *c.oldest_started_at)
+        c.oldest_started_at = m.started_at;
+      if (!c.oldest_heartbeat_at || *m.heartbeat_at < *c.oldest_heartbeat_at)
+        c.oldest_heartbeat_at = m.heartbeat_at;
+      break;
+    case message_state::done:
+      c.done += 1;
+      break;
+    case message_state::dead:
+      c.dead += 1;
+      break;
+    }
+  }
+  std::vector<stage_counts> out;
+  for (auto& [stage, c] : by_stage)
+    out.push_back(std::move(c));
+  return out;
+}
+
+std::optional<run_status> memory_store::run(int64_t run_id) {
+  check_available("run");
+  auto it = runs_.find(run_id);
+  if (it == runs_.end())
+    return std::nullopt;
+  return it->second;
+}
+
+std::vector<run_status> memory_store::runs(bool unfinished_only) {
+  check_available("runs");
+  std::vector<run_status> out;
+  for (const auto& [id, r] : runs_)
+    if (!unfinished_only || r.pending > 0)
+      out.push_back(r);
+  return out;
+}
+
+std::vector<sink_count> memory_store::sink_counts(std::optional<int64_t> run_id) {
+  check_available("sink_counts");
+  std::map<std::string, int64_t> by_sink;
+  for (const auto& [id, i] : items_)
+    if (i.finished_at && (!run_id || i.run_id == *run_id))
+      by_sink[i.sink.value_or("")] += 1;
+  std::vector<sink_count> out;
+  for (const auto& [sink, n] : by_sink)
+    out.push_back({sink, n});
+  return out;
+}
+
+std::vector<item_record> memory_store::items(int64_t run_id) {
+  check_available("items");
+  std::vector<item_record> out;
+  for (const auto& [id, i] : items_) {
+    if (i.run_id != run_id)
+      continue;
+    item_record r;
+    r.id = i.id;
+    r.run_id = i.run_id;
+    r.key = i.key;
+    r.payload = i.payload;
+    r.open_branches = i.open_branches;
+    r.sink = i.sink;
+    r.result = i.result;
+    r.finished = i.finished_at.has_value();
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<attempt_record> memory_store::attempts(std::optional<int64_t> run_id) {
+  check_available("attempts");
+  std::vector<attempt_record> out;
+  for (const auto& a : attempts_)
+    if (!run_id || a.run_id == *run_id)
+      out.push_back(a);
+  return out;
+}
+
+std::optional<time_point> memory_store::next_available_at(const std::string& stage) {
+  check_available("next_available_at");
+  std::optional<time_point> out;
+  for (const auto& [id, m] : messages_)
+    if (m.stage == stage && m.state == message_state::ready && (!out || m.available_at < *out))
+      out = m.available_at;
+  return out;
+}
+
+} // namespace turing::persistence

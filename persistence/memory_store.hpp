@@ -1,0 +1,106 @@
+// The in-memory store: the same semantics as pg_store, deterministic, on an
+// injected clock, for scenario simulation and fast unit tests.
+#pragma once
+
+#include "persistence/store.hpp"
+
+#include <functional>
+#include <map>
+#include <set>
+
+namespace turing::persistence {
+
+/// How it works: plain ordered maps stand in for the tables; each operation
+/// validates first and then mutates, so it applies whole or not at all, like
+/// a transaction. `now` is read once per operation, as PostgreSQL's now() is
+/// fixed per transaction. Single-threaded: the simulation drives it from one
+/// actor at a time. The conformance suite holds it to pg_store's behaviour.
+class memory_store final : public store {
+public:
+  using clock_function = std::function<time_point()>;
+  using ready_listener = std::function<void(const std::string& stage)>;
+
+  explicit memory_store(clock_function clock = [] { return wall_clock::now(); });
+
+  /// Called after an operation made work ready in a stage (pg_store's NOTIFY).
+  void on_ready(ready_listener listener) { listener_ = std::move(listener); }
+
+  /// While false, every operation throws store_error(unavailable): a
+  /// simulated database outage.
+  void set_available(bool available) { available_ = available; }
+  bool available() const { return available_; }
+
+  enqueue_result enqueue(const enqueue_request& request) override;
+  std::vector<claimed_message> claim(const claim_request& request) override;
+  std::vector<lease> heartbeat(const std::string& node, const std::vector<lease>& leases,
+                               millis lease_ttl) override;
+  std::vector<fence_result> complete(const std::vector<completion>& batch) override;
+  std::vector<fence_result> fail(const std::vector<failure>& batch) override;
+  std::vector<fence_result> release(const std::string& node,
+                                    const std::vector<lease>& leases) override;
+  std::vector<rescued_message> rescue_expired(const std::string& rescuer_node) override;
+  std::vector<rescued_message> rescue_node(const std::string& dead_node,
+                                           const std::string& rescuer_node) override;
+
+  std::vector<stage_counts> counts() override;
+  std::optional<run_status> run(int64_t run_id) override;
+  std::vector<run_status> runs(bool unfinished_only) override;
+  std::vector<sink_count> sink_counts(std::optional<int64_t> run_id) override;
+  std::vector<item_record> items(int64_t run_id) override;
+  std::vector<attempt_record> attempts(std::optional<int64_t> run_id) override;
+  std::optional<time_point> next_available_at(const std::string& stage) override;
+
+private:
+  struct message_row {
+    int64_t id = 0, run_id = 0, item_id = 0;
+    std::string stage;
+    json payload;
+    message_state state = message_state::ready;
+    int attempt = 0, max_attempts = 1;
+    time_point available_at;
+    int64_t epoch = 0;
+    std::optional<std::string> owner_node;
+    std::optional<time_point> lease_expires_at, heartbeat_at, started_at, finished_at;
+    std::string outcome, last_error;
+    json output;
+  };
+  struct item_row {
+    int64_t id = 0, run_id = 0;
+    std::optional<std::string> key;
+    json payload;
+    int open_branches = 0;
+    std::optional<std::string> sink;
+    json result;
+    time_point created_at;
+    std::optional<time_point> finished_at;
+  };
+  struct join_row {
+    std::vector<std::string> expected;
+    json inputs = json::object();
+    bool fired = false;
+  };
+
+  void check_available(const char* what) const;
+  void append_attempt(const message_row& m, int attempt, int64_t epoch, const std::string& node,
+                      time_point started, time_point now, attempt_result result,
+                      const std::string& outcome, const std::string& model, const json& output,
+                      const std::string& error);
+  template <class Effects> void apply_item_effects(const Effects& effects, time_point now);
+  std::vector<rescued_message>
+  rescue_where(const std::function<bool(const message_row&)>& match,
+               const std::function<std::string(const std::string& owner)>& reason_for);
+  void notify(const std::set<std::string>& stages);
+
+  clock_function clock_;
+  ready_listener listener_;
+  bool available_ = true;
+  int64_t next_run_id_ = 1, next_item_id_ = 1, next_message_id_ = 1, next_attempt_id_ = 1;
+  std::map<int64_t, run_status> runs_;
+  std::map<int64_t, item_row> items_;
+  std::map<std::string, int64_t> item_keys_;
+  std::map<int64_t, message_row> messages_;
+  std::map<std::pair<int64_t, std::string>, join_row> joins_;
+  std::vector<attempt_record> attempts_;
+};
+
+} // namespace turing::persistence

@@ -1,0 +1,176 @@
+// The schema of turing, as ordered migrations. The database holds the
+// invariants itself: legal states, ordered timestamps, an append-only audit.
+#include "persistence/migrations.hpp"
+
+#include "persistence/store_error.hpp"
+
+#include <pqxx/pqxx>
+
+namespace turing::persistence {
+
+namespace {
+
+// Taken by every migrating process; the number is "turing" in ASCII.
+constexpr long long migration_lock_key = 0x747572696e67;
+
+const char* initial_schema = R"sql(
+CREATE TABLE turing.runs (
+  id          bigserial PRIMARY KEY,
+  label       text NOT NULL DEFAULT '',
+  entry_stage text NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  items_total bigint NOT NULL CHECK (items_total >= 0),
+  pending     bigint NOT NULL CHECK (pending >= 0 AND pending <= items_total),
+  finished_at timestamptz,
+  CHECK ((pending = 0) = (finished_at IS NOT NULL)),
+  CHECK (finished_at IS NULL OR finished_at >= created_at)
+);
+
+CREATE TABLE turing.items (
+  id            bigserial PRIMARY KEY,
+  run_id        bigint NOT NULL REFERENCES turing.runs (id),
+  key           text UNIQUE,
+  payload       jsonb NOT NULL,
+  open_branches integer NOT NULL CHECK (open_branches >= 0),
+  sink          text,
+  result        jsonb,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  finished_at   timestamptz,
+  CHECK ((open_branches = 0) = (finished_at IS NOT NULL)),
+  CHECK (finished_at IS NULL OR finished_at >= created_at)
+);
+CREATE INDEX items_run_idx ON turing.items (run_id);
+
+CREATE TABLE turing.messages (
+  id               bigserial PRIMARY KEY,
+  run_id           bigint NOT NULL REFERENCES turing.runs (id),
+  item_id          bigint NOT NULL REFERENCES turing.items (id),
+  stage            text NOT NULL,
+  payload          jsonb NOT NULL,
+  state            text NOT NULL DEFAULT 'ready'
+                   CHECK (state IN ('ready', 'running', 'done', 'dead')),
+  attempt          integer NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+  max_attempts     integer NOT NULL CHECK (max_attempts >= 1),
+  available_at     timestamptz NOT NULL DEFAULT now(),
+  epoch            bigint NOT NULL DEFAULT 0 CHECK (epoch >= 0),
+  owner_node       text,
+  lease_expires_at timestamptz,
+  heartbeat_at     timestamptz,
+  started_at       timestamptz,
+  finished_at      timestamptz,
+  outcome          text,
+  output           jsonb,
+  last_error       text,
+  created_at       timestamptz NOT NULL DEFAULT now(),
+  CHECK (attempt <= max_attempts),
+  -- a running message has exactly one owner and a lease; no other state has a lease
+  CHECK ((state = 'running') = (lease_expires_at IS NOT NULL)),
+  CHECK (state <> 'running' OR (owner_node IS NOT NULL AND started_at IS NOT NULL
+                                AND heartbeat_at IS NOT NULL)),
+  CHECK (state <> 'ready' OR owner_node IS NULL),
+  CHECK ((state IN ('done', 'dead')) = (finished_at IS NOT NULL)),
+  CHECK (state <> 'done' OR outcome IS NOT NULL),
+  CHECK (finished_at IS NULL OR started_at IS NULL OR finished_at >= started_at)
+);
+CREATE INDEX messages_claim_idx ON turing.messages (stage, available_at, id) WHERE state = 'ready';
+CREATE INDEX messages_lease_idx ON turing.messages (lease_expires_at) WHERE state = 'running';
+CREATE INDEX messages_item_idx ON turing.messages (item_id);
+CREATE INDEX messages_stage_state_idx ON turing.messages (stage, state);
+
+-- Each row waits for the listed upstream stages of one item, then fires once.
+CREATE TABLE turing.joins (
+  item_id  bigint NOT NULL REFERENCES turing.items (id),
+  stage    text NOT NULL,
+  expected text[] NOT NULL CHECK (cardinality(expected) >= 1),
+  inputs   jsonb NOT NULL DEFAULT '{}'::jsonb,
+  fired_at timestamptz,
+  PRIMARY KEY (item_id, stage)
+);
+
+-- The audit log: one row per attempt, never updated, never deleted.
+CREATE TABLE turing.attempts (
+  id          bigserial PRIMARY KEY,
+  message_id  bigint NOT NULL REFERENCES turing.messages (id),
+  item_id     bigint NOT NULL,
+  run_id      bigint NOT NULL,
+  stage       text NOT NULL,
+  attempt     integer NOT NULL CHECK (attempt >= 0),
+  epoch       bigint NOT NULL,
+  node        text NOT NULL,
+  started_at  timestamptz NOT NULL,
+  finished_at timestamptz NOT NULL,
+  result      text NOT NULL CHECK (result IN ('completed', 'failed', 'timeout', 'lost',
+                                              'crashed', 'late_result', 'released')),
+  outcome     text,
+  model       text,
+  output      jsonb,
+  error       text,
+  recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  CHECK (finished_at >= started_at),
+  CHECK (result <> 'completed' OR outcome IS NOT NULL)
+);
+CREATE INDEX attempts_message_idx ON turing.attempts (message_id);
+CREATE INDEX attempts_run_idx ON turing.attempts (run_id);
+CREATE INDEX attempts_stage_time_idx ON turing.attempts (stage, finished_at) WHERE result = 'completed';
+
+CREATE FUNCTION turing.refuse_attempt_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'turing.attempts is append-only: % refused', TG_OP
+    USING ERRCODE = 'integrity_constraint_violation';
+END
+$$;
+CREATE TRIGGER attempts_append_only BEFORE UPDATE OR DELETE ON turing.attempts
+  FOR EACH ROW EXECUTE FUNCTION turing.refuse_attempt_change();
+CREATE TRIGGER attempts_no_truncate BEFORE TRUNCATE ON turing.attempts
+  FOR EACH STATEMENT EXECUTE FUNCTION turing.refuse_attempt_change();
+)sql";
+
+} // namespace
+
+const std::vector<migration>& all_migrations() {
+  static const std::vector<migration> list{
+      {1, "initial schema: runs, items, messages, joins, attempts", initial_schema},
+  };
+  return list;
+}
+
+migration_report migrate(pqxx::connection_base& connection) {
+  migration_report report;
+  try {
+    pqxx::work tx{connection, "turing_migrate"};
+    tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(migration_lock_key) + ")");
+    tx.exec("CREATE SCHEMA IF NOT EXISTS turing");
+    tx.exec("CREATE TABLE IF NOT EXISTS turing.schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())");
+    auto current = tx.exec1("SELECT coalesce(max(version), 0) FROM turing.schema_migrations");
+    report.from_version = current[0].as<int>();
+    report.to_version = report.from_version;
+    const auto& known = all_migrations();
+    if (!known.empty() && report.from_version > known.back().version)
+      throw store_error(store_errc::schema,
+                        "database schema is at version " + std::to_string(report.from_version) +
+                            ", newer than this turing knows (" +
+                            std::to_string(known.back().version) + "): upgrade turing");
+    for (const auto& m : known) {
+      if (m.version <= report.from_version)
+        continue;
+      tx.exec(m.sql);
+      tx.exec_params("INSERT INTO turing.schema_migrations (version, name) VALUES ($1, $2)",
+                     m.version, m.name);
+      report.applied.push_back(m.version);
+      report.to_version = m.version;
+    }
+    tx.commit();
+  } catch (const store_error&) {
+    throw;
+  } catch (const pqxx::broken_connection& e) {
+    throw store_error(store_errc::unavailable,
+                      std::string("migration: database unreachable: ") + e.what());
+  } catch (const std::exception& e) {
+    throw store_error(store_errc::schema, std::string("migration failed: ") + e.what());
+  }
+  return report;
+}
+
+} // namespace turing::persistence

@@ -1,0 +1,879 @@
+// The PostgreSQL store: each operation one transaction of set-based statements
+// over a JSON batch, fenced by (id, epoch), audited in turing.attempts.
+#include "persistence/pg_store.hpp"
+
+#include "persistence/detail/item_effects.hpp"
+
+#include <algorithm>
+#include <map>
+#include <pqxx/pqxx>
+#include <set>
+#include <spdlog/spdlog.h>
+
+namespace turing::persistence {
+
+namespace {
+
+// SQL fragments converting between timestamptz and integer microseconds
+// since the epoch, exactly (a double would lose the last digit).
+#define TS_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+
+time_point from_us(int64_t us) {
+  return time_point{std::chrono::microseconds{us}};
+}
+
+int64_t to_us(time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+std::optional<time_point> opt_time(const pqxx::field& f) {
+  if (f.is_null())
+    return std::nullopt;
+  return from_us(f.as<int64_t>());
+}
+
+std::string opt_text(const pqxx::field& f) {
+  return f.is_null() ? std::string{} : f.as<std::string>();
+}
+
+json opt_json(const pqxx::field& f) {
+  return f.is_null() ? json{} : json::parse(f.as<std::string>());
+}
+
+/// A PostgreSQL array literal of bigints: {1,2,3}.
+std::string bigint_array(const std::vector<int64_t>& ids) {
+  std::string out = "{";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i)
+      out += ',';
+    out += std::to_string(ids[i]);
+  }
+  return out + "}";
+}
+
+/// A PostgreSQL array literal of text, each element quoted and escaped.
+std::string text_array(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i)
+      out += ',';
+    out += '"';
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\')
+        out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+json fences_json(const std::vector<lease>& leases) {
+  json out = json::array();
+  for (const auto& l : leases)
+    out.push_back({{"id", l.message_id}, {"epoch", l.epoch}});
+  return out;
+}
+
+bool is_retryable_sqlstate(const std::string& state) {
+  return state == "40001" || state == "40P01"; // serialization_failure, deadlock_detected
+}
+
+void notify_stages(pqxx::work& tx, const std::set<std::string>& stages) {
+  if (stages.empty())
+    return;
+  tx.exec_params("SELECT pg_notify($1, s) FROM unnest($2::text[]) AS s", ready_channel,
+                 text_array({stages.begin(), stages.end()}));
+}
+
+/// Locks rows of `table` in id order, the order every transaction uses.
+void lock_in_order(pqxx::work& tx, const char* table, std::vector<int64_t> ids) {
+  if (ids.empty())
+    return;
+  std::sort(ids.begin(), ids.end());
+  tx.exec_params(std::string("SELECT id FROM ") + table +
+                     " WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+                 bigint_array(ids));
+}
+
+/// Applies per-item branch changes, then the pending counts of the runs whose
+/// items finished. Items and runs are locked in id order first.
+void apply_item_effects(pqxx::work& tx, const detail::item_effects& effects) {
+  if (effects.empty())
+    return;
+  std::vector<int64_t> item_ids;
+  json rows = json::array();
+  for (const auto& [item_id, e] : effects) {
+    item_ids.push_back(item_id);
+    rows.push_back({{"item_id", item_id},
+                    {"delta", e.branch_delta},
+                    {"sink", e.sink ? json(*e.sink) : json()},
+                    {"result", e.sink ? e.result : json()},
+                    {"dead", e.dead}});
+  }
+  lock_in_order(tx, "turing.items", item_ids);
+  auto finished = tx.exec_params(R"sql(
+    WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
+               AS d(item_id bigint, delta integer, sink text, result jsonb, dead boolean))
+    UPDATE turing.items i SET
+      open_branches = i.open_branches + d.delta,
+      sink = CASE WHEN d.dead THEN 'dead' WHEN i.sink = 'dead' THEN i.sink
+                  ELSE coalesce(d.sink, i.sink) END,
+      result = CASE WHEN d.dead OR i.sink = 'dead' THEN i.result
+                    ELSE coalesce(d.result, i.result) END,
+      finished_at = CASE WHEN i.open_branches + d.delta = 0
+                         THEN greatest(now(), i.created_at) END
+    FROM d WHERE i.id = d.item_id AND i.finished_at IS NULL
+    RETURNING i.run_id, i.open_branches = 0 AS finished)sql",
+                                 rows.dump());
+  std::map<int64_t, int64_t> per_run;
+  for (const auto& row : finished)
+    if (row[1].as<bool>())
+      ++per_run[row[0].as<int64_t>()];
+  if (per_run.empty())
+    return;
+  std::vector<int64_t> run_ids;
+  json run_rows = json::array();
+  for (const auto& [run_id, n] : per_run) {
+    run_ids.push_back(run_id);
+    run_rows.push_back({{"run_id", run_id}, {"n", n}});
+  }
+  lock_in_order(tx, "turing.runs", run_ids);
+  tx.exec_params(R"sql(
+    WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS d(run_id bigint, n bigint))
+    UPDATE turing.runs r SET
+      pending = r.pending - d.n,
+      finished_at = CASE WHEN r.pending - d.n = 0 THEN greatest(now(), r.created_at) END
+    FROM d WHERE r.id = d.run_id)sql",
+                 run_rows.dump());
+}
+
+/// Records late results: writes whose epoch was no longer current.
+void record_late(pqxx::work& tx, const json& rows) {
+  if (rows.empty())
+    return;
+  tx.exec_params(R"sql(
+    WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
+               AS x(id bigint, epoch bigint, attempt integer, node text, started_us bigint,
+                    outcome text, model text, output jsonb, error text))
+    INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
+                                 started_at, finished_at, result, outcome, model, output, error)
+    SELECT m.id, m.item_id, m.run_id, m.stage, x.attempt, x.epoch, x.node,
+           timestamptz 'epoch' + x.started_us * interval '1 microsecond',
+           greatest(now(), timestamptz 'epoch' + x.started_us * interval '1 microsecond'),
+           'late_result', x.outcome, x.model, x.output, x.error
+    FROM x JOIN turing.messages m ON m.id = x.id)sql",
+                 rows.dump());
+}
+
+std::vector<rescued_message> read_rescued(const pqxx::result& r) {
+  std::vector<rescued_message> out;
+  for (const auto& row : r)
+    out.push_back(
+        {row[0].as<int64_t>(), row[1].as<std::string>(), opt_text(row[2]), row[3].as<bool>()});
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.message_id < b.message_id; });
+  return out;
+}
+
+/// Dead-lettered messages end a branch of their item, and mark it dead.
+void apply_dead(pqxx::work& tx, const pqxx::result& r, int item_col, int dead_col) {
+  detail::item_effects effects;
+  for (const auto& row : r)
+    if (row[dead_col].as<bool>())
+      effects.dead_branch(row[item_col].as<int64_t>());
+  apply_item_effects(tx, effects);
+}
+
+const char* rescue_sql(bool by_node) {
+  // Shared by rescue_expired and rescue_node: which rows differ, the rest not.
+  static const std::string tail = R"sql(
+    rescued AS (
+      UPDATE turing.messages m SET
+        state = CASE WHEN m.attempt < m.max_attempts THEN 'ready' ELSE 'dead' END,
+        owner_node = CASE WHEN m.attempt < m.max_attempts THEN NULL ELSE m.owner_node END,
+        lease_expires_at = NULL,
+        available_at = now(),
+        finished_at = CASE WHEN m.attempt < m.max_attempts THEN NULL
+                           ELSE greatest(now(), m.started_at) END,
+        last_error = e.reason
+      FROM expired e WHERE m.id = e.id
+      RETURNING m.id, m.stage, e.owner_node, m.state = 'dead' AS dead, m.item_id, m.run_id,
+                m.attempt, e.epoch, e.started_at, e.reason),
+    audit AS (
+      INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
+                                   started_at, finished_at, result, error)
+      SELECT id, item_id, run_id, stage, attempt, epoch, owner_node, started_at,
+             greatest(now(), started_at), 'lost', reason FROM rescued)
+    SELECT id, stage, owner_node, dead, item_id FROM rescued)sql";
+  static const std::string expired = R"sql(
+    WITH expired AS (
+      SELECT id, owner_node, epoch, started_at,
+             'lease expired: owner ' || owner_node || ' stopped heartbeating; rescued by '
+               || $1::text AS reason
+      FROM turing.messages
+      WHERE state = 'running' AND lease_expires_at < now()
+      ORDER BY id FOR UPDATE SKIP LOCKED),)sql" +
+                                     tail;
+  static const std::string node = R"sql(
+    WITH expired AS (
+      SELECT id, owner_node, epoch, started_at,
+             'owner ' || owner_node || ' is gone; rescued by ' || $1::text AS reason
+      FROM turing.messages
+      WHERE state = 'running' AND owner_node = $2
+      ORDER BY id FOR UPDATE SKIP LOCKED),)sql" +
+                                  tail;
+  return by_node ? node.c_str() : expired.c_str();
+}
+
+run_status read_run(const pqxx::row& row) {
+  run_status s;
+  s.id = row[0].as<int64_t>();
+  s.label = row[1].as<std::string>();
+  s.entry_stage = row[2].as<std::string>();
+  s.items_total = row[3].as<int64_t>();
+  s.pending = row[4].as<int64_t>();
+  s.created_at = from_us(row[5].as<int64_t>());
+  s.finished_at = opt_time(row[6]);
+  return s;
+}
+
+const char* run_columns =
+    "id, label, entry_stage, items_total, pending, " TS_US("created_at") ", " TS_US("finished_at");
+
+} // namespace
+
+// -- connection and transactions ----------------------------------------------
+
+struct pg_store::session {
+  std::unique_ptr<pqxx::connection> connection;
+
+  /// The open connection, opened now if there is none or it broke.
+  pqxx::connection& get(const std::string& connection_string);
+  void reset() { connection.reset(); }
+};
+
+pg_store::pg_store(std::string connection_string)
+    : connection_string_(std::move(connection_string)), session_(std::make_unique<session>()) {}
+
+pg_store::~pg_store() = default;
+
+std::string describe_connection(const std::string& cs) {
+  // Drop anything that looks like a password, in key/value or URL form.
+  std::string out = cs;
+  auto kv = out.find("password=");
+  if (kv != std::string::npos) {
+    auto end = out.find(' ', kv);
+    out.replace(kv, (end == std::string::npos ? out.size() : end) - kv, "password=***");
+  }
+  auto scheme = out.find("://");
+  auto at = out.find('@');
+  if (scheme != std::string::npos && at != std::string::npos && at > scheme) {
+    auto colon = out.find(':', scheme + 3);
+    if (colon != std::string::npos && colon < at)
+      out.replace(colon + 1, at - colon - 1, "***");
+  }
+  return out;
+}
+
+void pg_store::connect() {
+  session_->get(connection_string_);
+}
+
+pqxx::connection& pg_store::session::get(const std::string& connection_string_) {
+  if (connection && connection->is_open())
+    return *connection;
+  try {
+    connection = std::make_unique<pqxx::connection>(connection_string_);
+  } catch (const std::exception& e) {
+    connection.reset();
+    std::string why = e.what();
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' '))
+      why.pop_back();
+    for (auto& c : why)
+      if (c == '\n')
+        c = ' ';
+    throw store_error(store_errc::unavailable, "cannot connect to database '" +
+                                                   describe_connection(connection_string_) +
+                                                   "': " + why);
+  }
+  return *connection;
+}
+
+template <class F> auto pg_store::in_transaction(const char* what, F&& body) {
+  constexpr int max_tries = 8;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      pqxx::work tx{session_->get(connection_string_), what};
+      auto result = body(tx);
+      tx.commit();
+      return result;
+    } catch (const pqxx::in_doubt_error& e) {
+      session_->reset();
+      throw store_error(store_errc::unavailable,
+                        std::string(what) +
+                            ": connection lost during commit; outcome unknown: " + e.what());
+    } catch (const pqxx::broken_connection& e) {
+      session_->reset();
+      if (attempt >= 2)
+        throw store_error(store_errc::unavailable,
+                          std::string(what) + ": database connection lost: " + e.what());
+      spdlog::warn("store: {}: connection lost, reconnecting once", what);
+    } catch (const pqxx::sql_error& e) {
+      if (is_retryable_sqlstate(e.sqlstate()) && attempt < max_tries) {
+        spdlog::debug("store: {}: {} (sqlstate {}), retrying", what, e.what(), e.sqlstate());
+        continue;
+      }
+      if (e.sqlstate().rfind("08", 0) == 0 || e.sqlstate() == "57P01") {
+        session_->reset();
+        throw store_error(store_errc::unavailable,
+                          std::string(what) + ": database unavailable: " + e.what());
+      }
+      if (e.sqlstate() == "42P01" || e.sqlstate() == "3F000")
+        throw store_error(store_errc::schema,
+                          std::string(what) + ": schema missing (run migrations): " + e.what());
+      throw store_error(store_errc::internal,
+                        std::string(what) + ": sqlstate " + e.sqlstate() + ": " + e.what());
+    } catch (const store_error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw store_error(store_errc::internal, std::string(what) + ": " + e.what());
+    }
+  }
+}
+
+// -- enqueue and claim ----------------------------------------------------------
+
+enqueue_result pg_store::enqueue(const enqueue_request& request) {
+  if (request.stage.empty())
+    throw store_error(store_errc::invalid_argument, "enqueue: no stage given");
+  if (request.max_attempts < 1)
+    throw store_error(store_errc::invalid_argument, "enqueue: max_attempts must be >= 1");
+  json rows = json::array();
+  int ord = 0;
+  for (const auto& item : request.items)
+    rows.push_back(
+        {{"ord", ord++}, {"key", item.key ? json(*item.key) : json()}, {"payload", item.payload}});
+  return in_transaction("enqueue", [&](pqxx::work& tx) {
+    enqueue_result out;
+    if (request.run_id) {
+      auto r =
+          tx.exec_params("SELECT id FROM turing.runs WHERE id = $1 FOR UPDATE", *request.run_id);
+      if (r.empty())
+        throw store_error(store_errc::invalid_argument,
+                          "enqueue: run " + std::to_string(*request.run_id) + " does not exist");
+      out.run_id = *request.run_id;
+    } else {
+      out.run_id =
+          tx.exec_params1("INSERT INTO turing.runs (label, entry_stage, items_total, "
+                          "pending, finished_at) VALUES ($1, $2, 0, 0, now()) RETURNING id",
+                          request.label, request.stage)[0]
+              .as<int64_t>();
+    }
+    out.enqueued = tx.exec_params1(R"sql(
+      WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(ord integer, key text, payload jsonb)),
+      ins AS (INSERT INTO turing.items (run_id, key, payload, open_branches)
+              SELECT $2, x.key, x.payload, 1 FROM x ORDER BY x.ord
+              ON CONFLICT (key) DO NOTHING RETURNING id, payload),
+      msg AS (INSERT INTO turing.messages (run_id, item_id, stage, payload, max_attempts)
+              SELECT $2, ins.id, $3, ins.payload, $4 FROM ins ORDER BY ins.id RETURNING 1)
+      SELECT count(*) FROM msg)sql",
+                                   rows.dump(), out.run_id, request.stage, request.max_attempts)[0]
+                       .as<int64_t>();
+    out.duplicates = static_cast<int64_t>(request.items.size()) - out.enqueued;
+    tx.exec_params(R"sql(
+      UPDATE turing.runs SET items_total = items_total + $2, pending = pending + $2,
+        finished_at = CASE WHEN pending + $2 = 0 THEN coalesce(finished_at, now()) END
+      WHERE id = $1)sql",
+                   out.run_id, out.enqueued);
+    if (out.enqueued > 0)
+      notify_stages(tx, {request.stage});
+    return out;
+  });
+}
+
+std::vector<claimed_message> pg_store::claim(const claim_request& request) {
+  if (request.limit < 1)
+    throw store_error(store_errc::invalid_argument, "claim: limit must be >= 1");
+  return in_transaction("claim", [&](pqxx::work& tx) {
+    auto r = tx.exec_params(R"sql(
+      WITH picked AS (
+        SELECT id FROM turing.messages
+        WHERE stage = $1 AND state = 'ready' AND available_at <= now()
+        ORDER BY available_at, id
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED)
+      UPDATE turing.messages m SET
+        state = 'running', attempt = m.attempt + 1, epoch = m.epoch + 1, owner_node = $2,
+        started_at = now(), heartbeat_at = now(),
+        lease_expires_at = now() + $4::double precision * interval '1 millisecond'
+      FROM picked WHERE m.id = picked.id
+      RETURNING m.id, m.item_id, m.run_id, m.payload::text, m.attempt, m.max_attempts, m.epoch,
+                )sql" TS_US("m.started_at"),
+                            request.stage, request.node, request.limit,
+                            static_cast<double>(request.lease_ttl.count()));
+    std::vector<claimed_message> out;
+    out.reserve(r.size());
+    for (const auto& row : r) {
+      claimed_message m;
+      m.id = row[0].as<int64_t>();
+      m.item_id = row[1].as<int64_t>();
+      m.run_id = row[2].as<int64_t>();
+      m.stage = request.stage;
+      m.payload = json::parse(row[3].as<std::string>());
+      m.attempt = row[4].as<int>();
+      m.max_attempts = row[5].as<int>();
+      m.epoch = row[6].as<int64_t>();
+      m.started_at = from_us(row[7].as<int64_t>());
+      out.push_back(std::move(m));
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    return out;
+  });
+}
+
+std::vector<lease> pg_store::heartbeat(const std::string& node, const std::vector<lease>& leases,
+                                       millis lease_ttl) {
+  if (leases.empty())
+    return {};
+  return in_transaction("heartbeat", [&](pqxx::work& tx) {
+    // A row locked right now is being completed or rescued: skip it rather
+    // than wait; it is reported lost only if its committed state says so.
+    auto r =
+        tx.exec_params(R"sql(
+      WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, epoch bigint)),
+      held AS (
+        SELECT m.id FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
+        WHERE m.state = 'running' AND m.owner_node = $2
+        ORDER BY m.id FOR UPDATE OF m SKIP LOCKED),
+      extended AS (
+        UPDATE turing.messages m SET heartbeat_at = now(),
+          lease_expires_at = now() + $3::double precision * interval '1 millisecond'
+        FROM held WHERE m.id = held.id RETURNING m.id)
+      SELECT x.id, x.epoch FROM x
+      WHERE NOT EXISTS (SELECT 1 FROM turing.messages m WHERE m.id = x.id AND m.epoch = x.epoch
+                        AND m.state = 'running' AND m.owner_node = $2))sql",
+                       fences_json(leases).dump(), node, static_cast<double>(lease_ttl.count()));
+    std::vector<lease> lost;
+    for (const auto& row : r)
+      lost.push_back({row[0].as<int64_t>(), row[1].as<int64_t>()});
+    return lost;
+  });
+}
+
+// -- results --------------------------------------------------------------------
+
+std::vector<fence_result> pg_store::complete(const std::vector<completion>& batch) {
+  if (batch.empty())
+    return {};
+  json fences = json::array();
+  for (const auto& c : batch)
+    fences.push_back({{"id", c.fence.message_id},
+                      {"epoch", c.fence.epoch},
+                      {"outcome", c.outcome},
+                      {"output", c.output},
+                      {"model", c.model.empty() ? json() : json(c.model)}});
+  return in_transaction("complete", [&](pqxx::work& tx) {
+    auto done = tx.exec_params(R"sql(
+      WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
+                 AS x(id bigint, epoch bigint, outcome text, output jsonb, model text)),
+      held AS (
+        SELECT m.id FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
+        WHERE m.state = 'running' ORDER BY m.id FOR UPDATE OF m),
+      done AS (
+        UPDATE turing.messages m SET state = 'done', lease_expires_at = NULL,
+          finished_at = greatest(now(), m.started_at), outcome = x.outcome, output = x.output
+        FROM x, held WHERE m.id = x.id AND m.id = held.id
+        RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, m.owner_node,
+                  m.started_at, m.finished_at, m.outcome, m.output, x.model),
+      audit AS (
+        INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
+                                     started_at, finished_at, result, outcome, model, output)
+        SELECT id, item_id, run_id, stage, attempt, epoch, owner_node, started_at, finished_at,
+               'completed', outcome, model, output FROM done)
+      SELECT id, item_id, run_id, stage FROM done)sql",
+                               fences.dump());
+    struct applied_message {
+      int64_t item_id, run_id;
+      std::string stage;
+    };
+    std::map<int64_t, applied_message> applied;
+    for (const auto& row : done)
+      applied[row[0].as<int64_t>()] = {row[1].as<int64_t>(), row[2].as<int64_t>(),
+                                       row[3].as<std::string>()};
+
+    std::vector<fence_result> results;
+    json late = json::array();
+    json new_messages = json::array();
+    struct join_arrival {
+      int64_t item_id, run_id;
+      const delivery* d;
+      std::string from_stage;
+    };
+    std::vector<join_arrival> arrivals;
+    detail::item_effects effects;
+    std::set<std::string> notify;
+    for (const auto& c : batch) {
+      auto it = applied.find(c.fence.message_id);
+      if (it == applied.end()) {
+        results.push_back(fence_result::stale);
+        late.push_back({{"id", c.fence.message_id},
+                        {"epoch", c.fence.epoch},
+                        {"attempt", c.attempt},
+                        {"node", c.node},
+                        {"started_us", to_us(c.started_at)},
+                        {"outcome", c.outcome},
+                        {"model", c.model.empty() ? json() : json(c.model)},
+                        {"output", c.output},
+                        {"error", "late result: epoch " + std::to_string(c.fence.epoch) +
+                                      " is no longer current; nothing applied"}});
+        continue;
+      }
+      results.push_back(fence_result::applied);
+      const auto& [item_id, run_id, from_stage] = it->second;
+      effects.branch_ended(item_id);
+      for (const auto& d : c.deliveries) {
+        switch (d.type) {
+        case delivery::kind::stage:
+          new_messages.push_back({{"run_id", run_id},
+                                  {"item_id", item_id},
+                                  {"stage", d.target},
+                                  {"payload", d.payload},
+                                  {"max_attempts", d.max_attempts}});
+          effects.branch_started(item_id);
+          notify.insert(d.target);
+          break;
+        case delivery::kind::join:
+          arrivals.push_back({item_id, run_id, &d, from_stage});
+          break;
+        case delivery::kind::sink:
+          effects.reached_sink(item_id, d.target, d.payload);
+          break;
+        }
+      }
+    }
+    // Joins in (item, stage) order, the lock order; each fires once, when
+    // its last expected input arrives.
+    std::sort(arrivals.begin(), arrivals.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.item_id, a.d->target) < std::tie(b.item_id, b.d->target);
+    });
+    for (const auto& a : arrivals) {
+      auto fired = tx.exec_params(R"sql(
+        WITH upsert AS (
+          INSERT INTO turing.joins AS j (item_id, stage, expected, inputs)
+          VALUES ($1, $2, $3::text[], jsonb_build_object($4::text, $5::jsonb))
+          ON CONFLICT (item_id, stage) DO UPDATE SET inputs = j.inputs || EXCLUDED.inputs
+          RETURNING item_id, stage, expected, inputs, fired_at)
+        UPDATE turing.joins j SET fired_at = now()
+        FROM upsert u
+        WHERE j.item_id = u.item_id AND j.stage = u.stage AND u.fired_at IS NULL
+          AND u.expected <@ ARRAY(SELECT jsonb_object_keys(u.inputs))
+        RETURNING u.inputs::text)sql",
+                                  a.item_id, a.d->target, text_array(a.d->join_inputs),
+                                  a.from_stage, a.d->payload.dump());
+      if (fired.empty())
+        continue;
+      new_messages.push_back({{"run_id", a.run_id},
+                              {"item_id", a.item_id},
+                              {"stage", a.d->target},
+                              {"payload", json::parse(fired[0][0].as<std::string>())},
+                              {"max_attempts", a.d->max_attempts}});
+      effects.branch_started(a.item_id);
+      notify.insert(a.d->target);
+    }
+    if (!new_messages.empty())
+      tx.exec_params(R"sql(
+        INSERT INTO turing.messages (run_id, item_id, stage, payload, max_attempts)
+        SELECT run_id, item_id, stage, payload, max_attempts
+        FROM jsonb_to_recordset($1::jsonb)
+          AS x(run_id bigint, item_id bigint, stage text, payload jsonb, max_attempts integer))sql",
+                     new_messages.dump());
+    apply_item_effects(tx, effects);
+    record_late(tx, late);
+    notify_stages(tx, notify);
+    return results;
+  });
+}
+
+std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
+  if (batch.empty())
+    return {};
+  json rows = json::array();
+  for (const auto& f : batch) {
+    if (f.result != attempt_result::failed && f.result != attempt_result::timeout &&
+        f.result != attempt_result::crashed)
+      throw store_error(store_errc::invalid_argument,
+                        std::string("fail: result must be failed, timeout or crashed, not ") +
+                            to_string(f.result));
+    rows.push_back({{"id", f.fence.message_id},
+                    {"epoch", f.fence.epoch},
+                    {"node", f.node},
+                    {"result", to_string(f.result)},
+                    {"error", f.error},
+                    {"model", f.model.empty() ? json() : json(f.model)},
+                    {"retry_ms", f.retry_after.count()},
+                    {"retryable", f.retryable}});
+  }
+  return in_transaction("fail", [&](pqxx::work& tx) {
+    auto r = tx.exec_params(R"sql(
+      WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
+                 AS x(id bigint, epoch bigint, node text, result text, error text, model text,
+                      retry_ms bigint, retryable boolean)),
+      held AS (
+        SELECT m.id, (x.retryable AND m.attempt < m.max_attempts) AS retry
+        FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
+        WHERE m.state = 'running' ORDER BY m.id FOR UPDATE OF m),
+      failed AS (
+        UPDATE turing.messages m SET
+          state = CASE WHEN held.retry THEN 'ready' ELSE 'dead' END,
+          owner_node = CASE WHEN held.retry THEN NULL ELSE m.owner_node END,
+          lease_expires_at = NULL,
+          available_at = CASE WHEN held.retry
+                              THEN now() + x.retry_ms * interval '1 millisecond'
+                              ELSE m.available_at END,
+          finished_at = CASE WHEN held.retry THEN NULL ELSE greatest(now(), m.started_at) END,
+          last_error = x.error
+        FROM x, held WHERE m.id = x.id AND m.id = held.id
+        RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, x.node, m.started_at,
+                  x.result, x.error, x.model, NOT held.retry AS dead, x.retry_ms),
+      audit AS (
+        INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
+                                     started_at, finished_at, result, model, error)
+        SELECT id, item_id, run_id, stage, attempt, epoch, node, started_at,
+               greatest(now(), started_at), result, model, error FROM failed)
+      SELECT id, item_id, dead, stage, retry_ms FROM failed)sql",
+                            rows.dump());
+    std::set<int64_t> applied;
+    std::set<std::string> notify;
+    for (const auto& row : r) {
+      applied.insert(row[0].as<int64_t>());
+      if (!row[2].as<bool>() && row[4].as<int64_t>() == 0)
+        notify.insert(row[3].as<std::string>());
+    }
+    apply_dead(tx, r, 1, 2);
+    std::vector<fence_result> results;
+    json late = json::array();
+    for (const auto& f : batch) {
+      if (applied.count(f.fence.message_id)) {
+        results.push_back(fence_result::applied);
+        continue;
+      }
+      results.push_back(fence_result::stale);
+      late.push_back({{"id", f.fence.message_id},
+                      {"epoch", f.fence.epoch},
+                      {"attempt", f.attempt},
+                      {"node", f.node},
+                      {"started_us", to_us(f.started_at)},
+                      {"outcome", json()},
+                      {"model", f.model.empty() ? json() : json(f.model)},
+                      {"output", json()},
+                      {"error", std::string("late ") + to_string(f.result) + ": " + f.error}});
+    }
+    record_late(tx, late);
+    notify_stages(tx, notify);
+    return results;
+  });
+}
+
+std::vector<fence_result> pg_store::release(const std::string& node,
+                                            const std::vector<lease>& leases) {
+  if (leases.empty())
+    return {};
+  return in_transaction("release", [&](pqxx::work& tx) {
+    auto r = tx.exec_params(R"sql(
+      WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, epoch bigint)),
+      held AS (
+        SELECT m.id FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
+        WHERE m.state = 'running' AND m.owner_node = $2 ORDER BY m.id FOR UPDATE OF m),
+      released AS (
+        UPDATE turing.messages m SET state = 'ready', attempt = m.attempt - 1, owner_node = NULL,
+          lease_expires_at = NULL, available_at = now()
+        FROM held WHERE m.id = held.id
+        RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt + 1 AS attempt, m.epoch,
+                  m.started_at),
+      audit AS (
+        INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
+                                     started_at, finished_at, result, error)
+        SELECT id, item_id, run_id, stage, attempt, epoch, $2, started_at,
+               greatest(now(), started_at), 'released', 'released at shutdown of ' || $2
+        FROM released)
+      SELECT id, stage FROM released)sql",
+                            fences_json(leases).dump(), node);
+    std::set<int64_t> applied;
+    std::set<std::string> notify;
+    for (const auto& row : r) {
+      applied.insert(row[0].as<int64_t>());
+      notify.insert(row[1].as<std::string>());
+    }
+    notify_stages(tx, notify);
+    std::vector<fence_result> results;
+    for (const auto& l : leases)
+      results.push_back(applied.count(l.message_id) ? fence_result::applied : fence_result::stale);
+    return results;
+  });
+}
+
+std::vector<rescued_message> pg_store::rescue_expired(const std::string& rescuer_node) {
+  return in_transaction("rescue_expired", [&](pqxx::work& tx) {
+    auto r = tx.exec_params(rescue_sql(false), rescuer_node);
+    apply_dead(tx, r, 4, 3);
+    std::set<std::string> notify;
+    for (const auto& row : r)
+      if (!row[3].as<bool>())
+        notify.insert(row[1].as<std::string>());
+    notify_stages(tx, notify);
+    return read_rescued(r);
+  });
+}
+
+std::vector<rescued_message> pg_store::rescue_node(const std::string& dead_node,
+                                                   const std::string& rescuer_node) {
+  return in_transaction("rescue_node", [&](pqxx::work& tx) {
+    auto r = tx.exec_params(rescue_sql(true), rescuer_node, dead_node);
+    apply_dead(tx, r, 4, 3);
+    std::set<std::string> notify;
+    for (const auto& row : r)
+      if (!row[3].as<bool>())
+        notify.insert(row[1].as<std::string>());
+    notify_stages(tx, notify);
+    return read_rescued(r);
+  });
+}
+
+// -- reports --------------------------------------------------------------------
+
+std::vector<stage_counts> pg_store::counts() {
+  return in_transaction("counts", [&](pqxx::work& tx) {
+    auto r = tx.exec(R"sql(
+      SELECT stage,
+        count(*) FILTER (WHERE state = 'ready' AND available_at <= now()),
+        count(*) FILTER (WHERE state = 'ready' AND available_at > now()),
+        count(*) FILTER (WHERE state = 'ready' AND attempt > 0),
+        count(*) FILTER (WHERE state = 'running'),
+        count(*) FILTER (WHERE state = 'running' AND lease_expires_at < now()),
+        count(*) FILTER (WHERE state = 'done'),
+        count(*) FILTER (WHERE state = 'dead'),
+        )sql" TS_US("min(started_at) FILTER (WHERE state = 'running')") ",\n" TS_US(
+        "min(heartbeat_at) FILTER (WHERE state = 'running')") R"sql(
+      FROM turing.messages GROUP BY stage ORDER BY stage)sql");
+    std::vector<stage_counts> out;
+    for (const auto& row : r) {
+      stage_counts c;
+      c.stage = row[0].as<std::string>();
+      c.ready = row[1].as<int64_t>();
+      c.delayed = row[2].as<int64_t>();
+      c.retrying = row[3].as<int64_t>();
+      c.running = row[4].as<int64_t>();
+      c.expired = row[5].as<int64_t>();
+      c.done = row[6].as<int64_t>();
+      c.dead = row[7].as<int64_t>();
+      c.oldest_started_at = opt_time(row[8]);
+      c.oldest_heartbeat_at = opt_time(row[9]);
+      out.push_back(std::move(c));
+    }
+    return out;
+  });
+}
+
+std::optional<run_status> pg_store::run(int64_t run_id) {
+  return in_transaction("run", [&](pqxx::work& tx) -> std::optional<run_status> {
+    auto r = tx.exec_params(
+        std::string("SELECT ") + run_columns + " FROM turing.runs WHERE id = $1", run_id);
+    if (r.empty())
+      return std::nullopt;
+    return read_run(r[0]);
+  });
+}
+
+std::vector<run_status> pg_store::runs(bool unfinished_only) {
+  return in_transaction("runs", [&](pqxx::work& tx) {
+    auto r = tx.exec(std::string("SELECT ") + run_columns + " FROM turing.runs" +
+                     (unfinished_only ? " WHERE pending > 0" : "") + " ORDER BY id");
+    std::vector<run_status> out;
+    for (const auto& row : r)
+      out.push_back(read_run(row));
+    return out;
+  });
+}
+
+std::vector<sink_count> pg_store::sink_counts(std::optional<int64_t> run_id) {
+  return in_transaction("sink_counts", [&](pqxx::work& tx) {
+    auto r = run_id ? tx.exec_params("SELECT sink, count(*) FROM turing.items WHERE finished_at "
+                                     "IS NOT NULL AND run_id = $1 GROUP BY sink ORDER BY sink",
+                                     *run_id)
+                    : tx.exec("SELECT sink, count(*) FROM turing.items WHERE finished_at IS NOT "
+                              "NULL GROUP BY sink ORDER BY sink");
+    std::vector<sink_count> out;
+    for (const auto& row : r)
+      out.push_back({opt_text(row[0]), row[1].as<int64_t>()});
+    return out;
+  });
+}
+
+std::vector<item_record> pg_store::items(int64_t run_id) {
+  return in_transaction("items", [&](pqxx::work& tx) {
+    auto r = tx.exec_params("SELECT id, run_id, key, payload::text, open_branches, sink, "
+                            "result::text, finished_at IS NOT NULL FROM turing.items "
+                            "WHERE run_id = $1 ORDER BY id",
+                            run_id);
+    std::vector<item_record> out;
+    for (const auto& row : r) {
+      item_record i;
+      i.id = row[0].as<int64_t>();
+      i.run_id = row[1].as<int64_t>();
+      if (!row[2].is_null())
+        i.key = row[2].as<std::string>();
+      i.payload = json::parse(row[3].as<std::string>());
+      i.open_branches = row[4].as<int>();
+      if (!row[5].is_null())
+        i.sink = row[5].as<std::string>();
+      i.result = opt_json(row[6]);
+      i.finished = row[7].as<bool>();
+      out.push_back(std::move(i));
+    }
+    return out;
+  });
+}
+
+std::vector<attempt_record> pg_store::attempts(std::optional<int64_t> run_id) {
+  return in_transaction("attempts", [&](pqxx::work& tx) {
+    std::string sql = "SELECT id, message_id, item_id, run_id, stage, attempt, epoch, node, " TS_US(
+        "started_at") ", " TS_US("finished_at") ", result, outcome, model, output::text, error "
+                                                "FROM turing.attempts";
+    auto r = run_id ? tx.exec_params(sql + " WHERE run_id = $1 ORDER BY id", *run_id)
+                    : tx.exec(sql + " ORDER BY id");
+    std::vector<attempt_record> out;
+    for (const auto& row : r) {
+      attempt_record a;
+      a.id = row[0].as<int64_t>();
+      a.message_id = row[1].as<int64_t>();
+      a.item_id = row[2].as<int64_t>();
+      a.run_id = row[3].as<int64_t>();
+      a.stage = row[4].as<std::string>();
+      a.attempt = row[5].as<int>();
+      a.epoch = row[6].as<int64_t>();
+      a.node = row[7].as<std::string>();
+      a.started_at = from_us(row[8].as<int64_t>());
+      a.finished_at = from_us(row[9].as<int64_t>());
+      a.result = parse_attempt_result(row[10].as<std::string>()).value_or(attempt_result::failed);
+      a.outcome = opt_text(row[11]);
+      a.model = opt_text(row[12]);
+      a.output = opt_json(row[13]);
+      a.error = opt_text(row[14]);
+      out.push_back(std::move(a));
+    }
+    return out;
+  });
+}
+
+std::optional<time_point> pg_store::next_available_at(const std::string& stage) {
+  return in_transaction("next_available_at", [&](pqxx::work& tx) {
+    auto r = tx.exec_params(
+        "SELECT " TS_US(
+            "min(available_at)") " FROM turing.messages WHERE stage = $1 AND state = 'ready'",
+        stage);
+    return opt_time(r[0][0]);
+  });
+}
+
+} // namespace turing::persistence

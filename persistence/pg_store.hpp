@@ -1,0 +1,65 @@
+// The PostgreSQL store (libpqxx 6): one connection, claims with SKIP LOCKED,
+// each batch one transaction, NOTIFY on turing_ready when work appears.
+#pragma once
+
+#include "persistence/store.hpp"
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace turing::persistence {
+
+/// The channel pumps LISTEN on; the payload is the stage that got work.
+inline constexpr const char* ready_channel = "turing_ready";
+
+/// How it works: every method runs one transaction on this object's own
+/// connection, opened on first use and opened again after it broke. Rows are
+/// locked in id order (messages, then items, then runs) so concurrent batches
+/// cannot deadlock; serialisation failures and deadlocks are retried, a
+/// broken connection is retried once unless the commit's fate is unknown.
+/// Not thread-safe: one actor owns one pg_store.
+class pg_store final : public store {
+public:
+  explicit pg_store(std::string connection_string);
+  ~pg_store() override;
+
+  /// Opens the connection now; throws store_error(unavailable) naming the
+  /// server if it cannot.
+  void connect();
+
+  enqueue_result enqueue(const enqueue_request& request) override;
+  std::vector<claimed_message> claim(const claim_request& request) override;
+  std::vector<lease> heartbeat(const std::string& node, const std::vector<lease>& leases,
+                               millis lease_ttl) override;
+  std::vector<fence_result> complete(const std::vector<completion>& batch) override;
+  std::vector<fence_result> fail(const std::vector<failure>& batch) override;
+  std::vector<fence_result> release(const std::string& node,
+                                    const std::vector<lease>& leases) override;
+  std::vector<rescued_message> rescue_expired(const std::string& rescuer_node) override;
+  std::vector<rescued_message> rescue_node(const std::string& dead_node,
+                                           const std::string& rescuer_node) override;
+
+  std::vector<stage_counts> counts() override;
+  std::optional<run_status> run(int64_t run_id) override;
+  std::vector<run_status> runs(bool unfinished_only) override;
+  std::vector<sink_count> sink_counts(std::optional<int64_t> run_id) override;
+  std::vector<item_record> items(int64_t run_id) override;
+  std::vector<attempt_record> attempts(std::optional<int64_t> run_id) override;
+  std::optional<time_point> next_available_at(const std::string& stage) override;
+
+  const std::string& connection_string() const { return connection_string_; }
+
+private:
+  struct session; // the libpqxx connection, kept out of this header
+
+  template <class F> auto in_transaction(const char* what, F&& body);
+
+  std::string connection_string_;
+  std::unique_ptr<session> session_;
+};
+
+/// Describes a connection string for messages without its password.
+std::string describe_connection(const std::string& connection_string);
+
+} // namespace turing::persistence

@@ -1,0 +1,78 @@
+// The store: durable mailboxes of every stage, their leases and fencing, and
+// the append-only audit of every attempt. Implemented by pg_store and memory_store.
+#pragma once
+
+#include "persistence/store_error.hpp"
+#include "persistence/types.hpp"
+
+#include <string>
+#include <vector>
+
+namespace turing::persistence {
+
+/// How it works. A message is a row: ready → running (claimed, leased to one
+/// owner, its epoch bumped) → done | dead, or back to ready (retry with backoff,
+/// release at shutdown, rescue after a lease expired). Every write about a
+/// running message presents its lease (id, epoch); a write whose epoch is no
+/// longer current changes nothing and is recorded as a `late_result` attempt.
+/// A completion is one transaction: the message done, its deliveries inserted
+/// (or folded into a join row that fires once all its inputs arrived), the
+/// attempt appended, the item's open-branch count and its run's pending count
+/// adjusted, the downstream stages notified.
+///
+/// Items: an item is finished when it has no open branch left (every message
+/// it spawned reached a sink, a join that will not fire, or the dead letter);
+/// its run's pending count then drops by one, so completion is O(1).
+///
+/// Methods throw store_error when the operation could not happen at all; each
+/// batch method applies all of its batch or none of it. One store object is
+/// used by one thread at a time (an actor owns it).
+class store {
+public:
+  virtual ~store() = default;
+
+  /// Creates a run (or appends to one) with one message per new item in `stage`.
+  virtual enqueue_result enqueue(const enqueue_request& request) = 0;
+
+  /// Claims up to `limit` ready messages of a stage whose backoff has passed,
+  /// oldest first, skipping rows other claimers hold; bumps each one's epoch.
+  virtual std::vector<claimed_message> claim(const claim_request& request) = 0;
+
+  /// Extends the leases `node` still holds; returns those it no longer holds
+  /// (rescued and re-claimed elsewhere, or finished), so their owner can stop.
+  virtual std::vector<lease> heartbeat(const std::string& node, const std::vector<lease>& leases,
+                                       millis lease_ttl) = 0;
+
+  /// Fenced completions, one result per input in order.
+  virtual std::vector<fence_result> complete(const std::vector<completion>& batch) = 0;
+
+  /// Fenced failures: back to ready after `retry_after` while attempts remain
+  /// and the failure is retryable, else dead with the error as its reason.
+  virtual std::vector<fence_result> fail(const std::vector<failure>& batch) = 0;
+
+  /// Graceful shutdown: back to ready at once, the attempt not consumed.
+  virtual std::vector<fence_result> release(const std::string& node,
+                                            const std::vector<lease>& leases) = 0;
+
+  /// Returns every message whose lease expired to ready (dead if that was its
+  /// last attempt), recording the attempt as lost.
+  virtual std::vector<rescued_message> rescue_expired(const std::string& rescuer_node) = 0;
+
+  /// Releases every lease a node holds now (its process is known to be gone):
+  /// back to ready, the attempt recorded as lost and consumed.
+  virtual std::vector<rescued_message> rescue_node(const std::string& dead_node,
+                                                   const std::string& rescuer_node) = 0;
+
+  // -- reports ----------------------------------------------------------------
+
+  virtual std::vector<stage_counts> counts() = 0;
+  virtual std::optional<run_status> run(int64_t run_id) = 0;
+  virtual std::vector<run_status> runs(bool unfinished_only) = 0;
+  virtual std::vector<sink_count> sink_counts(std::optional<int64_t> run_id) = 0;
+  virtual std::vector<item_record> items(int64_t run_id) = 0;
+  virtual std::vector<attempt_record> attempts(std::optional<int64_t> run_id) = 0;
+  /// The earliest time a delayed (backing-off) message of the stage becomes ready.
+  virtual std::optional<time_point> next_available_at(const std::string& stage) = 0;
+};
+
+} // namespace turing::persistence

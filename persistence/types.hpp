@@ -1,0 +1,194 @@
+// Value types exchanged with a store: what is enqueued, claimed, completed,
+// failed, and the counts a status report reads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace turing::persistence {
+
+using json = nlohmann::json;
+using wall_clock = std::chrono::system_clock;
+using time_point = wall_clock::time_point;
+using millis = std::chrono::milliseconds;
+
+/// The reserved sink of items one of whose messages was dead-lettered.
+inline constexpr const char* dead_sink = "dead";
+
+enum class message_state { ready, running, done, dead };
+
+/// How one attempt ended; the audit log's `result` column.
+enum class attempt_result { completed, failed, timeout, lost, crashed, late_result, released };
+
+const char* to_string(message_state);
+const char* to_string(attempt_result);
+std::optional<attempt_result> parse_attempt_result(const std::string&);
+
+// -- enqueue ------------------------------------------------------------------
+
+struct new_item {
+  /// Optional external id; an item whose key exists already is skipped, so
+  /// enqueueing the same file twice does not duplicate work.
+  std::optional<std::string> key;
+  json payload;
+};
+
+struct enqueue_request {
+  std::string stage;
+  std::string label;
+  int max_attempts = 3;
+  std::vector<new_item> items;
+  /// Append to this run instead of creating one (chunked enqueue of a big file).
+  std::optional<int64_t> run_id;
+};
+
+struct enqueue_result {
+  int64_t run_id = 0;
+  int64_t enqueued = 0;
+  int64_t duplicates = 0;
+};
+
+// -- claim and the lease ------------------------------------------------------
+
+struct claim_request {
+  std::string stage;
+  std::string node;
+  int limit = 1;
+  millis lease_ttl{30000};
+};
+
+/// The fencing token of one execution: every write about it presents both.
+struct lease {
+  int64_t message_id = 0;
+  int64_t epoch = 0;
+  friend bool operator==(const lease& a, const lease& b) {
+    return a.message_id == b.message_id && a.epoch == b.epoch;
+  }
+};
+
+struct claimed_message {
+  int64_t id = 0;
+  int64_t item_id = 0;
+  int64_t run_id = 0;
+  std::string stage;
+  json payload;
+  int attempt = 0; ///< 1 on the first execution
+  int max_attempts = 1;
+  int64_t epoch = 0;
+  time_point started_at;
+  lease fencing() const { return {id, epoch}; }
+};
+
+// -- results ------------------------------------------------------------------
+
+/// Where a completed message sends its output; the runtime resolves routes
+/// from the config, the store only carries them out.
+struct delivery {
+  enum class kind { stage, join, sink };
+  kind type = kind::stage;
+  std::string target;
+  json payload;
+  int max_attempts = 3;                 ///< for the new message (stage or join)
+  std::vector<std::string> join_inputs; ///< join: every upstream stage it waits for
+};
+
+struct completion {
+  lease fence;
+  int attempt = 0; ///< the owner's attempt number, for a late result's audit row
+  std::string node;
+  time_point started_at; ///< as the owner saw it; used for a late result's audit row
+  std::string outcome;
+  json output;
+  std::string model;
+  std::vector<delivery> deliveries;
+};
+
+struct failure {
+  lease fence;
+  int attempt = 0;
+  std::string node;
+  time_point started_at;
+  attempt_result result = attempt_result::failed; ///< failed, timeout or crashed
+  std::string error;
+  std::string model;
+  millis retry_after{0};
+  bool retryable = true; ///< false: dead now, whatever attempts remain
+};
+
+enum class fence_result { applied, stale };
+
+/// A message returned to ready (or dead) by the rescuer.
+struct rescued_message {
+  int64_t message_id = 0;
+  std::string stage;
+  std::string previous_owner;
+  bool dead = false;
+};
+
+// -- reports ------------------------------------------------------------------
+
+struct stage_counts {
+  std::string stage;
+  int64_t ready = 0;    ///< claimable now
+  int64_t delayed = 0;  ///< ready but waiting out a backoff
+  int64_t retrying = 0; ///< ready or delayed with at least one attempt behind it
+  int64_t running = 0;
+  int64_t expired = 0; ///< running with a lease past its expiry
+  int64_t done = 0;
+  int64_t dead = 0;
+  std::optional<time_point> oldest_started_at;   ///< of running messages
+  std::optional<time_point> oldest_heartbeat_at; ///< of running messages
+};
+
+struct run_status {
+  int64_t id = 0;
+  std::string label;
+  std::string entry_stage;
+  int64_t items_total = 0;
+  int64_t pending = 0;
+  time_point created_at;
+  std::optional<time_point> finished_at;
+  bool finished() const { return pending == 0; }
+};
+
+struct sink_count {
+  std::string sink;
+  int64_t items = 0;
+};
+
+/// One row of the append-only audit log.
+struct attempt_record {
+  int64_t id = 0;
+  int64_t message_id = 0;
+  int64_t item_id = 0;
+  int64_t run_id = 0;
+  std::string stage;
+  int attempt = 0;
+  int64_t epoch = 0;
+  std::string node;
+  time_point started_at;
+  time_point finished_at;
+  attempt_result result = attempt_result::completed;
+  std::string outcome;
+  std::string model;
+  json output;
+  std::string error;
+};
+
+/// An item's end state (or lack of one yet).
+struct item_record {
+  int64_t id = 0;
+  int64_t run_id = 0;
+  std::optional<std::string> key;
+  json payload;
+  int open_branches = 0;
+  std::optional<std::string> sink;
+  json result;
+  bool finished = false;
+};
+
+} // namespace turing::persistence

@@ -1,0 +1,220 @@
+// PostgreSQL-only behaviour of the store: concurrent claimers and migrators,
+// invariants the database enforces itself, NOTIFY, and unreachable servers.
+#define CAF_SUITE pg_store
+#include "persistence/migrations.hpp"
+#include "persistence/pg_store.hpp"
+#include "tests/support/pg_test_cluster.hpp"
+
+#include <atomic>
+#include <caf/test/unit_test.hpp>
+#include <pqxx/pqxx>
+#include <set>
+#include <thread>
+
+using namespace turing::persistence;
+using namespace std::chrono_literals;
+using turing::testing::pg_test_cluster;
+
+namespace {
+
+struct fixture {
+  std::string dsn = pg_test_cluster::instance().fresh_database();
+  fixture() {
+    pqxx::connection c{dsn};
+    migrate(c);
+  }
+  int64_t enqueue_n(pg_store& s, const std::string& stage, int n) {
+    enqueue_request r;
+    r.stage = stage;
+    for (int i = 0; i < n; ++i)
+      r.items.push_back({std::nullopt, json{{"n", i}}});
+    return s.enqueue(r).run_id;
+  }
+  /// Runs a statement expected to be refused; returns the error text.
+  std::string refused(const std::string& sql) {
+    pqxx::connection c{dsn};
+    try {
+      pqxx::work tx{c};
+      tx.exec(sql);
+      tx.commit();
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(pg_store_tests, fixture)
+
+CAF_TEST(concurrent_claimers_never_claim_a_message_twice) {
+  pg_store setup{dsn};
+  constexpr int total = 600;
+  auto run_id = enqueue_n(setup, "alma", total);
+  constexpr int claimers = 4;
+  std::vector<std::vector<int64_t>> claimed(claimers);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < claimers; ++t)
+    threads.emplace_back([&, t] {
+      try {
+        pg_store s{dsn};
+        auto node = "node-" + std::to_string(t);
+        for (;;) {
+          auto batch = s.claim({"alma", node, 7, 30s});
+          if (batch.empty())
+            break;
+          std::vector<completion> done;
+          for (const auto& m : batch) {
+            claimed[t].push_back(m.id);
+            completion c;
+            c.fence = m.fencing();
+            c.node = node;
+            c.started_at = m.started_at;
+            c.outcome = "passed";
+            c.deliveries.push_back({delivery::kind::sink, "committed", json::object(), 1, {}});
+            done.push_back(std::move(c));
+          }
+          for (auto r : s.complete(done))
+            if (r != fence_result::applied)
+              ++failures;
+        }
+      } catch (const std::exception& e) {
+        CAF_FAIL("claimer " << t << " threw: " << e.what());
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  std::set<int64_t> all;
+  size_t sum = 0;
+  for (const auto& c : claimed) {
+    sum += c.size();
+    all.insert(c.begin(), c.end());
+    CAF_CHECK(!c.empty()); // every claimer got work: SKIP LOCKED did not serialise them
+  }
+  CAF_CHECK_EQUAL(sum, static_cast<size_t>(total));
+  CAF_CHECK_EQUAL(all.size(), static_cast<size_t>(total));
+  CAF_CHECK_EQUAL(failures.load(), 0);
+  CAF_CHECK(setup.run(run_id)->finished());
+  CAF_CHECK_EQUAL(setup.attempts(run_id).size(), static_cast<size_t>(total));
+}
+
+CAF_TEST(migrations_are_idempotent_under_concurrent_starters) {
+  auto fresh = pg_test_cluster::instance().fresh_database();
+  constexpr int starters = 4;
+  std::atomic<int> applied_total{0};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < starters; ++t)
+    threads.emplace_back([&] {
+      try {
+        pqxx::connection c{fresh};
+        applied_total += static_cast<int>(migrate(c).applied.size());
+      } catch (const std::exception& e) {
+        ++errors;
+        CAF_MESSAGE("migrate threw: " << e.what());
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  CAF_CHECK_EQUAL(errors.load(), 0);
+  CAF_CHECK_EQUAL(applied_total.load(), static_cast<int>(all_migrations().size()));
+  pqxx::connection c{fresh};
+  auto again = migrate(c);
+  CAF_CHECK(again.applied.empty());
+  CAF_CHECK_EQUAL(again.from_version, all_migrations().back().version);
+  pqxx::work tx{c};
+  CAF_CHECK_EQUAL(tx.exec1("SELECT count(*) FROM turing.schema_migrations")[0].as<int>(),
+                  static_cast<int>(all_migrations().size()));
+}
+
+CAF_TEST(the_attempts_table_refuses_updates_and_deletes) {
+  pg_store s{dsn};
+  enqueue_n(s, "alma", 1);
+  auto m = s.claim({"alma", "n", 1, 30s}).at(0);
+  completion c;
+  c.fence = m.fencing();
+  c.node = "n";
+  c.started_at = m.started_at;
+  c.outcome = "passed";
+  s.complete({c});
+  CAF_CHECK(refused("UPDATE turing.attempts SET outcome = 'forged'").find("append-only") !=
+            std::string::npos);
+  CAF_CHECK(refused("DELETE FROM turing.attempts").find("append-only") != std::string::npos);
+  CAF_CHECK(refused("TRUNCATE turing.attempts CASCADE").find("append-only") != std::string::npos);
+  CAF_CHECK_EQUAL(s.attempts(std::nullopt).size(), 1u);
+}
+
+CAF_TEST(the_database_refuses_illegal_states_and_unordered_timestamps) {
+  pg_store s{dsn};
+  enqueue_n(s, "alma", 1);
+  CAF_CHECK(!refused("UPDATE turing.messages SET state = 'interrupted'").empty());
+  // running without an owner or a lease
+  CAF_CHECK(!refused("UPDATE turing.messages SET state = 'running'").empty());
+  CAF_CHECK(!refused("UPDATE turing.messages SET state = 'done', outcome = 'x', "
+                     "started_at = now(), finished_at = now() - interval '1 hour'")
+                 .empty());
+  CAF_CHECK(!refused("UPDATE turing.messages SET attempt = max_attempts + 1").empty());
+  CAF_CHECK(!refused("UPDATE turing.runs SET pending = -1").empty());
+}
+
+CAF_TEST(enqueue_and_completion_notify_the_target_stages) {
+  pqxx::connection listener{dsn};
+  struct receiver : pqxx::notification_receiver {
+    std::vector<std::string> payloads;
+    receiver(pqxx::connection_base& c) : pqxx::notification_receiver(c, ready_channel) {}
+    void operator()(const std::string& payload, int) override { payloads.push_back(payload); }
+  } rx{listener};
+  pg_store s{dsn};
+  enqueue_n(s, "lucy", 2);
+  auto await = [&](size_t n) {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (rx.payloads.size() < n && std::chrono::steady_clock::now() < deadline)
+      listener.await_notification(1, 0);
+  };
+  await(1);
+  CAF_REQUIRE_EQUAL(rx.payloads.size(), 1u);
+  CAF_CHECK_EQUAL(rx.payloads[0], "lucy");
+  auto m = s.claim({"lucy", "n", 1, 30s}).at(0);
+  completion c;
+  c.fence = m.fencing();
+  c.node = "n";
+  c.started_at = m.started_at;
+  c.outcome = "passed";
+  c.deliveries.push_back({delivery::kind::stage, "alma", json::object(), 3, {}});
+  s.complete({c});
+  await(2);
+  CAF_REQUIRE_EQUAL(rx.payloads.size(), 2u);
+  CAF_CHECK_EQUAL(rx.payloads[1], "alma");
+}
+
+CAF_TEST(an_unreachable_database_is_reported_as_unavailable_naming_the_server) {
+  pg_store s{"host=/nonexistent/socket/dir dbname=turing user=turing password=secret"};
+  std::string what;
+  store_errc code = store_errc::internal;
+  try {
+    s.connect();
+  } catch (const store_error& e) {
+    what = e.what();
+    code = e.code();
+  }
+  CAF_CHECK(code == store_errc::unavailable);
+  CAF_CHECK(what.find("/nonexistent/socket/dir") != std::string::npos);
+  CAF_CHECK(what.find("secret") == std::string::npos);
+  CAF_CHECK(what.find('\n') == std::string::npos);
+}
+
+CAF_TEST(operations_before_migration_report_a_missing_schema) {
+  auto bare = pg_test_cluster::instance().fresh_database();
+  pg_store s{bare};
+  store_errc code = store_errc::internal;
+  try {
+    s.counts();
+  } catch (const store_error& e) {
+    code = e.code();
+  }
+  CAF_CHECK(code == store_errc::schema);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()

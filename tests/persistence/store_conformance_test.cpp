@@ -1,0 +1,422 @@
+// The store conformance suite: every case runs unchanged against memory_store
+// and pg_store (compiled twice, see CMakeLists.txt), so their semantics agree.
+#ifdef TURING_CONFORMANCE_POSTGRES
+#define CAF_SUITE pg_store_conformance
+#else
+#define CAF_SUITE memory_store_conformance
+#endif
+#include "tests/persistence/store_fixture.hpp"
+
+#include <algorithm>
+#include <caf/test/unit_test.hpp>
+
+using namespace turing::persistence;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct fixture : turing::testing::store_fixture {
+  int64_t enqueue_n(const std::string& stage, int n, int max_attempts = 3) {
+    enqueue_request r;
+    r.stage = stage;
+    r.label = "test";
+    r.max_attempts = max_attempts;
+    for (int i = 0; i < n; ++i)
+      r.items.push_back({"k" + std::to_string(i), json{{"n", i}}});
+    return s.enqueue(r).run_id;
+  }
+  std::vector<claimed_message> claim(const std::string& stage, int limit,
+                                     const std::string& node = "node-a", millis ttl = 30s) {
+    return s.claim({stage, node, limit, ttl});
+  }
+  completion done(const claimed_message& m, std::vector<delivery> deliveries,
+                  const std::string& outcome = "ok", const std::string& node = "node-a") {
+    completion c;
+    c.fence = m.fencing();
+    c.attempt = m.attempt;
+    c.node = node;
+    c.started_at = m.started_at;
+    c.outcome = outcome;
+    c.output = json{{"from", m.stage}, {"n", m.payload.value("n", -1)}};
+    c.deliveries = std::move(deliveries);
+    return c;
+  }
+  failure failed(const claimed_message& m, millis retry_after = 0ms, bool retryable = true) {
+    failure f;
+    f.fence = m.fencing();
+    f.attempt = m.attempt;
+    f.node = "node-a";
+    f.started_at = m.started_at;
+    f.result = attempt_result::failed;
+    f.error = "boom";
+    f.retry_after = retry_after;
+    f.retryable = retryable;
+    return f;
+  }
+  static delivery to_stage(const std::string& stage) {
+    delivery d;
+    d.type = delivery::kind::stage;
+    d.target = stage;
+    d.payload = json{{"via", stage}};
+    return d;
+  }
+  static delivery to_sink(const std::string& sink, json result = json{{"ok", true}}) {
+    delivery d;
+    d.type = delivery::kind::sink;
+    d.target = sink;
+    d.payload = std::move(result);
+    return d;
+  }
+  static delivery to_join(const std::string& stage, std::vector<std::string> inputs, json payload) {
+    delivery d;
+    d.type = delivery::kind::join;
+    d.target = stage;
+    d.join_inputs = std::move(inputs);
+    d.payload = std::move(payload);
+    return d;
+  }
+  // By value: CAF's check macros bind their arguments to references, which
+  // must not point into a temporary optional or vector.
+  run_status run_of(int64_t id) { return s.run(id).value(); }
+  item_record item_of(int64_t run_id, size_t i) { return s.items(run_id).at(i); }
+  stage_counts counts_of(const std::string& stage) {
+    for (auto& c : s.counts())
+      if (c.stage == stage)
+        return c;
+    return stage_counts{};
+  }
+  std::vector<attempt_record> attempts_with(attempt_result r) {
+    auto all = s.attempts(std::nullopt);
+    all.erase(std::remove_if(all.begin(), all.end(), [r](const auto& a) { return a.result != r; }),
+              all.end());
+    return all;
+  }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(store_conformance, fixture)
+
+CAF_TEST(enqueue_creates_a_run_whose_pending_count_is_its_items) {
+  auto run_id = enqueue_n("lucy", 5);
+  auto run = s.run(run_id);
+  CAF_REQUIRE(run.has_value());
+  CAF_CHECK_EQUAL(run->items_total, 5);
+  CAF_CHECK_EQUAL(run->pending, 5);
+  CAF_CHECK(!run->finished_at.has_value());
+  CAF_CHECK_EQUAL(run->entry_stage, "lucy");
+  CAF_CHECK_EQUAL(counts_of("lucy").ready, 5);
+}
+
+CAF_TEST(enqueue_skips_items_whose_key_exists) {
+  enqueue_n("lucy", 3);
+  enqueue_request again;
+  again.stage = "lucy";
+  again.items = {{"k1", json{{"n", 1}}}, {"k9", json{{"n", 9}}}, {std::nullopt, json{{"n", 10}}}};
+  auto r = s.enqueue(again);
+  CAF_CHECK_EQUAL(r.enqueued, 2);
+  CAF_CHECK_EQUAL(r.duplicates, 1);
+  CAF_CHECK_EQUAL(counts_of("lucy").ready, 5);
+  CAF_CHECK_EQUAL(run_of(r.run_id).items_total, 2);
+}
+
+CAF_TEST(enqueue_can_append_to_an_existing_run) {
+  auto run_id = enqueue_n("lucy", 2);
+  enqueue_request more;
+  more.stage = "lucy";
+  more.run_id = run_id;
+  more.items = {{"x1", json::object()}, {"x2", json::object()}};
+  auto r = s.enqueue(more);
+  CAF_CHECK_EQUAL(r.run_id, run_id);
+  CAF_CHECK_EQUAL(run_of(run_id).items_total, 4);
+  CAF_CHECK_EQUAL(run_of(run_id).pending, 4);
+  more.run_id = 999999;
+  CAF_CHECK_EQUAL(s.runs(false).size(), 1u);
+  bool refused = false;
+  try {
+    s.enqueue(more);
+  } catch (const store_error& e) {
+    refused = e.code() == store_errc::invalid_argument;
+  }
+  CAF_CHECK(refused);
+}
+
+CAF_TEST(claim_takes_the_oldest_up_to_its_limit_and_bumps_epochs) {
+  enqueue_n("lucy", 5);
+  auto first = claim("lucy", 3);
+  CAF_REQUIRE_EQUAL(first.size(), 3u);
+  for (const auto& m : first) {
+    CAF_CHECK_EQUAL(m.attempt, 1);
+    CAF_CHECK_EQUAL(m.epoch, 1);
+    CAF_CHECK_EQUAL(m.stage, "lucy");
+  }
+  CAF_CHECK_EQUAL(first[0].payload["n"], 0);
+  CAF_CHECK_EQUAL(first[2].payload["n"], 2);
+  auto rest = claim("lucy", 10);
+  CAF_CHECK_EQUAL(rest.size(), 2u);
+  CAF_CHECK(claim("lucy", 10).empty());
+  CAF_CHECK(claim("alma", 10).empty());
+  auto c = counts_of("lucy");
+  CAF_CHECK_EQUAL(c.running, 5);
+  CAF_CHECK_EQUAL(c.ready, 0);
+  CAF_CHECK(c.oldest_started_at.has_value());
+}
+
+CAF_TEST(completion_routes_the_output_to_every_target_stage) {
+  auto run_id = enqueue_n("carl", 1);
+  auto m = claim("carl", 1).at(0);
+  auto r = s.complete({done(m, {to_stage("clara_a"), to_stage("clara_b")}, "created")});
+  CAF_CHECK(r.at(0) == fence_result::applied);
+  CAF_CHECK_EQUAL(counts_of("carl").done, 1);
+  auto a = claim("clara_a", 5);
+  auto b = claim("clara_b", 5);
+  CAF_REQUIRE_EQUAL(a.size(), 1u);
+  CAF_REQUIRE_EQUAL(b.size(), 1u);
+  CAF_CHECK_EQUAL(a[0].payload["via"], "clara_a");
+  CAF_CHECK_EQUAL(a[0].item_id, m.item_id);
+  CAF_CHECK_EQUAL(a[0].run_id, run_id);
+  CAF_CHECK_EQUAL(run_of(run_id).pending, 1);
+  auto items = s.items(run_id);
+  CAF_CHECK_EQUAL(items.at(0).open_branches, 2);
+  auto completed = attempts_with(attempt_result::completed);
+  CAF_REQUIRE_EQUAL(completed.size(), 1u);
+  CAF_CHECK_EQUAL(completed[0].outcome, "created");
+  CAF_CHECK_EQUAL(completed[0].node, "node-a");
+  CAF_CHECK(completed[0].finished_at >= completed[0].started_at);
+}
+
+CAF_TEST(reaching_a_sink_finishes_the_item_and_the_run) {
+  auto run_id = enqueue_n("commit", 2);
+  auto ms = claim("commit", 2);
+  s.complete({done(ms[0], {to_sink("committed", json{{"domain", "technology"}})})});
+  CAF_CHECK_EQUAL(run_of(run_id).pending, 1);
+  CAF_CHECK(!run_of(run_id).finished());
+  s.complete({done(ms[1], {to_sink("rejected")})});
+  auto run = s.run(run_id);
+  CAF_CHECK_EQUAL(run->pending, 0);
+  CAF_CHECK(run->finished_at.has_value());
+  auto sinks = s.sink_counts(run_id);
+  CAF_REQUIRE_EQUAL(sinks.size(), 2u);
+  CAF_CHECK_EQUAL(sinks[0].sink, "committed");
+  CAF_CHECK_EQUAL(sinks[0].items, 1);
+  auto items = s.items(run_id);
+  CAF_CHECK_EQUAL(items[0].result["domain"], "technology");
+  CAF_CHECK(items[0].finished);
+  CAF_CHECK(s.runs(true).empty());
+}
+
+CAF_TEST(a_batch_of_completions_applies_each_in_one_call) {
+  auto run_id = enqueue_n("lucy", 20);
+  auto ms = claim("lucy", 20);
+  std::vector<completion> batch;
+  for (const auto& m : ms)
+    batch.push_back(done(m, {to_stage("alma")}, "passed"));
+  auto r = s.complete(batch);
+  CAF_CHECK_EQUAL(std::count(r.begin(), r.end(), fence_result::applied), 20);
+  CAF_CHECK_EQUAL(counts_of("alma").ready, 20);
+  CAF_CHECK_EQUAL(run_of(run_id).pending, 20);
+}
+
+CAF_TEST(a_completion_with_a_stale_epoch_changes_nothing_and_is_recorded) {
+  enqueue_n("alma", 1);
+  auto old = claim("alma", 1, "node-a", 1000ms).at(0);
+  advance(1500ms);
+  auto rescued = s.rescue_expired("node-b");
+  CAF_REQUIRE_EQUAL(rescued.size(), 1u);
+  auto current = claim("alma", 1, "node-b").at(0);
+  CAF_CHECK_EQUAL(current.epoch, old.epoch + 1);
+  CAF_CHECK_EQUAL(current.attempt, 2);
+  // The first owner was only slow: its result arrives now, fenced out.
+  auto r = s.complete({done(old, {to_sink("committed")}, "passed", "node-a")});
+  CAF_CHECK(r.at(0) == fence_result::stale);
+  auto c = counts_of("alma");
+  CAF_CHECK_EQUAL(c.running, 1);
+  CAF_CHECK_EQUAL(c.done, 0);
+  CAF_CHECK(s.sink_counts(std::nullopt).empty());
+  auto late = attempts_with(attempt_result::late_result);
+  CAF_REQUIRE_EQUAL(late.size(), 1u);
+  CAF_CHECK_EQUAL(late[0].epoch, old.epoch);
+  CAF_CHECK_EQUAL(late[0].node, "node-a");
+  CAF_CHECK_EQUAL(late[0].outcome, "passed");
+  // The current owner's completion still applies.
+  CAF_CHECK(s.complete({done(current, {to_sink("committed")}, "passed", "node-b")}).at(0) ==
+            fence_result::applied);
+  CAF_CHECK_EQUAL(attempts_with(attempt_result::completed).size(), 1u);
+}
+
+CAF_TEST(a_join_fires_once_when_all_its_inputs_have_arrived) {
+  auto run_id = enqueue_n("carl", 1);
+  auto carl = claim("carl", 1).at(0);
+  s.complete({done(carl, {to_stage("clara_a"), to_stage("clara_b")})});
+  auto a = claim("clara_a", 1).at(0);
+  auto b = claim("clara_b", 1).at(0);
+  std::vector<std::string> inputs{"clara_a", "clara_b"};
+  s.complete({done(a, {to_join("compare", inputs, json{{"domain", "technology"}})})});
+  CAF_CHECK(claim("compare", 5).empty());
+  CAF_CHECK_EQUAL(item_of(run_id, 0).open_branches, 1);
+  s.complete({done(b, {to_join("compare", inputs, json{{"domain", "data_and_analytics"}})})});
+  auto joined = claim("compare", 5);
+  CAF_REQUIRE_EQUAL(joined.size(), 1u);
+  CAF_CHECK_EQUAL(joined[0].payload["clara_a"]["domain"], "technology");
+  CAF_CHECK_EQUAL(joined[0].payload["clara_b"]["domain"], "data_and_analytics");
+  CAF_CHECK_EQUAL(item_of(run_id, 0).open_branches, 1);
+  s.complete({done(joined[0], {to_sink("committed")}, "agree")});
+  CAF_CHECK(run_of(run_id).finished());
+}
+
+CAF_TEST(a_join_whose_one_side_died_finishes_the_item_as_dead) {
+  auto run_id = enqueue_n("carl", 1);
+  auto carl = claim("carl", 1).at(0);
+  s.complete({done(carl, {to_stage("clara_a"), to_stage("clara_b")})});
+  auto a = claim("clara_a", 1).at(0);
+  auto b = claim("clara_b", 1).at(0);
+  s.fail({failed(a, 0ms, false)});
+  CAF_CHECK_EQUAL(run_of(run_id).pending, 1);
+  s.complete({done(b, {to_join("compare", {"clara_a", "clara_b"}, json::object())})});
+  CAF_CHECK(claim("compare", 5).empty());
+  auto item = s.items(run_id).at(0);
+  CAF_CHECK(item.finished);
+  CAF_CHECK_EQUAL(item.sink.value_or(""), "dead");
+  CAF_CHECK(run_of(run_id).finished());
+}
+
+CAF_TEST(a_failure_retries_after_its_backoff_then_dead_letters) {
+  auto run_id = enqueue_n("alma", 1, 2);
+  auto m = claim("alma", 1).at(0);
+  CAF_CHECK(s.fail({failed(m, 5000ms)}).at(0) == fence_result::applied);
+  auto c = counts_of("alma");
+  CAF_CHECK_EQUAL(c.delayed, 1);
+  CAF_CHECK_EQUAL(c.retrying, 1);
+  CAF_CHECK(claim("alma", 1).empty());
+  CAF_CHECK(s.next_available_at("alma").has_value());
+  advance(5001ms);
+  auto again = claim("alma", 1);
+  CAF_REQUIRE_EQUAL(again.size(), 1u);
+  CAF_CHECK_EQUAL(again[0].attempt, 2);
+  s.fail({failed(again[0], 5000ms)});
+  c = counts_of("alma");
+  CAF_CHECK_EQUAL(c.dead, 1);
+  CAF_CHECK_EQUAL(c.delayed, 0);
+  auto item = s.items(run_id).at(0);
+  CAF_CHECK_EQUAL(item.sink.value_or(""), "dead");
+  CAF_CHECK(run_of(run_id).finished());
+  CAF_CHECK_EQUAL(attempts_with(attempt_result::failed).size(), 2u);
+}
+
+CAF_TEST(a_non_retryable_failure_dead_letters_at_once) {
+  enqueue_n("alma", 1, 5);
+  auto m = claim("alma", 1).at(0);
+  s.fail({failed(m, 0ms, false)});
+  CAF_CHECK_EQUAL(counts_of("alma").dead, 1);
+}
+
+CAF_TEST(a_stale_failure_changes_nothing_and_is_recorded) {
+  enqueue_n("alma", 1);
+  auto m = claim("alma", 1, "node-a", 100ms).at(0);
+  advance(200ms);
+  s.rescue_expired("node-b");
+  auto current = claim("alma", 1).at(0);
+  CAF_CHECK(s.fail({failed(m)}).at(0) == fence_result::stale);
+  CAF_CHECK_EQUAL(counts_of("alma").running, 1);
+  CAF_CHECK_EQUAL(attempts_with(attempt_result::late_result).size(), 1u);
+  CAF_CHECK(current.epoch > m.epoch);
+}
+
+CAF_TEST(release_returns_work_to_ready_without_consuming_an_attempt) {
+  enqueue_n("alma", 2, 1);
+  auto ms = claim("alma", 2);
+  auto r = s.release("node-a", {ms[0].fencing(), ms[1].fencing()});
+  CAF_CHECK_EQUAL(std::count(r.begin(), r.end(), fence_result::applied), 2);
+  auto again = claim("alma", 2);
+  CAF_REQUIRE_EQUAL(again.size(), 2u);
+  CAF_CHECK_EQUAL(again[0].attempt, 1);
+  CAF_CHECK_EQUAL(attempts_with(attempt_result::released).size(), 2u);
+  // Another node's leases are not this node's to release.
+  CAF_CHECK(s.release("node-z", {again[0].fencing()}).at(0) == fence_result::stale);
+}
+
+CAF_TEST(rescue_touches_only_expired_leases) {
+  enqueue_n("alma", 3);
+  auto short_lease = claim("alma", 1, "node-a", 1000ms);
+  auto long_lease = claim("alma", 1, "node-b", 60000ms);
+  advance(2000ms);
+  CAF_CHECK_EQUAL(counts_of("alma").expired, 1);
+  auto rescued = s.rescue_expired("node-c");
+  CAF_REQUIRE_EQUAL(rescued.size(), 1u);
+  CAF_CHECK_EQUAL(rescued[0].message_id, short_lease[0].id);
+  CAF_CHECK_EQUAL(rescued[0].previous_owner, "node-a");
+  CAF_CHECK(!rescued[0].dead);
+  auto c = counts_of("alma");
+  CAF_CHECK_EQUAL(c.running, 1);
+  CAF_CHECK_EQUAL(c.ready, 2);
+  auto lost = attempts_with(attempt_result::lost);
+  CAF_REQUIRE_EQUAL(lost.size(), 1u);
+  CAF_CHECK_EQUAL(lost[0].node, "node-a");
+  CAF_CHECK(s.rescue_expired("node-c").empty());
+}
+
+CAF_TEST(rescue_of_a_last_attempt_dead_letters_it) {
+  auto run_id = enqueue_n("alma", 1, 1);
+  claim("alma", 1, "node-a", 100ms);
+  advance(200ms);
+  auto rescued = s.rescue_expired("node-c");
+  CAF_REQUIRE_EQUAL(rescued.size(), 1u);
+  CAF_CHECK(rescued[0].dead);
+  CAF_CHECK_EQUAL(counts_of("alma").dead, 1);
+  CAF_CHECK(run_of(run_id).finished());
+}
+
+CAF_TEST(heartbeat_extends_held_leases_and_reports_lost_ones) {
+  enqueue_n("alma", 2);
+  auto ms = claim("alma", 2, "node-a", 1000ms);
+  advance(800ms);
+  auto lost = s.heartbeat("node-a", {ms[0].fencing(), ms[1].fencing()}, 1000ms);
+  CAF_CHECK(lost.empty());
+  advance(800ms);
+  CAF_CHECK(s.rescue_expired("node-c").empty());
+  // A lease this node does not hold (wrong epoch) is reported lost.
+  auto stale = ms[1].fencing();
+  stale.epoch += 7;
+  lost = s.heartbeat("node-a", {ms[0].fencing(), stale}, 1000ms);
+  CAF_REQUIRE_EQUAL(lost.size(), 1u);
+  CAF_CHECK(lost[0] == stale);
+  // Completed work is no longer held either.
+  s.complete({done(ms[0], {to_sink("committed")})});
+  lost = s.heartbeat("node-a", {ms[0].fencing()}, 1000ms);
+  CAF_CHECK_EQUAL(lost.size(), 1u);
+}
+
+CAF_TEST(rescue_node_returns_every_lease_of_a_gone_node) {
+  enqueue_n("alma", 3);
+  claim("alma", 2, "node-a");
+  claim("alma", 1, "node-b");
+  auto rescued = s.rescue_node("node-a", "node-b");
+  CAF_CHECK_EQUAL(rescued.size(), 2u);
+  auto c = counts_of("alma");
+  CAF_CHECK_EQUAL(c.ready, 2);
+  CAF_CHECK_EQUAL(c.running, 1);
+  auto again = claim("alma", 5, "node-b");
+  CAF_REQUIRE_EQUAL(again.size(), 2u);
+  CAF_CHECK_EQUAL(again[0].attempt, 2);
+}
+
+CAF_TEST(attempts_are_recorded_in_order_with_ordered_timestamps) {
+  enqueue_n("alma", 1);
+  auto m = claim("alma", 1).at(0);
+  advance(10ms);
+  s.fail({failed(m)});
+  auto m2 = claim("alma", 1).at(0);
+  advance(10ms);
+  s.complete({done(m2, {to_sink("committed")})});
+  auto all = s.attempts(std::nullopt);
+  CAF_REQUIRE_EQUAL(all.size(), 2u);
+  CAF_CHECK(all[0].id < all[1].id);
+  CAF_CHECK(all[0].result == attempt_result::failed);
+  CAF_CHECK(all[1].result == attempt_result::completed);
+  for (const auto& a : all)
+    CAF_CHECK(a.finished_at >= a.started_at);
+  CAF_CHECK_EQUAL(all[0].attempt, 1);
+  CAF_CHECK_EQUAL(all[1].attempt, 2);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
