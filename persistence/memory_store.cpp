@@ -486,6 +486,24 @@ std::vector<attempt_record> memory_store::attempts(std::optional<int64_t> run_id
   return out;
 }
 
+std::vector<sink_count> memory_store::result_counts(int64_t run_id, const std::string& sink,
+                                                    const std::string& field) {
+  check_available("result_counts");
+  std::map<std::string, int64_t> by_value;
+  for (const auto& [id, i] : items_) {
+    if (i.run_id != run_id || !i.finished_at || i.sink != std::optional<std::string>{sink})
+      continue;
+    auto it = i.result.is_object() ? i.result.find(field) : i.result.end();
+    by_value[it != i.result.end() && it->is_string() ? it->get<std::string>() : ""] += 1;
+  }
+  std::vector<sink_count> out;
+  for (const auto& [value, n] : by_value)
+    out.push_back({value, n});
+  std::stable_sort(out.begin(), out.end(),
+                   [](const auto& a, const auto& b) { return a.items > b.items; });
+  return out;
+}
+
 std::optional<time_point> memory_store::next_available_at(const std::string& stage) {
   check_available("next_available_at");
   std::optional<time_point> out;

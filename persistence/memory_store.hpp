@@ -48,6 +48,8 @@ public:
   std::vector<sink_count> sink_counts(std::optional<int64_t> run_id) override;
   std::vector<item_record> items(int64_t run_id) override;
   std::vector<attempt_record> attempts(std::optional<int64_t> run_id) override;
+  std::vector<sink_count> result_counts(int64_t run_id, const std::string& sink,
+                                        const std::string& field) override;
   std::optional<time_point> next_available_at(const std::string& stage) override;
 
 private:

@@ -558,19 +558,21 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       return std::tie(a.item_id, a.d->target) < std::tie(b.item_id, b.d->target);
     });
     for (const auto& a : arrivals) {
-      auto fired = tx.exec_params(R"sql(
-        WITH upsert AS (
-          INSERT INTO turing.joins AS j (item_id, stage, expected, inputs)
-          VALUES ($1, $2, $3::text[], jsonb_build_object($4::text, $5::jsonb))
-          ON CONFLICT (item_id, stage) DO UPDATE SET inputs = j.inputs || EXCLUDED.inputs
-          RETURNING item_id, stage, expected, inputs, fired_at)
-        UPDATE turing.joins j SET fired_at = now()
-        FROM upsert u
-        WHERE j.item_id = u.item_id AND j.stage = u.stage AND u.fired_at IS NULL
-          AND u.expected <@ ARRAY(SELECT jsonb_object_keys(u.inputs))
-        RETURNING u.inputs::text)sql",
-                                  a.item_id, a.d->target, text_array(a.d->join_inputs),
-                                  a.from_stage, a.d->payload.dump());
+      // Two statements: an outer UPDATE cannot see what a data-modifying CTE
+      // of the same statement wrote. The upsert holds the row lock, so no
+      // sibling arrival can slip in between.
+      auto arrived = tx.exec_params1(R"sql(
+        INSERT INTO turing.joins AS j (item_id, stage, expected, inputs)
+        VALUES ($1, $2, $3::text[], jsonb_build_object($4::text, $5::jsonb))
+        ON CONFLICT (item_id, stage) DO UPDATE SET inputs = j.inputs || EXCLUDED.inputs
+        RETURNING fired_at IS NULL AND expected <@ ARRAY(SELECT jsonb_object_keys(inputs)))sql",
+                                     a.item_id, a.d->target, text_array(a.d->join_inputs),
+                                     a.from_stage, a.d->payload.dump());
+      if (!arrived[0].as<bool>())
+        continue;
+      auto fired = tx.exec_params("UPDATE turing.joins SET fired_at = now() WHERE item_id = $1 "
+                                  "AND stage = $2 AND fired_at IS NULL RETURNING inputs::text",
+                                  a.item_id, a.d->target);
       if (fired.empty())
         continue;
       new_messages.push_back({{"run_id", a.run_id},
@@ -862,6 +864,20 @@ std::vector<attempt_record> pg_store::attempts(std::optional<int64_t> run_id) {
       a.error = opt_text(row[14]);
       out.push_back(std::move(a));
     }
+    return out;
+  });
+}
+
+std::vector<sink_count> pg_store::result_counts(int64_t run_id, const std::string& sink,
+                                                const std::string& field) {
+  return in_transaction("result_counts", [&](pqxx::work& tx) {
+    auto r = tx.exec_params("SELECT coalesce(result->>$3, ''), count(*) FROM turing.items "
+                            "WHERE run_id = $1 AND sink = $2 AND finished_at IS NOT NULL "
+                            "GROUP BY 1 ORDER BY 2 DESC, 1",
+                            run_id, sink, field);
+    std::vector<sink_count> out;
+    for (const auto& row : r)
+      out.push_back({row[0].as<std::string>(), row[1].as<int64_t>()});
     return out;
   });
 }

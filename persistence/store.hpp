@@ -71,6 +71,10 @@ public:
   virtual std::vector<sink_count> sink_counts(std::optional<int64_t> run_id) = 0;
   virtual std::vector<item_record> items(int64_t run_id) = 0;
   virtual std::vector<attempt_record> attempts(std::optional<int64_t> run_id) = 0;
+  /// Items of a run that ended in `sink`, counted by the string value of
+  /// `field` in their result ("" where it is missing), most first.
+  virtual std::vector<sink_count> result_counts(int64_t run_id, const std::string& sink,
+                                                const std::string& field) = 0;
   /// The earliest time a delayed (backing-off) message of the stage becomes ready.
   virtual std::optional<time_point> next_available_at(const std::string& stage) = 0;
 };

@@ -205,6 +205,21 @@ CAF_TEST(reaching_a_sink_finishes_the_item_and_the_run) {
   CAF_CHECK(s.runs(true).empty());
 }
 
+CAF_TEST(result_counts_group_a_sinks_results_by_a_field) {
+  auto run_id = enqueue_n("commit", 4);
+  auto ms = claim("commit", 4);
+  s.complete({done(ms[0], {to_sink("committed", json{{"domain", "technology"}})}),
+              done(ms[1], {to_sink("committed", json{{"domain", "technology"}})}),
+              done(ms[2], {to_sink("committed", json{{"domain", "data_and_analytics"}})}),
+              done(ms[3], {to_sink("merged", json{{"domain", "technology"}})})});
+  auto counts = s.result_counts(run_id, "committed", "domain");
+  CAF_REQUIRE_EQUAL(counts.size(), 2u);
+  CAF_CHECK_EQUAL(counts[0].sink, "technology");
+  CAF_CHECK_EQUAL(counts[0].items, 2);
+  CAF_CHECK_EQUAL(counts[1].sink, "data_and_analytics");
+  CAF_CHECK_EQUAL(counts[1].items, 1);
+}
+
 CAF_TEST(a_batch_of_completions_applies_each_in_one_call) {
   auto run_id = enqueue_n("lucy", 20);
   auto ms = claim("lucy", 20);
