@@ -1,0 +1,389 @@
+// Loading a config file: the TOML parse, the database, runtime, models and
+// sinks sections, then each stage (stage_reader) and the graph (graph_check).
+#include "config/config_loader.hpp"
+
+#include "config/detail/diagnostics.hpp"
+#include "config/detail/graph_check.hpp"
+#include "config/detail/names.hpp"
+#include "config/detail/stage_reader.hpp"
+#include "config/detail/table_reader.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+#include <toml++/toml.h>
+#include <tuple>
+
+namespace turing::config {
+
+using detail::diagnostics;
+using detail::in_quotes;
+using detail::table_reader;
+
+namespace {
+
+constexpr std::int64_t max_concurrency = 10000;
+constexpr std::int64_t max_claim_batch = 10000;
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+// Accepts http(s)://host[:port][/path] and drops trailing slashes, so that
+// the runtime can append "/api/chat" without producing "//api/chat".
+std::optional<std::string> check_endpoint(std::string_view url, std::string& why) {
+  std::string_view rest;
+  if (starts_with(url, "http://"))
+    rest = url.substr(7);
+  else if (starts_with(url, "https://"))
+    rest = url.substr(8);
+  else {
+    why = "must start with http:// or https://";
+    return std::nullopt;
+  }
+  auto path_start = rest.find('/');
+  auto authority = rest.substr(0, path_start);
+  std::string_view host = authority;
+  std::string_view port;
+  if (!authority.empty() && authority.front() == '[') {
+    // IPv6 literal: [::1]:11434
+    auto close = authority.find(']');
+    if (close == std::string_view::npos) {
+      why = "has an unclosed '[' in its host";
+      return std::nullopt;
+    }
+    host = authority.substr(0, close + 1);
+    auto after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') {
+        why = "has junk after its host";
+        return std::nullopt;
+      }
+      port = after.substr(1);
+    }
+  } else if (auto colon = authority.rfind(':'); colon != std::string_view::npos) {
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+    if (port.empty()) {
+      why = "has an empty port";
+      return std::nullopt;
+    }
+  }
+  auto host_ok = !host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '[' ||
+           c == ']' || c == ':';
+  });
+  if (!host_ok) {
+    why = "has no valid host";
+    return std::nullopt;
+  }
+  if (!port.empty() || authority.find(':') != std::string_view::npos) {
+    if (port.empty() || port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        std::stoi(std::string{port}) < 1 || std::stoi(std::string{port}) > 65535) {
+      why = "has an invalid port";
+      return std::nullopt;
+    }
+  }
+  if (path_start != std::string_view::npos) {
+    auto path = rest.substr(path_start);
+    if (path.find_first_of(" \t\r\n?#") != std::string_view::npos) {
+      why = "may hold a path but no spaces, query or fragment";
+      return std::nullopt;
+    }
+  }
+  std::string out{url};
+  while (!out.empty() && out.back() == '/')
+    out.pop_back();
+  return out;
+}
+
+// A libpq URL, or key=value pairs ("host=/run/pg dbname=turing").
+bool looks_like_connection_string(std::string_view url) {
+  return starts_with(url, "postgresql://") || starts_with(url, "postgres://") ||
+         url.find('=') != std::string_view::npos;
+}
+
+class loader {
+public:
+  loader(const toml::table& root, std::string file, std::filesystem::path base_dir,
+         const builtin_catalog& builtins)
+      : diag_(std::move(file)), root_(root), top_(root, "", diag_), base_dir_(std::move(base_dir)),
+        builtins_(builtins) {}
+
+  load_result run() {
+    config_.file = diag_.file();
+    // Until a [stages] table says otherwise, stage-level errors point at the
+    // start of the file.
+    sources_.stages = diag_.location(root_.source());
+    read_database();
+    read_runtime();
+    read_models();
+    read_sinks();
+    read_stages();
+    top_.finish();
+    detail::check_graph(config_, sources_, diag_);
+    load_result out;
+    out.errors = diag_.take();
+    if (out.errors.empty())
+      out.config = std::move(config_);
+    return out;
+  }
+
+  diagnostics& diag() { return diag_; }
+
+private:
+  void read_database() {
+    auto& db = config_.database;
+    db.data_dir = base_dir_ / ".turing";
+    auto* table = top_.subtable("database");
+    if (table == nullptr)
+      return;
+    table_reader r{*table, "database", diag_};
+    if (auto url = r.string("url")) {
+      if (!url->empty() && !looks_like_connection_string(*url))
+        r.error("url", "not a PostgreSQL connection string: expected postgresql://... or "
+                       "key=value pairs, or empty for the embedded cluster");
+      db.url = *url;
+    }
+    if (auto dir = r.string("data_dir")) {
+      if (dir->empty())
+        r.error("data_dir", "data_dir is empty");
+      else
+        db.data_dir = (base_dir_ / *dir).lexically_normal();
+    }
+    r.finish();
+  }
+
+  void read_runtime() {
+    auto* table = top_.subtable("runtime");
+    if (table == nullptr)
+      return;
+    auto& rt = config_.runtime;
+    table_reader r{*table, "runtime", diag_};
+    if (auto node = r.string("node"))
+      rt.node = *node;
+    auto lease_ttl = r.duration("lease_ttl");
+    auto heartbeat = r.duration("heartbeat_interval");
+    if (lease_ttl)
+      rt.lease_ttl = *lease_ttl;
+    if (heartbeat)
+      rt.heartbeat_interval = *heartbeat;
+    if (auto d = r.duration("rescue_interval"))
+      rt.rescue_interval = *d;
+    if (auto d = r.duration("poll_interval"))
+      rt.poll_interval = *d;
+    if (auto d = r.duration("shutdown_grace"))
+      rt.shutdown_grace = *d;
+    if (auto d = r.duration("default_timeout"))
+      rt.default_timeout = *d;
+    if (auto n = r.integer("claim_batch", 1, max_claim_batch))
+      rt.claim_batch = static_cast<int>(*n);
+    bool lease_ok = lease_ttl || table->get("lease_ttl") == nullptr;
+    bool heartbeat_ok = heartbeat || table->get("heartbeat_interval") == nullptr;
+    if (lease_ok && heartbeat_ok && rt.heartbeat_interval >= rt.lease_ttl) {
+      auto key = heartbeat ? "heartbeat_interval" : "lease_ttl";
+      r.error(key, "heartbeat_interval (" + format_duration(rt.heartbeat_interval) +
+                       ") must be shorter than lease_ttl (" + format_duration(rt.lease_ttl) +
+                       "): a lease would expire between heartbeats");
+    }
+    r.finish();
+  }
+
+  void read_models() {
+    auto* table = top_.subtable("models");
+    if (table == nullptr)
+      return;
+    std::vector<std::string> broken;
+    for (auto&& [key, value] : *table) {
+      std::string name{key.str()};
+      auto* model_table = value.as_table();
+      if (model_table == nullptr) {
+        diag_.error(value.source(), "models." + name,
+                    "expected a table [models." + name + "], got " +
+                        std::string{detail::type_name(value)});
+        broken.push_back(name);
+        continue;
+      }
+      config_.models.push_back(read_model(*model_table, name));
+    }
+    std::stable_sort(
+        config_.models.begin(), config_.models.end(), [](const auto& x, const auto& y) {
+          return std::tie(x.where.line, x.where.column) < std::tie(y.where.line, y.where.column);
+        });
+    for (const auto& m : config_.models)
+      model_names_.push_back(m.name);
+    // A stage naming a broken model gets no second error for it.
+    model_names_.insert(model_names_.end(), broken.begin(), broken.end());
+  }
+
+  model_config read_model(const toml::table& table, const std::string& name) {
+    model_config m;
+    m.name = name;
+    table_reader r{table, "models." + name, diag_};
+    m.where = r.where();
+    if (!detail::is_valid_name(name))
+      diag_.error(m.where, r.path(),
+                  "invalid model name " + in_quotes(name) +
+                      ": use lowercase letters, digits and '_'");
+    if (auto api = r.string("api")) {
+      if (*api == "ollama")
+        m.api = model_api::ollama;
+      else if (*api == "openai")
+        m.api = model_api::openai;
+      else
+        r.error("api", "unknown api " + in_quotes(*api) +
+                           detail::did_you_mean(*api, {"ollama", "openai"}) +
+                           " (apis: ollama, openai)");
+    } else if (table.get("api") == nullptr) {
+      r.missing("api", "ollama or openai");
+    }
+    if (auto endpoint = r.string("endpoint")) {
+      std::string why;
+      if (auto url = check_endpoint(*endpoint, why))
+        m.endpoint = *url;
+      else
+        r.error("endpoint", "bad endpoint URL " + in_quotes(*endpoint) + ": " + why);
+    } else if (table.get("endpoint") == nullptr) {
+      r.missing("endpoint", "e.g. \"http://127.0.0.1:11434\"");
+    }
+    if (auto model = r.string("model")) {
+      if (model->empty())
+        r.error("model", "model is empty: give the model name the server knows");
+      m.model = *model;
+    } else if (table.get("model") == nullptr) {
+      r.missing("model", "the model name the server knows, e.g. \"mistral-nemo:12b\"");
+    }
+    if (auto n = r.integer("concurrency", 1, max_concurrency))
+      m.concurrency = static_cast<int>(*n);
+    m.temperature = r.number("temperature", 0.0, 2.0);
+    if (auto env = r.string("api_key_env")) {
+      if (!env->empty() && !detail::is_valid_env_name(*env))
+        r.error("api_key_env", "invalid environment variable name " + in_quotes(*env));
+      m.api_key_env = *env;
+    }
+    r.finish();
+    return m;
+  }
+
+  void read_sinks() {
+    auto sinks = top_.strings("sinks");
+    if (!sinks)
+      return;
+    auto* array = root_.get("sinks")->as_array();
+    for (std::size_t i = 0; i < sinks->size(); ++i)
+      sources_.sinks_at.push_back(diag_.location(array->get(i)->source()));
+    config_.sinks = std::move(*sinks);
+  }
+
+  void read_stages() {
+    auto* table = top_.subtable("stages");
+    if (table == nullptr)
+      return;
+    sources_.stages = diag_.location(table->source());
+    detail::stage_context context{model_names_, builtins_, base_dir_};
+    std::vector<detail::read_stage_result> stages;
+    for (auto&& [key, value] : *table) {
+      std::string name{key.str()};
+      auto* stage_table = value.as_table();
+      if (stage_table == nullptr) {
+        diag_.error(value.source(), "stages." + name,
+                    "expected a table [stages." + name + "], got " +
+                        std::string{detail::type_name(value)});
+        continue;
+      }
+      stages.push_back(detail::read_stage(*stage_table, name, context, diag_));
+    }
+    // TOML tables are unordered; file order is what a reader expects.
+    std::stable_sort(stages.begin(), stages.end(), [](const auto& x, const auto& y) {
+      const auto& a = x.stage.where;
+      const auto& b = y.stage.where;
+      return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+    });
+    for (auto& s : stages) {
+      config_.stages.push_back(std::move(s.stage));
+      sources_.stages_at.push_back(std::move(s.sources));
+    }
+  }
+
+  diagnostics diag_;
+  const toml::table& root_;
+  table_reader top_;
+  std::filesystem::path base_dir_;
+  const builtin_catalog& builtins_;
+  pipeline_config config_;
+  detail::graph_sources sources_;
+  std::vector<std::string> model_names_;
+};
+
+} // namespace
+
+std::string config_error::to_string() const {
+  std::string out = where.file;
+  if (where.line > 0) {
+    out += ":" + std::to_string(where.line);
+    if (where.column > 0)
+      out += ":" + std::to_string(where.column);
+  }
+  out += ": ";
+  if (!key.empty())
+    out += key + ": ";
+  return out + message;
+}
+
+load_result parse_config(std::string_view toml_text, const std::string& file_name,
+                         const std::filesystem::path& base_dir, const builtin_catalog& builtins) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, std::string_view{file_name});
+  } catch (const toml::parse_error& e) {
+    diagnostics diag{file_name};
+    diag.error(e.source(), "", "TOML syntax error: " + std::string{e.description()});
+    return {std::nullopt, diag.take()};
+  }
+  std::error_code ec;
+  auto base = std::filesystem::absolute(base_dir, ec);
+  if (ec)
+    base = base_dir;
+  // The root table's node keys and sources point into `root`, which outlives
+  // the loader.
+  return loader{root, file_name, base.lexically_normal(), builtins}.run();
+}
+
+load_result load_config_file(const std::filesystem::path& file, const builtin_catalog& builtins) {
+  auto fail = [&](std::string why) {
+    load_result out;
+    out.errors.push_back({{file.string(), 0, 0}, "", "cannot read config file: " + why});
+    return out;
+  };
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec))
+    return fail("it is a directory");
+  std::ifstream in{file, std::ios::binary};
+  if (!in)
+    return fail(std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad())
+    return fail(std::strerror(errno));
+  auto absolute = std::filesystem::absolute(file, ec);
+  if (ec)
+    absolute = file;
+  absolute = absolute.lexically_normal();
+  auto result = parse_config(text.str(), file.string(), absolute.parent_path(), builtins);
+  if (result.config)
+    result.config->file = absolute;
+  return result;
+}
+
+void apply_environment(pipeline_config& config) {
+  if (const char* url = std::getenv(database_url_env); url != nullptr && *url != '\0')
+    config.database.url = url;
+}
+
+} // namespace turing::config

@@ -1,0 +1,50 @@
+// Lookups on a loaded pipeline_config.
+#include "config/pipeline_config.hpp"
+
+#include <algorithm>
+
+namespace turing::config {
+
+const stage_config* pipeline_config::find_stage(std::string_view name) const {
+  auto i =
+      std::find_if(stages.begin(), stages.end(), [&](const auto& s) { return s.name == name; });
+  return i != stages.end() ? &*i : nullptr;
+}
+
+const model_config* pipeline_config::find_model(std::string_view name) const {
+  auto i =
+      std::find_if(models.begin(), models.end(), [&](const auto& m) { return m.name == name; });
+  return i != models.end() ? &*i : nullptr;
+}
+
+bool pipeline_config::is_sink(std::string_view name) const {
+  return std::find(sinks.begin(), sinks.end(), name) != sinks.end();
+}
+
+millis pipeline_config::timeout_of(const stage_config& stage) const {
+  return stage.timeout.value_or(runtime.default_timeout);
+}
+
+std::string_view to_string(handler_kind kind) {
+  switch (kind) {
+  case handler_kind::builtin:
+    return "builtin";
+  case handler_kind::script:
+    return "script";
+  case handler_kind::model:
+    return "model";
+  }
+  return "?";
+}
+
+std::string_view to_string(model_api api) {
+  switch (api) {
+  case model_api::ollama:
+    return "ollama";
+  case model_api::openai:
+    return "openai";
+  }
+  return "?";
+}
+
+} // namespace turing::config

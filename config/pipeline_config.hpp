@@ -1,0 +1,150 @@
+// The validated pipeline configuration: database, runtime limits, models,
+// stages with their routes and joins, and sinks. Built by config_loader.
+#pragma once
+
+#include "config/duration.hpp"
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace turing::config {
+
+/// A position in a config file; line and column are 1-based, 0 when unknown.
+struct source_location {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+struct database_config {
+  /// libpq URL or key=value string; empty means the embedded cluster.
+  std::string url;
+  /// Absolute; home of the embedded cluster.
+  std::filesystem::path data_dir;
+};
+
+struct runtime_config {
+  /// Empty until the runtime fills in "<hostname>-<pid>".
+  std::string node;
+  millis lease_ttl{30000};
+  millis heartbeat_interval{10000};
+  millis rescue_interval{5000};
+  millis poll_interval{2000};
+  millis shutdown_grace{20000};
+  millis default_timeout{60000};
+  int claim_batch = 16;
+};
+
+enum class model_api { ollama, openai };
+
+struct model_config {
+  std::string name;
+  model_api api = model_api::ollama;
+  /// http:// or https:// base URL without a trailing '/'.
+  std::string endpoint;
+  /// The model name sent to the server.
+  std::string model;
+  int concurrency = 1;
+  std::optional<double> temperature;
+  /// Name of an environment variable holding a bearer token; empty for none.
+  std::string api_key_env;
+  source_location where;
+};
+
+struct retry_policy {
+  int max_attempts = 3;
+  millis backoff{1000};
+  millis backoff_max{60000};
+  double backoff_multiplier = 2.0;
+  double jitter = 0.2;
+};
+
+enum class handler_kind { builtin, script, model };
+
+struct route_target {
+  enum class kind { stage, sink } type = kind::stage;
+  std::string name;
+
+  friend bool operator==(const route_target& x, const route_target& y) {
+    return x.type == y.type && x.name == y.name;
+  }
+  friend bool operator!=(const route_target& x, const route_target& y) { return !(x == y); }
+};
+
+struct stage_config {
+  std::string name;
+  handler_kind handler = handler_kind::builtin;
+  bool entry = false;
+  int concurrency = 1;
+  /// Unset means runtime.default_timeout; see pipeline_config::timeout_of.
+  std::optional<millis> timeout;
+  retry_policy retry;
+  /// Every label the handler may produce; for builtins, the catalog's list.
+  std::vector<std::string> outcomes;
+  /// outcome -> one target, or several for a fan-out.
+  std::map<std::string, std::vector<route_target>> routes;
+  /// Upstream stages a join stage waits for; empty for ordinary stages.
+  std::vector<std::string> join;
+
+  // -- builtin ----------------------------------------------------------------
+
+  std::string function;
+
+  // -- script -----------------------------------------------------------------
+
+  /// argv; argv[0] is resolved through PATH by the runtime.
+  std::vector<std::string> command;
+  /// Absolute; the child's working directory (the config file's by default).
+  std::filesystem::path working_dir;
+  /// Extra environment variables for the child.
+  std::map<std::string, std::string> env;
+
+  // -- model ------------------------------------------------------------------
+
+  /// Name of a model_config.
+  std::string model;
+  /// Sent verbatim; not a template.
+  std::string system_prompt;
+  /// The template, also when it came from prompt_file.
+  std::string prompt;
+  /// Exactly one of outcome_field and fixed_outcome is set.
+  std::string outcome_field;
+  std::string fixed_outcome;
+  std::vector<std::string> required_fields;
+
+  source_location where;
+};
+
+struct pipeline_config {
+  /// The file it was loaded from (absolute when loaded from disk).
+  std::filesystem::path file;
+  database_config database;
+  runtime_config runtime;
+  /// In file order.
+  std::vector<model_config> models;
+  /// In file order.
+  std::vector<stage_config> stages;
+  std::vector<std::string> sinks;
+
+  const stage_config* find_stage(std::string_view name) const;
+  const model_config* find_model(std::string_view name) const;
+  bool is_sink(std::string_view name) const;
+  /// The stage's own timeout, else runtime.default_timeout.
+  millis timeout_of(const stage_config& stage) const;
+};
+
+/// What the runtime's builtin registry declares: function name -> outcomes it
+/// can produce. The loader checks builtin stages against it.
+using builtin_catalog = std::map<std::string, std::vector<std::string>>;
+
+/// The name of the runtime's dead-letter sink; no stage or sink may take it.
+inline constexpr std::string_view dead_letter_sink = "dead";
+
+std::string_view to_string(handler_kind kind);
+std::string_view to_string(model_api api);
+
+} // namespace turing::config

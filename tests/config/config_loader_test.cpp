@@ -1,0 +1,341 @@
+// A valid config loads with every field as written, defaults fill the rest,
+// relative paths resolve against the config file, and the environment
+// overrides the database URL.
+#define CAF_SUITE config_loader
+
+#include "config/config_loader.hpp"
+#include "tests/config/config_fixture.hpp"
+
+#include <caf/test/unit_test.hpp>
+#include <cstdlib>
+
+using namespace turing::config;
+using turing::config::test::config_fixture;
+
+namespace {
+
+constexpr std::string_view full_config = R"(sinks = ["committed", "merged", "rejected"]
+
+[database]
+url = "postgresql://turing@localhost/turing"
+data_dir = "state/../db"
+
+[runtime]
+node = "box-1"
+lease_ttl = "45s"
+heartbeat_interval = "15s"
+rescue_interval = "7s"
+poll_interval = "3s"
+shutdown_grace = "1m"
+claim_batch = 32
+default_timeout = "2m30s"
+
+[models.mistral]
+api = "ollama"
+endpoint = "http://127.0.0.1:11434/"
+model = "mistral-nemo:12b"
+concurrency = 2
+temperature = 0.0
+
+[models.qwen]
+api = "openai"
+endpoint = "https://llm.example.com:8443/base"
+model = "qwen2.5-coder:7b"
+api_key_env = "QWEN_TOKEN"
+
+[stages.lucy]
+handler = "script"
+entry = true
+concurrency = 8
+timeout = "5s"
+command = ["python3", "lucy.py", "--strict"]
+working_dir = "scripts"
+env = { LUCY_MODE = "fast" }
+outcomes = ["passed", "rejected"]
+routes = { passed = "alma", rejected = "rejected" }
+[stages.lucy.retry]
+max_attempts = 5
+backoff = "2s"
+backoff_max = "1m"
+backoff_multiplier = 3
+jitter = 0.5
+
+[stages.alma]
+handler = "model"
+model = "mistral"
+system = "You are careful."
+prompt = "task: dedupe\nskill: {name}\nfirst tag: {tags.0} {{literal}}\n"
+outcome_field = "verdict"
+required_fields = ["verdict", "reason"]
+outcomes = ["merged", "passed"]
+routes = { passed = "carl", merged = "merged" }
+
+[stages.carl]
+handler = "builtin"
+function = "owl.create_entity"
+routes = { created = ["clara_a", "clara_b"] }
+
+[stages.clara_a]
+handler = "model"
+model = "mistral"
+prompt_file = "prompts/clara.txt"
+outcome = "proposed"
+routes = { proposed = "compare" }
+
+[stages.clara_b]
+handler = "model"
+model = "qwen"
+prompt_file = "prompts/clara.txt"
+outcome = "proposed"
+routes = { proposed = "compare" }
+
+[stages.compare]
+handler = "builtin"
+function = "owl.compare_proposals"
+join = ["clara_a", "clara_b"]
+routes = { agree = "commit", disagree = "arbitrator" }
+
+[stages.arbitrator]
+handler = "model"
+model = "qwen"
+prompt = "A: {a.domain} B: {b.domain}"
+outcome = "resolved"
+routes = { resolved = "commit" }
+
+[stages.commit]
+handler = "script"
+command = ["./commit.sh"]
+outcomes = ["committed"]
+routes = { committed = "committed" }
+)";
+
+constexpr std::string_view clara_prompt = "Classify {name} into one of {domains}.\n"
+                                          "Reply {{\"domain\": \"...\"}}\n";
+
+struct fixture : config_fixture {
+  load_result load_full() {
+    dir.write("prompts/clara.txt", clara_prompt);
+    std::filesystem::create_directories(dir.path() / "scripts");
+    auto file = dir.write("pipeline.toml", full_config);
+    return load_config_file(file, builtins);
+  }
+};
+
+std::vector<route_target> stage_targets(std::initializer_list<const char*> names) {
+  std::vector<route_target> out;
+  for (auto n : names)
+    out.push_back({route_target::kind::stage, n});
+  return out;
+}
+
+std::vector<route_target> sink_target(const char* name) {
+  return {{route_target::kind::sink, name}};
+}
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(config_loader_tests, fixture)
+
+CAF_TEST(full_config_loads_with_every_field) {
+  auto r = load_full();
+  for (const auto& e : r.errors)
+    CAF_MESSAGE(e.to_string());
+  CAF_REQUIRE(r.ok());
+  const auto& c = *r.config;
+  CAF_CHECK_EQUAL(c.file.string(), (dir.path() / "pipeline.toml").string());
+  CAF_CHECK_EQUAL(c.sinks, (std::vector<std::string>{"committed", "merged", "rejected"}));
+
+  CAF_CHECK_EQUAL(c.database.url, "postgresql://turing@localhost/turing");
+  CAF_CHECK_EQUAL(c.database.data_dir.string(), (dir.path() / "db").string());
+
+  CAF_CHECK_EQUAL(c.runtime.node, "box-1");
+  CAF_CHECK_EQUAL(c.runtime.lease_ttl.count(), 45'000);
+  CAF_CHECK_EQUAL(c.runtime.heartbeat_interval.count(), 15'000);
+  CAF_CHECK_EQUAL(c.runtime.rescue_interval.count(), 7'000);
+  CAF_CHECK_EQUAL(c.runtime.poll_interval.count(), 3'000);
+  CAF_CHECK_EQUAL(c.runtime.shutdown_grace.count(), 60'000);
+  CAF_CHECK_EQUAL(c.runtime.claim_batch, 32);
+  CAF_CHECK_EQUAL(c.runtime.default_timeout.count(), 150'000);
+
+  CAF_REQUIRE_EQUAL(c.models.size(), 2u);
+  const auto& mistral = c.models[0];
+  CAF_CHECK_EQUAL(mistral.name, "mistral");
+  CAF_CHECK(mistral.api == model_api::ollama);
+  CAF_CHECK_EQUAL(mistral.endpoint, "http://127.0.0.1:11434");
+  CAF_CHECK_EQUAL(mistral.model, "mistral-nemo:12b");
+  CAF_CHECK_EQUAL(mistral.concurrency, 2);
+  CAF_REQUIRE(mistral.temperature.has_value());
+  CAF_CHECK_EQUAL(*mistral.temperature, 0.0);
+  CAF_CHECK_EQUAL(mistral.api_key_env, "");
+  CAF_CHECK_EQUAL(mistral.where.line, 17);
+  const auto* qwen = c.find_model("qwen");
+  CAF_REQUIRE(qwen != nullptr);
+  CAF_CHECK(qwen->api == model_api::openai);
+  CAF_CHECK_EQUAL(qwen->endpoint, "https://llm.example.com:8443/base");
+  CAF_CHECK_EQUAL(qwen->concurrency, 1);
+  CAF_CHECK(!qwen->temperature.has_value());
+  CAF_CHECK_EQUAL(qwen->api_key_env, "QWEN_TOKEN");
+  CAF_CHECK(c.find_model("gemma") == nullptr);
+
+  // Stages come in file order, not TOML's alphabetical order.
+  std::vector<std::string> names;
+  for (const auto& s : c.stages)
+    names.push_back(s.name);
+  CAF_CHECK_EQUAL(names, (std::vector<std::string>{"lucy", "alma", "carl", "clara_a", "clara_b",
+                                                   "compare", "arbitrator", "commit"}));
+
+  const auto& lucy = *c.find_stage("lucy");
+  CAF_CHECK(lucy.handler == handler_kind::script);
+  CAF_CHECK(lucy.entry);
+  CAF_CHECK_EQUAL(lucy.concurrency, 8);
+  CAF_REQUIRE(lucy.timeout.has_value());
+  CAF_CHECK_EQUAL(lucy.timeout->count(), 5'000);
+  CAF_CHECK_EQUAL(c.timeout_of(lucy).count(), 5'000);
+  CAF_CHECK_EQUAL(lucy.command, (std::vector<std::string>{"python3", "lucy.py", "--strict"}));
+  CAF_CHECK_EQUAL(lucy.working_dir.string(), (dir.path() / "scripts").string());
+  CAF_CHECK_EQUAL(lucy.env.size(), 1u);
+  CAF_CHECK_EQUAL(lucy.env.at("LUCY_MODE"), "fast");
+  CAF_CHECK_EQUAL(lucy.outcomes, (std::vector<std::string>{"passed", "rejected"}));
+  CAF_CHECK(lucy.routes.at("passed") == stage_targets({"alma"}));
+  CAF_CHECK(lucy.routes.at("rejected") == sink_target("rejected"));
+  CAF_CHECK_EQUAL(lucy.retry.max_attempts, 5);
+  CAF_CHECK_EQUAL(lucy.retry.backoff.count(), 2'000);
+  CAF_CHECK_EQUAL(lucy.retry.backoff_max.count(), 60'000);
+  CAF_CHECK_EQUAL(lucy.retry.backoff_multiplier, 3.0);
+  CAF_CHECK_EQUAL(lucy.retry.jitter, 0.5);
+  CAF_CHECK_EQUAL(lucy.where.line, 30);
+  CAF_CHECK_EQUAL(lucy.where.file, (dir.path() / "pipeline.toml").string());
+
+  const auto& alma = *c.find_stage("alma");
+  CAF_CHECK(alma.handler == handler_kind::model);
+  CAF_CHECK(!alma.entry);
+  CAF_CHECK_EQUAL(alma.concurrency, 1);
+  CAF_CHECK(!alma.timeout.has_value());
+  CAF_CHECK_EQUAL(c.timeout_of(alma).count(), 150'000);
+  CAF_CHECK_EQUAL(alma.model, "mistral");
+  CAF_CHECK_EQUAL(alma.system_prompt, "You are careful.");
+  CAF_CHECK_EQUAL(alma.prompt, "task: dedupe\nskill: {name}\nfirst tag: {tags.0} {{literal}}\n");
+  CAF_CHECK_EQUAL(alma.outcome_field, "verdict");
+  CAF_CHECK_EQUAL(alma.fixed_outcome, "");
+  CAF_CHECK_EQUAL(alma.required_fields, (std::vector<std::string>{"verdict", "reason"}));
+  CAF_CHECK(alma.routes.at("passed") == stage_targets({"carl"}));
+  CAF_CHECK(alma.routes.at("merged") == sink_target("merged"));
+  // Defaults of an absent [retry] table.
+  CAF_CHECK_EQUAL(alma.retry.max_attempts, 3);
+  CAF_CHECK_EQUAL(alma.retry.backoff.count(), 1'000);
+  CAF_CHECK_EQUAL(alma.retry.backoff_max.count(), 60'000);
+  CAF_CHECK_EQUAL(alma.retry.backoff_multiplier, 2.0);
+  CAF_CHECK_EQUAL(alma.retry.jitter, 0.2);
+
+  const auto& carl = *c.find_stage("carl");
+  CAF_CHECK(carl.handler == handler_kind::builtin);
+  CAF_CHECK_EQUAL(carl.function, "owl.create_entity");
+  // A builtin's outcomes come from the catalog.
+  CAF_CHECK_EQUAL(carl.outcomes, (std::vector<std::string>{"created"}));
+  CAF_CHECK(carl.routes.at("created") == stage_targets({"clara_a", "clara_b"}));
+
+  const auto& clara_a = *c.find_stage("clara_a");
+  CAF_CHECK_EQUAL(clara_a.prompt, std::string{clara_prompt});
+  CAF_CHECK_EQUAL(clara_a.fixed_outcome, "proposed");
+  CAF_CHECK_EQUAL(clara_a.outcome_field, "");
+  CAF_CHECK_EQUAL(clara_a.outcomes, (std::vector<std::string>{"proposed"}));
+  CAF_CHECK_EQUAL(c.find_stage("clara_b")->model, "qwen");
+
+  const auto& compare = *c.find_stage("compare");
+  CAF_CHECK_EQUAL(compare.join, (std::vector<std::string>{"clara_a", "clara_b"}));
+  CAF_CHECK_EQUAL(compare.outcomes, (std::vector<std::string>{"agree", "disagree"}));
+  CAF_CHECK(compare.routes.at("disagree") == stage_targets({"arbitrator"}));
+
+  const auto& commit = *c.find_stage("commit");
+  CAF_CHECK_EQUAL(commit.command, (std::vector<std::string>{"./commit.sh"}));
+  CAF_CHECK_EQUAL(commit.working_dir.string(), dir.path().string());
+  CAF_CHECK(commit.routes.at("committed") == sink_target("committed"));
+  CAF_CHECK(c.is_sink("merged"));
+  CAF_CHECK(!c.is_sink("commit"));
+  CAF_CHECK(c.find_stage("nope") == nullptr);
+}
+
+CAF_TEST(minimal_config_takes_the_documented_defaults) {
+  auto r = load(R"(
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "out" }
+)"
+                "sinks = []\n");
+  // `sinks` after a table belongs to that table: the error says so.
+  CAF_CHECK(find_error(r, "stages.only.sinks", "top-level key") != nullptr);
+
+  r = load(R"(sinks = ["out"]
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "out" }
+)");
+  CAF_REQUIRE(r.ok());
+  const auto& c = *r.config;
+  CAF_CHECK_EQUAL(c.file.string(), "pipeline.toml");
+  CAF_CHECK_EQUAL(c.database.url, "");
+  CAF_CHECK_EQUAL(c.database.data_dir.string(), (dir.path() / ".turing").string());
+  CAF_CHECK_EQUAL(c.runtime.node, "");
+  CAF_CHECK_EQUAL(c.runtime.lease_ttl.count(), 30'000);
+  CAF_CHECK_EQUAL(c.runtime.heartbeat_interval.count(), 10'000);
+  CAF_CHECK_EQUAL(c.runtime.rescue_interval.count(), 5'000);
+  CAF_CHECK_EQUAL(c.runtime.poll_interval.count(), 2'000);
+  CAF_CHECK_EQUAL(c.runtime.shutdown_grace.count(), 20'000);
+  CAF_CHECK_EQUAL(c.runtime.default_timeout.count(), 60'000);
+  CAF_CHECK_EQUAL(c.runtime.claim_batch, 16);
+  CAF_CHECK(c.models.empty());
+  CAF_REQUIRE_EQUAL(c.stages.size(), 1u);
+  CAF_CHECK_EQUAL(c.stages[0].concurrency, 1);
+  CAF_CHECK_EQUAL(c.timeout_of(c.stages[0]).count(), 60'000);
+}
+
+CAF_TEST(environment_overrides_database_url_only_when_non_empty) {
+  auto r = load_full();
+  CAF_REQUIRE(r.ok());
+  auto c = *r.config;
+  ::unsetenv(database_url_env);
+  apply_environment(c);
+  CAF_CHECK_EQUAL(c.database.url, "postgresql://turing@localhost/turing");
+  ::setenv(database_url_env, "", 1);
+  apply_environment(c);
+  CAF_CHECK_EQUAL(c.database.url, "postgresql://turing@localhost/turing");
+  ::setenv(database_url_env, "host=/run/postgresql dbname=other", 1);
+  apply_environment(c);
+  CAF_CHECK_EQUAL(c.database.url, "host=/run/postgresql dbname=other");
+  ::unsetenv(database_url_env);
+}
+
+CAF_TEST(unreadable_config_file_gives_one_error_naming_it) {
+  auto missing = dir.path() / "absent.toml";
+  auto r = load_config_file(missing, builtins);
+  CAF_CHECK(!r.ok());
+  CAF_REQUIRE_EQUAL(r.errors.size(), 1u);
+  CAF_CHECK_EQUAL(r.errors[0].where.file, missing.string());
+  CAF_CHECK(contains(r.errors[0].message, "cannot read config file"));
+  CAF_CHECK(contains(r.errors[0].to_string(), missing.string() + ": cannot read config file"));
+
+  r = load_config_file(dir.path(), builtins);
+  CAF_REQUIRE_EQUAL(r.errors.size(), 1u);
+  CAF_CHECK(contains(r.errors[0].message, "directory"));
+}
+
+CAF_TEST(error_to_string_names_file_line_column_and_key) {
+  auto r = load(R"(sinks = ["out"]
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+concurency = 2
+routes = { ok = "out" }
+)");
+  CAF_REQUIRE_EQUAL(r.errors.size(), 1u);
+  CAF_CHECK_EQUAL(r.errors[0].to_string(),
+                  "pipeline.toml:6:1: stages.only.concurency: unknown key 'concurency'; did you "
+                  "mean 'concurrency'?");
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()

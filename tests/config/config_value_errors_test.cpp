@@ -1,0 +1,415 @@
+// Invalid keys and values: each config below has one mistake, and the test
+// checks the error names its line, its key and what is wrong.
+#define CAF_SUITE config_value_errors
+
+#include "config/config_loader.hpp"
+#include "tests/config/config_fixture.hpp"
+
+#include <caf/test/unit_test.hpp>
+
+using namespace turing::config;
+using turing::config::test::config_fixture;
+
+// Requires an error on `key` mentioning `phrase` at line `at_line`.
+#define CHECK_ERROR(result, key, at_line, phrase)                                                  \
+  do {                                                                                             \
+    CAF_CHECK(!(result).ok());                                                                     \
+    auto* found_ = find_error((result), (key), (phrase));                                          \
+    CAF_REQUIRE(found_ != nullptr);                                                                \
+    CAF_CHECK_EQUAL(found_->where.line, (at_line));                                                \
+  } while (false)
+
+CAF_TEST_FIXTURE_SCOPE(config_value_error_tests, config_fixture)
+
+CAF_TEST(unknown_key_typo_is_named_with_a_suggestion) {
+  auto r = load(R"(sinks = ["done"]
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+concurency = 4
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.only.concurency", 6, "unknown key 'concurency'");
+  CAF_CHECK(contains(r.errors[0].message, "did you mean 'concurrency'?"));
+  CAF_CHECK_EQUAL(r.errors[0].where.column, 1);
+  CAF_CHECK_EQUAL(r.errors.size(), 1u);
+}
+
+CAF_TEST(unknown_keys_are_caught_in_every_table) {
+  auto r = load(R"(sink = ["done"]
+[database]
+data_dri = "x"
+[runtime]
+lease_tll = "30s"
+[models.m]
+api = "ollama"
+endpoint = "http://localhost:11434"
+model = "m"
+temprature = 0.2
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "done" }
+[stages.only.retry]
+max_atempts = 2
+)");
+  CHECK_ERROR(r, "sink", 1, "did you mean 'sinks'?");
+  CHECK_ERROR(r, "database.data_dri", 3, "did you mean 'data_dir'?");
+  CHECK_ERROR(r, "runtime.lease_tll", 5, "did you mean 'lease_ttl'?");
+  CHECK_ERROR(r, "models.m.temprature", 10, "did you mean 'temperature'?");
+  CHECK_ERROR(r, "stages.only.retry.max_atempts", 17, "did you mean 'max_attempts'?");
+}
+
+CAF_TEST(key_of_another_handler_kind_names_that_kind) {
+  auto r = load(R"(sinks = ["done"]
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+command = ["x.sh"]
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.only.command", 6, "applies to script stages, not builtin ones");
+}
+
+CAF_TEST(heartbeat_not_shorter_than_lease_ttl_is_rejected) {
+  auto r = load(R"(sinks = ["done"]
+[runtime]
+lease_ttl = "10s"
+heartbeat_interval = "10s"
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "runtime.heartbeat_interval", 4, "must be shorter than lease_ttl (10s)");
+  CAF_CHECK(contains(r.errors[0].message, "a lease would expire between heartbeats"));
+
+  // Against the default heartbeat (10s) the error names the key that was set.
+  r = load(R"(sinks = ["done"]
+[runtime]
+lease_ttl = "5s"
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "runtime.lease_ttl", 3, "heartbeat_interval (10s) must be shorter");
+}
+
+CAF_TEST(malformed_durations_are_rejected) {
+  auto r = load(R"(sinks = ["done"]
+[runtime]
+lease_ttl = 30
+shutdown_grace = "0s"
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+timeout = "5 sec"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.only.timeout", 9, "malformed duration '5 sec'");
+  CHECK_ERROR(r, "runtime.lease_ttl", 3, "expected a duration string such as \"30s\", got integer");
+  CHECK_ERROR(r, "runtime.shutdown_grace", 4, "must be greater than 0");
+  CAF_CHECK_EQUAL(r.errors.size(), 3u);
+}
+
+CAF_TEST(wrong_types_and_out_of_range_numbers_are_rejected) {
+  auto r = load(R"(sinks = ["done"]
+[runtime]
+claim_batch = 0
+[stages.only]
+handler = "builtin"
+entry = "yes"
+concurrency = "8"
+function = "owl.normalize"
+routes = { ok = "done" }
+[stages.only.retry]
+jitter = 1.5
+backoff_multiplier = 0.5
+max_attempts = 2.0
+)");
+  CHECK_ERROR(r, "runtime.claim_batch", 3, "must be between 1 and 10000, got 0");
+  CHECK_ERROR(r, "stages.only.entry", 6, "expected true or false, got string");
+  CHECK_ERROR(r, "stages.only.concurrency", 7, "expected an integer, got string");
+  CHECK_ERROR(r, "stages.only.retry.jitter", 11, "must be between 0 and 1, got 1.5");
+  CHECK_ERROR(r, "stages.only.retry.backoff_multiplier", 12, "must be between 1 and 100");
+  CHECK_ERROR(r, "stages.only.retry.max_attempts", 13, "expected an integer, got float");
+}
+
+CAF_TEST(backoff_max_below_backoff_is_rejected) {
+  auto r = load(R"(sinks = ["done"]
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "done" }
+[stages.only.retry]
+backoff = "10s"
+backoff_max = "5s"
+)");
+  CHECK_ERROR(r, "stages.only.retry.backoff_max", 9, "must be at least backoff (10s)");
+}
+
+CAF_TEST(bad_model_api_and_endpoint_are_rejected) {
+  auto r = load(R"(sinks = ["done"]
+[models.m]
+api = "olama"
+endpoint = "127.0.0.1:11434"
+model = "m"
+api_key_env = "MY-TOKEN"
+[models.n]
+api = "openai"
+endpoint = "http://host:99999"
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "models.m.api", 3, "unknown api 'olama'; did you mean 'ollama'?");
+  CHECK_ERROR(r, "models.m.endpoint", 4, "must start with http:// or https://");
+  CHECK_ERROR(r, "models.m.api_key_env", 6, "invalid environment variable name");
+  CHECK_ERROR(r, "models.n.endpoint", 9, "invalid port");
+  // A missing key is reported at its table.
+  CHECK_ERROR(r, "models.n.model", 7, "missing required key 'model'");
+}
+
+CAF_TEST(unknown_model_is_rejected_naming_line_key_and_known_models) {
+  auto r = load(R"(sinks = ["done"]
+[models.mistral]
+api = "ollama"
+endpoint = "http://127.0.0.1:11434"
+model = "mistral-nemo:12b"
+[models.qwen]
+api = "ollama"
+endpoint = "http://127.0.0.1:11434"
+model = "qwen2.5-coder:7b"
+[stages.alma]
+handler = "model"
+entry = true
+model = "mistrl"
+prompt = "{name}"
+outcome = "done_ok"
+routes = { done_ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.alma.model", 13, "unknown model 'mistrl'");
+  CAF_CHECK_EQUAL(r.errors.size(), 1u);
+  CAF_CHECK_EQUAL(r.errors[0].to_string(),
+                  "pipeline.toml:13:9: stages.alma.model: unknown model 'mistrl'; did you mean "
+                  "'mistral'? (known: mistral, qwen)");
+}
+
+CAF_TEST(missing_prompt_is_reported_at_the_stage_table) {
+  auto r = load(R"(sinks = ["done"]
+[models.m]
+api = "ollama"
+endpoint = "http://127.0.0.1:11434"
+model = "m"
+[stages.alma]
+handler = "model"
+entry = true
+model = "m"
+outcome_field = "verdict"
+outcomes = ["ok"]
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.alma.prompt", 6, "missing required key 'prompt'");
+  CAF_CHECK(contains(r.errors[0].message, "prompt or prompt_file"));
+}
+
+CAF_TEST(model_stage_needs_exactly_one_prompt_and_one_outcome_source) {
+  dir.write("prompts/p.txt", "hello {name}");
+  auto r = load(R"(sinks = ["done"]
+[models.m]
+api = "ollama"
+endpoint = "http://127.0.0.1:11434"
+model = "m"
+[stages.alma]
+handler = "model"
+entry = true
+model = "m"
+prompt = "{name}"
+prompt_file = "prompts/p.txt"
+outcome_field = "verdict"
+outcome = "ok"
+routes = { ok = "done" }
+[stages.zed]
+handler = "model"
+entry = true
+model = "m"
+prompt_file = "prompts/missing.txt"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.alma.prompt_file", 11, "either prompt or prompt_file, not both");
+  CHECK_ERROR(r, "stages.alma.outcome", 13, "either outcome_field or outcome, not both");
+  CHECK_ERROR(r, "stages.zed.prompt_file", 19, "cannot read prompt file");
+  CAF_CHECK(contains(find_error(r, "stages.zed.prompt_file", "")->message, "prompts/missing.txt"));
+  CHECK_ERROR(r, "stages.zed.outcome_field", 15, "missing required key 'outcome_field'");
+}
+
+CAF_TEST(unbalanced_braces_in_a_prompt_are_rejected) {
+  dir.write("prompts/bad.txt", "line one\nsay {name and stop\n");
+  auto r = load(R"(sinks = ["done"]
+[models.m]
+api = "ollama"
+endpoint = "http://127.0.0.1:11434"
+model = "m"
+[stages.alma]
+handler = "model"
+entry = true
+model = "m"
+prompt = "Reply {\"verdict\": \"ok\"} for {name}"
+outcome = "ok"
+routes = { ok = "done" }
+[stages.bert]
+handler = "model"
+entry = true
+model = "m"
+prompt_file = "prompts/bad.txt"
+outcome = "ok"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.alma.prompt", 10,
+              "bad template at prompt line 1, column 7: invalid placeholder");
+  CAF_CHECK(contains(find_error(r, "stages.alma.prompt", "")->message, "'{{' and '}}'"));
+  CHECK_ERROR(r, "stages.bert.prompt_file", 17, "bad.txt:2:5: unclosed '{'");
+}
+
+CAF_TEST(unknown_builtin_is_rejected_with_a_suggestion) {
+  auto r = load(R"(sinks = ["done"]
+[stages.carl]
+handler = "builtin"
+entry = true
+function = "owl.create_entty"
+routes = { created = "done" }
+)");
+  CHECK_ERROR(r, "stages.carl.function", 5, "unknown builtin function 'owl.create_entty'");
+  CAF_CHECK(contains(r.errors[0].message, "did you mean 'owl.create_entity'?"));
+  // The unknown function's outcomes are unknown: no follow-on route errors.
+  CAF_CHECK_EQUAL(r.errors.size(), 1u);
+}
+
+CAF_TEST(builtin_outcomes_must_match_the_catalog) {
+  auto r = load(R"(sinks = ["done"]
+[stages.carl]
+handler = "builtin"
+entry = true
+function = "owl.create_entity"
+outcomes = ["created", "skipped"]
+routes = { created = "done" }
+)");
+  CHECK_ERROR(r, "stages.carl.outcomes", 6, "do not match builtin 'owl.create_entity'");
+  CAF_CHECK(contains(r.errors[0].message, "which produces [created]"));
+}
+
+CAF_TEST(unknown_handler_and_missing_handler_are_rejected) {
+  auto r = load(R"(sinks = ["done"]
+[stages.one]
+handler = "scirpt"
+entry = true
+command = ["x"]
+routes = { ok = "done" }
+[stages.two]
+entry = true
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.one.handler", 3, "unknown handler 'scirpt'; did you mean 'script'?");
+  CHECK_ERROR(r, "stages.two.handler", 7, "missing required key 'handler'");
+  // Without a known handler, its keys and routes are not second-guessed.
+  CAF_CHECK_EQUAL(r.errors.size(), 2u);
+}
+
+CAF_TEST(script_stage_needs_a_command_and_outcomes) {
+  auto r = load(R"(sinks = ["done"]
+[stages.one]
+handler = "script"
+entry = true
+routes = { ok = "done" }
+[stages.two]
+handler = "script"
+entry = true
+command = []
+outcomes = ["ok"]
+working_dir = "no/such/dir"
+env = { "BAD-NAME" = "x", GOOD = 1 }
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.one.command", 2, "missing required key 'command'");
+  CHECK_ERROR(r, "stages.one.outcomes", 2, "missing required key 'outcomes'");
+  CHECK_ERROR(r, "stages.two.command", 9, "command is empty");
+  CHECK_ERROR(r, "stages.two.working_dir", 11, "is not a directory");
+  CHECK_ERROR(r, "stages.two.env.BAD-NAME", 12, "invalid environment variable name");
+  CHECK_ERROR(r, "stages.two.env.GOOD", 12, "expected a string, got integer");
+}
+
+CAF_TEST(toml_syntax_error_is_one_error_with_line_and_column) {
+  auto r = load(R"(sinks = ["done"]
+[stages.lucy]
+handler = "script
+entry = true
+)");
+  CAF_CHECK(!r.ok());
+  CAF_CHECK(!r.config.has_value());
+  CAF_REQUIRE_EQUAL(r.errors.size(), 1u);
+  CAF_CHECK_EQUAL(r.errors[0].key, "");
+  CAF_CHECK_EQUAL(r.errors[0].where.line, 3);
+  CAF_CHECK_GREATER(r.errors[0].where.column, 0);
+  CAF_CHECK(contains(r.errors[0].message, "TOML syntax error"));
+  CAF_CHECK(contains(r.errors[0].to_string(), "pipeline.toml:3:"));
+}
+
+CAF_TEST(invalid_and_reserved_names_are_rejected) {
+  auto r = load(R"(sinks = ["done", "dead", "Bad-Sink"]
+[stages.Lucy]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "done" }
+[stages.dead]
+handler = "builtin"
+function = "owl.normalize"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.Lucy", 2, "invalid stage name 'Lucy'");
+  CHECK_ERROR(r, "stages.dead", 7, "reserved for the runtime's dead-letter sink");
+  CHECK_ERROR(r, "sinks", 1, "'dead' is reserved");
+  CHECK_ERROR(r, "sinks", 1, "invalid sink name 'Bad-Sink'");
+}
+
+CAF_TEST(several_errors_are_reported_at_once_in_file_order) {
+  auto r = load(R"(sinks = ["done"]
+[models.mistral]
+api = "ollama"
+endpoint = "http://127.0.0.1:11434"
+model = "mistral-nemo:12b"
+[stages.lucy]
+handler = "script"
+entry = true
+command = ["lucy.sh"]
+timeout = "5x"
+outcomes = ["passed", "rejected"]
+routes = { passed = "alma" }
+[stages.alma]
+handler = "model"
+model = "mistrl"
+prompt = "{name}"
+outcome = "ok"
+routes = { ok = "done" }
+concurency = 2
+)");
+  CHECK_ERROR(r, "stages.lucy.timeout", 10, "malformed duration");
+  CHECK_ERROR(r, "stages.lucy.routes", 12, "outcome 'rejected' is not routed");
+  CHECK_ERROR(r, "stages.alma.model", 15, "unknown model 'mistrl'");
+  CHECK_ERROR(r, "stages.alma.concurency", 19, "unknown key");
+  CAF_CHECK_EQUAL(r.errors.size(), 4u);
+  for (std::size_t i = 1; i < r.errors.size(); ++i)
+    CAF_CHECK_LESS_OR_EQUAL(r.errors[i - 1].where.line, r.errors[i].where.line);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
