@@ -1,0 +1,46 @@
+// How long a simulated model takes: a lognormal fitted to a p50 and a p95
+// (LLM call times are long-tailed), scaled down for demos and clamped.
+#pragma once
+
+#include "stable_hash.hpp"
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+namespace turing::model_sim {
+
+/// Real-world figures in milliseconds, as the field report measures them.
+struct latency_profile {
+  double p50_ms = 12'000.0;
+  double p95_ms = 48'800.0;
+  double max_ms = 600'000.0;
+};
+
+/// The reason `profile` cannot be fitted (p50 <= 0, p95 < p50, max < p50).
+std::optional<std::string> check_latency_profile(const latency_profile& profile);
+
+/// How it works: ln(latency) ~ Normal(mu, sigma) with mu = ln(p50) and
+/// sigma = (ln(p95) - ln(p50)) / 1.6449 (z of the 95th percentile), so the
+/// fitted distribution reproduces both percentiles. A draw is multiplied by
+/// `scale` (1/400 turns a 12 s call into 30 ms) and clamped to max * scale.
+class latency_model {
+public:
+  latency_model(const latency_profile& profile, double scale);
+
+  /// One latency, drawn from `rng`.
+  std::chrono::microseconds sample(stable_rng& rng) const;
+
+  /// The scaled median and clamp, for logs.
+  double scaled_p50_ms() const { return p50_ms_ * scale_; }
+  double scaled_max_ms() const { return max_ms_ * scale_; }
+
+private:
+  double p50_ms_;
+  double max_ms_;
+  double scale_;
+  double mu_;
+  double sigma_;
+};
+
+} // namespace turing::model_sim
