@@ -1,0 +1,121 @@
+// Execution messages: what passes between a stage pump (the owner of every
+// message it claimed), the executors that run handlers, and the owner's own
+// timers. Every one names the lease (message id, epoch) it is about, so a
+// message about an earlier execution is recognised as stale and ignored.
+#pragma once
+
+#include "messages/store.hpp"
+
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/type_name.hpp>
+
+namespace turing {
+
+/// An executor began running a lease (a process id for scripts, else 0).
+/// For model calls it is when the call leaves the endpoint's queue, and the
+/// owner's deadline counts from here.
+struct execution_started {
+  persistence::lease fence;
+  int64_t pid = 0;
+};
+
+/// The handler finished with an outcome.
+struct execution_succeeded {
+  persistence::lease fence;
+  std::string outcome;
+  persistence::json output;
+  std::string model;
+};
+
+/// The handler failed; `retryable` false dead-letters the message at once
+/// (e.g. a prompt with an unresolved placeholder: retrying cannot help).
+struct execution_failed {
+  persistence::lease fence;
+  std::string error;
+  bool retryable = true;
+  std::string model;
+};
+
+/// The owner's deadline for one execution, sent to itself. `generation`
+/// tells a re-armed deadline from an earlier one, since a delayed message
+/// cannot be cancelled.
+struct execution_timeout {
+  persistence::lease fence;
+  int64_t generation = 0;
+};
+
+/// A prompt for a model endpoint, on behalf of the owner that claimed `fence`.
+struct model_call {
+  persistence::lease fence;
+  std::string stage;
+  std::string system_prompt;
+  std::string prompt;
+  /// The HTTP call's own limit, so a hung server frees its thread eventually.
+  persistence::millis timeout{0};
+};
+
+/// A model endpoint's raw answer to a model_call; the owner checks it
+/// against its stage (JSON object, required fields, outcome).
+struct model_answer {
+  persistence::lease fence;
+  std::string content;
+  std::string model;
+  double latency_ms = 0;
+};
+
+/// The owner gave up on an execution (deadline passed, lease lost or
+/// shutdown): the executor stops it if it still can.
+struct execution_abandoned {
+  persistence::lease fence;
+};
+
+/// The lease keeper found that a lease is no longer this node's (it was
+/// rescued elsewhere): its owner must stop working on it and write nothing.
+struct lease_lost {
+  persistence::lease fence;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, execution_started& x) {
+  return f(caf::meta::type_name("turing::execution_started"), x.fence, x.pid);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, execution_succeeded& x) {
+  std::string output = x.output.dump();
+  auto parse = caf::meta::load_callback(
+      [&]() -> caf::error { return persistence::detail::parse_json_into(output, x.output); });
+  return f(caf::meta::type_name("turing::execution_succeeded"), x.fence, x.outcome, output, parse,
+           x.model);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, execution_failed& x) {
+  return f(caf::meta::type_name("turing::execution_failed"), x.fence, x.error, x.retryable,
+           x.model);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, execution_timeout& x) {
+  return f(caf::meta::type_name("turing::execution_timeout"), x.fence, x.generation);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, model_call& x) {
+  return f(caf::meta::type_name("turing::model_call"), x.fence, x.stage, x.system_prompt, x.prompt,
+           x.timeout);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, model_answer& x) {
+  return f(caf::meta::type_name("turing::model_answer"), x.fence, x.content, x.model, x.latency_ms);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, execution_abandoned& x) {
+  return f(caf::meta::type_name("turing::execution_abandoned"), x.fence);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, lease_lost& x) {
+  return f(caf::meta::type_name("turing::lease_lost"), x.fence);
+}
+
+} // namespace turing

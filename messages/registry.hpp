@@ -1,0 +1,53 @@
+// The one place every message type is registered with CAF, by a stable name,
+// so that nodes agree on the wire and unknown types fail loudly.
+#pragma once
+
+#include "messages/execution.hpp"
+#include "messages/runtime.hpp"
+#include "messages/store.hpp"
+#include "messages/supervision.hpp"
+
+#include <caf/actor_system_config.hpp>
+
+namespace turing {
+
+inline void add_message_types(caf::actor_system_config& cfg) {
+  using namespace persistence;
+  add_supervision_message_types(cfg);
+  cfg.add_message_type<lease>("turing::lease");
+  cfg.add_message_type<std::vector<lease>>("std::vector<turing::lease>");
+  cfg.add_message_type<claim_request>("turing::claim_request");
+  cfg.add_message_type<claimed_message>("turing::claimed_message");
+  cfg.add_message_type<std::vector<claimed_message>>("std::vector<turing::claimed_message>");
+  cfg.add_message_type<delivery>("turing::delivery");
+  cfg.add_message_type<completion>("turing::completion");
+  cfg.add_message_type<std::vector<completion>>("std::vector<turing::completion>");
+  cfg.add_message_type<failure>("turing::failure");
+  cfg.add_message_type<std::vector<failure>>("std::vector<turing::failure>");
+  cfg.add_message_type<fence_result>("turing::fence_result");
+  cfg.add_message_type<std::vector<fence_result>>("std::vector<turing::fence_result>");
+  cfg.add_message_type<rescued_message>("turing::rescued_message");
+  cfg.add_message_type<std::vector<rescued_message>>("std::vector<turing::rescued_message>");
+  cfg.add_message_type<heartbeat_request>("turing::heartbeat_request");
+  cfg.add_message_type<release_request>("turing::release_request");
+  cfg.add_message_type<rescue_request>("turing::rescue_request");
+  cfg.add_message_type<census_request>("turing::census_request");
+  cfg.add_message_type<stage_work>("turing::stage_work");
+  cfg.add_message_type<work_census>("turing::work_census");
+  cfg.add_message_type<execution_started>("turing::execution_started");
+  cfg.add_message_type<execution_succeeded>("turing::execution_succeeded");
+  cfg.add_message_type<execution_failed>("turing::execution_failed");
+  cfg.add_message_type<execution_timeout>("turing::execution_timeout");
+  cfg.add_message_type<model_call>("turing::model_call");
+  cfg.add_message_type<model_answer>("turing::model_answer");
+  cfg.add_message_type<execution_abandoned>("turing::execution_abandoned");
+  cfg.add_message_type<lease_lost>("turing::lease_lost");
+  cfg.add_message_type<work_available>("turing::work_available");
+  cfg.add_message_type<leases_taken>("turing::leases_taken");
+  cfg.add_message_type<leases_ended>("turing::leases_ended");
+  cfg.add_message_type<drain_request>("turing::drain_request");
+  cfg.add_message_type<drain_report>("turing::drain_report");
+  cfg.add_message_type<pipeline_drained>("turing::pipeline_drained");
+}
+
+} // namespace turing

@@ -1,0 +1,142 @@
+// Store messages: the persistence types actors send to and receive from a
+// store actor, with their inspect(); JSON members travel as text.
+#pragma once
+
+#include "persistence/types.hpp"
+
+#include <caf/error.hpp>
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/none.hpp>
+#include <caf/sec.hpp>
+
+namespace turing::persistence {
+
+namespace detail {
+
+/// Parses JSON text loaded from the wire into its member.
+inline caf::error parse_json_into(const std::string& text, json& out) {
+  out = json::parse(text, nullptr, false);
+  if (out.is_discarded())
+    return caf::make_error(caf::sec::invalid_argument, "malformed JSON in message");
+  return caf::none;
+}
+
+} // namespace detail
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, lease& x) {
+  return f(caf::meta::type_name("turing::lease"), x.message_id, x.epoch);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, claim_request& x) {
+  return f(caf::meta::type_name("turing::claim_request"), x.stage, x.node, x.limit, x.lease_ttl);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, claimed_message& x) {
+  std::string payload = x.payload.dump();
+  auto parse = caf::meta::load_callback(
+      [&]() -> caf::error { return detail::parse_json_into(payload, x.payload); });
+  return f(caf::meta::type_name("turing::claimed_message"), x.id, x.item_id, x.run_id, x.stage,
+           payload, parse, x.attempt, x.max_attempts, x.epoch, x.started_at);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, delivery& x) {
+  std::string payload = x.payload.dump();
+  auto parse = caf::meta::load_callback(
+      [&]() -> caf::error { return detail::parse_json_into(payload, x.payload); });
+  return f(caf::meta::type_name("turing::delivery"), x.type, x.target, payload, parse,
+           x.max_attempts, x.join_inputs);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, completion& x) {
+  std::string output = x.output.dump();
+  auto parse = caf::meta::load_callback(
+      [&]() -> caf::error { return detail::parse_json_into(output, x.output); });
+  return f(caf::meta::type_name("turing::completion"), x.fence, x.attempt, x.node, x.started_at,
+           x.outcome, output, parse, x.model, x.deliveries);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, failure& x) {
+  return f(caf::meta::type_name("turing::failure"), x.fence, x.attempt, x.node, x.started_at,
+           x.result, x.error, x.model, x.retry_after, x.retryable);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rescued_message& x) {
+  return f(caf::meta::type_name("turing::rescued_message"), x.message_id, x.stage, x.previous_owner,
+           x.dead);
+}
+
+} // namespace turing::persistence
+
+namespace turing {
+
+/// Extend these leases of `node`; the reply is the std::vector<lease> it no
+/// longer holds.
+struct heartbeat_request {
+  std::string node;
+  std::vector<persistence::lease> leases;
+  persistence::millis lease_ttl{0};
+};
+
+/// Release these leases of `node` (graceful stop); the reply is a
+/// std::vector<fence_result>.
+struct release_request {
+  std::string node;
+  std::vector<persistence::lease> leases;
+};
+
+/// Return every expired lease to ready; the reply is a
+/// std::vector<rescued_message>.
+struct rescue_request {
+  std::string rescuer_node;
+};
+
+/// How much work is ready, delayed or running in all stages; the reply is a
+/// work_census.
+struct census_request {};
+
+/// Per stage: (stage, ready, delayed, running). A cheap summary for the drain
+/// watcher and the dry-stage signal, not the full status.
+struct stage_work {
+  std::string stage;
+  int64_t ready = 0;
+  int64_t delayed = 0;
+  int64_t running = 0;
+  int64_t dead = 0;
+};
+
+struct work_census {
+  std::vector<stage_work> stages;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, heartbeat_request& x) {
+  return f(caf::meta::type_name("turing::heartbeat_request"), x.node, x.leases, x.lease_ttl);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, release_request& x) {
+  return f(caf::meta::type_name("turing::release_request"), x.node, x.leases);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rescue_request& x) {
+  return f(caf::meta::type_name("turing::rescue_request"), x.rescuer_node);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, census_request&) {
+  return f(caf::meta::type_name("turing::census_request"));
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, stage_work& x) {
+  return f(caf::meta::type_name("turing::stage_work"), x.stage, x.ready, x.delayed, x.running,
+           x.dead);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, work_census& x) {
+  return f(caf::meta::type_name("turing::work_census"), x.stages);
+}
+
+} // namespace turing
