@@ -1,0 +1,462 @@
+// The model client: builds the chat request, runs it with cpp-httplib under
+// the stage's timeout, and turns every failure into one line that says what
+// happened and whether a retry can help.
+#include "actors/model_client.hpp"
+
+#include "config/duration.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <exception>
+#include <httplib.h>
+#include <utility>
+#include <vector>
+
+namespace turing::actors {
+
+namespace {
+
+using json = nlohmann::json;
+
+/// How many characters of a body or a reply an error may quote.
+constexpr std::size_t quote_limit = 200;
+
+/// Length of the UTF-8 sequence starting at s[i], or 0 when it is malformed.
+std::size_t utf8_sequence(const std::string& s, std::size_t i) {
+  auto c = static_cast<unsigned char>(s[i]);
+  std::size_t n = c < 0x80           ? 1
+                  : (c >> 5) == 0x6  ? 2
+                  : (c >> 4) == 0xE  ? 3
+                  : (c >> 3) == 0x1E ? 4
+                                     : 0;
+  if (n == 0 || i + n > s.size())
+    return 0;
+  for (std::size_t k = 1; k < n; ++k)
+    if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2)
+      return 0;
+  return n;
+}
+
+/// At most `limit` bytes of `text` on one line and as valid UTF-8: errors end
+/// up in log lines and in JSON attempt rows, where a newline or a broken byte
+/// from a garbage body would do harm.
+std::string one_line(const std::string& text, std::size_t limit = quote_limit) {
+  std::string out;
+  out.reserve(std::min(text.size(), limit) + 3);
+  std::size_t i = 0;
+  while (i < text.size()) {
+    auto n = utf8_sequence(text, i);
+    auto width = n == 0 ? 1 : n;
+    if (out.size() + width > limit)
+      return out + "...";
+    if (n == 0)
+      out += '?';
+    else if (n == 1 && (static_cast<unsigned char>(text[i]) < 0x20 || text[i] == 0x7F))
+      out += ' ';
+    else
+      out.append(text, i, n);
+    i += width;
+  }
+  return out;
+}
+
+std::string lower(std::string text) {
+  for (auto& c : text)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty())
+      out += ", ";
+    out += item;
+  }
+  return out;
+}
+
+/// "http://host:port/prefix" -> origin "http://host:port" (what
+/// httplib::Client takes) and prefix "/prefix" (prepended to every path).
+struct endpoint_parts {
+  std::string scheme;
+  std::string origin;
+  std::string prefix;
+};
+
+std::optional<endpoint_parts> split_endpoint(const std::string& endpoint) {
+  auto sep = endpoint.find("://");
+  if (sep == std::string::npos)
+    return std::nullopt;
+  endpoint_parts parts;
+  parts.scheme = lower(endpoint.substr(0, sep));
+  if (parts.scheme != "http" && parts.scheme != "https")
+    return std::nullopt;
+  auto rest = endpoint.substr(sep + 3);
+  auto rest_end = rest.find_first_of("?#");
+  if (rest_end != std::string::npos)
+    rest.resize(rest_end);
+  auto slash = rest.find('/');
+  auto authority = rest.substr(0, slash);
+  if (authority.empty())
+    return std::nullopt;
+  parts.origin = parts.scheme + "://" + authority;
+  if (slash != std::string::npos)
+    parts.prefix = rest.substr(slash);
+  while (!parts.prefix.empty() && parts.prefix.back() == '/')
+    parts.prefix.pop_back();
+  return parts;
+}
+
+/// The error for a non-2xx answer; the body is quoted because servers put
+/// the reason there ({"error":"model 'x' not found, try pulling it first"}).
+void describe_http_error(const config::model_config& model, const std::string& url,
+                         const std::string& api_key, int status, const std::string& body,
+                         model_reply& reply) {
+  auto quoted = one_line(body);
+  reply.retryable = !(status == 400 || status == 401 || status == 403 || status == 404);
+  if (status == 404) {
+    // Both APIs answer an unknown model with 404 and a body naming it; a 404
+    // without that is a wrong path (an endpoint with a stray prefix, or the
+    // wrong api for the server).
+    if (lower(body).find("model") != std::string::npos)
+      reply.error = "model '" + model.model + "' not found (HTTP 404) at " + url + ": " + quoted;
+    else
+      reply.error = "HTTP 404 from " + url + ": " + quoted +
+                    " (no such path: check the model's endpoint and api)";
+    return;
+  }
+  reply.error = "HTTP " + std::to_string(status) + " from " + url + ": " + quoted;
+  if (status == 401 || status == 403)
+    reply.error += model.api_key_env.empty() ? " (no api key sent: set api_key_env)"
+                   : api_key.empty()
+                       ? " (api key sent is empty: $" + model.api_key_env + " is unset or empty)"
+                       : " (check the api key in $" + model.api_key_env + ")";
+}
+
+/// The error when no HTTP response arrived. httplib reports a read timeout
+/// as a plain read error, so the elapsed time tells a timeout from a
+/// connection the server dropped.
+void describe_transport_error(httplib::Error error, const std::string& url,
+                              std::chrono::milliseconds timeout,
+                              std::chrono::milliseconds connect_timeout,
+                              std::chrono::milliseconds elapsed, model_reply& reply) {
+  bool waited_out = elapsed * 10 >= timeout * 9;
+  switch (error) {
+  case httplib::Error::Connection:
+    reply.error = "cannot connect to " + url + " (connection refused, host unreachable or unknown)";
+    return;
+  case httplib::Error::ConnectionTimeout:
+    reply.error =
+        "timed out after " + config::format_duration(connect_timeout) + " connecting to " + url;
+    return;
+  case httplib::Error::Read:
+    reply.error =
+        waited_out ? "timed out after " + config::format_duration(timeout) + " waiting for " + url
+                   : "connection to " + url + " closed before a full response";
+    return;
+  case httplib::Error::Write:
+    reply.error = waited_out ? "timed out after " + config::format_duration(timeout) +
+                                   " sending the request to " + url
+                             : "connection to " + url + " closed while sending the request";
+    return;
+  case httplib::Error::SSLConnection:
+    reply.error = "TLS handshake with " + url + " failed";
+    return;
+  case httplib::Error::SSLServerVerification:
+    reply.error = "TLS certificate of " + url + " could not be verified";
+    return;
+  default:
+    reply.error = "request to " + url + " failed: " + httplib::to_string(error);
+    return;
+  }
+}
+
+std::string json_type(const json& value) {
+  switch (value.type()) {
+  case json::value_t::array:
+    return "an array";
+  case json::value_t::string:
+    return "a string";
+  case json::value_t::boolean:
+    return "a boolean";
+  case json::value_t::null:
+    return "null";
+  case json::value_t::object:
+    return "an object";
+  default:
+    return "a number";
+  }
+}
+
+/// Index of the '}' closing the '{' at `open`, or npos when it never closes.
+/// Braces inside strings (and escaped quotes inside those) do not count.
+std::size_t closing_brace(const std::string& text, std::size_t open) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (auto i = open; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{') {
+      ++depth;
+    } else if (c == '}' && --depth == 0) {
+      return i;
+    }
+  }
+  return std::string::npos;
+}
+
+/// The JSON object in a model's content, or the reason there is none.
+/// Models wrap JSON in prose and ```json fences even when asked not to, so
+/// the first balanced {...} that parses is taken; a span that does not parse
+/// is skipped whole, so a fragment nested in it is never mistaken for the
+/// reply.
+std::optional<json> find_object(const std::string& content, std::string* error) {
+  auto whole = json::parse(content, nullptr, false);
+  if (!whole.is_discarded()) {
+    if (whole.is_object())
+      return whole;
+    *error = "reply is " + json_type(whole) + ", expected a JSON object: " + one_line(content);
+    return std::nullopt;
+  }
+  // Each unclosed '{' costs a scan to the end; the cap keeps a pathological
+  // reply ("{{{{...") linear.
+  constexpr int max_unclosed = 64;
+  int unclosed = 0;
+  bool any_span = false;
+  auto open = content.find('{');
+  while (open != std::string::npos) {
+    auto close = closing_brace(content, open);
+    if (close == std::string::npos) {
+      if (++unclosed > max_unclosed)
+        break;
+      open = content.find('{', open + 1);
+      continue;
+    }
+    any_span = true;
+    auto candidate =
+        json::parse(content.begin() + static_cast<std::ptrdiff_t>(open),
+                    content.begin() + static_cast<std::ptrdiff_t>(close) + 1, nullptr, false);
+    if (!candidate.is_discarded() && candidate.is_object())
+      return candidate;
+    open = content.find('{', close + 1);
+  }
+  if (any_span)
+    *error = "reply has no valid JSON object: " + one_line(content);
+  else if (unclosed > 0)
+    *error = "reply has an unterminated JSON object (truncated?): " + one_line(content);
+  else
+    *error = "reply has no JSON object: " + one_line(content);
+  return std::nullopt;
+}
+
+} // namespace
+
+std::string request_path(config::model_api api) {
+  return api == config::model_api::openai ? "/v1/chat/completions" : "/api/chat";
+}
+
+json build_request_body(const config::model_config& model, const std::string& system_prompt,
+                        const std::string& prompt) {
+  auto messages = json::array();
+  if (!system_prompt.empty())
+    messages.push_back({{"role", "system"}, {"content", system_prompt}});
+  messages.push_back({{"role", "user"}, {"content", prompt}});
+  json body = {{"model", model.model}, {"messages", std::move(messages)}};
+  if (model.api == config::model_api::openai) {
+    if (model.temperature)
+      body["temperature"] = *model.temperature;
+    body["response_format"] = {{"type", "json_object"}};
+  } else {
+    // Without "stream": false Ollama answers with one JSON line per token.
+    body["stream"] = false;
+    body["format"] = "json";
+    if (model.temperature)
+      body["options"] = {{"temperature", *model.temperature}};
+  }
+  return body;
+}
+
+std::optional<std::string> extract_content(config::model_api api, const std::string& body,
+                                           std::string* error) {
+  std::string ignored;
+  if (!error)
+    error = &ignored;
+  auto doc = json::parse(body, nullptr, false);
+  if (doc.is_discarded()) {
+    *error = "response is not JSON: " + one_line(body);
+    return std::nullopt;
+  }
+  const json* message = nullptr;
+  if (doc.is_object()) {
+    if (api == config::model_api::openai) {
+      auto choices = doc.find("choices");
+      if (choices != doc.end() && choices->is_array() && !choices->empty() &&
+          choices->front().is_object()) {
+        auto m = choices->front().find("message");
+        if (m != choices->front().end())
+          message = &*m;
+      }
+    } else {
+      auto m = doc.find("message");
+      if (m != doc.end())
+        message = &*m;
+    }
+  }
+  if (message && message->is_object()) {
+    auto content = message->find("content");
+    if (content != message->end() && content->is_string())
+      return content->get<std::string>();
+  }
+  *error = api == config::model_api::openai ? "response has no choices[0].message.content"
+                                            : "response has no message.content";
+  // A 200 carrying {"error": ...} happens with proxies and Ollama's loader.
+  if (doc.is_object() && doc.contains("error"))
+    *error += "; server said: " +
+              one_line(doc["error"].is_string()
+                           ? doc["error"].get<std::string>()
+                           : doc["error"].dump(-1, ' ', false, json::error_handler_t::replace));
+  else
+    *error += ": " + one_line(body);
+  return std::nullopt;
+}
+
+model_reply call_model(const config::model_config& model, const std::string& api_key,
+                       const std::string& system_prompt, const std::string& prompt,
+                       std::chrono::milliseconds timeout) {
+  using clock = std::chrono::steady_clock;
+  auto start = clock::now();
+  model_reply reply;
+  auto elapsed = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start);
+  };
+  auto done = [&]() -> model_reply {
+    reply.latency_ms = std::chrono::duration<double, std::milli>(clock::now() - start).count();
+    return std::move(reply);
+  };
+  try {
+    auto parts = split_endpoint(model.endpoint);
+    if (!parts) {
+      reply.error = "endpoint '" + one_line(model.endpoint) +
+                    "' is not an http:// or https:// URL with a host";
+      reply.retryable = false;
+      return done();
+    }
+    auto path = parts->prefix + request_path(model.api);
+    auto url = parts->origin + path;
+#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
+    if (parts->scheme == "https") {
+      reply.error = "https endpoints need cpp-httplib with OpenSSL (" + url + ")";
+      reply.retryable = false;
+      return done();
+    }
+#endif
+    httplib::Client client(parts->origin);
+    if (!client.is_valid()) {
+      reply.error = "cannot make an HTTP client for " + url;
+      reply.retryable = false;
+      return done();
+    }
+    auto connect_timeout = std::min(timeout, std::chrono::milliseconds{5000});
+    client.set_connection_timeout(connect_timeout);
+    client.set_read_timeout(timeout);
+    client.set_write_timeout(timeout);
+    httplib::Headers headers{{"Accept", "application/json"}};
+    if (!api_key.empty())
+      headers.emplace("Authorization", "Bearer " + api_key);
+    // replace, not throw: a prompt rendered from a payload with a broken
+    // byte should still reach the model rather than crash the call.
+    auto body = build_request_body(model, system_prompt, prompt)
+                    .dump(-1, ' ', false, json::error_handler_t::replace);
+    auto result = client.Post(path, headers, body, "application/json");
+    if (!result) {
+      describe_transport_error(result.error(), url, timeout, connect_timeout, elapsed(), reply);
+      return done();
+    }
+    reply.http_status = result->status;
+    if (result->status < 200 || result->status >= 300) {
+      describe_http_error(model, url, api_key, result->status, result->body, reply);
+      return done();
+    }
+    std::string error;
+    auto content = extract_content(model.api, result->body, &error);
+    if (!content) {
+      reply.error = error + " (from " + url + ")";
+      return done();
+    }
+    reply.ok = true;
+    reply.content = std::move(*content);
+    return done();
+  } catch (const std::exception& e) {
+    reply.error = "model call failed: " + one_line(e.what());
+  } catch (...) {
+    reply.error = "model call failed: unknown exception";
+  }
+  reply.ok = false;
+  return done();
+}
+
+reply_check check_reply(const config::stage_config& stage, const std::string& content) {
+  reply_check check;
+  auto object = find_object(content, &check.error);
+  if (!object)
+    return check;
+  // null counts as missing: the stage downstream reads the value, and a
+  // model that cannot fill a field writes null rather than leave it out.
+  std::vector<std::string> missing;
+  for (const auto& field : stage.required_fields) {
+    auto it = object->find(field);
+    if (it == object->end() || it->is_null())
+      missing.push_back(field);
+  }
+  if (!missing.empty()) {
+    std::vector<std::string> present;
+    for (const auto& item : object->items())
+      present.push_back(item.key());
+    check.error = std::string{"reply lacks required field"} + (missing.size() > 1 ? "s " : " ") +
+                  join(missing) + " (has: " + one_line(join(present)) + ")";
+    return check;
+  }
+  std::string outcome;
+  if (!stage.fixed_outcome.empty()) {
+    outcome = stage.fixed_outcome;
+  } else if (stage.outcome_field.empty()) {
+    check.error = "stage " + stage.name + " has neither outcome_field nor fixed_outcome";
+    return check;
+  } else {
+    auto allowed = join(stage.outcomes);
+    auto it = object->find(stage.outcome_field);
+    if (it == object->end() || it->is_null()) {
+      check.error = "reply lacks outcome field '" + stage.outcome_field +
+                    "' (expected one of: " + allowed + ")";
+      return check;
+    }
+    if (!it->is_string()) {
+      check.error = "outcome field '" + stage.outcome_field + "' is " + json_type(*it) + " (" +
+                    one_line(it->dump(-1, ' ', false, json::error_handler_t::replace)) +
+                    "), expected one of: " + allowed;
+      return check;
+    }
+    outcome = it->get<std::string>();
+    if (std::find(stage.outcomes.begin(), stage.outcomes.end(), outcome) == stage.outcomes.end()) {
+      check.error = "outcome field '" + stage.outcome_field + "' is '" + one_line(outcome) +
+                    "', expected one of: " + allowed;
+      return check;
+    }
+  }
+  check.ok = true;
+  check.result.outcome = std::move(outcome);
+  check.result.output = std::move(*object);
+  return check;
+}
+
+} // namespace turing::actors

@@ -1,0 +1,76 @@
+// The blocking HTTP client for model handlers: one chat call to an Ollama or
+// OpenAI-compatible endpoint, and the check of the reply against the stage's
+// contract (one JSON object, required fields, a declared outcome).
+#pragma once
+
+#include "actors/builtin_registry.hpp"
+#include "config/pipeline_config.hpp"
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+namespace turing::actors {
+
+/// What one call returned. Errors are one line, so they fit an attempt row
+/// and a log line as they are.
+struct model_reply {
+  bool ok = false;
+  /// The assistant message text, when ok.
+  std::string content;
+  /// One line, e.g. "HTTP 500 from http://127.0.0.1:11434/api/chat: <body>",
+  /// "timed out after 30s waiting for ...", "response is not JSON: ...".
+  std::string error;
+  /// False only where retrying cannot help: HTTP 400/401/403/404 (bad
+  /// request, auth, unknown model or path) and a malformed endpoint.
+  bool retryable = true;
+  /// 0 when no HTTP response arrived.
+  int http_status = 0;
+  double latency_ms = 0;
+};
+
+/// One chat request, blocking; the runtime runs it on a dedicated thread.
+/// Ollama: POST {endpoint}/api/chat with {"model", "messages", "stream":false,
+/// "format":"json", "options":{"temperature"}?}. OpenAI-compatible: POST
+/// {endpoint}/v1/chat/completions with {"model", "messages", "temperature"?,
+/// "response_format":{"type":"json_object"}} and "Authorization: Bearer
+/// <api_key>" when api_key is not empty. The endpoint may carry a path prefix
+/// ("https://host/prefix"); the request path is appended to it.
+/// Connect timeout min(timeout, 5s); read and write timeouts = timeout.
+/// Never throws; logs nothing (the caller does).
+model_reply call_model(const config::model_config& model, const std::string& api_key,
+                       const std::string& system_prompt, const std::string& prompt,
+                       std::chrono::milliseconds timeout);
+
+/// Pure: the request body call_model sends. An empty system prompt sends no
+/// system message.
+nlohmann::json build_request_body(const config::model_config& model,
+                                  const std::string& system_prompt, const std::string& prompt);
+
+/// "/api/chat" or "/v1/chat/completions".
+std::string request_path(config::model_api api);
+
+/// Pure: message.content (Ollama) or choices[0].message.content (OpenAI) of
+/// a response body; on failure returns nullopt and sets *error (if given) to
+/// one line ("response is not JSON: ...", "response has no message.content").
+std::optional<std::string> extract_content(config::model_api api, const std::string& body,
+                                           std::string* error);
+
+/// The outcome of check_reply: result when ok, else a one-line error.
+struct reply_check {
+  bool ok = false;
+  handler_result result;
+  std::string error;
+};
+
+/// Pure: reads the model's content as the stage expects. The content must
+/// hold one JSON object; prose and ```json fences around it are tolerated (the
+/// first balanced {...} that parses, strings and escapes respected). Every
+/// required field must be present and not null. The outcome is
+/// stage.fixed_outcome, or the string value of stage.outcome_field, which must
+/// be one of stage.outcomes. result.output is the whole object. Errors quote
+/// at most 200 characters of the content.
+reply_check check_reply(const config::stage_config& stage, const std::string& content);
+
+} // namespace turing::actors

@@ -1,0 +1,117 @@
+// The model endpoint actor and its per-call actors.
+#include "actors/model_endpoint.hpp"
+
+#include "actors/model_client.hpp"
+#include "messages/registry.hpp"
+
+#include <caf/all.hpp>
+#include <cstdlib>
+#include <deque>
+#include <map>
+#include <spdlog/spdlog.h>
+
+namespace turing::actors {
+
+namespace {
+
+struct queued_call {
+  model_call call;
+  caf::actor owner;
+};
+
+caf::behavior model_call_job(caf::event_based_actor* self, caf::actor owner, model_call call,
+                             config::model_config model, std::string api_key) {
+  self->send(owner, execution_started{call.fence, 0});
+  auto reply = call_model(model, api_key, call.system_prompt, call.prompt, call.timeout);
+  if (reply.ok)
+    self->send(owner,
+               model_answer{call.fence, std::move(reply.content), model.name, reply.latency_ms});
+  else
+    self->send(owner, execution_failed{call.fence, "model " + model.name + ": " + reply.error,
+                                       reply.retryable, model.name});
+  self->quit();
+  return {};
+}
+
+} // namespace
+
+struct model_endpoint_state {
+  std::deque<queued_call> queue;
+  struct running_call {
+    persistence::lease fence;
+    caf::actor owner;
+    bool abandoned = false;
+  };
+  std::map<caf::actor_addr, running_call> running;
+  int active = 0;
+  static inline const char* name = "model_endpoint";
+};
+
+namespace {
+
+caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
+                             config::model_config model) {
+  std::string api_key;
+  if (!model.api_key_env.empty())
+    if (const char* v = std::getenv(model.api_key_env.c_str()))
+      api_key = v;
+  auto dispatch = [=] {
+    auto& st = self->state;
+    while (st.active < model.concurrency && !st.queue.empty()) {
+      auto next = std::move(st.queue.front());
+      st.queue.pop_front();
+      auto worker = self->spawn<caf::detached + caf::monitored>(model_call_job, next.owner,
+                                                                next.call, model, api_key);
+      st.running[worker.address()] = {next.call.fence, next.owner, false};
+      ++st.active;
+    }
+  };
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& st = self->state;
+    auto it = st.running.find(dm.source);
+    if (it == st.running.end())
+      return;
+    if (!it->second.abandoned) {
+      --st.active;
+      if (dm.reason && dm.reason != caf::exit_reason::normal)
+        self->send(it->second.owner, execution_failed{it->second.fence,
+                                                      "model " + model.name + ": call crashed: " +
+                                                          self->system().render(dm.reason),
+                                                      true, model.name});
+    }
+    st.running.erase(it);
+    dispatch();
+  });
+  return {
+      [=](model_call& call) {
+        self->state.queue.push_back(
+            {std::move(call), caf::actor_cast<caf::actor>(self->current_sender())});
+        dispatch();
+      },
+      [=](execution_abandoned& msg) {
+        auto& st = self->state;
+        for (auto it = st.queue.begin(); it != st.queue.end(); ++it)
+          if (it->call.fence == msg.fence) {
+            st.queue.erase(it);
+            return;
+          }
+        for (auto& [addr, call] : st.running)
+          if (call.fence == msg.fence && !call.abandoned) {
+            call.abandoned = true;
+            --st.active;
+            spdlog::debug("model {}: call for message {} abandoned by its owner; slot freed",
+                          model.name, msg.fence.message_id);
+            dispatch();
+            return;
+          }
+      },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_model_endpoint(caf::actor_system& sys, config::model_config model) {
+  return sys.spawn(model_endpoint, std::move(model));
+}
+
+} // namespace turing::actors

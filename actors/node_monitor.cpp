@@ -1,0 +1,125 @@
+// The node monitor.
+#include "actors/node_monitor.hpp"
+
+#include "messages/registry.hpp"
+
+#include <caf/all.hpp>
+#include <map>
+#include <set>
+#include <spdlog/spdlog.h>
+
+namespace turing::actors {
+
+namespace {
+
+using census_tick_atom = caf::atom_constant<caf::atom("censustk")>;
+
+} // namespace
+
+struct node_monitor_state {
+  std::set<std::string> failed_stages;
+  std::map<std::string, int> dry_censuses; ///< consecutive censuses without work
+  std::map<std::string, bool> reported_dry;
+  int pipeline_dry_censuses = 0;
+  std::map<std::string, int64_t> done_at_last_progress;
+  std::chrono::steady_clock::time_point last_progress = std::chrono::steady_clock::now();
+  bool census_in_flight = false;
+  static inline const char* name = "node_monitor";
+};
+
+namespace {
+
+caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_monitor_options o) {
+  self->send(self, census_tick_atom::value);
+  return {
+      [=](child_started& e) {
+        if (e.restart_count > 0)
+          spdlog::warn("supervision: {} restarted {} (restart {})", e.supervisor, e.child,
+                       e.restart_count);
+        else
+          spdlog::debug("supervision: {} started {}", e.supervisor, e.child);
+      },
+      [=](child_exited& e) {
+        bool stopping = e.reason == "normal" || e.reason.find("user_shutdown") != std::string::npos;
+        if (e.supervisor == "root/pipeline" && e.child.rfind("stage/", 0) == 0 && !e.restarting &&
+            !stopping) {
+          auto stage = e.child.substr(6);
+          if (self->state.failed_stages.insert(stage).second)
+            spdlog::error("stage {} FAILED: {}; its work stays where it is, the other stages keep "
+                          "running",
+                          stage, e.reason);
+          return;
+        }
+        if (e.restarting)
+          spdlog::warn("supervision: {} child {} exited ({}); restarting", e.supervisor, e.child,
+                       e.reason);
+        else
+          spdlog::info("supervision: {} child {} exited ({})", e.supervisor, e.child, e.reason);
+      },
+      [=](supervisor_gave_up& e) {
+        spdlog::error("supervision: {} gave up: {}", e.supervisor, e.reason);
+      },
+      [=](census_tick_atom) {
+        self->delayed_send(self, o.census_interval, census_tick_atom::value);
+        auto store = o.dir->get("store");
+        if (!store || self->state.census_in_flight)
+          return;
+        self->state.census_in_flight = true;
+        self->request(store, std::chrono::seconds(30), census_request{})
+            .then(
+                [=](const work_census& census) {
+                  auto& st = self->state;
+                  st.census_in_flight = false;
+                  int64_t live = 0;
+                  // A stage is reported dry once it stayed without work for
+                  // dry_after censuses: a pause between two batches is not news,
+                  // a GPU idle for minutes is (field report incident 14).
+                  for (const auto& s : census.stages) {
+                    bool has = s.ready + s.delayed + s.running > 0;
+                    auto& dry = st.dry_censuses[s.stage];
+                    auto& reported = st.reported_dry[s.stage];
+                    dry = has ? 0 : dry + 1;
+                    if (has)
+                      reported = false;
+                    else if (dry == o.dry_after && !reported) {
+                      spdlog::info(
+                          "stage {} ran dry: nothing ready, delayed or running for {} censuses",
+                          s.stage, dry);
+                      reported = true;
+                    }
+                    if (!st.failed_stages.count(s.stage))
+                      live += s.ready + s.delayed + s.running;
+                  }
+                  st.pipeline_dry_censuses = live > 0 ? 0 : st.pipeline_dry_censuses + 1;
+                  if (st.pipeline_dry_censuses == 1)
+                    spdlog::info(
+                        "pipeline drained: no work ready, delayed or running in any live stage");
+                  if (live == 0 && o.drained_listener)
+                    self->send(o.drained_listener, pipeline_drained{{st.failed_stages.begin(),
+                                                                     st.failed_stages.end()}});
+                  auto now = std::chrono::steady_clock::now();
+                  if (live > 0 && now - st.last_progress >= o.progress_interval) {
+                    std::string line;
+                    for (const auto& s : census.stages)
+                      line += " " + s.stage + "=" + std::to_string(s.ready) + "r/" +
+                              std::to_string(s.running) + "run" +
+                              (s.dead ? "/" + std::to_string(s.dead) + "dead" : "");
+                    spdlog::info("progress:{}", line);
+                    st.last_progress = now;
+                  }
+                },
+                [=](caf::error& e) {
+                  self->state.census_in_flight = false;
+                  spdlog::warn("node monitor: census failed: {}", self->system().render(e));
+                });
+      },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_node_monitor(caf::actor_system& sys, node_monitor_options options) {
+  return sys.spawn(node_monitor, std::move(options));
+}
+
+} // namespace turing::actors

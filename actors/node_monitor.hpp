@@ -1,0 +1,36 @@
+// The node monitor: watches the work (per-stage census from the store) and
+// the supervision tree, and says so in the logs: stages that run dry, stages
+// that failed, progress, and a drained pipeline.
+#pragma once
+
+#include "actors/actor_directory.hpp"
+#include "config/pipeline_config.hpp"
+#include "persistence/types.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <memory>
+
+namespace turing::actors {
+
+struct node_monitor_options {
+  std::shared_ptr<const config::pipeline_config> pipeline;
+  std::shared_ptr<actor_directory> dir;
+  persistence::millis census_interval{1000};
+  persistence::millis progress_interval{10000};
+  /// Consecutive censuses without work before a stage is reported dry.
+  int dry_after = 5;
+  /// Receives pipeline_drained each time no live stage has work (the
+  /// --until-drained exit); invalid for none.
+  caf::actor drained_listener;
+};
+
+/// How it works: it is the supervision tree's observer (child_started,
+/// child_exited, supervisor_gave_up) and polls a cheap census of the store.
+/// A stage whose supervisor gave up is failed: logged once, listed, and its
+/// leftover work is not waited for. A stage going from work to none logs
+/// that it ran dry (field report incident 14); the whole pipeline with no
+/// work anywhere logs that it drained.
+caf::actor spawn_node_monitor(caf::actor_system& sys, node_monitor_options options);
+
+} // namespace turing::actors

@@ -1,0 +1,100 @@
+// Assembly of a node's supervision tree.
+#include "actors/node_runtime.hpp"
+
+#include "actors/lease_keeper.hpp"
+#include "actors/model_endpoint.hpp"
+#include "actors/ready_listener.hpp"
+#include "actors/rescuer.hpp"
+#include "actors/stage_pump.hpp"
+#include "supervision/supervisor.hpp"
+
+#include <caf/all.hpp>
+
+namespace turing::actors {
+
+namespace {
+
+using supervision::child_spec;
+using supervision::restart_strategy;
+using supervision::restart_type;
+using supervision::supervisor_flags;
+
+/// A child whose every incarnation is registered under `name`.
+template <class Spawn>
+child_spec named_child(std::shared_ptr<actor_directory> dir, std::string name, Spawn spawn) {
+  child_spec spec;
+  spec.id = name;
+  spec.start = [dir, name, spawn](caf::event_based_actor* sup) {
+    caf::actor handle = spawn(sup);
+    dir->put(name, handle);
+    return handle;
+  };
+  return spec;
+}
+
+} // namespace
+
+void configure_scheduler(caf::actor_system_config& cfg) {
+  cfg.set("scheduler.policy", caf::atom("sharing"));
+  cfg.set("scheduler.max-threads", size_t{4});
+}
+
+caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
+                      std::shared_ptr<actor_directory> dir) {
+  const auto& runtime = o.pipeline->runtime;
+
+  std::vector<child_spec> persistence;
+  persistence.push_back(named_child(dir, "store", [o](caf::event_based_actor* sup) {
+    return spawn_store_pool(sup->system(), o.make_store, o.store_workers, o.detached);
+  }));
+  if (!o.listen_connection_string.empty())
+    persistence.push_back(named_child(dir, "ready_listener", [o](caf::event_based_actor* sup) {
+      return sup->spawn(ready_listener, o.listen_connection_string);
+    }));
+  persistence.push_back(
+      named_child(dir, "lease_keeper", [o, dir, runtime](caf::event_based_actor* sup) {
+        return spawn_lease_keeper(
+            sup->system(),
+            lease_keeper_options{o.node, runtime.heartbeat_interval, runtime.lease_ttl}, dir);
+      }));
+  persistence.push_back(named_child(dir, "rescuer", [o, dir, runtime](caf::event_based_actor* sup) {
+    return sup->spawn(rescuer, rescuer_options{o.node, runtime.rescue_interval}, dir);
+  }));
+
+  std::vector<child_spec> models;
+  for (const auto& m : o.pipeline->models)
+    models.push_back(named_child(dir, "model/" + m.name, [m](caf::event_based_actor* sup) {
+      return spawn_model_endpoint(sup->system(), m);
+    }));
+
+  std::vector<child_spec> stages;
+  for (const auto& s : o.pipeline->stages) {
+    stage_pump_options pump{o.pipeline, s.name, o.node, o.builtins, dir};
+    std::vector<child_spec> stage_children{
+        named_child(dir, "pump/" + s.name, [pump](caf::event_based_actor* sup) {
+          return spawn_stage_pump(sup->system(), pump);
+        })};
+    stages.push_back(supervision::supervisor_child(
+        "stage/" + s.name,
+        supervisor_flags{restart_strategy::one_for_one, 3, std::chrono::seconds(30)},
+        std::move(stage_children), restart_type::temporary, o.observer));
+  }
+
+  std::vector<child_spec> root{
+      supervision::supervisor_child(
+          "persistence",
+          supervisor_flags{restart_strategy::one_for_one, 5, std::chrono::seconds(10)},
+          std::move(persistence), restart_type::permanent, o.observer),
+      supervision::supervisor_child(
+          "models", supervisor_flags{restart_strategy::one_for_one, 5, std::chrono::seconds(10)},
+          std::move(models), restart_type::permanent, o.observer),
+      supervision::supervisor_child(
+          "pipeline", supervisor_flags{restart_strategy::one_for_one, 3, std::chrono::seconds(30)},
+          std::move(stages), restart_type::permanent, o.observer),
+  };
+  return supervision::spawn_supervisor(
+      sys, "root", supervisor_flags{restart_strategy::one_for_one, 3, std::chrono::seconds(60)},
+      std::move(root), o.observer);
+}
+
+} // namespace turing::actors

@@ -1,0 +1,109 @@
+// The LISTEN/NOTIFY bridge into CAF groups.
+#include "actors/ready_listener.hpp"
+
+#include "messages/runtime.hpp"
+#include "persistence/pg_store.hpp"
+
+#include <atomic>
+#include <caf/all.hpp>
+#include <condition_variable>
+#include <memory>
+#include <pqxx/pqxx>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+namespace turing::actors {
+
+caf::group ready_group(caf::actor_system& sys, const std::string& stage) {
+  return sys.groups().get_local("turing.ready." + stage);
+}
+
+caf::group any_ready_group(caf::actor_system& sys) {
+  return sys.groups().get_local("turing.ready");
+}
+
+namespace {
+
+class listener_thread {
+public:
+  listener_thread(caf::actor_system& sys, std::string dsn)
+      : sys_(sys), dsn_(std::move(dsn)), thread_([this] { loop(); }) {}
+  ~listener_thread() {
+    {
+      std::lock_guard<std::mutex> guard{mutex_};
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+private:
+  struct forwarder : pqxx::notification_receiver {
+    forwarder(pqxx::connection_base& c, caf::actor_system& sys)
+        : pqxx::notification_receiver(c, persistence::ready_channel), sys_(sys) {}
+    void operator()(const std::string& stage, int) override {
+      caf::anon_send(ready_group(sys_, stage), work_available{stage});
+    }
+    caf::actor_system& sys_;
+  };
+
+  bool stopping() {
+    std::lock_guard<std::mutex> guard{mutex_};
+    return stop_;
+  }
+
+  void pause(std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> lock{mutex_};
+    wake_.wait_for(lock, d, [this] { return stop_; });
+  }
+
+  void loop() {
+    std::unique_ptr<pqxx::connection> conn;
+    std::unique_ptr<forwarder> receiver;
+    bool reported_down = false;
+    while (!stopping()) {
+      try {
+        if (!conn) {
+          conn = std::make_unique<pqxx::connection>(dsn_);
+          receiver = std::make_unique<forwarder>(*conn, sys_);
+          if (reported_down)
+            spdlog::info("ready listener: listening again on {}", persistence::ready_channel);
+          reported_down = false;
+          caf::anon_send(any_ready_group(sys_), work_available{""});
+        }
+        conn->await_notification(0, 250000);
+      } catch (const std::exception& e) {
+        receiver.reset();
+        conn.reset();
+        if (!reported_down)
+          spdlog::warn("ready listener: connection lost ({}); pumps fall back to polling until "
+                       "it returns",
+                       e.what());
+        reported_down = true;
+        pause(std::chrono::seconds(1));
+      }
+    }
+  }
+
+  caf::actor_system& sys_;
+  std::string dsn_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+struct listener_state {
+  std::unique_ptr<listener_thread> thread;
+};
+
+} // namespace
+
+caf::behavior ready_listener(caf::event_based_actor* self, std::string connection_string) {
+  auto state = std::make_shared<listener_state>();
+  state->thread = std::make_unique<listener_thread>(self->system(), connection_string);
+  // The thread ends with the actor: the behavior owns the state.
+  return {[state](caf::get_atom) { return state->thread != nullptr; }};
+}
+
+} // namespace turing::actors

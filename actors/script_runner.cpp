@@ -1,0 +1,567 @@
+// Runs a script stage as a child process: posix_spawn into its own process group, one poll()
+// loop feeding stdin and draining stdout/stderr, then the exit status and stdout checked against
+// the {"outcome", "output"} contract. Every child-side problem becomes a one-line error.
+#include "actors/script_runner.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <memory>
+#include <poll.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <string_view>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <utility>
+
+extern char** environ;
+
+namespace turing::actors {
+
+namespace {
+
+constexpr std::size_t stdout_limit = std::size_t{16} << 20;
+constexpr std::size_t stderr_tail_bytes = 2048;
+constexpr std::size_t stdout_excerpt_bytes = 200;
+constexpr std::size_t io_chunk = 64 * 1024;
+
+// --- small helpers -----------------------------------------------------------------------------
+
+// strerror() is not guaranteed thread-safe; strerror_r comes in a GNU and an XSI flavour, and
+// these overloads accept whichever one the headers declare.
+[[maybe_unused]] const char* strerror_result(char* gnu, const char*) {
+  return gnu;
+}
+[[maybe_unused]] const char* strerror_result(int xsi, const char* buf) {
+  return xsi == 0 ? buf : "unknown error";
+}
+
+std::string errno_text(int err) {
+  char buf[256] = {};
+  return strerror_result(strerror_r(err, buf, sizeof buf), buf);
+}
+
+class unique_fd {
+public:
+  unique_fd() = default;
+  explicit unique_fd(int fd) : fd_(fd) {}
+  unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  unique_fd& operator=(unique_fd&& other) noexcept {
+    if (this != &other)
+      reset(std::exchange(other.fd_, -1));
+    return *this;
+  }
+  unique_fd(const unique_fd&) = delete;
+  unique_fd& operator=(const unique_fd&) = delete;
+  ~unique_fd() { reset(); }
+
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  // Never retry close() on EINTR: on Linux the descriptor is gone either way, and a retry could
+  // close a descriptor another thread just received.
+  void reset(int fd = -1) {
+    if (fd_ >= 0)
+      ::close(fd_);
+    fd_ = fd;
+  }
+
+private:
+  int fd_ = -1;
+};
+
+template <class F> class scope_exit {
+public:
+  explicit scope_exit(F f) : f_(std::move(f)) {}
+  scope_exit(const scope_exit&) = delete;
+  scope_exit& operator=(const scope_exit&) = delete;
+  ~scope_exit() { f_(); }
+
+private:
+  F f_;
+};
+
+// A close-on-exec pipe whose ends are both above 2: a daemon may run with 0/1/2 closed, and a
+// pipe end landing on one of them would be clobbered by the child's own dup2 file actions.
+int make_pipe(unique_fd& read_end, unique_fd& write_end) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    return errno;
+  unique_fd ends[2] = {unique_fd(fds[0]), unique_fd(fds[1])};
+  for (auto& end : ends) {
+    if (end.get() > 2)
+      continue;
+    int moved = ::fcntl(end.get(), F_DUPFD_CLOEXEC, 3);
+    if (moved < 0)
+      return errno;
+    end.reset(moved);
+  }
+  read_end = std::move(ends[0]);
+  write_end = std::move(ends[1]);
+  return 0;
+}
+
+// Length of the valid UTF-8 sequence starting at s[i] (a non-ASCII lead byte), 0 if invalid.
+std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
+  auto c = static_cast<unsigned char>(s[i]);
+  std::size_t len = 0;
+  unsigned char lo = 0x80, hi = 0xBF; // allowed range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+  } else if (c == 0xE0) {
+    len = 3, lo = 0xA0;
+  } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+    len = 3;
+  } else if (c == 0xED) {
+    len = 3, hi = 0x9F; // no UTF-16 surrogates
+  } else if (c == 0xF0) {
+    len = 4, lo = 0x90;
+  } else if (c >= 0xF1 && c <= 0xF3) {
+    len = 4;
+  } else if (c == 0xF4) {
+    len = 4, hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size())
+    return 0;
+  auto c1 = static_cast<unsigned char>(s[i + 1]);
+  if (c1 < lo || c1 > hi)
+    return 0;
+  for (std::size_t k = 2; k < len; ++k)
+    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80)
+      return 0;
+  return len;
+}
+
+// Makes arbitrary child bytes fit in a one-line error that JSON serialisation accepts: line
+// breaks become " | " (blank lines dropped), other control characters a space, and invalid
+// UTF-8 (a tail cut mid-character, binary noise) U+FFFD — nlohmann::json::dump() would throw on it.
+std::string one_line(std::string_view s) {
+  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (!s.empty() && is_space(s.front()))
+    s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back()))
+    s.remove_suffix(1);
+  std::string out;
+  out.reserve(s.size());
+  bool pending_break = false;
+  for (std::size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c == '\n' || c == '\r') {
+      pending_break = true;
+      ++i;
+      continue;
+    }
+    if (pending_break) {
+      out += " | ";
+      pending_break = false;
+    }
+    if (c < 0x20 || c == 0x7F) {
+      out += ' ';
+      ++i;
+    } else if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+    } else if (auto len = utf8_sequence_length(s, i); len > 0) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
+std::string stdout_excerpt(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
+    s.remove_prefix(1);
+  if (s.size() <= stdout_excerpt_bytes)
+    return one_line(s);
+  std::size_t cut = stdout_excerpt_bytes;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80)
+    --cut; // do not split a UTF-8 character
+  return one_line(s.substr(0, cut)) + "...";
+}
+
+// execvp()'s search, done in the parent against the parent's PATH, so that a missing program is
+// reported as such before anything is spawned (and PATH in spec.env cannot redirect it). Returns
+// 0 or the errno execvp would have reported.
+int resolve_program(const std::string& name, std::string& resolved) {
+  if (name.empty())
+    return ENOENT;
+  if (name.find('/') != std::string::npos) {
+    resolved = name; // relative to working_dir, like exec after a chdir
+    return 0;
+  }
+  const char* path = ::getenv("PATH");
+  std::string_view dirs = path ? path : "/bin:/usr/bin"; // glibc's execvp default
+  int err = ENOENT;
+  while (true) {
+    auto colon = dirs.find(':');
+    std::string dir(dirs.substr(0, colon));
+    if (dir.empty())
+      dir = "."; // an empty PATH entry means the current directory
+    std::string candidate = dir + "/" + name;
+    struct stat st;
+    if (::stat(candidate.c_str(), &st) == 0) {
+      if (S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0) {
+        // The child chdirs into working_dir before exec: a PATH-relative hit must be absolute.
+        if (candidate.front() != '/') {
+          std::error_code ec;
+          auto absolute = std::filesystem::absolute(candidate, ec);
+          if (!ec)
+            candidate = absolute.string();
+        }
+        resolved = std::move(candidate);
+        return 0;
+      }
+      err = EACCES; // execvp too reports EACCES if a non-executable match was seen
+    }
+    if (colon == std::string_view::npos)
+      return err;
+    dirs.remove_prefix(colon + 1);
+  }
+}
+
+// The parent's environment with spec.env added on top (overriding same-named variables).
+std::vector<std::string> child_environment(const std::map<std::string, std::string>& extra) {
+  std::vector<std::string> out;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    auto name = entry.substr(0, entry.find('='));
+    if (extra.find(std::string(name)) == extra.end())
+      out.emplace_back(entry);
+  }
+  for (const auto& [name, value] : extra)
+    out.push_back(name + "=" + value);
+  return out;
+}
+
+std::vector<char*> c_strings(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (const auto& s : strings)
+    out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// Blocks SIGPIPE for this thread while we write to the child's stdin, then discards the SIGPIPE
+// an EPIPE write raised: signal dispositions are process-wide and belong to the application, so
+// the runner must not rely on SIGPIPE being ignored — nor ignore it for everyone else.
+class sigpipe_guard {
+public:
+  sigpipe_guard() {
+    sigemptyset(&sigpipe_);
+    sigaddset(&sigpipe_, SIGPIPE);
+    sigset_t pending;
+    sigemptyset(&pending);
+    // A SIGPIPE already pending (hence already blocked) belongs to someone else: leave it.
+    was_pending_ = ::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    ::pthread_sigmask(SIG_BLOCK, &sigpipe_, &old_mask_);
+  }
+  sigpipe_guard(const sigpipe_guard&) = delete;
+  sigpipe_guard& operator=(const sigpipe_guard&) = delete;
+  ~sigpipe_guard() {
+    if (raised_ && !was_pending_) {
+      const timespec zero{0, 0};
+      while (::sigtimedwait(&sigpipe_, nullptr, &zero) < 0 && errno == EINTR) {
+      }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+  }
+  void note_epipe() { raised_ = true; }
+
+private:
+  sigset_t sigpipe_;
+  sigset_t old_mask_;
+  bool was_pending_ = false;
+  bool raised_ = false;
+};
+
+// Kills and reaps the child if run_script leaves early (an exception from on_started or an
+// allocation), so no child and no zombie outlive the call.
+struct child_guard {
+  pid_t pid = 0;
+  bool reaped = false;
+  ~child_guard() {
+    if (pid <= 0 || reaped)
+      return;
+    kill_process_group(pid);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+};
+
+script_result cannot_start(const script_spec& spec, const std::string& why) {
+  script_result r;
+  std::string name = spec.command.empty() ? std::string() : spec.command.front();
+  r.error = one_line("cannot start '" + name + "': " + why);
+  return r;
+}
+
+} // namespace
+
+void kill_process_group(pid_t pgid) {
+  // kill(0, …) would hit our own group and kill(-1, …) every process we may signal.
+  if (pgid <= 1)
+    return;
+  ::kill(-pgid, SIGKILL); // ESRCH: the whole group is already gone
+}
+
+script_result run_script(const script_spec& spec, const std::string& input,
+                         const std::function<void(pid_t)>& on_started) {
+  // --- checks and preparation in the parent, so failures name their cause --------------------
+  if (spec.command.empty())
+    return cannot_start(spec, "empty command");
+  for (const auto& arg : spec.command)
+    if (arg.find('\0') != std::string::npos)
+      return cannot_start(spec, "an argument contains a NUL byte");
+  for (const auto& [name, value] : spec.env)
+    if (name.empty() || name.find_first_of(std::string_view("=\0", 2)) != std::string::npos ||
+        value.find('\0') != std::string::npos)
+      return cannot_start(spec, "invalid environment variable '" + name + "'");
+
+  std::string program;
+  if (int err = resolve_program(spec.command.front(), program); err != 0)
+    return cannot_start(spec, errno_text(err));
+
+  // posix_spawn reports a failed chdir with the same errno as a missing program; check first so
+  // the error says which one is missing.
+  if (!spec.working_dir.empty()) {
+    struct stat st;
+    int err = ::stat(spec.working_dir.c_str(), &st) != 0 ? errno
+              : S_ISDIR(st.st_mode)                      ? 0
+                                                         : ENOTDIR;
+    if (err != 0)
+      return cannot_start(spec, "working directory '" + spec.working_dir.string() +
+                                    "': " + errno_text(err));
+  }
+
+  auto env = child_environment(spec.env);
+  auto argv = c_strings(spec.command);
+  auto envp = c_strings(env);
+
+  unique_fd in_r, in_w, out_r, out_w, err_r, err_w;
+  for (auto [read_end, write_end] :
+       {std::pair(&in_r, &in_w), std::pair(&out_r, &out_w), std::pair(&err_r, &err_w)})
+    if (int err = make_pipe(*read_end, *write_end); err != 0)
+      return cannot_start(spec, "pipe: " + errno_text(err));
+
+  posix_spawn_file_actions_t actions;
+  if (int err = ::posix_spawn_file_actions_init(&actions); err != 0)
+    return cannot_start(spec, errno_text(err));
+  scope_exit destroy_actions([&] { ::posix_spawn_file_actions_destroy(&actions); });
+  posix_spawnattr_t attr;
+  if (int err = ::posix_spawnattr_init(&attr); err != 0)
+    return cannot_start(spec, errno_text(err));
+  scope_exit destroy_attr([&] { ::posix_spawnattr_destroy(&attr); });
+
+  // dup2 clears close-on-exec on 0/1/2 only; every other descriptor of ours is O_CLOEXEC.
+  int err = ::posix_spawn_file_actions_adddup2(&actions, in_r.get(), STDIN_FILENO);
+  if (err == 0)
+    err = ::posix_spawn_file_actions_adddup2(&actions, out_w.get(), STDOUT_FILENO);
+  if (err == 0)
+    err = ::posix_spawn_file_actions_adddup2(&actions, err_w.get(), STDERR_FILENO);
+  if (err == 0 && !spec.working_dir.empty())
+    err = ::posix_spawn_file_actions_addchdir_np(&actions, spec.working_dir.c_str());
+
+  // Own process group (pgid = its pid) so a deadline can kill the script with everything it
+  // started. Empty signal mask and default dispositions: our thread may block signals (we block
+  // SIGPIPE ourselves) and the application may ignore SIGPIPE; a script must not inherit either.
+  sigset_t empty_mask, all_signals;
+  sigemptyset(&empty_mask);
+  sigfillset(&all_signals);
+  if (err == 0)
+    err = ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                                POSIX_SPAWN_SETSIGDEF);
+  if (err == 0)
+    err = ::posix_spawnattr_setpgroup(&attr, 0);
+  if (err == 0)
+    err = ::posix_spawnattr_setsigmask(&attr, &empty_mask);
+  if (err == 0)
+    err = ::posix_spawnattr_setsigdefault(&attr, &all_signals);
+  if (err != 0)
+    return cannot_start(spec, errno_text(err));
+
+  // --- spawn ----------------------------------------------------------------------------------
+  // glibc's posix_spawn returns only once the child has exec'd (or failed to: that errno comes
+  // back here), so the child already leads its own group when on_started runs.
+  pid_t pid = 0;
+  err = ::posix_spawn(&pid, program.c_str(), &actions, &attr, argv.data(), envp.data());
+  if (err != 0)
+    return cannot_start(spec, errno_text(err));
+  child_guard guard{pid};
+
+  // The child holds its own copies; ours must go or we would never see EOF.
+  in_r.reset();
+  out_w.reset();
+  err_w.reset();
+
+  if (on_started)
+    on_started(pid);
+
+  // --- I/O: feed stdin, drain stdout and stderr, all at once ----------------------------------
+  // A child may write megabytes before it reads its input; serving the three pipes from one
+  // poll() loop means neither side ever waits for the other.
+  std::string out;
+  std::string err_tail;
+  bool stdout_overflow = false;
+  std::string io_error;
+  {
+    sigpipe_guard no_sigpipe;
+    std::size_t written = 0;
+    if (input.empty()) {
+      in_w.reset();
+    } else {
+      int flags = ::fcntl(in_w.get(), F_GETFL);
+      if (flags < 0 || ::fcntl(in_w.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
+        io_error = "cannot make stdin non-blocking: " + errno_text(errno);
+        kill_process_group(pid);
+        in_w.reset();
+      }
+    }
+    auto buffer = std::make_unique<char[]>(io_chunk);
+
+    while (in_w || out_r || err_r) {
+      pollfd fds[3];
+      nfds_t count = 0;
+      auto watch = [&](const unique_fd& fd, short events) {
+        if (!fd)
+          return -1;
+        fds[count] = {fd.get(), events, 0};
+        return static_cast<int>(count++);
+      };
+      int in_slot = watch(in_w, POLLOUT);
+      int out_slot = watch(out_r, POLLIN);
+      int err_slot = watch(err_r, POLLIN);
+
+      if (::poll(fds, count, -1) < 0) {
+        if (errno == EINTR)
+          continue;
+        io_error = "poll: " + errno_text(errno);
+        kill_process_group(pid);
+        break;
+      }
+
+      // POLLERR on the write end means the child closed its stdin: the write below then fails
+      // with EPIPE, which is how we learn it.
+      if (in_slot >= 0 && (fds[in_slot].revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL))) {
+        ssize_t n = ::write(in_w.get(), input.data() + written, input.size() - written);
+        if (n >= 0) {
+          written += static_cast<std::size_t>(n);
+          if (written == input.size())
+            in_w.reset(); // EOF tells the script its input is complete
+        } else if (errno == EPIPE) {
+          // The script stopped reading (or never started): not an error by itself; its exit
+          // status and stdout decide.
+          no_sigpipe.note_epipe();
+          in_w.reset();
+        } else if (errno != EINTR && errno != EAGAIN) {
+          in_w.reset();
+        }
+      }
+
+      if (out_slot >= 0 && (fds[out_slot].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL))) {
+        ssize_t n = ::read(out_r.get(), buffer.get(), io_chunk);
+        if (n > 0) {
+          if (out.size() + static_cast<std::size_t>(n) > stdout_limit) {
+            // A runaway script must not exhaust our memory: stop it and everything it started.
+            stdout_overflow = true;
+            kill_process_group(pid);
+            out_r.reset();
+            in_w.reset();
+          } else {
+            out.append(buffer.get(), static_cast<std::size_t>(n));
+          }
+        } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+          out_r.reset();
+        }
+      }
+
+      if (err_slot >= 0 && (fds[err_slot].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL))) {
+        ssize_t n = ::read(err_r.get(), buffer.get(), io_chunk);
+        if (n > 0) {
+          err_tail.append(buffer.get(), static_cast<std::size_t>(n));
+          if (err_tail.size() > 2 * stderr_tail_bytes) // trim in batches, not per read
+            err_tail.erase(0, err_tail.size() - stderr_tail_bytes);
+        } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+          err_r.reset();
+        }
+      }
+    }
+  }
+
+  // --- exit status --------------------------------------------------------------------------
+  // Reaping only now keeps the pid (= pgid) reserved while the pipes were open, so a deadline
+  // kill issued before this point cannot reach a recycled process group.
+  int status = 0;
+  pid_t waited;
+  do {
+    waited = ::waitpid(pid, &status, 0);
+  } while (waited < 0 && errno == EINTR);
+  int wait_errno = errno;
+  guard.reaped = true;
+
+  script_result r;
+  r.pid = pid;
+  if (err_tail.size() > stderr_tail_bytes)
+    err_tail.erase(0, err_tail.size() - stderr_tail_bytes);
+  r.stderr_tail = std::move(err_tail);
+  if (waited == pid) {
+    if (WIFEXITED(status))
+      r.exit_status = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status))
+      r.term_signal = WTERMSIG(status);
+  }
+
+  auto fail = [&](std::string problem) {
+    if (!r.stderr_tail.empty())
+      problem += "; stderr: " + r.stderr_tail;
+    r.ok = false;
+    r.error = one_line(problem);
+    return std::move(r);
+  };
+
+  if (!io_error.empty())
+    return fail(io_error);
+  if (waited != pid) // e.g. SIGCHLD set to SIG_IGN by the application: children auto-reaped
+    return fail("cannot collect exit status: " + errno_text(wait_errno));
+  if (stdout_overflow)
+    return fail("stdout exceeds 16 MiB");
+  if (r.term_signal != 0)
+    return fail("killed by signal " + std::to_string(r.term_signal));
+  if (r.exit_status != 0)
+    return fail("exit status " + std::to_string(r.exit_status));
+
+  // --- the stdout contract: exactly one JSON object with a string "outcome" -----------------
+  auto doc = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) {
+    if (std::all_of(out.begin(), out.end(),
+                    [](char c) { return std::isspace(static_cast<unsigned char>(c)); }))
+      return fail("stdout is empty");
+    return fail("stdout is not JSON: " + stdout_excerpt(out));
+  }
+  if (!doc.is_object())
+    return fail("stdout is not a JSON object: " + stdout_excerpt(out));
+  auto outcome = doc.find("outcome");
+  if (outcome == doc.end() || !outcome->is_string())
+    return fail("stdout has no string field 'outcome'");
+  if (outcome->get_ref<const std::string&>().empty())
+    return fail("stdout field 'outcome' is empty");
+
+  r.ok = true;
+  r.outcome = outcome->get<std::string>();
+  if (auto output = doc.find("output"); output != doc.end())
+    r.output = std::move(*output);
+  return r;
+}
+
+} // namespace turing::actors

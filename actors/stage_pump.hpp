@@ -1,0 +1,50 @@
+// The stage pump: claims a stage's messages and owns each one until its
+// result is durable; deadlines, results, crashes and lost leases all arrive
+// here as messages and are decided in one place.
+#pragma once
+
+#include "actors/actor_directory.hpp"
+#include "actors/builtin_registry.hpp"
+#include "config/pipeline_config.hpp"
+#include "persistence/types.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <memory>
+#include <string>
+
+namespace turing::actors {
+
+struct stage_pump_options {
+  std::shared_ptr<const config::pipeline_config> pipeline;
+  std::string stage;
+  std::string node;
+  std::shared_ptr<const builtin_registry> builtins;
+  std::shared_ptr<actor_directory> dir;
+  /// More worker crashes than this within crash_period make the pump give
+  /// up (exit abnormally), escalating to the stage supervisor.
+  int crash_intensity = 5;
+  persistence::millis crash_period{10000};
+};
+
+/// How it works (the ownership rule):
+/// - It claims up to min(free capacity, claim_batch) messages when woken by
+///   a NOTIFY, by its poll timer, or by freed capacity, never more than the
+///   stage's concurrency in flight. Every claim is reported to the lease
+///   keeper, which keeps the leases alive while this actor lives.
+/// - Each execution runs elsewhere (a job actor, a model endpoint); the pump
+///   schedules execution_timeout{id, epoch, generation} to itself. Whichever
+///   of result and timeout is handled first wins; the other finds no entry
+///   and is stale. A stale result is still sent to the store, which records
+///   it as a late result and applies nothing.
+/// - Completions and failures are written in batches: while one batch is in
+///   flight the next accumulates (group commit), so batching costs no delay.
+///   A lease is given up only once its result is durable.
+/// - Drain (graceful stop): no more claims; in-flight work may finish until
+///   the grace period ends; what is left is released without consuming an
+///   attempt.
+/// The pump never blocks: the store, the handlers and the clock all answer
+/// with messages.
+caf::actor spawn_stage_pump(caf::actor_system& sys, stage_pump_options options);
+
+} // namespace turing::actors
