@@ -1,0 +1,131 @@
+// The turing command line: parses arguments, runs one subcommand, and turns
+// every failure into one line on stderr and a non-zero exit status.
+#include "cli/cli_context.hpp"
+#include "cli/commands.hpp"
+#include "persistence/embedded_cluster.hpp"
+#include "persistence/store_error.hpp"
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace {
+
+/// Logs go to stderr so that command output on stdout stays machine-readable.
+void set_up_logging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("turing");
+  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  using namespace turing::cli;
+  CLI::App app{"turing: a self-healing runtime for durable pipelines of actors"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+  std::filesystem::path config;
+  auto add_config = [&](CLI::App* cmd) {
+    cmd->add_option("-c,--config", config, "pipeline config file (TOML)")->required();
+  };
+
+  auto* run = app.add_subcommand("run", "run the pipeline's stages on this node");
+  run_options run_opts;
+  add_config(run);
+  run->add_flag("--until-drained", run_opts.until_drained,
+                "exit 0 once nothing is ready, delayed or running");
+  run->add_option("--node", run_opts.node,
+                  "this node's name (default: runtime.node, else "
+                  "<hostname>-<pid>)");
+
+  auto* enqueue = app.add_subcommand("enqueue", "enqueue items (JSON Lines) into an entry stage");
+  enqueue_options enqueue_opts;
+  add_config(enqueue);
+  enqueue->add_option("-s,--stage", enqueue_opts.stage, "entry stage")->required();
+  enqueue->add_option("-f,--file", enqueue_opts.file, "JSON Lines file, or - for stdin")
+      ->required();
+  enqueue->add_option("--label", enqueue_opts.label, "run label (default: the file name)");
+  enqueue
+      ->add_option("--key-field", enqueue_opts.key_field,
+                   "item field used as its unique key; items whose key exists are skipped")
+      ->capture_default_str();
+
+  auto* status = app.add_subcommand("status", "show per-stage counts, runs and sinks");
+  status_options status_opts;
+  add_config(status);
+  status->add_flag("--json", status_opts.json, "print JSON");
+
+  auto* report =
+      app.add_subcommand("report", "summarise a run: sinks, grouped results, throughput");
+  report_options report_opts;
+  add_config(report);
+  int64_t report_run = 0;
+  report->add_option("--run", report_run, "run id (default: the latest)");
+  report->add_option("--sink", report_opts.sink, "group this sink's results ...");
+  report->add_option("--group-by", report_opts.group_by, "... by this result field");
+
+  auto* migrate = app.add_subcommand("migrate", "open the database and apply migrations");
+  add_config(migrate);
+
+  auto* validate = app.add_subcommand("validate", "check a config file and its stage graph");
+  add_config(validate);
+
+  auto* db = app.add_subcommand("db", "manage the embedded PostgreSQL cluster");
+  std::string db_action;
+  add_config(db);
+  db->add_option("action", db_action, "start or stop")
+      ->required()
+      ->check(CLI::IsMember({"start", "stop"}));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  set_up_logging(log_level);
+  try {
+    if (*run) {
+      run_opts.config = config;
+      return run_command(run_opts);
+    }
+    if (*enqueue) {
+      enqueue_opts.config = config;
+      return enqueue_command(enqueue_opts);
+    }
+    if (*status) {
+      status_opts.config = config;
+      return status_command(status_opts);
+    }
+    if (*report) {
+      report_opts.config = config;
+      if (report_run > 0)
+        report_opts.run_id = report_run;
+      return report_command(report_opts);
+    }
+    if (*migrate)
+      return migrate_command(config);
+    if (*validate)
+      return validate_command(config);
+    if (*db)
+      return db_command(config, db_action);
+  } catch (const usage_error& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  } catch (const turing::persistence::cluster_error& e) {
+    spdlog::error("embedded database: {}", e.what());
+    return 1;
+  } catch (const turing::persistence::store_error& e) {
+    spdlog::error("database: {}", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,226 @@
+// `turing run`: starts this node's supervision tree for the config, resumes
+// whatever the database holds, and stops gracefully on SIGTERM or SIGINT (or
+// once drained with --until-drained).
+#include "actors/node_monitor.hpp"
+#include "actors/node_runtime.hpp"
+#include "cli/cli_context.hpp"
+#include "cli/commands.hpp"
+#include "config/duration.hpp"
+#include "messages/registry.hpp"
+#include "persistence/pg_store.hpp"
+
+#include <atomic>
+#include <caf/all.hpp>
+#include <csignal>
+#include <iostream>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+namespace turing::cli {
+
+namespace {
+
+std::atomic<int> signals_received{0};
+
+extern "C" void on_stop_signal(int) {
+  // The second signal means "now": leases are then left to expire and be rescued.
+  if (signals_received.fetch_add(1) >= 1)
+    _exit(130);
+}
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  // A script that exits before reading its stdin must not kill us.
+  signal(SIGPIPE, SIG_IGN);
+}
+
+std::string default_node_name() {
+  char host[256] = "host";
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + "-" + std::to_string(getpid());
+}
+
+/// Logs what the database holds before anything runs: the state this
+/// process resumes from.
+void log_startup_census(persistence::store& store) {
+  auto counts = store.counts();
+  auto unfinished = store.runs(true);
+  int64_t running = 0, expired = 0;
+  std::string per_stage;
+  for (const auto& c : counts) {
+    running += c.running;
+    expired += c.expired;
+    per_stage += " " + c.stage + ": " + std::to_string(c.ready) + " ready, " +
+                 std::to_string(c.delayed) + " delayed, " + std::to_string(c.running) +
+                 " running (" + std::to_string(c.expired) + " expired), " + std::to_string(c.done) +
+                 " done, " + std::to_string(c.dead) + " dead;";
+  }
+  spdlog::info("startup: found{}", per_stage.empty() ? " an empty database" : per_stage);
+  int64_t pending = 0;
+  for (const auto& r : unfinished)
+    pending += r.pending;
+  spdlog::info("startup: resuming {} unfinished run(s) with {} pending item(s); {} message(s) "
+               "still leased by earlier processes ({} already expired) return to ready when their "
+               "leases expire",
+               unfinished.size(), pending, running, expired);
+}
+
+using drain_all_atom = caf::atom_constant<caf::atom("drainall")>;
+
+/// Asks every pump to drain at once and answers with the summed reports.
+caf::behavior drainer(caf::event_based_actor* self,
+                      std::shared_ptr<const config::pipeline_config> pipeline,
+                      std::shared_ptr<actors::actor_directory> dir) {
+  return {[=](drain_all_atom) {
+    auto promise = self->make_response_promise<drain_report>();
+    struct tally {
+      drain_report total;
+      size_t waiting = 0;
+    };
+    auto t = std::make_shared<tally>();
+    auto grace = pipeline->runtime.shutdown_grace;
+    for (const auto& s : pipeline->stages) {
+      auto pump = dir->get("pump/" + s.name);
+      if (!pump)
+        continue;
+      ++t->waiting;
+      auto done = [=]() mutable {
+        if (--t->waiting == 0)
+          promise.deliver(t->total);
+      };
+      self->request(pump, grace + std::chrono::seconds(15), drain_request{grace})
+          .then(
+              [=](const drain_report& r) mutable {
+                t->total.finished += r.finished;
+                t->total.released += r.released;
+                done();
+              },
+              [=](caf::error& e) mutable {
+                spdlog::warn("shutdown: stage {} did not report its drain: {}", s.name,
+                             self->system().render(e));
+                done();
+              });
+    }
+    if (t->waiting == 0)
+      promise.deliver(t->total);
+    return promise;
+  }};
+}
+
+} // namespace
+
+int run_command(const run_options& options) {
+  auto builtins = std::make_shared<actors::builtin_registry>(make_builtins());
+  auto pipeline = std::make_shared<const config::pipeline_config>(
+      load_checked_config(options.config, *builtins));
+  auto node = !options.node.empty()             ? options.node
+              : !pipeline->runtime.node.empty() ? pipeline->runtime.node
+                                                : default_node_name();
+  auto db = open_database(*pipeline);
+  {
+    persistence::pg_store store{db.connection_string};
+    log_startup_census(store);
+  }
+  install_signal_handlers();
+
+  caf::actor_system_config cfg;
+  add_message_types(cfg);
+  actors::configure_scheduler(cfg);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto dir = std::make_shared<actors::actor_directory>();
+
+  actors::node_monitor_options monitor_options;
+  monitor_options.pipeline = pipeline;
+  monitor_options.dir = dir;
+  if (options.until_drained)
+    monitor_options.drained_listener = caf::actor_cast<caf::actor>(self);
+  auto monitor = actors::spawn_node_monitor(sys, monitor_options);
+
+  actors::node_options node_opts;
+  node_opts.pipeline = pipeline;
+  node_opts.builtins = builtins;
+  node_opts.node = node;
+  auto dsn = db.connection_string;
+  node_opts.make_store = [dsn] { return std::make_unique<persistence::pg_store>(dsn); };
+  node_opts.store_workers = 4;
+  node_opts.listen_connection_string = dsn;
+  node_opts.observer = monitor;
+  auto root = actors::spawn_node(sys, node_opts, dir);
+  self->monitor(root);
+  spdlog::info("node {}: running {} stage(s) and {} model endpoint(s) from {}", node,
+               pipeline->stages.size(), pipeline->models.size(), pipeline->file.string());
+
+  int exit_code = 0;
+  bool root_alive = true;
+  bool stop = false;
+  while (!stop) {
+    self->receive(
+        [&](pipeline_drained& d) {
+          if (!d.failed_stages.empty()) {
+            std::string names;
+            for (const auto& s : d.failed_stages)
+              names += (names.empty() ? "" : ", ") + s;
+            spdlog::error("drained, but stage(s) {} failed; their work is left in the database",
+                          names);
+            exit_code = 3;
+          } else {
+            spdlog::info("drained: nothing ready, delayed or running; stopping");
+          }
+          stop = true;
+        },
+        [&](caf::down_msg& dm) {
+          if (dm.source == root.address()) {
+            spdlog::critical("node {}: the root supervisor gave up: {}", node,
+                             sys.render(dm.reason));
+            root_alive = false;
+            exit_code = 1;
+            stop = true;
+          }
+        },
+        caf::after(std::chrono::milliseconds(100)) >>
+            [&] {
+              if (signals_received.load() > 0) {
+                spdlog::info(
+                    "signal received: stop claiming, finishing in-flight work for up to {} "
+                    "(a second signal exits at once)",
+                    config::format_duration(pipeline->runtime.shutdown_grace));
+                stop = true;
+              }
+            });
+  }
+
+  if (root_alive) {
+    auto d = sys.spawn(drainer, pipeline, dir);
+    self->request(d, pipeline->runtime.shutdown_grace + std::chrono::seconds(30),
+                  drain_all_atom::value)
+        .receive(
+            [&](const drain_report& r) {
+              spdlog::info(
+                  "shutdown: {} execution(s) finished during the drain, {} released back to "
+                  "ready",
+                  r.finished, r.released);
+            },
+            [&](caf::error& e) { spdlog::warn("shutdown: drain incomplete: {}", sys.render(e)); });
+    self->send_exit(root, caf::exit_reason::user_shutdown);
+    self->receive([&](caf::down_msg&) {},
+                  caf::after(std::chrono::seconds(15)) >>
+                      [&] { spdlog::warn("shutdown: supervision tree slow to stop"); });
+  }
+  self->send_exit(monitor, caf::exit_reason::user_shutdown);
+  dir->clear();
+  spdlog::info("node {}: stopped (exit status {})", node, exit_code);
+  // Everything this node owned is written or released by now. Exit without
+  // waiting for the actor system to join every thread: a thread still
+  // blocked in a hung model call (until its HTTP timeout) must not hold up
+  // a stop that SIGTERM asked for.
+  spdlog::default_logger()->flush();
+  std::fflush(nullptr);
+  _exit(exit_code);
+}
+
+} // namespace turing::cli

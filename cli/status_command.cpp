@@ -1,0 +1,132 @@
+// `turing status`: per stage what is ready, running (with its true age since
+// start and since the last heartbeat), done and dead; the runs; the sinks.
+#include "cli/cli_context.hpp"
+#include "cli/commands.hpp"
+#include "config/duration.hpp"
+#include "persistence/pg_store.hpp"
+
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+namespace turing::cli {
+
+namespace {
+
+using persistence::time_point;
+
+std::string age(std::optional<time_point> since, time_point now) {
+  if (!since)
+    return "-";
+  auto d = std::chrono::duration_cast<config::millis>(now - *since);
+  return config::format_duration(std::max(d, config::millis{0}));
+}
+
+nlohmann::json to_json(const persistence::stage_counts& c, time_point now) {
+  auto ms = [&](std::optional<time_point> t) -> nlohmann::json {
+    if (!t)
+      return nullptr;
+    return std::chrono::duration_cast<std::chrono::milliseconds>(now - *t).count();
+  };
+  return {{"stage", c.stage},
+          {"ready", c.ready},
+          {"delayed", c.delayed},
+          {"retrying", c.retrying},
+          {"running", c.running},
+          {"expired", c.expired},
+          {"done", c.done},
+          {"dead", c.dead},
+          {"oldest_running_age_ms", ms(c.oldest_started_at)},
+          {"oldest_heartbeat_age_ms", ms(c.oldest_heartbeat_at)}};
+}
+
+} // namespace
+
+int status_command(const status_options& options) {
+  auto builtins = make_builtins();
+  auto config = load_checked_config(options.config, builtins);
+  auto db = open_database(config);
+  persistence::pg_store store{db.connection_string};
+  auto counts = store.counts();
+  auto runs = store.runs(false);
+  auto sinks = store.sink_counts(std::nullopt);
+  auto now = persistence::wall_clock::now();
+
+  // Every configured stage, in config order, then any the database has that
+  // this config does not (a renamed or removed stage still holding work).
+  std::vector<persistence::stage_counts> rows;
+  for (const auto& s : config.stages) {
+    persistence::stage_counts row;
+    row.stage = s.name;
+    for (const auto& c : counts)
+      if (c.stage == s.name)
+        row = c;
+    rows.push_back(row);
+  }
+  for (const auto& c : counts)
+    if (!config.find_stage(c.stage))
+      rows.push_back(c);
+
+  if (options.json) {
+    nlohmann::json out;
+    out["database"] = db.description;
+    for (const auto& r : rows) {
+      auto j = to_json(r, now);
+      j["configured"] = config.find_stage(r.stage) != nullptr;
+      out["stages"].push_back(j);
+    }
+    out["runs"] = nlohmann::json::array();
+    for (const auto& r : runs)
+      out["runs"].push_back({{"id", r.id},
+                             {"label", r.label},
+                             {"entry_stage", r.entry_stage},
+                             {"items", r.items_total},
+                             {"pending", r.pending},
+                             {"finished", r.finished()}});
+    out["sinks"] = nlohmann::json::object();
+    for (const auto& s : sinks)
+      out["sinks"][s.sink] = s.items;
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+
+  std::ostringstream o;
+  o << std::left << std::setw(16) << "stage" << std::right << std::setw(8) << "ready"
+    << std::setw(9) << "delayed" << std::setw(9) << "retrying" << std::setw(9) << "running"
+    << std::setw(9) << "expired" << std::setw(9) << "done" << std::setw(7) << "dead"
+    << "  oldest running: since start / since heartbeat\n";
+  int64_t live = 0;
+  for (const auto& r : rows) {
+    live += r.ready + r.delayed + r.running;
+    o << std::left << std::setw(16) << r.stage << std::right << std::setw(8) << r.ready
+      << std::setw(9) << r.delayed << std::setw(9) << r.retrying << std::setw(9) << r.running
+      << std::setw(9) << r.expired << std::setw(9) << r.done << std::setw(7) << r.dead << "  "
+      << age(r.oldest_started_at, now) << " / " << age(r.oldest_heartbeat_at, now);
+    if (!config.find_stage(r.stage))
+      o << "  (not in this config)";
+    o << "\n";
+  }
+  o << (live == 0 ? "pipeline idle: nothing ready, delayed or running\n" : "");
+  o << "runs:\n";
+  if (runs.empty())
+    o << "  none\n";
+  for (const auto& r : runs) {
+    o << "  run " << r.id << " '" << r.label << "' into " << r.entry_stage << ": " << r.items_total
+      << " items, " << r.pending << " pending";
+    if (r.finished_at)
+      o << ", finished after " << age(r.created_at, *r.finished_at);
+    else
+      o << ", running for " << age(r.created_at, now);
+    o << "\n";
+  }
+  o << "sinks:";
+  if (sinks.empty())
+    o << " none yet";
+  for (const auto& s : sinks)
+    o << " " << s.sink << "=" << s.items;
+  o << "\n";
+  std::cout << o.str();
+  return 0;
+}
+
+} // namespace turing::cli
