@@ -6,20 +6,19 @@
 //
 // Uses TURING_DATABASE_URL when set, else a private embedded cluster in a
 // temporary directory that is stopped and removed at the end.
+#include "persistence/embedded_cluster.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg_store.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <pqxx/pqxx>
+#include <spdlog/spdlog.h>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <pqxx/pqxx>
-#include <spdlog/spdlog.h>
-
-#include "persistence/embedded_cluster.hpp"
-#include "persistence/migrations.hpp"
-#include "persistence/pg_store.hpp"
 
 using namespace turing::persistence;
 using clock_type = std::chrono::steady_clock;
