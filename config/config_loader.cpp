@@ -123,6 +123,7 @@ public:
     sources_.stages = diag_.location(root_.source());
     read_database();
     read_runtime();
+    read_model_endpoint();
     read_models();
     read_sinks();
     read_stages();
@@ -195,6 +196,20 @@ private:
     r.finish();
   }
 
+  /// `model_endpoint`: the endpoint of every model that names none, so a
+  /// pipeline moves to another server (a real Ollama) by one line.
+  void read_model_endpoint() {
+    auto endpoint = top_.string("model_endpoint");
+    if (!endpoint)
+      return;
+    std::string why;
+    if (auto url = check_endpoint(*endpoint, why))
+      default_endpoint_ = *url;
+    else
+      diag_.error(diag_.location(root_.get("model_endpoint")->source()), "model_endpoint",
+                  "bad endpoint URL " + in_quotes(*endpoint) + ": " + why);
+  }
+
   void read_models() {
     auto* table = top_.subtable("models");
     if (table == nullptr)
@@ -250,7 +265,10 @@ private:
       else
         r.error("endpoint", "bad endpoint URL " + in_quotes(*endpoint) + ": " + why);
     } else if (table.get("endpoint") == nullptr) {
-      r.missing("endpoint", "e.g. \"http://127.0.0.1:11434\"");
+      if (default_endpoint_)
+        m.endpoint = *default_endpoint_;
+      else if (!root_.get("model_endpoint"))
+        r.missing("endpoint", "e.g. \"http://127.0.0.1:11434\", or a top-level model_endpoint");
     }
     if (auto model = r.string("model")) {
       if (model->empty())
@@ -319,6 +337,7 @@ private:
   pipeline_config config_;
   detail::graph_sources sources_;
   std::vector<std::string> model_names_;
+  std::optional<std::string> default_endpoint_;
 };
 
 } // namespace

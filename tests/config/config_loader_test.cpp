@@ -309,6 +309,37 @@ CAF_TEST(environment_overrides_database_url_only_when_non_empty) {
   ::unsetenv(database_url_env);
 }
 
+CAF_TEST(model_endpoint_is_the_default_endpoint_of_every_model) {
+  auto result = load(R"toml(model_endpoint = "http://gpu-box:11434/"
+sinks = ["done"]
+[models.a]
+api = "ollama"
+model = "mistral-nemo:12b"
+[models.b]
+api = "ollama"
+endpoint = "http://other:11434"
+model = "gemma2"
+[stages.s]
+handler = "model"
+entry = true
+model = "a"
+prompt = "skill: {name}"
+outcome = "ok"
+routes = { ok = "done" }
+)toml");
+  for (const auto& e : result.errors)
+    CAF_MESSAGE(e.to_string());
+  CAF_REQUIRE(result.ok());
+  CAF_CHECK_EQUAL(result.config->find_model("a")->endpoint, "http://gpu-box:11434");
+  CAF_CHECK_EQUAL(result.config->find_model("b")->endpoint, "http://other:11434");
+  auto bad = load(R"toml(model_endpoint = "gpu-box"
+sinks = []
+)toml");
+  const auto* e = find_error(bad, "model_endpoint", "bad endpoint URL");
+  CAF_REQUIRE(e != nullptr);
+  CAF_CHECK_EQUAL(e->where.line, 1);
+}
+
 CAF_TEST(unreadable_config_file_gives_one_error_naming_it) {
   auto missing = dir.path() / "absent.toml";
   auto r = load_config_file(missing, builtins);
