@@ -193,6 +193,75 @@ CAF_TEST(a_hung_model_slows_only_its_stage_which_times_out_retries_and_dead_lett
   CAF_CHECK_EQUAL(timeouts, 2 * reached);
 }
 
+CAF_TEST(sigterm_drains_then_releases_in_flight_work_and_a_restart_resumes_it) {
+  // Slow models and a short grace: some calls cannot finish and are released.
+  model_simulator sim{dir, {"--latency-scale", "0.02"}};
+  auto config = write_owl_config(dir, dsn, sim.endpoint(),
+                                 {{"shutdown_grace = \"10s\"", "shutdown_grace = \"300ms\""}});
+  constexpr size_t items = 120;
+  auto run_id = enqueue(config, items);
+  pg_store s{dsn};
+  auto running_models = [&] {
+    int64_t n = 0;
+    for (const auto& c : s.counts())
+      if (c.stage == "alma" || c.stage == "clara_a" || c.stage == "clara_b")
+        n += c.running;
+    return n;
+  };
+  auto node = start_turing(dir, {"run", "--config", config.string()}, "sigterm.log");
+  CAF_REQUIRE(eventually([&] { return running_models() >= 4; }, 60s));
+  node.signal(SIGTERM);
+  CAF_CHECK_EQUAL(node.wait(20s), 0);
+  auto log = node.output();
+  CAF_CHECK(log.find("signal received") != std::string::npos);
+  for (const auto& c : s.counts())
+    CAF_CHECK_EQUAL(c.running, 0); // finished or released, nothing left leased
+  int64_t released = 0;
+  for (const auto& a : s.attempts(run_id))
+    released += a.result == attempt_result::released ? 1 : 0;
+  CAF_CHECK(released > 0);
+  // A released message's attempt was not consumed: its next claim is the
+  // same attempt number again.
+  std::string out;
+  CAF_CHECK_EQUAL(run_turing(dir, {"run", "--config", config.string(), "--until-drained"}, &out),
+                  0);
+  check_end_state(run_id, items);
+  std::map<int64_t, std::vector<attempt_record>> by_message;
+  for (const auto& a : s.attempts(run_id))
+    by_message[a.message_id].push_back(a);
+  int checked = 0;
+  for (const auto& [id, list] : by_message)
+    for (size_t i = 0; i + 1 < list.size(); ++i)
+      if (list[i].result == attempt_result::released) {
+        CAF_CHECK_EQUAL(list[i + 1].attempt, list[i].attempt);
+        ++checked;
+      }
+  CAF_CHECK(checked > 0);
+}
+
+CAF_TEST(a_second_sigint_exits_at_once) {
+  model_simulator sim{dir, {"--latency-scale", "0.02"}};
+  auto config = write_owl_config(dir, dsn, sim.endpoint());
+  enqueue(config, 60);
+  pg_store s{dsn};
+  auto node = start_turing(dir, {"run", "--config", config.string()}, "sigint.log");
+  CAF_REQUIRE(eventually(
+      [&] {
+        for (const auto& c : s.counts())
+          if (c.running > 0)
+            return true;
+        return false;
+      },
+      60s));
+  node.signal(SIGINT);
+  // Two signals sent at once merge into one pending signal: send the second
+  // once the first is being handled.
+  CAF_REQUIRE(
+      eventually([&] { return node.output().find("signal received") != std::string::npos; }, 10s));
+  node.signal(SIGINT);
+  CAF_CHECK_EQUAL(node.wait(5s), 130);
+}
+
 CAF_TEST(an_invalid_config_is_rejected_naming_file_line_and_key) {
   auto config = dir.path / "broken.toml";
   std::ofstream{config} << "sinks = [\"done\"]\n"
