@@ -40,17 +40,6 @@ json opt_json(const pqxx::field& f) {
   return f.is_null() ? json{} : json::parse(f.as<std::string>());
 }
 
-/// A PostgreSQL array literal of bigints: {1,2,3}.
-std::string bigint_array(const std::vector<int64_t>& ids) {
-  std::string out = "{";
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (i)
-      out += ',';
-    out += std::to_string(ids[i]);
-  }
-  return out + "}";
-}
-
 /// A PostgreSQL array literal of text, each element quoted and escaped.
 std::string text_array(const std::vector<std::string>& values) {
   std::string out = "{";
@@ -75,46 +64,57 @@ json fences_json(const std::vector<lease>& leases) {
   return out;
 }
 
+/// Hot-path statements are prepared once per connection, on first use, so
+/// PostgreSQL plans each of them once rather than at every call.
+class statement_cache {
+public:
+  template <class... Args>
+  pqxx::result exec(pqxx::work& tx, const std::string& sql, Args&&... args) {
+    auto it = names_.find(sql);
+    if (it == names_.end()) {
+      auto name = "turing_" + std::to_string(names_.size());
+      tx.conn().prepare(name, sql);
+      it = names_.emplace(sql, name).first;
+    }
+    return tx.exec_prepared(it->second, std::forward<Args>(args)...);
+  }
+  /// The connection was replaced: its prepared statements are gone.
+  void clear() { names_.clear(); }
+
+private:
+  std::map<std::string, std::string> names_;
+};
+
 bool is_retryable_sqlstate(const std::string& state) {
   return state == "40001" || state == "40P01"; // serialization_failure, deadlock_detected
 }
 
-void notify_stages(pqxx::work& tx, const std::set<std::string>& stages) {
+void notify_stages(statement_cache& sc, pqxx::work& tx, const std::set<std::string>& stages) {
   if (stages.empty())
     return;
-  tx.exec_params("SELECT pg_notify($1, s) FROM unnest($2::text[]) AS s", ready_channel,
-                 text_array({stages.begin(), stages.end()}));
-}
-
-/// Locks rows of `table` in id order, the order every transaction uses.
-void lock_in_order(pqxx::work& tx, const char* table, std::vector<int64_t> ids) {
-  if (ids.empty())
-    return;
-  std::sort(ids.begin(), ids.end());
-  tx.exec_params(std::string("SELECT id FROM ") + table +
-                     " WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
-                 bigint_array(ids));
+  sc.exec(tx, "SELECT pg_notify($1, s) FROM unnest($2::text[]) AS s", ready_channel,
+          text_array({stages.begin(), stages.end()}));
 }
 
 /// Applies per-item branch changes, then the pending counts of the runs whose
-/// items finished. Items and runs are locked in id order first.
-void apply_item_effects(pqxx::work& tx, const detail::item_effects& effects) {
+/// items finished. Each statement locks its rows in id order first (the order
+/// every transaction uses), so concurrent batches cannot deadlock.
+void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_effects& effects) {
   if (effects.empty())
     return;
-  std::vector<int64_t> item_ids;
   json rows = json::array();
   for (const auto& [item_id, e] : effects) {
-    item_ids.push_back(item_id);
     rows.push_back({{"item_id", item_id},
                     {"delta", e.branch_delta},
                     {"sink", e.sink ? json(*e.sink) : json()},
                     {"result", e.sink ? e.result : json()},
                     {"dead", e.dead}});
   }
-  lock_in_order(tx, "turing.items", item_ids);
-  auto finished = tx.exec_params(R"sql(
+  auto finished = sc.exec(tx, R"sql(
     WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
-               AS d(item_id bigint, delta integer, sink text, result jsonb, dead boolean))
+               AS d(item_id bigint, delta integer, sink text, result jsonb, dead boolean)),
+    locked AS (SELECT i.id FROM turing.items i JOIN d ON i.id = d.item_id
+               ORDER BY i.id FOR UPDATE OF i)
     UPDATE turing.items i SET
       open_branches = i.open_branches + d.delta,
       sink = CASE WHEN d.dead THEN 'dead' WHEN i.sink = 'dead' THEN i.sink
@@ -123,36 +123,35 @@ void apply_item_effects(pqxx::work& tx, const detail::item_effects& effects) {
                     ELSE coalesce(d.result, i.result) END,
       finished_at = CASE WHEN i.open_branches + d.delta = 0
                          THEN greatest(now(), i.created_at) END
-    FROM d WHERE i.id = d.item_id AND i.finished_at IS NULL
+    FROM d, locked WHERE i.id = d.item_id AND i.id = locked.id AND i.finished_at IS NULL
     RETURNING i.run_id, i.open_branches = 0 AS finished)sql",
-                                 rows.dump());
+                          rows.dump());
   std::map<int64_t, int64_t> per_run;
   for (const auto& row : finished)
     if (row[1].as<bool>())
       ++per_run[row[0].as<int64_t>()];
   if (per_run.empty())
     return;
-  std::vector<int64_t> run_ids;
   json run_rows = json::array();
   for (const auto& [run_id, n] : per_run) {
-    run_ids.push_back(run_id);
     run_rows.push_back({{"run_id", run_id}, {"n", n}});
   }
-  lock_in_order(tx, "turing.runs", run_ids);
-  tx.exec_params(R"sql(
-    WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS d(run_id bigint, n bigint))
+  sc.exec(tx, R"sql(
+    WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS d(run_id bigint, n bigint)),
+    locked AS (SELECT r.id FROM turing.runs r JOIN d ON r.id = d.run_id
+               ORDER BY r.id FOR UPDATE OF r)
     UPDATE turing.runs r SET
       pending = r.pending - d.n,
       finished_at = CASE WHEN r.pending - d.n = 0 THEN greatest(now(), r.created_at) END
-    FROM d WHERE r.id = d.run_id)sql",
-                 run_rows.dump());
+    FROM d, locked WHERE r.id = d.run_id AND r.id = locked.id)sql",
+          run_rows.dump());
 }
 
 /// Records late results: writes whose epoch was no longer current.
-void record_late(pqxx::work& tx, const json& rows) {
+void record_late(statement_cache& sc, pqxx::work& tx, const json& rows) {
   if (rows.empty())
     return;
-  tx.exec_params(R"sql(
+  sc.exec(tx, R"sql(
     WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
                AS x(id bigint, epoch bigint, attempt integer, node text, started_us bigint,
                     outcome text, model text, output jsonb, error text))
@@ -163,7 +162,7 @@ void record_late(pqxx::work& tx, const json& rows) {
            greatest(now(), timestamptz 'epoch' + x.started_us * interval '1 microsecond'),
            'late_result', x.outcome, x.model, x.output, x.error
     FROM x JOIN turing.messages m ON m.id = x.id)sql",
-                 rows.dump());
+          rows.dump());
 }
 
 std::vector<rescued_message> read_rescued(const pqxx::result& r) {
@@ -177,12 +176,13 @@ std::vector<rescued_message> read_rescued(const pqxx::result& r) {
 }
 
 /// Dead-lettered messages end a branch of their item, and mark it dead.
-void apply_dead(pqxx::work& tx, const pqxx::result& r, int item_col, int dead_col) {
+void apply_dead(statement_cache& sc, pqxx::work& tx, const pqxx::result& r, int item_col,
+                int dead_col) {
   detail::item_effects effects;
   for (const auto& row : r)
     if (row[dead_col].as<bool>())
       effects.dead_branch(row[item_col].as<int64_t>());
-  apply_item_effects(tx, effects);
+  apply_item_effects(sc, tx, effects);
 }
 
 const char* rescue_sql(bool by_node) {
@@ -247,10 +247,14 @@ const char* run_columns =
 
 struct pg_store::session {
   std::unique_ptr<pqxx::connection> connection;
+  statement_cache statements;
 
   /// The open connection, opened now if there is none or it broke.
   pqxx::connection& get(const std::string& connection_string);
-  void reset() { connection.reset(); }
+  void reset() {
+    connection.reset();
+    statements.clear();
+  }
 };
 
 pg_store::pg_store(std::string connection_string)
@@ -283,6 +287,7 @@ void pg_store::connect() {
 pqxx::connection& pg_store::session::get(const std::string& connection_string_) {
   if (connection && connection->is_open())
     return *connection;
+  statements.clear();
   try {
     connection = std::make_unique<pqxx::connection>(connection_string_);
   } catch (const std::exception& e) {
@@ -387,7 +392,7 @@ enqueue_result pg_store::enqueue(const enqueue_request& request) {
       WHERE id = $1)sql",
                    out.run_id, out.enqueued);
     if (out.enqueued > 0)
-      notify_stages(tx, {request.stage});
+      notify_stages(session_->statements, tx, {request.stage});
     return out;
   });
 }
@@ -396,7 +401,7 @@ std::vector<claimed_message> pg_store::claim(const claim_request& request) {
   if (request.limit < 1)
     throw store_error(store_errc::invalid_argument, "claim: limit must be >= 1");
   return in_transaction("claim", [&](pqxx::work& tx) {
-    auto r = tx.exec_params(R"sql(
+    auto r = session_->statements.exec(tx, R"sql(
       WITH picked AS (
         SELECT id FROM turing.messages
         WHERE stage = $1 AND state = 'ready' AND available_at <= now()
@@ -410,8 +415,8 @@ std::vector<claimed_message> pg_store::claim(const claim_request& request) {
       FROM picked WHERE m.id = picked.id
       RETURNING m.id, m.item_id, m.run_id, m.payload::text, m.attempt, m.max_attempts, m.epoch,
                 )sql" TS_US("m.started_at"),
-                            request.stage, request.node, request.limit,
-                            static_cast<double>(request.lease_ttl.count()));
+                                       request.stage, request.node, request.limit,
+                                       static_cast<double>(request.lease_ttl.count()));
     std::vector<claimed_message> out;
     out.reserve(r.size());
     for (const auto& row : r) {
@@ -474,7 +479,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
                       {"output", c.output},
                       {"model", c.model.empty() ? json() : json(c.model)}});
   return in_transaction("complete", [&](pqxx::work& tx) {
-    auto done = tx.exec_params(R"sql(
+    auto done = session_->statements.exec(tx, R"sql(
       WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
                  AS x(id bigint, epoch bigint, outcome text, output jsonb, model text)),
       held AS (
@@ -492,7 +497,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
         SELECT id, item_id, run_id, stage, attempt, epoch, owner_node, started_at, finished_at,
                'completed', outcome, model, output FROM done)
       SELECT id, item_id, run_id, stage FROM done)sql",
-                               fences.dump());
+                                          fences.dump());
     struct applied_message {
       int64_t item_id, run_id;
       std::string stage;
@@ -561,18 +566,20 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       // Two statements: an outer UPDATE cannot see what a data-modifying CTE
       // of the same statement wrote. The upsert holds the row lock, so no
       // sibling arrival can slip in between.
-      auto arrived = tx.exec_params1(R"sql(
+      auto arrived = session_->statements.exec(tx, R"sql(
         INSERT INTO turing.joins AS j (item_id, stage, expected, inputs)
         VALUES ($1, $2, $3::text[], jsonb_build_object($4::text, $5::jsonb))
         ON CONFLICT (item_id, stage) DO UPDATE SET inputs = j.inputs || EXCLUDED.inputs
         RETURNING fired_at IS NULL AND expected <@ ARRAY(SELECT jsonb_object_keys(inputs)))sql",
-                                     a.item_id, a.d->target, text_array(a.d->join_inputs),
-                                     a.from_stage, a.d->payload.dump());
-      if (!arrived[0].as<bool>())
+                                               a.item_id, a.d->target, text_array(a.d->join_inputs),
+                                               a.from_stage, a.d->payload.dump());
+      if (!arrived[0][0].as<bool>())
         continue;
-      auto fired = tx.exec_params("UPDATE turing.joins SET fired_at = now() WHERE item_id = $1 "
-                                  "AND stage = $2 AND fired_at IS NULL RETURNING inputs::text",
-                                  a.item_id, a.d->target);
+      auto fired =
+          session_->statements.exec(tx,
+                                    "UPDATE turing.joins SET fired_at = now() WHERE item_id = $1 "
+                                    "AND stage = $2 AND fired_at IS NULL RETURNING inputs::text",
+                                    a.item_id, a.d->target);
       if (fired.empty())
         continue;
       new_messages.push_back({{"run_id", a.run_id},
@@ -584,15 +591,15 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       notify.insert(a.d->target);
     }
     if (!new_messages.empty())
-      tx.exec_params(R"sql(
+      session_->statements.exec(tx, R"sql(
         INSERT INTO turing.messages (run_id, item_id, stage, payload, max_attempts)
         SELECT run_id, item_id, stage, payload, max_attempts
         FROM jsonb_to_recordset($1::jsonb)
           AS x(run_id bigint, item_id bigint, stage text, payload jsonb, max_attempts integer))sql",
-                     new_messages.dump());
-    apply_item_effects(tx, effects);
-    record_late(tx, late);
-    notify_stages(tx, notify);
+                                new_messages.dump());
+    apply_item_effects(session_->statements, tx, effects);
+    record_late(session_->statements, tx, late);
+    notify_stages(session_->statements, tx, notify);
     return results;
   });
 }
@@ -617,7 +624,7 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
                     {"retryable", f.retryable}});
   }
   return in_transaction("fail", [&](pqxx::work& tx) {
-    auto r = tx.exec_params(R"sql(
+    auto r = session_->statements.exec(tx, R"sql(
       WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
                  AS x(id bigint, epoch bigint, node text, result text, error text, model text,
                       retry_ms bigint, retryable boolean)),
@@ -644,7 +651,7 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
         SELECT id, item_id, run_id, stage, attempt, epoch, node, started_at,
                greatest(now(), started_at), result, model, error FROM failed)
       SELECT id, item_id, dead, stage, retry_ms FROM failed)sql",
-                            rows.dump());
+                                       rows.dump());
     std::set<int64_t> applied;
     std::set<std::string> notify;
     for (const auto& row : r) {
@@ -652,7 +659,7 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
       if (!row[2].as<bool>() && row[4].as<int64_t>() == 0)
         notify.insert(row[3].as<std::string>());
     }
-    apply_dead(tx, r, 1, 2);
+    apply_dead(session_->statements, tx, r, 1, 2);
     std::vector<fence_result> results;
     json late = json::array();
     for (const auto& f : batch) {
@@ -671,8 +678,8 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
                       {"output", json()},
                       {"error", std::string("late ") + to_string(f.result) + ": " + f.error}});
     }
-    record_late(tx, late);
-    notify_stages(tx, notify);
+    record_late(session_->statements, tx, late);
+    notify_stages(session_->statements, tx, notify);
     return results;
   });
 }
@@ -707,7 +714,7 @@ std::vector<fence_result> pg_store::release(const std::string& node,
       applied.insert(row[0].as<int64_t>());
       notify.insert(row[1].as<std::string>());
     }
-    notify_stages(tx, notify);
+    notify_stages(session_->statements, tx, notify);
     std::vector<fence_result> results;
     for (const auto& l : leases)
       results.push_back(applied.count(l.message_id) ? fence_result::applied : fence_result::stale);
@@ -718,12 +725,12 @@ std::vector<fence_result> pg_store::release(const std::string& node,
 std::vector<rescued_message> pg_store::rescue_expired(const std::string& rescuer_node) {
   return in_transaction("rescue_expired", [&](pqxx::work& tx) {
     auto r = tx.exec_params(rescue_sql(false), rescuer_node);
-    apply_dead(tx, r, 4, 3);
+    apply_dead(session_->statements, tx, r, 4, 3);
     std::set<std::string> notify;
     for (const auto& row : r)
       if (!row[3].as<bool>())
         notify.insert(row[1].as<std::string>());
-    notify_stages(tx, notify);
+    notify_stages(session_->statements, tx, notify);
     return read_rescued(r);
   });
 }
@@ -732,12 +739,12 @@ std::vector<rescued_message> pg_store::rescue_node(const std::string& dead_node,
                                                    const std::string& rescuer_node) {
   return in_transaction("rescue_node", [&](pqxx::work& tx) {
     auto r = tx.exec_params(rescue_sql(true), rescuer_node, dead_node);
-    apply_dead(tx, r, 4, 3);
+    apply_dead(session_->statements, tx, r, 4, 3);
     std::set<std::string> notify;
     for (const auto& row : r)
       if (!row[3].as<bool>())
         notify.insert(row[1].as<std::string>());
-    notify_stages(tx, notify);
+    notify_stages(session_->statements, tx, notify);
     return read_rescued(r);
   });
 }
