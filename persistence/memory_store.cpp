@@ -177,6 +177,11 @@ std::vector<lease> memory_store::heartbeat(const std::string& node,
   std::vector<lease> lost;
   for (const auto& l : leases) {
     auto it = messages_.find(l.message_id);
+    bool finished =
+        it != messages_.end() && it->second.epoch == l.epoch &&
+        (it->second.state == message_state::done || it->second.state == message_state::dead);
+    if (finished)
+      continue; // ended under this lease, not lost: its owner is just late to say so
     if (it == messages_.end() || it->second.epoch != l.epoch ||
         it->second.state != message_state::running || it->second.owner_node != node) {
       lost.push_back(l);

@@ -457,7 +457,8 @@ std::vector<lease> pg_store::heartbeat(const std::string& node, const std::vecto
         FROM held WHERE m.id = held.id RETURNING m.id)
       SELECT x.id, x.epoch FROM x
       WHERE NOT EXISTS (SELECT 1 FROM turing.messages m WHERE m.id = x.id AND m.epoch = x.epoch
-                        AND m.state = 'running' AND m.owner_node = $2))sql",
+                        AND (m.state IN ('done', 'dead')
+                             OR (m.state = 'running' AND m.owner_node = $2))))sql",
                        fences_json(leases).dump(), node, static_cast<double>(lease_ttl.count()));
     std::vector<lease> lost;
     for (const auto& row : r)

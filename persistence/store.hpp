@@ -38,8 +38,9 @@ public:
   /// oldest first, skipping rows other claimers hold; bumps each one's epoch.
   virtual std::vector<claimed_message> claim(const claim_request& request) = 0;
 
-  /// Extends the leases `node` still holds; returns those it no longer holds
-  /// (rescued and re-claimed elsewhere, or finished), so their owner can stop.
+  /// Extends the leases `node` still holds; returns those it lost (rescued,
+  /// released or re-claimed elsewhere), so their owner can stop. A lease
+  /// whose message was finished under it is neither extended nor lost.
   virtual std::vector<lease> heartbeat(const std::string& node, const std::vector<lease>& leases,
                                        millis lease_ttl) = 0;
 
