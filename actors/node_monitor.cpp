@@ -50,11 +50,10 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
                           stage, e.reason);
           return;
         }
-        if (e.restarting)
-          spdlog::warn("supervision: {} child {} exited ({}); restarting", e.supervisor, e.child,
-                       e.reason);
-        else
-          spdlog::info("supervision: {} child {} exited ({})", e.supervisor, e.child, e.reason);
+        // The supervisor logged the exit itself (warn when abnormal); the
+        // monitor adds only what no supervisor knows: that a stage failed.
+        spdlog::debug("supervision: {} child {} exited ({}){}", e.supervisor, e.child, e.reason,
+                      e.restarting ? "; restarting" : "");
       },
       [=](supervisor_gave_up& e) {
         spdlog::error("supervision: {} gave up: {}", e.supervisor, e.reason);

@@ -37,6 +37,10 @@ struct report_options {
 };
 int report_command(const report_options& options);
 
+/// `turing check`: the store's invariants on the live database; exit 4 when
+/// any is violated.
+int check_command(const std::filesystem::path& config);
+
 int migrate_command(const std::filesystem::path& config);
 int validate_command(const std::filesystem::path& config);
 

@@ -70,6 +70,9 @@ int main(int argc, char** argv) {
   report->add_option("--sink", report_opts.sink, "group this sink's results ...");
   report->add_option("--group-by", report_opts.group_by, "... by this result field");
 
+  auto* check = app.add_subcommand("check", "check the runtime's invariants on the database");
+  add_config(check);
+
   auto* migrate = app.add_subcommand("migrate", "open the database and apply migrations");
   add_config(migrate);
 
@@ -108,6 +111,8 @@ int main(int argc, char** argv) {
         report_opts.run_id = report_run;
       return report_command(report_opts);
     }
+    if (*check)
+      return check_command(config);
     if (*migrate)
       return migrate_command(config);
     if (*validate)

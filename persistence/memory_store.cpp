@@ -509,6 +509,72 @@ std::vector<sink_count> memory_store::result_counts(int64_t run_id, const std::s
   return out;
 }
 
+std::vector<std::string> memory_store::check_invariants() {
+  check_available("check_invariants");
+  std::vector<std::string> out;
+  auto id = [](int64_t x) { return std::to_string(x); };
+  std::map<int64_t, int64_t> unfinished_per_run, items_per_run;
+  for (const auto& [iid, i] : items_) {
+    items_per_run[i.run_id] += 1;
+    if (i.finished_at && !i.sink)
+      out.push_back("item " + id(iid) + " finished without a sink");
+    if (!i.finished_at)
+      unfinished_per_run[i.run_id] += 1;
+  }
+  for (const auto& [rid, r] : runs_) {
+    if (r.pending != unfinished_per_run[rid])
+      out.push_back("run " + id(rid) + " has pending " + id(r.pending) + " but " +
+                    id(unfinished_per_run[rid]) + " unfinished items");
+    if (r.items_total != items_per_run[rid])
+      out.push_back("run " + id(rid) + " has items_total " + id(r.items_total) + " but " +
+                    id(items_per_run[rid]) + " items");
+  }
+  std::map<int64_t, std::vector<const attempt_record*>> by_message;
+  for (const auto& a : attempts_) {
+    by_message[a.message_id].push_back(&a);
+    if (a.finished_at < a.started_at)
+      out.push_back("attempt " + id(a.id) + " finished before it started");
+  }
+  for (const auto& [mid, m] : messages_) {
+    const auto& list = by_message[mid];
+    int completed = 0;
+    int64_t last_epoch = -1;
+    for (const auto* a : list) {
+      if (a->result == attempt_result::completed) {
+        ++completed;
+        if (a->epoch != m.epoch)
+          out.push_back("message " + id(mid) + " was completed under epoch " + id(a->epoch) +
+                        " but its current epoch is " + id(m.epoch));
+      }
+      if (a->result != attempt_result::late_result) {
+        if (a->epoch < last_epoch)
+          out.push_back("attempt " + id(a->id) + " of message " + id(mid) +
+                        " goes back from epoch " + id(last_epoch) + " to " + id(a->epoch));
+        last_epoch = std::max(last_epoch, a->epoch);
+      }
+    }
+    if (completed > 1)
+      out.push_back("message " + id(mid) + " completed " + id(completed) + " times");
+    if (m.state == message_state::done && completed == 0)
+      out.push_back("message " + id(mid) + " is done without a completed attempt");
+  }
+  for (const auto& [iid, i] : items_) {
+    if (i.finished_at)
+      continue;
+    bool live = false;
+    for (const auto& [mid, m] : messages_)
+      if (m.item_id == iid &&
+          (m.state == message_state::ready || m.state == message_state::running))
+        live = true;
+    for (const auto& [key, j] : joins_)
+      if (key.first == iid && !j.fired)
+        live = true;
+    if (!live)
+      out.push_back("item " + id(iid) + " is unfinished but has no live message or waiting join");
+  }
+  return out;
+}
+
 std::optional<time_point> memory_store::next_available_at(const std::string& stage) {
   check_available("next_available_at");
   std::optional<time_point> out;

@@ -50,6 +50,7 @@ public:
   std::vector<attempt_record> attempts(std::optional<int64_t> run_id) override;
   std::vector<sink_count> result_counts(int64_t run_id, const std::string& sink,
                                         const std::string& field) override;
+  std::vector<std::string> check_invariants() override;
   std::optional<time_point> next_available_at(const std::string& stage) override;
 
 private:

@@ -890,6 +890,58 @@ std::vector<sink_count> pg_store::result_counts(int64_t run_id, const std::strin
   });
 }
 
+std::vector<std::string> pg_store::check_invariants() {
+  // Each query returns one text column: a violation naming its ids.
+  static const char* checks[] = {
+      R"sql(SELECT 'item ' || id || ' finished without a sink' FROM turing.items
+          WHERE finished_at IS NOT NULL AND sink IS NULL)sql",
+      R"sql(SELECT 'run ' || r.id || ' has pending ' || r.pending || ' but ' || count(i.id)
+                 || ' unfinished items'
+          FROM turing.runs r LEFT JOIN turing.items i ON i.run_id = r.id AND i.finished_at IS NULL
+          GROUP BY r.id, r.pending HAVING r.pending <> count(i.id))sql",
+      R"sql(SELECT 'run ' || r.id || ' has items_total ' || r.items_total || ' but '
+                 || count(i.id) || ' items'
+          FROM turing.runs r LEFT JOIN turing.items i ON i.run_id = r.id
+          GROUP BY r.id, r.items_total HAVING r.items_total <> count(i.id))sql",
+      R"sql(SELECT 'message ' || message_id || ' completed ' || count(*) || ' times'
+          FROM turing.attempts WHERE result = 'completed'
+          GROUP BY message_id HAVING count(*) > 1)sql",
+      R"sql(SELECT 'message ' || m.id || ' is done without a completed attempt' FROM turing.messages m
+          WHERE m.state = 'done' AND NOT EXISTS (SELECT 1 FROM turing.attempts a
+            WHERE a.message_id = m.id AND a.result = 'completed'))sql",
+      R"sql(SELECT 'message ' || m.id || ' was completed under epoch ' || a.epoch
+                 || ' but its current epoch is ' || m.epoch
+          FROM turing.messages m JOIN turing.attempts a ON a.message_id = m.id
+          WHERE a.result = 'completed' AND a.epoch <> m.epoch)sql",
+      R"sql(SELECT 'message ' || m.id || ' holds the output of a late result (epoch ' || a.epoch || ')'
+          FROM turing.messages m JOIN turing.attempts a ON a.message_id = m.id
+          WHERE a.result = 'late_result' AND m.state = 'done' AND a.epoch = m.epoch
+            AND NOT EXISTS (SELECT 1 FROM turing.attempts c WHERE c.message_id = m.id
+                            AND c.result = 'completed' AND c.epoch = m.epoch))sql",
+      R"sql(SELECT 'attempt ' || id || ' of message ' || message_id || ' goes back from epoch '
+                 || prev || ' to ' || epoch
+          FROM (SELECT id, message_id, epoch, lag(epoch) OVER (PARTITION BY message_id ORDER BY id)
+                  AS prev, result FROM turing.attempts WHERE result <> 'late_result') x
+          WHERE prev IS NOT NULL AND epoch < prev)sql",
+      R"sql(SELECT 'attempt ' || id || ' finished before it started' FROM turing.attempts
+          WHERE finished_at < started_at)sql",
+      R"sql(SELECT 'item ' || i.id || ' is unfinished but has no live message or waiting join'
+          FROM turing.items i
+          WHERE i.finished_at IS NULL
+            AND NOT EXISTS (SELECT 1 FROM turing.messages m WHERE m.item_id = i.id
+                            AND m.state IN ('ready', 'running'))
+            AND NOT EXISTS (SELECT 1 FROM turing.joins j WHERE j.item_id = i.id
+                            AND j.fired_at IS NULL))sql",
+  };
+  return in_transaction("check_invariants", [&](pqxx::work& tx) {
+    std::vector<std::string> out;
+    for (const char* sql : checks)
+      for (const auto& row : tx.exec(sql))
+        out.push_back(row[0].as<std::string>());
+    return out;
+  });
+}
+
 std::optional<time_point> pg_store::next_available_at(const std::string& stage) {
   return in_transaction("next_available_at", [&](pqxx::work& tx) {
     auto r = tx.exec_params(

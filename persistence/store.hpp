@@ -76,6 +76,14 @@ public:
   /// `field` in their result ("" where it is missing), most first.
   virtual std::vector<sink_count> result_counts(int64_t run_id, const std::string& sink,
                                                 const std::string& field) = 0;
+  /// Checks the invariants the runtime promises, over everything stored:
+  /// each finished item in exactly one sink; each run's pending count equal
+  /// to its unfinished items; no message completed twice; every completion
+  /// applied under the message's current epoch (a late result recorded,
+  /// never applied); attempts time-ordered with epochs that never go back;
+  /// no unfinished item without live work. Returns one line per violation,
+  /// naming the ids; empty when all hold.
+  virtual std::vector<std::string> check_invariants() = 0;
   /// The earliest time a delayed (backing-off) message of the stage becomes ready.
   virtual std::optional<time_point> next_available_at(const std::string& stage) = 0;
 };

@@ -110,9 +110,9 @@ public:
         hdl->enqueue(nullptr, caf::make_message_id(), caf::make_message(caf::exit_msg{me, why}),
                      nullptr);
     });
-    spdlog::info("supervisor {}: starting {} children ({}, intensity {} in {}ms)", name_,
-                 children_.size(), to_string(flags_.strategy), flags_.intensity,
-                 flags_.period.count());
+    spdlog::debug("supervisor {}: starting {} children ({}, intensity {} in {}ms)", name_,
+                  children_.size(), to_string(flags_.strategy), flags_.intensity,
+                  flags_.period.count());
     start_initial();
     return {
         [this](which_children_atom) { return which_children(); },
@@ -150,8 +150,8 @@ private:
   void report_exit(const child_rec& c, const caf::error& reason, bool restarting) {
     auto why = describe_reason(reason);
     if (is_normal_exit(reason) || c.stopping)
-      spdlog::info("supervisor {}: child {} exited: {} ({})", name_, c.spec.id, why,
-                   restarting ? "restarting" : "not restarted");
+      spdlog::debug("supervisor {}: child {} exited: {} ({})", name_, c.spec.id, why,
+                    restarting ? "restarting" : "not restarted");
     else
       spdlog::warn("supervisor {}: child {} exited: {} ({})", name_, c.spec.id, why,
                    restarting ? "restarting" : "not restarted");
@@ -188,7 +188,7 @@ private:
     live_->push_back(hdl);
     c.handle = std::move(hdl);
     c.stopping = false;
-    spdlog::info("supervisor {}: started child {} (restarts {})", name_, c.spec.id, c.restarts);
+    spdlog::debug("supervisor {}: started child {} (restarts {})", name_, c.spec.id, c.restarts);
     emit(child_started{name_, c.spec.id, c.restarts});
     return caf::none;
   }
@@ -333,7 +333,7 @@ private:
                     describe_reason(reason));
       return;
     }
-    spdlog::info("supervisor {}: shutting down: {}", name_, describe_reason(reason));
+    spdlog::debug("supervisor {}: shutting down: {}", name_, describe_reason(reason));
     phase_ = phase::shutting_down;
     final_reason_ = std::move(reason);
     restart_set_.clear();
@@ -363,10 +363,10 @@ private:
       c->stopping = true;
       ++stop_gen_;
       if (c->spec.shutdown <= std::chrono::milliseconds::zero()) {
-        spdlog::info("supervisor {}: killing child {} (brutal_kill)", name_, c->spec.id);
+        spdlog::debug("supervisor {}: killing child {} (brutal_kill)", name_, c->spec.id);
         self_->send_exit(c->handle, caf::exit_reason::kill);
       } else {
-        spdlog::info("supervisor {}: stopping child {}", name_, c->spec.id);
+        spdlog::debug("supervisor {}: stopping child {}", name_, c->spec.id);
         self_->send_exit(c->handle, caf::exit_reason::user_shutdown);
         if (c->spec.shutdown != shutdown_infinity)
           self_->delayed_send(self_, c->spec.shutdown, sup_kill_atom::value, stop_gen_);
@@ -391,8 +391,8 @@ private:
   /// set in start order.
   void complete() {
     if (phase_ == phase::shutting_down) {
-      spdlog::info("supervisor {}: stopped all children, exiting: {}", name_,
-                   describe_reason(final_reason_));
+      spdlog::debug("supervisor {}: stopped all children, exiting: {}", name_,
+                    describe_reason(final_reason_));
       self_->quit(final_reason_);
       return;
     }

@@ -49,6 +49,10 @@ struct fixture {
     for (const auto& [item, n] : commits)
       twice += n > 1 ? 1 : 0;
     CAF_CHECK_EQUAL(twice, 0);
+    auto violations = s.check_invariants();
+    for (const auto& v : violations)
+      CAF_MESSAGE("invariant violated: " << v);
+    CAF_CHECK(violations.empty());
   }
 
   int64_t enqueue(const std::filesystem::path& config, size_t n) {

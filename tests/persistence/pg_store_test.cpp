@@ -217,4 +217,40 @@ CAF_TEST(operations_before_migration_report_a_missing_schema) {
   CAF_CHECK(code == store_errc::schema);
 }
 
+CAF_TEST(the_invariant_check_catches_a_corrupted_database) {
+  pg_store s{dsn};
+  auto run_id = enqueue_n(s, "alma", 2);
+  auto m = s.claim({"alma", "n", 1, 30s}).at(0);
+  completion c;
+  c.fence = m.fencing();
+  c.node = "n";
+  c.started_at = m.started_at;
+  c.outcome = "passed";
+  c.deliveries.push_back({delivery::kind::sink, "committed", json::object(), 1, {}});
+  s.complete({c});
+  CAF_CHECK(s.check_invariants().empty());
+  // What a buggy writer could do that no constraint forbids: a pending
+  // count off by one, and a second "completion" of a done message.
+  {
+    pqxx::connection conn{dsn};
+    pqxx::work tx{conn};
+    tx.exec_params("UPDATE turing.runs SET pending = pending + 1 WHERE id = $1", run_id);
+    tx.exec_params("INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, "
+                   "epoch, node, started_at, finished_at, result, outcome) SELECT id, item_id, "
+                   "run_id, stage, attempt, epoch, 'forger', started_at, finished_at, "
+                   "'completed', 'passed' FROM turing.messages WHERE id = $1",
+                   m.id);
+    tx.commit();
+  }
+  auto violations = s.check_invariants();
+  auto mentions = [&](const std::string& part) {
+    for (const auto& v : violations)
+      if (v.find(part) != std::string::npos)
+        return true;
+    return false;
+  };
+  CAF_CHECK(mentions("run " + std::to_string(run_id) + " has pending 2 but 1 unfinished"));
+  CAF_CHECK(mentions("message " + std::to_string(m.id) + " completed 2 times"));
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -440,4 +440,30 @@ CAF_TEST(attempts_are_recorded_in_order_with_ordered_timestamps) {
   CAF_CHECK_EQUAL(all[1].attempt, 2);
 }
 
+CAF_TEST(the_invariants_hold_after_retries_rescues_late_results_and_joins) {
+  auto run_id = enqueue_n("carl", 3, 2);
+  auto carl = claim("carl", 3);
+  s.complete({done(carl[0], {to_stage("clara_a"), to_stage("clara_b")})});
+  s.fail({failed(carl[1])});
+  s.complete({done(carl[2], {to_sink("rejected")})});
+  auto a = claim("clara_a", 1, "node-a", 100ms).at(0);
+  auto b = claim("clara_b", 1).at(0);
+  advance(200ms);
+  s.rescue_expired("node-c");
+  s.complete({done(a, {to_join("compare", {"clara_a", "clara_b"}, json::object())})}); // late
+  auto a2 = claim("clara_a", 1).at(0);
+  s.complete({done(a2, {to_join("compare", {"clara_a", "clara_b"}, json::object())})});
+  s.complete({done(b, {to_join("compare", {"clara_a", "clara_b"}, json::object())})});
+  auto joined = claim("compare", 1).at(0);
+  s.complete({done(joined, {to_sink("committed")}, "agree")});
+  auto retry = claim("carl", 1).at(0);
+  s.fail({failed(retry)});
+  auto violations = s.check_invariants();
+  for (const auto& v : violations)
+    CAF_MESSAGE(v);
+  CAF_CHECK(violations.empty());
+  CAF_CHECK(run_of(run_id).finished());
+  CAF_CHECK_EQUAL(attempts_with(attempt_result::late_result).size(), 1u);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
