@@ -18,6 +18,8 @@ using census_tick_atom = caf::atom_constant<caf::atom("censustk")>;
 
 struct node_monitor_state {
   std::set<std::string> failed_stages;
+  persistence::node_report report; ///< what this node last said of itself
+  int censuses_since_report = 0;
   std::map<std::string, int> dry_censuses; ///< consecutive censuses without work
   std::map<std::string, bool> reported_dry;
   int pipeline_dry_censuses = 0;
@@ -30,6 +32,22 @@ struct node_monitor_state {
 namespace {
 
 caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_monitor_options o) {
+  self->state.report.name = o.node;
+  self->state.report.started_at = persistence::wall_clock::now();
+  // Reports go to turing.nodes at start, on a stage failure and every few
+  // seconds, so `turing status` in another process sees this node's health.
+  auto report = [=] {
+    auto store = o.dir->get("store");
+    if (!store || o.node.empty())
+      return;
+    self->state.censuses_since_report = 0;
+    self->request(store, std::chrono::seconds(30), self->state.report)
+        .then([](bool) {},
+              [=](caf::error& e) {
+                spdlog::warn("node monitor: could not report node {}: {}", o.node,
+                             self->system().render(e));
+              });
+  };
   self->send(self, census_tick_atom::value);
   return {
       [=](child_started& e) {
@@ -44,6 +62,8 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
         if (e.supervisor == "root/pipeline" && e.child.rfind("stage/", 0) == 0 && !e.restarting &&
             !stopping) {
           auto stage = e.child.substr(6);
+          self->state.report.failed_stages[stage] = e.reason;
+          report();
           if (self->state.failed_stages.insert(stage).second)
             spdlog::error("stage {} FAILED: {}; its work stays where it is, the other stages keep "
                           "running",
@@ -69,6 +89,8 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
                 [=](const work_census& census) {
                   auto& st = self->state;
                   st.census_in_flight = false;
+                  if (st.censuses_since_report++ % 5 == 0)
+                    report();
                   int64_t live = 0;
                   // A stage is reported dry once it stayed without work for
                   // dry_after censuses: a pause between two batches is not news,

@@ -14,6 +14,8 @@
 namespace turing::actors {
 
 struct node_monitor_options {
+  /// This node's name, as it reports itself in turing.nodes.
+  std::string node;
   std::shared_ptr<const config::pipeline_config> pipeline;
   std::shared_ptr<actor_directory> dir;
   persistence::millis census_interval{1000};

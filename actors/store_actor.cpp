@@ -49,6 +49,12 @@ caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self, store_
       [&db](rescue_request& r) {
         return guarded("rescue", [&] { return db.rescue_expired(r.rescuer_node); });
       },
+      [&db](node_report& r) {
+        return guarded("report_node", [&] {
+          db.report_node(r);
+          return true;
+        });
+      },
       [&db](census_request&) {
         return guarded("census", [&] {
           work_census census;

@@ -137,6 +137,7 @@ int run_command(const run_options& options) {
   actors::node_monitor_options monitor_options;
   monitor_options.pipeline = pipeline;
   monitor_options.dir = dir;
+  monitor_options.node = node;
   if (options.until_drained)
     monitor_options.drained_listener = caf::actor_cast<caf::actor>(self);
   auto monitor = actors::spawn_node_monitor(sys, monitor_options);
@@ -213,6 +214,20 @@ int run_command(const run_options& options) {
   }
   self->send_exit(monitor, caf::exit_reason::user_shutdown);
   dir->clear();
+  try {
+    // The last word in turing.nodes: this node stopped.
+    persistence::pg_store store{db.connection_string};
+    persistence::node_report last;
+    last.started_at = persistence::wall_clock::now();
+    for (const auto& n : store.nodes())
+      if (n.name == node)
+        last = n;
+    last.name = node;
+    last.stopped_at = persistence::wall_clock::now();
+    store.report_node(last);
+  } catch (const std::exception& e) {
+    spdlog::warn("node {}: could not record its stop: {}", node, e.what());
+  }
   spdlog::info("node {}: stopped (exit status {})", node, exit_code);
   // Everything this node owned is written or released by now. Exit without
   // waiting for the actor system to join every thread: a thread still

@@ -22,6 +22,13 @@ std::string age(std::optional<time_point> since, time_point now) {
   return config::format_duration(std::max(d, config::millis{0}));
 }
 
+/// A node reports itself every few seconds while it runs.
+std::string node_state(const persistence::node_report& n, time_point now) {
+  if (n.stopped_at)
+    return "stopped";
+  return now - n.seen_at < std::chrono::seconds(30) ? "alive" : "silent";
+}
+
 nlohmann::json to_json(const persistence::stage_counts& c, time_point now) {
   auto ms = [&](std::optional<time_point> t) -> nlohmann::json {
     if (!t)
@@ -50,6 +57,7 @@ int status_command(const status_options& options) {
   auto counts = store.counts();
   auto runs = store.runs(false);
   auto sinks = store.sink_counts(std::nullopt);
+  auto nodes = store.nodes();
   auto now = persistence::wall_clock::now();
 
   // Every configured stage, in config order, then any the database has that
@@ -86,6 +94,14 @@ int status_command(const status_options& options) {
     out["sinks"] = nlohmann::json::object();
     for (const auto& s : sinks)
       out["sinks"][s.sink] = s.items;
+    out["nodes"] = nlohmann::json::array();
+    for (const auto& n : nodes)
+      out["nodes"].push_back(
+          {{"name", n.name},
+           {"state", node_state(n, now)},
+           {"seen_ms_ago",
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - n.seen_at).count()},
+           {"failed_stages", n.failed_stages}});
     std::cout << out.dump(2) << "\n";
     return 0;
   }
@@ -125,6 +141,23 @@ int status_command(const status_options& options) {
   for (const auto& s : sinks)
     o << " " << s.sink << "=" << s.items;
   o << "\n";
+  o << "nodes:";
+  if (nodes.empty())
+    o << " none has run yet";
+  o << "\n";
+  for (const auto& n : nodes) {
+    auto state = node_state(n, now);
+    o << "  " << n.name << ": " << state;
+    if (state == "alive")
+      o << ", seen " << age(n.seen_at, now) << " ago, up " << age(n.started_at, now);
+    else if (state == "stopped")
+      o << " " << age(*n.stopped_at, now) << " ago";
+    else
+      o << ": not seen for " << age(n.seen_at, now) << " (killed or partitioned?)";
+    o << "\n";
+    for (const auto& [stage, reason] : n.failed_stages)
+      o << "    stage " << stage << " FAILED: " << reason << "\n";
+  }
   std::cout << o.str();
   return 0;
 }

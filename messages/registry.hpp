@@ -28,6 +28,7 @@ inline void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<fence_result>>("std::vector<turing::fence_result>");
   cfg.add_message_type<rescued_message>("turing::rescued_message");
   cfg.add_message_type<std::vector<rescued_message>>("std::vector<turing::rescued_message>");
+  cfg.add_message_type<node_report>("turing::node_report");
   cfg.add_message_type<heartbeat_request>("turing::heartbeat_request");
   cfg.add_message_type<release_request>("turing::release_request");
   cfg.add_message_type<rescue_request>("turing::rescue_request");

@@ -62,6 +62,18 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
            x.result, x.error, x.model, x.retry_after, x.retryable);
 }
 
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, node_report& x) {
+  // std::optional is not inspectable in CAF 0.17: a flag and a time point.
+  bool stopped = x.stopped_at.has_value();
+  time_point stopped_at = x.stopped_at.value_or(time_point{});
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    x.stopped_at = stopped ? std::optional<time_point>{stopped_at} : std::nullopt;
+    return caf::none;
+  });
+  return f(caf::meta::type_name("turing::node_report"), x.name, x.started_at, x.seen_at, stopped,
+           stopped_at, load, x.failed_stages);
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, rescued_message& x) {
   return f(caf::meta::type_name("turing::rescued_message"), x.message_id, x.stage, x.previous_owner,

@@ -397,6 +397,22 @@ std::vector<rescued_message> memory_store::rescue_node(const std::string& dead_n
 
 // -- reports --------------------------------------------------------------------
 
+void memory_store::report_node(const node_report& report) {
+  check_available("report_node");
+  auto now = clock_();
+  auto& n = nodes_[report.name];
+  n = report;
+  n.seen_at = std::max(now, report.started_at);
+}
+
+std::vector<node_report> memory_store::nodes() {
+  check_available("nodes");
+  std::vector<node_report> out;
+  for (const auto& [name, n] : nodes_)
+    out.push_back(n);
+  return out;
+}
+
 std::vector<stage_counts> memory_store::counts() {
   check_available("counts");
   auto now = clock_();

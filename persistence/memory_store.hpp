@@ -42,6 +42,8 @@ public:
   std::vector<rescued_message> rescue_node(const std::string& dead_node,
                                            const std::string& rescuer_node) override;
 
+  void report_node(const node_report& report) override;
+  std::vector<node_report> nodes() override;
   std::vector<stage_counts> counts() override;
   std::optional<run_status> run(int64_t run_id) override;
   std::vector<run_status> runs(bool unfinished_only) override;
@@ -104,6 +106,7 @@ private:
   std::map<int64_t, message_row> messages_;
   std::map<std::pair<int64_t, std::string>, join_row> joins_;
   std::vector<attempt_record> attempts_;
+  std::map<std::string, node_report> nodes_;
 };
 
 } // namespace turing::persistence

@@ -125,11 +125,26 @@ CREATE TRIGGER attempts_no_truncate BEFORE TRUNCATE ON turing.attempts
   FOR EACH STATEMENT EXECUTE FUNCTION turing.refuse_attempt_change();
 )sql";
 
+// Nodes report themselves, so that `turing status` (another process) can say
+// which nodes run, when they were last seen, and which of their stages failed.
+const char* nodes_table = R"sql(
+CREATE TABLE turing.nodes (
+  name          text PRIMARY KEY,
+  started_at    timestamptz NOT NULL,
+  seen_at       timestamptz NOT NULL,
+  stopped_at    timestamptz,
+  failed_stages jsonb NOT NULL DEFAULT '{}'::jsonb,
+  CHECK (seen_at >= started_at),
+  CHECK (stopped_at IS NULL OR stopped_at >= started_at)
+);
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
   static const std::vector<migration> list{
       {1, "initial schema: runs, items, messages, joins, attempts", initial_schema},
+      {2, "nodes: liveness and failed stages for status", nodes_table},
   };
   return list;
 }

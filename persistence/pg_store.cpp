@@ -752,6 +752,45 @@ std::vector<rescued_message> pg_store::rescue_node(const std::string& dead_node,
 
 // -- reports --------------------------------------------------------------------
 
+void pg_store::report_node(const node_report& report) {
+  json failed = json::object();
+  for (const auto& [stage, reason] : report.failed_stages)
+    failed[stage] = reason;
+  in_transaction("report_node", [&](pqxx::work& tx) {
+    session_->statements.exec(tx, R"sql(
+      WITH started AS (SELECT timestamptz 'epoch' + $2 * interval '1 microsecond' AS at)
+      INSERT INTO turing.nodes (name, started_at, seen_at, stopped_at, failed_stages)
+      SELECT $1, at, greatest(now(), at), CASE WHEN $3 THEN greatest(now(), at) END, $4::jsonb
+      FROM started
+      ON CONFLICT (name) DO UPDATE SET started_at = EXCLUDED.started_at,
+        seen_at = EXCLUDED.seen_at, stopped_at = EXCLUDED.stopped_at,
+        failed_stages = EXCLUDED.failed_stages)sql",
+                              report.name, to_us(report.started_at), report.stopped_at.has_value(),
+                              failed.dump());
+    return 0;
+  });
+}
+
+std::vector<node_report> pg_store::nodes() {
+  return in_transaction("nodes", [&](pqxx::work& tx) {
+    auto r = tx.exec("SELECT name, " TS_US("started_at") ", " TS_US("seen_at") ", " TS_US(
+        "stopped_at") ", failed_stages::text FROM turing.nodes ORDER BY name");
+    std::vector<node_report> out;
+    for (const auto& row : r) {
+      node_report n;
+      n.name = row[0].as<std::string>();
+      n.started_at = from_us(row[1].as<int64_t>());
+      n.seen_at = from_us(row[2].as<int64_t>());
+      n.stopped_at = opt_time(row[3]);
+      auto failed = json::parse(row[4].as<std::string>());
+      for (auto it = failed.begin(); it != failed.end(); ++it)
+        n.failed_stages[it.key()] = it.value().get<std::string>();
+      out.push_back(std::move(n));
+    }
+    return out;
+  });
+}
+
 std::vector<stage_counts> pg_store::counts() {
   return in_transaction("counts", [&](pqxx::work& tx) {
     auto r = tx.exec(R"sql(

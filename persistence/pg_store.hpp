@@ -40,6 +40,8 @@ public:
   std::vector<rescued_message> rescue_node(const std::string& dead_node,
                                            const std::string& rescuer_node) override;
 
+  void report_node(const node_report& report) override;
+  std::vector<node_report> nodes() override;
   std::vector<stage_counts> counts() override;
   std::optional<run_status> run(int64_t run_id) override;
   std::vector<run_status> runs(bool unfinished_only) override;

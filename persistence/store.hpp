@@ -64,7 +64,13 @@ public:
   virtual std::vector<rescued_message> rescue_node(const std::string& dead_node,
                                                    const std::string& rescuer_node) = 0;
 
+  /// Records a node's report (upsert by name); seen_at is the store's now.
+  virtual void report_node(const node_report& report) = 0;
+
   // -- reports ----------------------------------------------------------------
+
+  /// Every node that ever reported, by name.
+  virtual std::vector<node_report> nodes() = 0;
 
   virtual std::vector<stage_counts> counts() = 0;
   virtual std::optional<run_status> run(int64_t run_id) = 0;

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -158,6 +159,16 @@ struct run_status {
 struct sink_count {
   std::string sink;
   int64_t items = 0;
+};
+
+/// A node's report of itself: alive since, last seen, stopped, and the stages
+/// whose supervisors gave up (stage -> reason).
+struct node_report {
+  std::string name;
+  time_point started_at;
+  time_point seen_at;
+  std::optional<time_point> stopped_at;
+  std::map<std::string, std::string> failed_stages;
 };
 
 /// One row of the append-only audit log.

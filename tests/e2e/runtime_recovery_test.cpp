@@ -16,6 +16,7 @@
 #include <mutex>
 #include <pqxx/pqxx>
 #include <set>
+#include <thread>
 
 using namespace turing;
 using namespace turing::persistence;
@@ -122,6 +123,7 @@ CAF_TEST(a_throwing_worker_is_replaced_and_a_stage_past_its_intensity_fails_alon
   actors::node_monitor_options mo;
   mo.pipeline = pipeline;
   mo.dir = dir;
+  mo.node = "test-node";
   mo.census_interval = 200ms;
   mo.drained_listener = caf::actor_cast<caf::actor>(self);
   auto monitor = actors::spawn_node_monitor(sys, mo);
@@ -164,6 +166,16 @@ CAF_TEST(a_throwing_worker_is_replaced_and_a_stage_past_its_intensity_fails_alon
   }
   CAF_CHECK_EQUAL(crashed, 4);
   CAF_CHECK_EQUAL(completed, 4);
+
+  // The failure is on record for `turing status`, which runs elsewhere.
+  bool recorded = false;
+  for (int i = 0; i < 100 && !recorded; ++i) {
+    for (const auto& n : s.nodes())
+      recorded = recorded || n.failed_stages.count("doomed") > 0;
+    if (!recorded)
+      std::this_thread::sleep_for(50ms); // bounded poll for an asynchronous write
+  }
+  CAF_CHECK(recorded);
 
   self->send_exit(root, caf::exit_reason::user_shutdown);
   self->send_exit(monitor, caf::exit_reason::user_shutdown);

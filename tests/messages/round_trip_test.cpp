@@ -88,6 +88,14 @@ CAF_TEST(store_messages_round_trip) {
   round_trip(release_request{"node-a", {{1, 2}}});
   round_trip(rescue_request{"node-c"});
   round_trip(census_request{});
+  node_report n{"node-a",
+                time_point{std::chrono::seconds{1700000000}},
+                time_point{std::chrono::seconds{1700000005}},
+                std::nullopt,
+                {{"doomed", "gave up"}}};
+  round_trip(n);
+  n.stopped_at = n.seen_at;
+  round_trip(n);
   round_trip(work_census{{{"alma", 1, 2, 3, 4}}});
 }
 

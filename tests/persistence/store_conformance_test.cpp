@@ -466,4 +466,23 @@ CAF_TEST(the_invariants_hold_after_retries_rescues_late_results_and_joins) {
   CAF_CHECK_EQUAL(attempts_with(attempt_result::late_result).size(), 1u);
 }
 
+CAF_TEST(nodes_report_liveness_and_failed_stages) {
+  node_report r;
+  r.name = "node-a";
+  r.started_at = turing::persistence::wall_clock::now() - std::chrono::hours(1);
+  s.report_node(r);
+  r.failed_stages["doomed"] = "intensity exceeded";
+  s.report_node(r);
+  auto all = s.nodes();
+  CAF_REQUIRE_EQUAL(all.size(), 1u);
+  CAF_CHECK_EQUAL(all[0].name, "node-a");
+  CAF_CHECK_EQUAL(all[0].failed_stages.size(), 1u);
+  CAF_CHECK_EQUAL(all[0].failed_stages["doomed"], "intensity exceeded");
+  CAF_CHECK(!all[0].stopped_at.has_value());
+  CAF_CHECK(all[0].seen_at >= all[0].started_at);
+  r.stopped_at = r.started_at;
+  s.report_node(r);
+  CAF_CHECK(s.nodes().at(0).stopped_at.has_value());
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
