@@ -41,6 +41,9 @@ struct model_endpoint_state {
     persistence::lease fence;
     caf::actor owner;
     bool abandoned = false;
+    /// Keeps the call alive: an actor nobody references is ended as
+    /// unreachable, even while its call is outstanding.
+    caf::actor worker;
   };
   std::map<caf::actor_addr, running_call> running;
   int active = 0;
@@ -50,7 +53,7 @@ struct model_endpoint_state {
 namespace {
 
 caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
-                             config::model_config model) {
+                             config::model_config model, model_caller caller) {
   std::string api_key;
   if (!model.api_key_env.empty())
     if (const char* v = std::getenv(model.api_key_env.c_str()))
@@ -60,9 +63,11 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
     while (st.active < model.concurrency && !st.queue.empty()) {
       auto next = std::move(st.queue.front());
       st.queue.pop_front();
-      auto worker = self->spawn<caf::detached + caf::monitored>(model_call_job, next.owner,
-                                                                next.call, model, api_key);
-      st.running[worker.address()] = {next.call.fence, next.owner, false};
+      auto worker = caller ? caller(self, next.owner, next.call, model)
+                           : self->spawn<caf::detached>(model_call_job, next.owner, next.call,
+                                                        model, api_key);
+      self->monitor(worker);
+      st.running[worker.address()] = {next.call.fence, next.owner, false, worker};
       ++st.active;
     }
   };
@@ -110,8 +115,9 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
 
 } // namespace
 
-caf::actor spawn_model_endpoint(caf::actor_system& sys, config::model_config model) {
-  return sys.spawn(model_endpoint, std::move(model));
+caf::actor spawn_model_endpoint(caf::actor_system& sys, config::model_config model,
+                                model_caller caller) {
+  return sys.spawn(model_endpoint, std::move(model), std::move(caller));
 }
 
 } // namespace turing::actors

@@ -63,13 +63,14 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
 
   std::vector<child_spec> models;
   for (const auto& m : o.pipeline->models)
-    models.push_back(named_child(dir, "model/" + m.name, [m](caf::event_based_actor* sup) {
-      return spawn_model_endpoint(sup->system(), m);
+    models.push_back(named_child(dir, "model/" + m.name, [m, o](caf::event_based_actor* sup) {
+      return spawn_model_endpoint(sup->system(), m, o.simulated_models);
     }));
 
   std::vector<child_spec> stages;
   for (const auto& s : o.pipeline->stages) {
     stage_pump_options pump{o.pipeline, s.name, o.node, o.builtins, dir};
+    pump.detached_jobs = o.detached;
     std::vector<child_spec> stage_children{
         named_child(dir, "pump/" + s.name, [pump](caf::event_based_actor* sup) {
           return spawn_stage_pump(sup->system(), pump);

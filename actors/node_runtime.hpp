@@ -5,6 +5,7 @@
 
 #include "actors/actor_directory.hpp"
 #include "actors/builtin_registry.hpp"
+#include "actors/model_endpoint.hpp"
 #include "actors/store_actor.hpp"
 #include "config/pipeline_config.hpp"
 
@@ -29,6 +30,9 @@ struct node_options {
   std::string listen_connection_string;
   /// Receives the tree's supervision events (the node monitor).
   caf::actor observer;
+  /// Replaces the HTTP call of every model endpoint (simulation); empty for
+  /// real calls.
+  model_caller simulated_models;
 };
 
 /// How it works:

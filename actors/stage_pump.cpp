@@ -283,8 +283,11 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
                        "builtin " + stage.function + " is not registered", false, "");
         return;
       }
-      auto worker = self->spawn<caf::detached + caf::monitored>(
-          builtin_job, caf::actor_cast<caf::actor>(self), job, stage.function, *fn);
+      auto owner = caf::actor_cast<caf::actor>(self);
+      auto worker = o.detached_jobs
+                        ? self->spawn<caf::detached + caf::monitored>(builtin_job, owner, job,
+                                                                      stage.function, *fn)
+                        : self->spawn<caf::monitored>(builtin_job, owner, job, stage.function, *fn);
       e.executor = worker.address();
       arm_deadline(e, self->state.timeout);
       return;

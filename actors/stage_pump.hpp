@@ -25,6 +25,9 @@ struct stage_pump_options {
   /// up (exit abnormally), escalating to the stage supervisor.
   int crash_intensity = 5;
   persistence::millis crash_period{10000};
+  /// Job actors on their own threads (real runs) or on the scheduler (the
+  /// deterministic simulation, where builtins stand in for slow handlers).
+  bool detached_jobs = true;
 };
 
 /// How it works (the ownership rule):
