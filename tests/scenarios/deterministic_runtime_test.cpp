@@ -47,6 +47,48 @@ retry = { max_attempts = 2, backoff = "1s", backoff_max = "1s", jitter = 0.0 }
 routes = { answered = "done" }
 )toml";
 
+/// Two classifiers on two models, fed by one builtin: they must run side by
+/// side (field report incident 7: 12 h instead of 6 h behind one lock).
+const char* parallel_toml = R"toml(
+model_endpoint = "http://simulated.invalid:1"
+sinks = ["done_a", "done_b"]
+
+[runtime]
+poll_interval = "1s"
+
+[models.m1]
+api = "ollama"
+model = "sim-a"
+concurrency = 1
+
+[models.m2]
+api = "ollama"
+model = "sim-b"
+concurrency = 1
+
+[stages.split]
+handler = "builtin"
+entry = true
+function = "sim.pass"
+routes = { ok = ["clara_a", "clara_b"] }
+
+[stages.clara_a]
+handler = "model"
+model = "m1"
+prompt = "skill: {name}"
+outcome = "proposed"
+timeout = "30s"
+routes = { proposed = "done_a" }
+
+[stages.clara_b]
+handler = "model"
+model = "m2"
+prompt = "skill: {name}"
+outcome = "proposed"
+timeout = "30s"
+routes = { proposed = "done_b" }
+)toml";
+
 struct sim_config : caf::actor_system_config {
   sim_config() { turing::add_message_types(*this); }
 };
@@ -55,6 +97,7 @@ struct sim_config : caf::actor_system_config {
 struct scripted_answer {
   std::chrono::milliseconds latency{100};
   bool hang = false;
+  bool http_500 = false;
   std::string domain = "technology";
 };
 
@@ -66,6 +109,12 @@ caf::behavior scripted_call(caf::event_based_actor* self, caf::actor owner, mode
   if (!answer.hang)
     self->delayed_send(self, answer.latency, answer_atom::value);
   return {[=](answer_atom) {
+    if (answer.http_500) {
+      self->send(owner, execution_failed{call.fence, "model sim: HTTP 500 from the simulator", true,
+                                         "sim"});
+      self->quit();
+      return;
+    }
     self->send(owner, model_answer{call.fence, R"({"domain": ")" + answer.domain + R"("})", "sim",
                                    static_cast<double>(answer.latency.count())});
     self->quit();
@@ -78,8 +127,8 @@ struct fixture : test_coordinator_fixture<sim_config> {
   memory_store db{[this] {
     return base + std::chrono::duration_cast<wall_clock::duration>(sched.clock().now() - start);
   }};
-  std::shared_ptr<const config::pipeline_config> pipeline = load();
-  std::shared_ptr<actors::builtin_registry> builtins = std::make_shared<actors::builtin_registry>();
+  std::shared_ptr<actors::builtin_registry> builtins = make_builtins();
+  std::shared_ptr<const config::pipeline_config> pipeline = load(pipeline_toml);
   std::map<int64_t, scripted_answer> script; ///< by epoch
   std::vector<caf::actor> roots;
 
@@ -96,8 +145,14 @@ struct fixture : test_coordinator_fixture<sim_config> {
     sched.run();
   }
 
-  static std::shared_ptr<const config::pipeline_config> load() {
-    auto loaded = config::parse_config(pipeline_toml, "sim.toml", "/tmp", {});
+  static std::shared_ptr<actors::builtin_registry> make_builtins() {
+    auto r = std::make_shared<actors::builtin_registry>();
+    r->add("sim.pass", {"ok"}, [](const json& p) { return actors::handler_result{"ok", p}; });
+    return r;
+  }
+
+  std::shared_ptr<const config::pipeline_config> load(const char* toml) {
+    auto loaded = config::parse_config(toml, "sim.toml", "/tmp", builtins->catalog());
     for (const auto& e : loaded.errors)
       CAF_MESSAGE(e.to_string());
     CAF_REQUIRE(loaded.ok());
@@ -121,11 +176,14 @@ struct fixture : test_coordinator_fixture<sim_config> {
     return root;
   }
 
-  int64_t enqueue_one() {
+  int64_t enqueue_one() { return enqueue("ask", 1, 2); }
+
+  int64_t enqueue(const std::string& stage, int n, int max_attempts) {
     enqueue_request r;
-    r.stage = "ask";
-    r.max_attempts = 2;
-    r.items.push_back({"k1", json{{"name", "Kubernetes cluster administration"}}});
+    r.stage = stage;
+    r.max_attempts = max_attempts;
+    for (int i = 0; i < n; ++i)
+      r.items.push_back({"k" + std::to_string(i), json{{"name", "skill " + std::to_string(i)}}});
     return db.enqueue(r).run_id;
   }
 
@@ -231,6 +289,42 @@ CAF_TEST(sigkill_rescued_by_another_node_after_the_lease_expires) {
   CAF_CHECK_EQUAL(attempts[0].node, "node-a");
   CAF_CHECK(attempts[1].result == attempt_result::completed);
   CAF_CHECK_EQUAL(attempts[1].node, "node-b");
+  CAF_CHECK(db.check_invariants().empty());
+}
+
+// Incident 5: a child waited forever on a parent that had been reaped.
+CAF_TEST(parent_retry_then_dead_with_the_reason_visible) {
+  script[1].http_500 = true;
+  script[2].http_500 = true;
+  auto run_id = enqueue_one();
+  start_node("node-a");
+  CAF_REQUIRE(run_until([&] { return db.run(run_id)->finished(); }, 60s));
+  auto attempts = db.attempts(std::nullopt);
+  CAF_REQUIRE_EQUAL(attempts.size(), 2u);
+  CAF_CHECK(attempts[0].result == attempt_result::failed);
+  CAF_CHECK(attempts[1].result == attempt_result::failed);
+  // The second attempt waited out the 1 s backoff.
+  CAF_CHECK(attempts[1].started_at - attempts[0].finished_at >= 1s);
+  CAF_CHECK(attempts[1].error.find("HTTP 500") != std::string::npos);
+  CAF_CHECK(db.items(run_id).at(0).sink == std::optional<std::string>{"dead"});
+  CAF_CHECK_EQUAL(db.counts().at(0).dead, 1);
+  CAF_CHECK(db.check_invariants().empty());
+}
+
+// Incident 7: two classifiers on different models ran one after the other.
+CAF_TEST(parallel_models_take_the_longer_stage_not_the_sum) {
+  pipeline = load(parallel_toml);
+  for (int64_t epoch : {1, 2})
+    script[epoch].latency = 1s;
+  auto run_id = enqueue("split", 4, 3);
+  start_node("node-a");
+  auto began = sched.clock().now();
+  CAF_REQUIRE(run_until([&] { return db.run(run_id)->finished(); }, 60s));
+  auto makespan = std::chrono::duration<double>(sched.clock().now() - began).count();
+  // Each model takes 4 x 1 s at concurrency 1: 4 s side by side, 8 s in a row.
+  CAF_MESSAGE("virtual makespan " << makespan << " s");
+  CAF_CHECK(makespan >= 4.0);
+  CAF_CHECK(makespan < 6.0);
   CAF_CHECK(db.check_invariants().empty());
 }
 
