@@ -114,7 +114,7 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
     WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
                AS d(item_id bigint, delta integer, sink text, result jsonb, dead boolean)),
     locked AS (SELECT i.id FROM turing.items i JOIN d ON i.id = d.item_id
-               ORDER BY i.id FOR UPDATE OF i)
+               ORDER BY i.id FOR NO KEY UPDATE OF i)
     UPDATE turing.items i SET
       open_branches = i.open_branches + d.delta,
       sink = CASE WHEN d.dead THEN 'dead' WHEN i.sink = 'dead' THEN i.sink
@@ -139,7 +139,7 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
   sc.exec(tx, R"sql(
     WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS d(run_id bigint, n bigint)),
     locked AS (SELECT r.id FROM turing.runs r JOIN d ON r.id = d.run_id
-               ORDER BY r.id FOR UPDATE OF r)
+               ORDER BY r.id FOR NO KEY UPDATE OF r)
     UPDATE turing.runs r SET
       pending = r.pending - d.n,
       finished_at = CASE WHEN r.pending - d.n = 0 THEN greatest(now(), r.created_at) END
@@ -213,7 +213,7 @@ const char* rescue_sql(bool by_node) {
                || $1::text AS reason
       FROM turing.messages
       WHERE state = 'running' AND lease_expires_at < now()
-      ORDER BY id FOR UPDATE SKIP LOCKED),)sql" +
+      ORDER BY id FOR NO KEY UPDATE SKIP LOCKED),)sql" +
                                      tail;
   static const std::string node = R"sql(
     WITH expired AS (
@@ -221,7 +221,7 @@ const char* rescue_sql(bool by_node) {
              'owner ' || owner_node || ' is gone; rescued by ' || $1::text AS reason
       FROM turing.messages
       WHERE state = 'running' AND owner_node = $2
-      ORDER BY id FOR UPDATE SKIP LOCKED),)sql" +
+      ORDER BY id FOR NO KEY UPDATE SKIP LOCKED),)sql" +
                                   tail;
   return by_node ? node.c_str() : expired.c_str();
 }
@@ -318,6 +318,16 @@ template <class F> auto pg_store::in_transaction(const char* what, F&& body) {
       throw store_error(store_errc::unavailable,
                         std::string(what) +
                             ": connection lost during commit; outcome unknown: " + e.what());
+    } catch (const pqxx::transaction_rollback& e) {
+      // Deadlock or serialisation failure: the transaction was rolled back
+      // whole, so running it again is safe.
+      if (attempt < max_tries) {
+        spdlog::debug("store: {}: {}; retrying", what, e.what());
+        continue;
+      }
+      throw store_error(store_errc::unavailable, std::string(what) + ": rolled back " +
+                                                     std::to_string(attempt) +
+                                                     " times: " + e.what());
     } catch (const pqxx::broken_connection& e) {
       session_->reset();
       if (attempt >= 2)
@@ -362,8 +372,8 @@ enqueue_result pg_store::enqueue(const enqueue_request& request) {
   return in_transaction("enqueue", [&](pqxx::work& tx) {
     enqueue_result out;
     if (request.run_id) {
-      auto r =
-          tx.exec_params("SELECT id FROM turing.runs WHERE id = $1 FOR UPDATE", *request.run_id);
+      auto r = tx.exec_params("SELECT id FROM turing.runs WHERE id = $1 FOR NO KEY UPDATE",
+                              *request.run_id);
       if (r.empty())
         throw store_error(store_errc::invalid_argument,
                           "enqueue: run " + std::to_string(*request.run_id) + " does not exist");
@@ -407,7 +417,7 @@ std::vector<claimed_message> pg_store::claim(const claim_request& request) {
         WHERE stage = $1 AND state = 'ready' AND available_at <= now()
         ORDER BY available_at, id
         LIMIT $3
-        FOR UPDATE SKIP LOCKED)
+        FOR NO KEY UPDATE SKIP LOCKED)
       UPDATE turing.messages m SET
         state = 'running', attempt = m.attempt + 1, epoch = m.epoch + 1, owner_node = $2,
         started_at = now(), heartbeat_at = now(),
@@ -450,7 +460,7 @@ std::vector<lease> pg_store::heartbeat(const std::string& node, const std::vecto
       held AS (
         SELECT m.id FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
         WHERE m.state = 'running' AND m.owner_node = $2
-        ORDER BY m.id FOR UPDATE OF m SKIP LOCKED),
+        ORDER BY m.id FOR NO KEY UPDATE OF m SKIP LOCKED),
       extended AS (
         UPDATE turing.messages m SET heartbeat_at = now(),
           lease_expires_at = now() + $3::double precision * interval '1 millisecond'
@@ -485,7 +495,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
                  AS x(id bigint, epoch bigint, outcome text, output jsonb, model text)),
       held AS (
         SELECT m.id FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
-        WHERE m.state = 'running' ORDER BY m.id FOR UPDATE OF m),
+        WHERE m.state = 'running' ORDER BY m.id FOR NO KEY UPDATE OF m),
       done AS (
         UPDATE turing.messages m SET state = 'done', lease_expires_at = NULL,
           finished_at = greatest(now(), m.started_at), outcome = x.outcome, output = x.output
@@ -632,7 +642,7 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
       held AS (
         SELECT m.id, (x.retryable AND m.attempt < m.max_attempts) AS retry
         FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
-        WHERE m.state = 'running' ORDER BY m.id FOR UPDATE OF m),
+        WHERE m.state = 'running' ORDER BY m.id FOR NO KEY UPDATE OF m),
       failed AS (
         UPDATE turing.messages m SET
           state = CASE WHEN held.retry THEN 'ready' ELSE 'dead' END,
@@ -694,7 +704,7 @@ std::vector<fence_result> pg_store::release(const std::string& node,
       WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, epoch bigint)),
       held AS (
         SELECT m.id FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
-        WHERE m.state = 'running' AND m.owner_node = $2 ORDER BY m.id FOR UPDATE OF m),
+        WHERE m.state = 'running' AND m.owner_node = $2 ORDER BY m.id FOR NO KEY UPDATE OF m),
       released AS (
         UPDATE turing.messages m SET state = 'ready', attempt = m.attempt - 1, owner_node = NULL,
           lease_expires_at = NULL, available_at = now()

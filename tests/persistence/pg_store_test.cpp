@@ -100,6 +100,57 @@ CAF_TEST(concurrent_claimers_never_claim_a_message_twice) {
   CAF_CHECK_EQUAL(setup.attempts(run_id).size(), static_cast<size_t>(total));
 }
 
+CAF_TEST(concurrent_batches_of_two_stages_of_one_run_never_deadlock) {
+  // Stage a hands items on to stage b (new messages take key-share locks on
+  // their run through the foreign key) while stage b finishes items (each
+  // finish updates the run row): the mix that once deadlocked.
+  pg_store setup{dsn};
+  constexpr int total = 400;
+  auto run_id = enqueue_n(setup, "a", total);
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      try {
+        pg_store s{dsn};
+        auto node = "node-" + std::to_string(t);
+        int idle = 0;
+        while (idle < 3) {
+          bool any = false;
+          for (const char* stage : {"a", "b"}) {
+            auto batch = s.claim({stage, node, 8, 30s});
+            any = any || !batch.empty();
+            std::vector<completion> done;
+            for (const auto& m : batch) {
+              completion c;
+              c.fence = m.fencing();
+              c.node = node;
+              c.started_at = m.started_at;
+              c.outcome = "ok";
+              // Like Lucy or Alma: one batch both hands items on (new
+              // messages, key-share on the run) and finishes others (run update).
+              if (m.stage == "a" && m.payload["n"].get<int>() % 2 == 0)
+                c.deliveries.push_back({delivery::kind::stage, "b", m.payload, 3, {}});
+              else
+                c.deliveries.push_back({delivery::kind::sink, "done", m.payload, 1, {}});
+              done.push_back(std::move(c));
+            }
+            s.complete(done);
+          }
+          idle = any ? 0 : idle + 1;
+        }
+      } catch (const std::exception& e) {
+        ++errors;
+        CAF_MESSAGE("worker " << t << " failed: " << e.what());
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  CAF_CHECK_EQUAL(errors.load(), 0);
+  CAF_CHECK(setup.run(run_id)->finished());
+  CAF_CHECK(setup.check_invariants().empty());
+}
+
 CAF_TEST(migrations_are_idempotent_under_concurrent_starters) {
   auto fresh = pg_test_cluster::instance().fresh_database();
   constexpr int starters = 4;
