@@ -23,7 +23,7 @@ struct leases_ended {
   std::vector<persistence::lease> leases;
 };
 
-/// Stop claiming; finish in-flight work until `deadline_ms` from now, then
+/// Stop claiming; finish in-flight work for up to `grace`, then
 /// release what is left. The reply is a drain_report once nothing is owned.
 struct drain_request {
   persistence::millis grace{0};
