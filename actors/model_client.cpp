@@ -113,7 +113,7 @@ std::optional<endpoint_parts> split_endpoint(const std::string& endpoint) {
 void describe_http_error(const config::model_config& model, const std::string& url,
                          const std::string& api_key, int status, const std::string& body,
                          model_reply& reply) {
-  auto quoted = one_line(body);
+  auto quoted = body.empty() ? std::string{"(empty body)"} : one_line(body);
   reply.retryable = !(status == 400 || status == 401 || status == 403 || status == 404);
   if (status == 404) {
     // Both APIs answer an unknown model with 404 and a body naming it; a 404
