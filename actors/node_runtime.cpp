@@ -75,6 +75,7 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
         named_child(dir, "pump/" + s.name, [pump](caf::event_based_actor* sup) {
           return spawn_stage_pump(sup->system(), pump);
         })};
+    stage_children.front().stall_timeout = runtime.stall_timeout;
     stages.push_back(supervision::supervisor_child(
         "stage/" + s.name,
         supervisor_flags{restart_strategy::one_for_one, 3, std::chrono::seconds(30)},

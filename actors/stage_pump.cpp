@@ -10,6 +10,7 @@
 #include "config/duration.hpp"
 #include "config/prompt_template.hpp"
 #include "messages/registry.hpp"
+#include "messages/supervision.hpp"
 
 #include <caf/all.hpp>
 #include <deque>
@@ -431,6 +432,9 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
         (*try_claim)();
       },
       [=](flush_retry_atom) { (*flush)(); },
+      // The stage supervisor's liveness probe: any reply shows the mailbox is
+      // processed (void: an empty one at once), so a hung pump gets restarted.
+      [](probe_atom) {},
       [=](execution_started& msg) {
         auto* e = find(msg.fence);
         if (!e)

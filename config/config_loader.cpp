@@ -183,6 +183,8 @@ private:
       rt.shutdown_grace = *d;
     if (auto d = r.duration("default_timeout"))
       rt.default_timeout = *d;
+    if (auto d = r.duration("stall_timeout"))
+      rt.stall_timeout = *d;
     if (auto n = r.integer("claim_batch", 1, max_claim_batch))
       rt.claim_batch = static_cast<int>(*n);
     bool lease_ok = lease_ttl || table->get("lease_ttl") == nullptr;

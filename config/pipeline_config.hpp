@@ -37,6 +37,10 @@ struct runtime_config {
   millis shutdown_grace{20000};
   millis default_timeout{60000};
   int claim_batch = 16;
+  /// A stage pump that leaves its supervisor's liveness probe unanswered
+  /// this long is deemed stalled, killed and restarted (field report,
+  /// incident 15).
+  millis stall_timeout{10000};
 };
 
 enum class model_api { ollama, openai };

@@ -25,6 +25,9 @@ enum class supervision_errc : uint8_t {
   intensity_exceeded = 1,
   /// A child's start function threw or returned an invalid actor.
   start_failed,
+  /// A probed child left a liveness probe unanswered for its
+  /// `stall_timeout`: it no longer processes its mailbox, so it was killed.
+  stalled,
 };
 
 /// The CAF error category of `supervision_errc` (atom text <= 10 chars).
@@ -52,6 +55,8 @@ inline std::string to_string(supervision_errc x) {
     return "intensity_exceeded";
   case supervision_errc::start_failed:
     return "start_failed";
+  case supervision_errc::stalled:
+    return "stalled";
   }
   return "unknown_supervision_error";
 }
@@ -61,6 +66,12 @@ inline std::string to_string(supervision_errc x) {
 /// Asks a supervisor for its children; the reply is a
 /// `std::vector<child_status>` in start order.
 using which_children_atom = caf::atom_constant<caf::atom("whichchld")>;
+
+/// A supervisor's liveness probe, sent as a request to children with a
+/// `stall_timeout`. Any reply, even an error, proves the child still reads
+/// its mailbox; probed actors answer it explicitly (an empty reply) so the
+/// probe is not logged as an unexpected message.
+using probe_atom = caf::atom_constant<caf::atom("liveprobe")>;
 
 // -- events and replies -------------------------------------------------------
 

@@ -28,6 +28,11 @@ namespace {
 /// cancelled: a timer of an earlier stop must find a newer generation.
 using sup_kill_atom = caf::atom_constant<caf::atom("supkill")>;
 
+/// Self-sent every `stall_timeout / 2` per probed child: time to probe it.
+/// Carries the child's id and incarnation, so the timer chain of an
+/// incarnation that is gone ends by itself (timers cannot be cancelled).
+using sup_probe_atom = caf::atom_constant<caf::atom("supprobe")>;
+
 using time_point = caf::actor_clock::time_point;
 
 struct child_rec {
@@ -39,6 +44,9 @@ struct child_rec {
   bool attempted = false;
   /// We sent it user_shutdown (or kill) and wait for its down_msg.
   bool stopping = false;
+  /// Unique per successful start within a supervisor: probe timers and probe
+  /// replies of an earlier incarnation find a newer one and are ignored.
+  uint64_t incarnation = 0;
 };
 
 enum class phase {
@@ -81,6 +89,14 @@ enum class phase {
 //   abnormal child exit (escalation).
 // - A failed start counts as an abnormal exit of that child
 //   (supervision_errc::start_failed), so it is bounded by the intensity too.
+// - A child with a stall_timeout is probed (a request) every half of it while
+//   it is neither stopping nor queued to stop. A probe that times out means
+//   its mailbox is no longer processed: the supervisor kills it and, without
+//   waiting for a down_msg a blocked actor may never send, demonitors it and
+//   treats it exactly as if its down_msg had arrived with
+//   supervision_errc::stalled. A down_msg of that incarnation already queued
+//   then finds no record (its handle is gone) and is ignored like any stale
+//   one.
 class supervisor_state {
 public:
   /// Actor name in CAF's own logs (static: CAF may ask after the state died).
@@ -98,7 +114,7 @@ public:
     flags_ = flags;
     observer_ = std::move(observer);
     for (auto& spec : specs)
-      children_.push_back(child_rec{std::move(spec), {}, 0, false, false});
+      children_.push_back(child_rec{std::move(spec), {}, 0, false, false, 0});
     self_->set_exit_handler([this](caf::exit_msg& em) { on_exit(em); });
     self_->set_down_handler([this](caf::down_msg& dm) { on_down(dm); });
     // Stands in for links if the supervisor dies without stopping its
@@ -117,6 +133,9 @@ public:
     return {
         [this](which_children_atom) { return which_children(); },
         [this](sup_kill_atom, uint64_t gen) { on_kill_timer(gen); },
+        [this](sup_probe_atom, const std::string& id, uint64_t incarnation) {
+          on_probe_timer(id, incarnation);
+        },
     };
   }
 
@@ -149,7 +168,8 @@ private:
 
   void report_exit(const child_rec& c, const caf::error& reason, bool restarting) {
     auto why = describe_reason(reason);
-    if (is_normal_exit(reason) || c.stopping)
+    // A stall has had its warning when it was detected (on_stall).
+    if (is_normal_exit(reason) || c.stopping || reason == supervision_errc::stalled)
       spdlog::debug("supervisor {}: child {} exited: {} ({})", name_, c.spec.id, why,
                     restarting ? "restarting" : "not restarted");
     else
@@ -188,8 +208,10 @@ private:
     live_->push_back(hdl);
     c.handle = std::move(hdl);
     c.stopping = false;
+    c.incarnation = ++incarnations_;
     spdlog::debug("supervisor {}: started child {} (restarts {})", name_, c.spec.id, c.restarts);
     emit(child_started{name_, c.spec.id, c.restarts});
+    arm_probe(c);
     return caf::none;
   }
 
@@ -227,21 +249,28 @@ private:
     auto c = find(dm.source);
     if (c == nullptr)
       return; // not (or no longer) one of ours
+    child_gone(c, std::move(dm.reason));
+  }
+
+  /// The current incarnation of `c` is gone: its down_msg arrived, or it
+  /// stalled and was killed.
+  void child_gone(child_rec* c, caf::error reason) {
+    auto addr = c->handle.address();
     live_->erase(std::remove_if(live_->begin(), live_->end(),
-                                [&](const caf::actor& x) { return x.address() == dm.source; }),
+                                [&](const caf::actor& x) { return x.address() == addr; }),
                  live_->end());
     auto id = c->spec.id;
     bool was_stopping = c->stopping;
     c->handle = nullptr;
     if (phase_ == phase::running) {
-      handle_exit(id, std::move(dm.reason));
+      handle_exit(id, std::move(reason));
       return;
     }
     bool in_operation =
         was_stopping || std::find(stop_queue_.begin(), stop_queue_.end(), id) != stop_queue_.end();
     if (in_operation || phase_ == phase::shutting_down) {
       bool restarting = phase_ == phase::restarting && contains(restart_set_, id);
-      report_exit(*c, dm.reason, restarting);
+      report_exit(*c, reason, restarting);
       c->stopping = false;
       if (was_stopping) {
         stop_queue_.pop_front();
@@ -252,7 +281,59 @@ private:
     // Restarting, and this child is not part of it: decide after the
     // operation, as OTP would find this EXIT only once its restart is done.
     spdlog::debug("supervisor {}: child {} exited during a restart; deferred", name_, id);
-    deferred_.emplace_back(std::move(id), std::move(dm.reason));
+    deferred_.emplace_back(std::move(id), std::move(reason));
+  }
+
+  // -- liveness probes --------------------------------------------------------
+
+  /// Schedules the next probe of `c`'s current incarnation, if it is probed.
+  void arm_probe(const child_rec& c) {
+    if (c.spec.stall_timeout <= std::chrono::milliseconds::zero())
+      return;
+    auto interval = std::max(c.spec.stall_timeout / 2, std::chrono::milliseconds{1});
+    self_->delayed_send(self_, interval, sup_probe_atom::value, c.spec.id, c.incarnation);
+  }
+
+  /// Whether `c` is on its way out, so probing it is pointless: shutting
+  /// down, being stopped, or queued to be stopped by the current operation.
+  bool leaving(const child_rec& c) const {
+    return phase_ == phase::shutting_down || c.stopping ||
+           std::find(stop_queue_.begin(), stop_queue_.end(), c.spec.id) != stop_queue_.end();
+  }
+
+  void on_probe_timer(const std::string& id, uint64_t incarnation) {
+    auto c = find(id);
+    // The chain ends with the incarnation; a restart starts a new one.
+    if (c == nullptr || !c->handle || c->incarnation != incarnation || leaving(*c))
+      return;
+    auto timeout = c->spec.stall_timeout;
+    // Any reply counts: an empty one from an explicit handler, or an error
+    // such as unexpected_message from CAF's default handler, which still
+    // proves the mailbox is read. A dead child is the down_msg's business.
+    self_->request(c->handle, timeout, probe_atom::value)
+        .then([] {},
+              [this, id, incarnation, timeout](caf::error& err) {
+                if (err == caf::sec::request_timeout)
+                  on_stall(id, incarnation, timeout);
+              });
+    arm_probe(*c);
+  }
+
+  void on_stall(const std::string& id, uint64_t incarnation, std::chrono::milliseconds timeout) {
+    auto c = find(id);
+    if (c == nullptr || !c->handle || c->incarnation != incarnation || leaving(*c))
+      return; // gone, restarted, or being stopped (with its own kill timer)
+    auto hdl = c->handle;
+    spdlog::warn("supervisor {}: child {} (actor {}) did not answer a liveness probe within {}ms: "
+                 "stalled, killing it",
+                 name_, id, hdl.id(), timeout.count());
+    // Demonitor first: a stalled actor may never process the kill, and if it
+    // does, its down_msg must not report a second exit.
+    self_->demonitor(hdl);
+    self_->send_exit(hdl, caf::exit_reason::kill);
+    child_gone(c, make_error(supervision_errc::stalled,
+                             "child " + id + ": no reply to a liveness probe within " +
+                                 std::to_string(timeout.count()) + "ms"));
   }
 
   /// Decides what to do about a child that exited (or failed to start) while
@@ -447,6 +528,8 @@ private:
   std::deque<std::pair<std::string, caf::error>> deferred_;
   caf::error final_reason_;
   uint64_t stop_gen_ = 0;
+  /// The last `child_rec::incarnation` handed out.
+  uint64_t incarnations_ = 0;
   /// The running children, shared with the functor that stops them if the
   /// supervisor dies first. Strong handles: CAF destroys the state before it
   /// runs attached functors, and children referenced by nobody else would

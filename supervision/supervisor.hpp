@@ -58,6 +58,14 @@ struct child_spec {
   /// How long a stopping child may take after `exit_reason::user_shutdown`
   /// before it is killed (`brutal_kill`, `shutdown_infinity` or a duration).
   std::chrono::milliseconds shutdown{5000};
+  /// Liveness probe; 0 (the default) means none. A probed child gets a
+  /// `probe_atom` request every `stall_timeout / 2` (from its start until it
+  /// is stopped or exits); any reply, even an error, counts as alive. A probe
+  /// left unanswered for `stall_timeout` means the child stopped processing
+  /// its mailbox: it is killed, forgotten at once (a blocked actor may never
+  /// process the kill) and handled as an abnormal exit with
+  /// `supervision_errc::stalled`, counting toward the restart intensity.
+  std::chrono::milliseconds stall_timeout{0};
 };
 
 /// Restart policy of one supervisor.

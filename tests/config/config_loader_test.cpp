@@ -287,10 +287,25 @@ routes = { ok = "out" }
   CAF_CHECK_EQUAL(c.runtime.shutdown_grace.count(), 20'000);
   CAF_CHECK_EQUAL(c.runtime.default_timeout.count(), 60'000);
   CAF_CHECK_EQUAL(c.runtime.claim_batch, 16);
+  CAF_CHECK_EQUAL(c.runtime.stall_timeout.count(), 10'000);
   CAF_CHECK(c.models.empty());
   CAF_REQUIRE_EQUAL(c.stages.size(), 1u);
   CAF_CHECK_EQUAL(c.stages[0].concurrency, 1);
   CAF_CHECK_EQUAL(c.timeout_of(c.stages[0]).count(), 60'000);
+}
+
+CAF_TEST(stall_timeout_is_read_from_the_runtime_table) {
+  auto r = load(R"(sinks = ["out"]
+[runtime]
+stall_timeout = "1m30s"
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "out" }
+)");
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.config->runtime.stall_timeout.count(), 90'000);
 }
 
 CAF_TEST(environment_overrides_database_url_only_when_non_empty) {

@@ -119,6 +119,33 @@ routes = { ok = "done" }
   CAF_CHECK_EQUAL(r.errors.size(), 3u);
 }
 
+CAF_TEST(stall_timeout_must_be_a_positive_duration) {
+  // 0 would probe a pump continuously and declare it stalled at once.
+  auto zero = load(R"(sinks = ["done"]
+[runtime]
+stall_timeout = "0s"
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(zero, "runtime.stall_timeout", 3, "must be greater than 0, got '0s'");
+  CAF_CHECK_EQUAL(zero.errors.size(), 1u);
+  auto bare = load(R"(sinks = ["done"]
+[runtime]
+stall_timeout = 10
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(bare, "runtime.stall_timeout", 3,
+              "expected a duration string such as \"30s\", got integer");
+  CAF_CHECK_EQUAL(bare.errors.size(), 1u);
+}
+
 CAF_TEST(wrong_types_and_out_of_range_numbers_are_rejected) {
   auto r = load(R"(sinks = ["done"]
 [runtime]

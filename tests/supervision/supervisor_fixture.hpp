@@ -42,6 +42,8 @@ struct probe {
   std::map<std::string, int> attempts;
   /// Down reasons seen by `watch`, by name.
   std::map<std::string, caf::error> downs;
+  /// Liveness probes answered per child id (probed workers only).
+  std::map<std::string, int> probes;
 };
 
 using probe_ptr = std::shared_ptr<probe>;
@@ -162,6 +164,15 @@ struct fixture : test_coordinator_fixture<supervision_config> {
     CAF_REQUIRE(hdl != nullptr);
     self->send(hdl, crash_atom::value);
     sched.run();
+  }
+
+  /// Lets `total` of virtual time pass in steps of `step`, running what each
+  /// step makes due: a timer re-armed in its handler counts from its handler.
+  void pass(std::chrono::milliseconds total, std::chrono::milliseconds step = 100ms) {
+    for (auto t = std::chrono::milliseconds::zero(); t < total; t += step) {
+      advance_time(std::min(step, total - t));
+      sched.run();
+    }
   }
 
   void finish(const std::string& id) {
