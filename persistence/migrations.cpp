@@ -139,12 +139,30 @@ CREATE TABLE turing.nodes (
 );
 )sql";
 
+// The store's clock. A transaction may set `turing.now` (set_config, local to
+// the transaction) to run on an injected clock, e.g. a simulation's virtual
+// time; otherwise it is now(). SQL, STABLE and without SET so the planner
+// inlines it; the builtins are schema-qualified so that no search_path can
+// turn the fallback into a call of this function.
+const char* store_clock = R"sql(
+CREATE FUNCTION turing.now() RETURNS timestamptz LANGUAGE sql STABLE AS $$
+  SELECT coalesce(nullif(pg_catalog.current_setting('turing.now', true), '')::timestamptz,
+                  pg_catalog.now())
+$$;
+-- The audit's recording time follows the injected clock too; without one it
+-- stays the wall-clock time of the insert.
+ALTER TABLE turing.attempts ALTER COLUMN recorded_at SET DEFAULT
+  coalesce(nullif(pg_catalog.current_setting('turing.now', true), '')::timestamptz,
+           pg_catalog.clock_timestamp());
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
   static const std::vector<migration> list{
       {1, "initial schema: runs, items, messages, joins, attempts", initial_schema},
       {2, "nodes: liveness and failed stages for status", nodes_table},
+      {3, "turing.now(): the store's clock, injectable per transaction", store_clock},
   };
   return list;
 }

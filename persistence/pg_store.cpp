@@ -5,6 +5,8 @@
 #include "persistence/detail/item_effects.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <ctime>
 #include <map>
 #include <pqxx/pqxx>
 #include <set>
@@ -24,6 +26,26 @@ time_point from_us(int64_t us) {
 
 int64_t to_us(time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+/// `t` as an ISO 8601 timestamptz in UTC, floored to whole microseconds
+/// (PostgreSQL's resolution; it would round the rest on input instead).
+std::string iso_timestamp(time_point t) {
+  auto us = std::chrono::floor<std::chrono::microseconds>(t.time_since_epoch()).count();
+  auto secs = us / 1000000;
+  auto frac = us % 1000000;
+  if (frac < 0) { // before the epoch: keep the fraction positive
+    frac += 1000000;
+    --secs;
+  }
+  std::time_t tt = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lld+00:00", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<long long>(frac));
+  return buf;
 }
 
 std::optional<time_point> opt_time(const pqxx::field& f) {
@@ -122,7 +144,7 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
       result = CASE WHEN d.dead OR i.sink = 'dead' THEN i.result
                     ELSE coalesce(d.result, i.result) END,
       finished_at = CASE WHEN i.open_branches + d.delta = 0
-                         THEN greatest(now(), i.created_at) END
+                         THEN greatest(turing.now(), i.created_at) END
     FROM d, locked WHERE i.id = d.item_id AND i.id = locked.id AND i.finished_at IS NULL
     RETURNING i.run_id, i.open_branches = 0 AS finished)sql",
                           rows.dump());
@@ -142,7 +164,7 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
                ORDER BY r.id FOR NO KEY UPDATE OF r)
     UPDATE turing.runs r SET
       pending = r.pending - d.n,
-      finished_at = CASE WHEN r.pending - d.n = 0 THEN greatest(now(), r.created_at) END
+      finished_at = CASE WHEN r.pending - d.n = 0 THEN greatest(turing.now(), r.created_at) END
     FROM d, locked WHERE r.id = d.run_id AND r.id = locked.id)sql",
           run_rows.dump());
 }
@@ -159,7 +181,7 @@ void record_late(statement_cache& sc, pqxx::work& tx, const json& rows) {
                                  started_at, finished_at, result, outcome, model, output, error)
     SELECT m.id, m.item_id, m.run_id, m.stage, x.attempt, x.epoch, x.node,
            timestamptz 'epoch' + x.started_us * interval '1 microsecond',
-           greatest(now(), timestamptz 'epoch' + x.started_us * interval '1 microsecond'),
+           greatest(turing.now(), timestamptz 'epoch' + x.started_us * interval '1 microsecond'),
            'late_result', x.outcome, x.model, x.output, x.error
     FROM x JOIN turing.messages m ON m.id = x.id)sql",
           rows.dump());
@@ -193,9 +215,9 @@ const char* rescue_sql(bool by_node) {
         state = CASE WHEN m.attempt < m.max_attempts THEN 'ready' ELSE 'dead' END,
         owner_node = CASE WHEN m.attempt < m.max_attempts THEN NULL ELSE m.owner_node END,
         lease_expires_at = NULL,
-        available_at = now(),
+        available_at = turing.now(),
         finished_at = CASE WHEN m.attempt < m.max_attempts THEN NULL
-                           ELSE greatest(now(), m.started_at) END,
+                           ELSE greatest(turing.now(), m.started_at) END,
         last_error = e.reason
       FROM expired e WHERE m.id = e.id
       RETURNING m.id, m.stage, e.owner_node, m.state = 'dead' AS dead, m.item_id, m.run_id,
@@ -204,7 +226,7 @@ const char* rescue_sql(bool by_node) {
       INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                    started_at, finished_at, result, error)
       SELECT id, item_id, run_id, stage, attempt, epoch, owner_node, started_at,
-             greatest(now(), started_at), 'lost', reason FROM rescued)
+             greatest(turing.now(), started_at), 'lost', reason FROM rescued)
     SELECT id, stage, owner_node, dead, item_id FROM rescued)sql";
   static const std::string expired = R"sql(
     WITH expired AS (
@@ -212,7 +234,7 @@ const char* rescue_sql(bool by_node) {
              'lease expired: owner ' || owner_node || ' stopped heartbeating; rescued by '
                || $1::text AS reason
       FROM turing.messages
-      WHERE state = 'running' AND lease_expires_at < now()
+      WHERE state = 'running' AND lease_expires_at < turing.now()
       ORDER BY id FOR NO KEY UPDATE SKIP LOCKED),)sql" +
                                      tail;
   static const std::string node = R"sql(
@@ -257,8 +279,9 @@ struct pg_store::session {
   }
 };
 
-pg_store::pg_store(std::string connection_string)
-    : connection_string_(std::move(connection_string)), session_(std::make_unique<session>()) {}
+pg_store::pg_store(std::string connection_string, clock_function clock)
+    : connection_string_(std::move(connection_string)), clock_(std::move(clock)),
+      session_(std::make_unique<session>()) {}
 
 pg_store::~pg_store() = default;
 
@@ -310,6 +333,11 @@ template <class F> auto pg_store::in_transaction(const char* what, F&& body) {
   for (int attempt = 1;; ++attempt) {
     try {
       pqxx::work tx{session_->get(connection_string_), what};
+      // Transaction-local, so it ends with this transaction (commit or not)
+      // and a connection never carries one operation's time into the next.
+      if (clock_)
+        session_->statements.exec(tx, "SELECT set_config('turing.now', $1, true)",
+                                  iso_timestamp(clock_()));
       auto result = body(tx);
       tx.commit();
       return result;
@@ -380,25 +408,28 @@ enqueue_result pg_store::enqueue(const enqueue_request& request) {
       out.run_id = *request.run_id;
     } else {
       out.run_id =
-          tx.exec_params1("INSERT INTO turing.runs (label, entry_stage, items_total, "
-                          "pending, finished_at) VALUES ($1, $2, 0, 0, now()) RETURNING id",
+          tx.exec_params1("INSERT INTO turing.runs (label, entry_stage, created_at, items_total, "
+                          "pending, finished_at) VALUES ($1, $2, turing.now(), 0, 0, turing.now()) "
+                          "RETURNING id",
                           request.label, request.stage)[0]
               .as<int64_t>();
     }
     out.enqueued = tx.exec_params1(R"sql(
       WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(ord integer, key text, payload jsonb)),
-      ins AS (INSERT INTO turing.items (run_id, key, payload, open_branches)
-              SELECT $2, x.key, x.payload, 1 FROM x ORDER BY x.ord
+      ins AS (INSERT INTO turing.items (run_id, key, payload, open_branches, created_at)
+              SELECT $2, x.key, x.payload, 1, turing.now() FROM x ORDER BY x.ord
               ON CONFLICT (key) DO NOTHING RETURNING id, payload),
-      msg AS (INSERT INTO turing.messages (run_id, item_id, stage, payload, max_attempts)
-              SELECT $2, ins.id, $3, ins.payload, $4 FROM ins ORDER BY ins.id RETURNING 1)
+      msg AS (INSERT INTO turing.messages (run_id, item_id, stage, payload, max_attempts,
+                                           available_at, created_at)
+              SELECT $2, ins.id, $3, ins.payload, $4, turing.now(), turing.now()
+              FROM ins ORDER BY ins.id RETURNING 1)
       SELECT count(*) FROM msg)sql",
                                    rows.dump(), out.run_id, request.stage, request.max_attempts)[0]
                        .as<int64_t>();
     out.duplicates = static_cast<int64_t>(request.items.size()) - out.enqueued;
     tx.exec_params(R"sql(
       UPDATE turing.runs SET items_total = items_total + $2, pending = pending + $2,
-        finished_at = CASE WHEN pending + $2 = 0 THEN coalesce(finished_at, now()) END
+        finished_at = CASE WHEN pending + $2 = 0 THEN coalesce(finished_at, turing.now()) END
       WHERE id = $1)sql",
                    out.run_id, out.enqueued);
     if (out.enqueued > 0)
@@ -414,14 +445,14 @@ std::vector<claimed_message> pg_store::claim(const claim_request& request) {
     auto r = session_->statements.exec(tx, R"sql(
       WITH picked AS (
         SELECT id FROM turing.messages
-        WHERE stage = $1 AND state = 'ready' AND available_at <= now()
+        WHERE stage = $1 AND state = 'ready' AND available_at <= turing.now()
         ORDER BY available_at, id
         LIMIT $3
         FOR NO KEY UPDATE SKIP LOCKED)
       UPDATE turing.messages m SET
         state = 'running', attempt = m.attempt + 1, epoch = m.epoch + 1, owner_node = $2,
-        started_at = now(), heartbeat_at = now(),
-        lease_expires_at = now() + $4::double precision * interval '1 millisecond'
+        started_at = turing.now(), heartbeat_at = turing.now(),
+        lease_expires_at = turing.now() + $4::double precision * interval '1 millisecond'
       FROM picked WHERE m.id = picked.id
       RETURNING m.id, m.item_id, m.run_id, m.payload::text, m.attempt, m.max_attempts, m.epoch,
                 )sql" TS_US("m.started_at"),
@@ -462,8 +493,8 @@ std::vector<lease> pg_store::heartbeat(const std::string& node, const std::vecto
         WHERE m.state = 'running' AND m.owner_node = $2
         ORDER BY m.id FOR NO KEY UPDATE OF m SKIP LOCKED),
       extended AS (
-        UPDATE turing.messages m SET heartbeat_at = now(),
-          lease_expires_at = now() + $3::double precision * interval '1 millisecond'
+        UPDATE turing.messages m SET heartbeat_at = turing.now(),
+          lease_expires_at = turing.now() + $3::double precision * interval '1 millisecond'
         FROM held WHERE m.id = held.id RETURNING m.id)
       SELECT x.id, x.epoch FROM x
       WHERE NOT EXISTS (SELECT 1 FROM turing.messages m WHERE m.id = x.id AND m.epoch = x.epoch
@@ -498,7 +529,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
         WHERE m.state = 'running' ORDER BY m.id FOR NO KEY UPDATE OF m),
       done AS (
         UPDATE turing.messages m SET state = 'done', lease_expires_at = NULL,
-          finished_at = greatest(now(), m.started_at), outcome = x.outcome, output = x.output
+          finished_at = greatest(turing.now(), m.started_at), outcome = x.outcome, output = x.output
         FROM x, held WHERE m.id = x.id AND m.id = held.id
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, m.owner_node,
                   m.started_at, m.finished_at, m.outcome, m.output, x.model),
@@ -586,11 +617,11 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
                                                a.from_stage, a.d->payload.dump());
       if (!arrived[0][0].as<bool>())
         continue;
-      auto fired =
-          session_->statements.exec(tx,
-                                    "UPDATE turing.joins SET fired_at = now() WHERE item_id = $1 "
-                                    "AND stage = $2 AND fired_at IS NULL RETURNING inputs::text",
-                                    a.item_id, a.d->target);
+      auto fired = session_->statements.exec(
+          tx,
+          "UPDATE turing.joins SET fired_at = turing.now() WHERE item_id = $1 "
+          "AND stage = $2 AND fired_at IS NULL RETURNING inputs::text",
+          a.item_id, a.d->target);
       if (fired.empty())
         continue;
       new_messages.push_back({{"run_id", a.run_id},
@@ -603,8 +634,9 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
     }
     if (!new_messages.empty())
       session_->statements.exec(tx, R"sql(
-        INSERT INTO turing.messages (run_id, item_id, stage, payload, max_attempts)
-        SELECT run_id, item_id, stage, payload, max_attempts
+        INSERT INTO turing.messages (run_id, item_id, stage, payload, max_attempts,
+                                     available_at, created_at)
+        SELECT run_id, item_id, stage, payload, max_attempts, turing.now(), turing.now()
         FROM jsonb_to_recordset($1::jsonb)
           AS x(run_id bigint, item_id bigint, stage text, payload jsonb, max_attempts integer))sql",
                                 new_messages.dump());
@@ -649,9 +681,10 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
           owner_node = CASE WHEN held.retry THEN NULL ELSE m.owner_node END,
           lease_expires_at = NULL,
           available_at = CASE WHEN held.retry
-                              THEN now() + x.retry_ms * interval '1 millisecond'
+                              THEN turing.now() + x.retry_ms * interval '1 millisecond'
                               ELSE m.available_at END,
-          finished_at = CASE WHEN held.retry THEN NULL ELSE greatest(now(), m.started_at) END,
+          finished_at = CASE WHEN held.retry THEN NULL
+                             ELSE greatest(turing.now(), m.started_at) END,
           last_error = x.error
         FROM x, held WHERE m.id = x.id AND m.id = held.id
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, x.node, m.started_at,
@@ -660,7 +693,7 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
         INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                      started_at, finished_at, result, model, error)
         SELECT id, item_id, run_id, stage, attempt, epoch, node, started_at,
-               greatest(now(), started_at), result, model, error FROM failed)
+               greatest(turing.now(), started_at), result, model, error FROM failed)
       SELECT id, item_id, dead, stage, retry_ms FROM failed)sql",
                                        rows.dump());
     std::set<int64_t> applied;
@@ -707,7 +740,7 @@ std::vector<fence_result> pg_store::release(const std::string& node,
         WHERE m.state = 'running' AND m.owner_node = $2 ORDER BY m.id FOR NO KEY UPDATE OF m),
       released AS (
         UPDATE turing.messages m SET state = 'ready', attempt = m.attempt - 1, owner_node = NULL,
-          lease_expires_at = NULL, available_at = now()
+          lease_expires_at = NULL, available_at = turing.now()
         FROM held WHERE m.id = held.id
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt + 1 AS attempt, m.epoch,
                   m.started_at),
@@ -715,7 +748,7 @@ std::vector<fence_result> pg_store::release(const std::string& node,
         INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                      started_at, finished_at, result, error)
         SELECT id, item_id, run_id, stage, attempt, epoch, $2, started_at,
-               greatest(now(), started_at), 'released', 'released at shutdown of ' || $2
+               greatest(turing.now(), started_at), 'released', 'released at shutdown of ' || $2
         FROM released)
       SELECT id, stage FROM released)sql",
                             fences_json(leases).dump(), node);
@@ -770,7 +803,8 @@ void pg_store::report_node(const node_report& report) {
     session_->statements.exec(tx, R"sql(
       WITH started AS (SELECT timestamptz 'epoch' + $2 * interval '1 microsecond' AS at)
       INSERT INTO turing.nodes (name, started_at, seen_at, stopped_at, failed_stages)
-      SELECT $1, at, greatest(now(), at), CASE WHEN $3 THEN greatest(now(), at) END, $4::jsonb
+      SELECT $1, at, greatest(turing.now(), at),
+             CASE WHEN $3 THEN greatest(turing.now(), at) END, $4::jsonb
       FROM started
       ON CONFLICT (name) DO UPDATE SET started_at = EXCLUDED.started_at,
         seen_at = EXCLUDED.seen_at, stopped_at = EXCLUDED.stopped_at,
@@ -805,11 +839,11 @@ std::vector<stage_counts> pg_store::counts() {
   return in_transaction("counts", [&](pqxx::work& tx) {
     auto r = tx.exec(R"sql(
       SELECT stage,
-        count(*) FILTER (WHERE state = 'ready' AND available_at <= now()),
-        count(*) FILTER (WHERE state = 'ready' AND available_at > now()),
+        count(*) FILTER (WHERE state = 'ready' AND available_at <= turing.now()),
+        count(*) FILTER (WHERE state = 'ready' AND available_at > turing.now()),
         count(*) FILTER (WHERE state = 'ready' AND attempt > 0),
         count(*) FILTER (WHERE state = 'running'),
-        count(*) FILTER (WHERE state = 'running' AND lease_expires_at < now()),
+        count(*) FILTER (WHERE state = 'running' AND lease_expires_at < turing.now()),
         count(*) FILTER (WHERE state = 'done'),
         count(*) FILTER (WHERE state = 'dead'),
         )sql" TS_US("min(started_at) FILTER (WHERE state = 'running')") ",\n" TS_US(

@@ -20,9 +20,18 @@ inline constexpr const char* ready_channel = "turing_ready";
 /// run) do not conflict with them; serialisation failures and deadlocks are retried, a
 /// broken connection is retried once unless the commit's fate is unknown.
 /// Not thread-safe: one actor owns one pg_store.
+///
+/// Time: every time the store writes or compares to is turing.now(), which is
+/// now() unless the transaction set `turing.now`. Given a clock, each
+/// transaction first sets it to the clock's time (whole microseconds, as
+/// PostgreSQL keeps them), so a simulation in virtual time sees the same
+/// leases, backoffs and timestamps as on memory_store; without one nothing
+/// is set and no round trip is added.
 class pg_store final : public store {
 public:
-  explicit pg_store(std::string connection_string);
+  using clock_function = std::function<time_point()>;
+
+  explicit pg_store(std::string connection_string, clock_function clock = {});
   ~pg_store() override;
 
   /// Opens the connection now; throws store_error(unavailable) naming the
@@ -62,6 +71,7 @@ private:
   template <class F> auto in_transaction(const char* what, F&& body);
 
   std::string connection_string_;
+  clock_function clock_;
   std::unique_ptr<session> session_;
 };
 

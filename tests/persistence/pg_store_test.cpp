@@ -304,4 +304,90 @@ CAF_TEST(the_invariant_check_catches_a_corrupted_database) {
   CAF_CHECK(mentions("message " + std::to_string(m.id) + " completed 2 times"));
 }
 
+CAF_TEST(turing_now_is_now_unless_the_transaction_sets_it_and_is_inlined) {
+  pqxx::connection c{dsn};
+  {
+    pqxx::work tx{c};
+    CAF_CHECK(tx.exec1("SELECT turing.now() = now()")[0].as<bool>());
+    tx.exec("SELECT set_config('turing.now', '2001-02-03T04:05:06.123456+00:00', true)");
+    CAF_CHECK_EQUAL(
+        tx.exec1("SELECT (extract(epoch FROM turing.now()) * 1000000)::bigint")[0].as<int64_t>(),
+        981173106123456);
+    // STABLE SQL: the planner inlines it, so it costs what its body costs.
+    std::string plan;
+    for (const auto& row : tx.exec("EXPLAIN (VERBOSE) SELECT id FROM turing.messages "
+                                   "WHERE available_at <= turing.now()"))
+      plan += row[0].as<std::string>() + "\n";
+    CAF_CHECK(plan.find("current_setting") != std::string::npos);
+    CAF_CHECK(plan.find("turing.now()") == std::string::npos);
+    tx.commit();
+  }
+  // Set per transaction: the next one on the same connection is on now() again.
+  pqxx::work tx{c};
+  CAF_CHECK(tx.exec1("SELECT turing.now() = now()")[0].as<bool>());
+}
+
+CAF_TEST(an_injected_clock_stamps_every_time_the_store_writes) {
+  const time_point at{std::chrono::microseconds{981173106123456}}; // 2001-02-03 04:05:06.123456Z
+  pg_store s{dsn, [&] { return at; }};
+  auto run_id = enqueue_n(s, "a", 1);
+  auto m = s.claim({"a", "n", 1, 30s}).at(0);
+  CAF_CHECK(m.started_at == at);
+  completion c;
+  c.fence = m.fencing();
+  c.node = "n";
+  c.started_at = m.started_at;
+  c.outcome = "passed";
+  c.deliveries.push_back({delivery::kind::join, "j", json{{"x", 1}}, 1, {"a"}});
+  s.complete({c});
+  auto j = s.claim({"j", "n", 1, 30s}).at(0);
+  c.fence = j.fencing();
+  c.started_at = j.started_at;
+  c.deliveries = {{delivery::kind::sink, "committed", json::object(), 1, {}}};
+  s.complete({c});
+  node_report r;
+  r.name = "n";
+  r.started_at = at;
+  r.stopped_at = at;
+  s.report_node(r);
+  CAF_CHECK(s.run(run_id)->finished());
+  // Every timestamp column of every table, the ones no report returns
+  // included (created_at, recorded_at, fired_at): all the injected instant.
+  pqxx::connection conn{dsn};
+  pqxx::work tx{conn};
+  auto r2 = tx.exec(R"sql(
+    SELECT DISTINCT (extract(epoch FROM t) * 1000000)::bigint FROM (
+      SELECT created_at AS t FROM turing.runs UNION ALL SELECT finished_at FROM turing.runs
+      UNION ALL SELECT created_at FROM turing.items UNION ALL SELECT finished_at FROM turing.items
+      UNION ALL SELECT available_at FROM turing.messages
+      UNION ALL SELECT created_at FROM turing.messages
+      UNION ALL SELECT started_at FROM turing.messages
+      UNION ALL SELECT heartbeat_at FROM turing.messages
+      UNION ALL SELECT finished_at FROM turing.messages
+      UNION ALL SELECT started_at FROM turing.attempts
+      UNION ALL SELECT finished_at FROM turing.attempts
+      UNION ALL SELECT recorded_at FROM turing.attempts
+      UNION ALL SELECT fired_at FROM turing.joins
+      UNION ALL SELECT seen_at FROM turing.nodes UNION ALL SELECT stopped_at FROM turing.nodes) x
+    WHERE t IS NOT NULL)sql");
+  CAF_REQUIRE_EQUAL(r2.size(), 1u);
+  CAF_CHECK_EQUAL(r2[0][0].as<int64_t>(), 981173106123456);
+  CAF_CHECK_EQUAL(
+      tx.exec1("SELECT count(*) FROM turing.joins WHERE fired_at IS NOT NULL")[0].as<int>(), 1);
+  CAF_CHECK_EQUAL(
+      tx.exec1("SELECT count(*) FROM turing.attempts WHERE recorded_at IS NOT NULL")[0].as<int>(),
+      2);
+}
+
+CAF_TEST(a_store_without_a_clock_stamps_the_database_time) {
+  pg_store s{dsn};
+  auto before = wall_clock::now();
+  enqueue_n(s, "a", 1);
+  auto m = s.claim({"a", "n", 1, 30s}).at(0);
+  auto after = wall_clock::now();
+  // The server shares this machine's clock; allow for rounding to microseconds.
+  CAF_CHECK(m.started_at >= before - 1ms);
+  CAF_CHECK(m.started_at <= after + 1ms);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -85,6 +85,11 @@ struct fixture : turing::testing::store_fixture {
         return c;
     return stage_counts{};
   }
+  /// Microseconds from the virtual clock's start to `t` (printable in a failed check).
+  static int64_t us_since_start(time_point t) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(t - turing::testing::virtual_epoch)
+        .count();
+  }
   std::vector<attempt_record> attempts_with(attempt_result r) {
     auto all = s.attempts(std::nullopt);
     all.erase(std::remove_if(all.begin(), all.end(), [r](const auto& a) { return a.result != r; }),
@@ -484,5 +489,99 @@ CAF_TEST(nodes_report_liveness_and_failed_stages) {
   s.report_node(r);
   CAF_CHECK(s.nodes().at(0).stopped_at.has_value());
 }
+
+#ifdef TURING_FIXTURE_VIRTUAL_CLOCK
+
+// Exact instants, where the test moves the store's clock: a simulation in
+// virtual time must see the same leases, backoffs and timestamps on either store.
+
+CAF_TEST(claims_and_attempts_carry_the_store_clocks_times) {
+  auto run_id = enqueue_n("alma", 2);
+  CAF_CHECK_EQUAL(us_since_start(run_of(run_id).created_at), 0);
+  advance(10ms);
+  auto ms = claim("alma", 2, "node-a", 1000ms);
+  CAF_REQUIRE_EQUAL(ms.size(), 2u);
+  CAF_CHECK_EQUAL(us_since_start(ms[0].started_at), 10000);
+  CAF_CHECK_EQUAL(us_since_start(ms[1].started_at), 10000);
+  auto c = counts_of("alma");
+  CAF_CHECK_EQUAL(us_since_start(c.oldest_started_at.value()), 10000);
+  CAF_CHECK_EQUAL(us_since_start(c.oldest_heartbeat_at.value()), 10000);
+  advance(250ms);
+  CAF_CHECK(s.complete({done(ms[0], {to_sink("committed")})}).at(0) == fence_result::applied);
+  advance(40ms);
+  CAF_CHECK(s.fail({failed(ms[1], 0ms, false)}).at(0) == fence_result::applied);
+  auto all = s.attempts(std::nullopt);
+  CAF_REQUIRE_EQUAL(all.size(), 2u);
+  CAF_CHECK(all[0].result == attempt_result::completed);
+  CAF_CHECK_EQUAL(us_since_start(all[0].started_at), 10000);
+  CAF_CHECK_EQUAL(us_since_start(all[0].finished_at), 260000);
+  CAF_CHECK(all[1].result == attempt_result::failed);
+  CAF_CHECK_EQUAL(us_since_start(all[1].started_at), 10000);
+  CAF_CHECK_EQUAL(us_since_start(all[1].finished_at), 300000);
+  auto run = run_of(run_id);
+  CAF_REQUIRE(run.finished_at.has_value());
+  CAF_CHECK_EQUAL(us_since_start(*run.finished_at), 300000);
+  // A late result is stamped with the clock too, never before its start.
+  advance(5ms);
+  CAF_CHECK(s.complete({done(ms[1], {to_sink("committed")})}).at(0) == fence_result::stale);
+  auto late = attempts_with(attempt_result::late_result);
+  CAF_REQUIRE_EQUAL(late.size(), 1u);
+  CAF_CHECK_EQUAL(us_since_start(late[0].started_at), 10000);
+  CAF_CHECK_EQUAL(us_since_start(late[0].finished_at), 305000);
+}
+
+CAF_TEST(a_lease_is_rescued_only_once_its_ttl_has_passed_on_the_clock) {
+  enqueue_n("alma", 1);
+  auto m = claim("alma", 1, "node-a", 1000ms).at(0);
+  advance(800ms);
+  CAF_CHECK(s.heartbeat("node-a", {m.fencing()}, 1000ms).empty()); // now held until 1800 ms
+  advance(999ms);
+  CAF_CHECK(s.rescue_expired("node-b").empty());
+  advance(1ms); // exactly at lease_expires_at: not yet expired
+  CAF_CHECK_EQUAL(counts_of("alma").expired, 0);
+  CAF_CHECK(s.rescue_expired("node-b").empty());
+  CAF_CHECK_EQUAL(counts_of("alma").running, 1);
+  advance(1ms);
+  CAF_CHECK_EQUAL(counts_of("alma").expired, 1);
+  auto rescued = s.rescue_expired("node-b");
+  CAF_REQUIRE_EQUAL(rescued.size(), 1u);
+  CAF_CHECK_EQUAL(rescued[0].message_id, m.id);
+  auto lost = attempts_with(attempt_result::lost);
+  CAF_REQUIRE_EQUAL(lost.size(), 1u);
+  CAF_CHECK_EQUAL(us_since_start(lost[0].started_at), 0);
+  CAF_CHECK_EQUAL(us_since_start(lost[0].finished_at), 1801000);
+  // Rescued work is ready at once, and its next claim starts now.
+  auto again = claim("alma", 1, "node-b");
+  CAF_REQUIRE_EQUAL(again.size(), 1u);
+  CAF_CHECK_EQUAL(again[0].attempt, 2);
+  CAF_CHECK_EQUAL(us_since_start(again[0].started_at), 1801000);
+}
+
+CAF_TEST(a_backoff_holds_a_failed_message_until_the_clock_reaches_it) {
+  enqueue_n("alma", 1, 3);
+  advance(5ms);
+  auto m = claim("alma", 1).at(0);
+  advance(20ms);
+  CAF_CHECK(s.fail({failed(m, 5000ms)}).at(0) == fence_result::applied);
+  auto failed_attempt = attempts_with(attempt_result::failed).at(0);
+  CAF_CHECK_EQUAL(us_since_start(failed_attempt.started_at), 5000);
+  CAF_CHECK_EQUAL(us_since_start(failed_attempt.finished_at), 25000);
+  auto next = s.next_available_at("alma");
+  CAF_REQUIRE(next.has_value());
+  CAF_CHECK_EQUAL(us_since_start(*next), 5025000);
+  advance(4999ms);
+  CAF_CHECK(claim("alma", 1).empty());
+  CAF_CHECK_EQUAL(counts_of("alma").delayed, 1);
+  CAF_CHECK_EQUAL(counts_of("alma").ready, 0);
+  advance(1ms); // exactly at available_at: ready
+  CAF_CHECK_EQUAL(counts_of("alma").delayed, 0);
+  CAF_CHECK_EQUAL(counts_of("alma").ready, 1);
+  auto again = claim("alma", 1);
+  CAF_REQUIRE_EQUAL(again.size(), 1u);
+  CAF_CHECK_EQUAL(again[0].attempt, 2);
+  CAF_CHECK_EQUAL(us_since_start(again[0].started_at), 5025000);
+}
+
+#endif // TURING_FIXTURE_VIRTUAL_CLOCK
 
 CAF_TEST_FIXTURE_SCOPE_END()

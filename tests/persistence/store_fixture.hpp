@@ -1,5 +1,6 @@
-// The two fixtures of the store conformance suite: the same test code runs
-// against memory_store (virtual clock) and pg_store (a private cluster).
+// The fixtures of the store conformance suite: the same test code runs
+// against memory_store (virtual clock) and pg_store (a private cluster), the
+// latter on the wall clock or, like memory_store, on an injected clock.
 #pragma once
 
 #include "persistence/memory_store.hpp"
@@ -18,7 +19,35 @@ namespace turing::testing {
 
 using namespace turing::persistence;
 
-#ifdef TURING_CONFORMANCE_POSTGRES
+/// Where the virtual clocks start: 50 years after the epoch, in whole microseconds.
+inline const time_point virtual_epoch = time_point{std::chrono::hours{24 * 365 * 50}};
+
+#if defined(TURING_CONFORMANCE_POSTGRES) && defined(TURING_CONFORMANCE_INJECTED_CLOCK)
+
+/// The store's clock is a variable the test moves (as for memory_store), so
+/// cases can expect exact times. Defined where that holds.
+#define TURING_FIXTURE_VIRTUAL_CLOCK 1
+
+/// A fresh, migrated database per test; pg_store runs on an injected clock,
+/// which every transaction hands to PostgreSQL as turing.now().
+struct store_fixture {
+  time_point now = virtual_epoch;
+  std::string dsn = pg_test_cluster::instance().fresh_database();
+  std::unique_ptr<pg_store> owned = make();
+  store& s = *owned;
+
+  std::unique_ptr<pg_store> make() {
+    pqxx::connection c{dsn};
+    migrate(c);
+    return std::make_unique<pg_store>(dsn, [this] { return now; });
+  }
+  std::unique_ptr<store> another_connection() {
+    return std::make_unique<pg_store>(dsn, [this] { return now; });
+  }
+  void advance(millis d) { now += d; }
+};
+
+#elif defined(TURING_CONFORMANCE_POSTGRES)
 
 /// A fresh, migrated database per test. Time moves forward by shifting every
 /// stored timestamp back, which is what the clock moving forward looks like
@@ -53,8 +82,10 @@ struct store_fixture {
 
 #else
 
+#define TURING_FIXTURE_VIRTUAL_CLOCK 1
+
 struct store_fixture {
-  time_point now = time_point{std::chrono::hours{24 * 365 * 50}};
+  time_point now = virtual_epoch;
   std::unique_ptr<memory_store> owned = std::make_unique<memory_store>([this] { return now; });
   store& s = *owned;
 
