@@ -1,5 +1,5 @@
 // The node's directory of named actors ("store", "lease_keeper",
-// "model/<name>", "pump/<stage>"). A supervisor's start function registers
+// "model/<name>", "pump/<stage>", "supervisor/<id>"). A supervisor's start function registers
 // each actor it (re)starts, so senders always reach the current incarnation.
 #pragma once
 
@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace turing::actors {
 
@@ -23,6 +24,15 @@ public:
     std::lock_guard<std::mutex> guard{mutex_};
     auto it = actors_.find(name);
     return it == actors_.end() ? caf::actor{} : it->second;
+  }
+
+  /// Every registered actor (a simulated SIGKILL ends them all).
+  std::vector<caf::actor> all() const {
+    std::lock_guard<std::mutex> guard{mutex_};
+    std::vector<caf::actor> out;
+    for (const auto& [name, handle] : actors_)
+      out.push_back(handle);
+    return out;
   }
 
   void clear() {

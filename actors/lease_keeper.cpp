@@ -47,7 +47,7 @@ caf::behavior lease_keeper(caf::stateful_actor<lease_keeper_state>* self,
       persistence::failure f;
       f.fence = {id, epoch};
       f.node = options.node;
-      f.started_at = persistence::wall_clock::now();
+      f.started_at = options.wall_clock();
       f.result = persistence::attempt_result::crashed;
       f.error = "owner crashed: " + reason;
       batch.push_back(f);
@@ -96,6 +96,15 @@ caf::behavior lease_keeper(caf::stateful_actor<lease_keeper_state>* self,
           self->monitor(owner);
         for (const auto& l : msg.leases)
           it->second[l.message_id] = l.epoch;
+      },
+      [=](owner_replaced& msg) {
+        auto it = self->state.by_owner.find(msg.owner);
+        if (it == self->state.by_owner.end())
+          return;
+        self->demonitor(msg.owner);
+        if (!it->second.empty())
+          fail_crashed(msg.owner, "its supervisor started a new incarnation");
+        self->state.by_owner.erase(msg.owner);
       },
       [=](leases_ended& msg) {
         auto addr = caf::actor_cast<caf::actor_addr>(self->current_sender());

@@ -4,7 +4,9 @@
 #include "actors/model_client.hpp"
 #include "messages/registry.hpp"
 
+#include <algorithm>
 #include <caf/all.hpp>
+#include <set>
 #include <cstdlib>
 #include <deque>
 #include <map>
@@ -46,6 +48,10 @@ struct model_endpoint_state {
     caf::actor worker;
   };
   std::map<caf::actor_addr, running_call> running;
+  /// Owners (pumps) this endpoint monitors: when one dies, its calls are
+  /// abandoned at once, so a crashed pump's calls do not hold the model's
+  /// slots until they finish.
+  std::set<caf::actor_addr> owners;
   int active = 0;
   static inline const char* name = "model_endpoint";
 };
@@ -73,6 +79,20 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
   };
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
+    if (st.owners.erase(dm.source) > 0) {
+      st.queue.erase(std::remove_if(st.queue.begin(), st.queue.end(),
+                                    [&](const queued_call& q) { return q.owner.address() == dm.source; }),
+                     st.queue.end());
+      for (auto& [addr, call] : st.running)
+        if (call.owner.address() == dm.source && !call.abandoned) {
+          call.abandoned = true;
+          --st.active;
+          spdlog::debug("model {}: owner of message {} died; slot freed", model.name,
+                        call.fence.message_id);
+        }
+      dispatch();
+      return;
+    }
     auto it = st.running.find(dm.source);
     if (it == st.running.end())
       return;
@@ -89,8 +109,10 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
   });
   return {
       [=](model_call& call) {
-        self->state.queue.push_back(
-            {std::move(call), caf::actor_cast<caf::actor>(self->current_sender())});
+        auto owner = caf::actor_cast<caf::actor>(self->current_sender());
+        if (owner && self->state.owners.insert(owner.address()).second)
+          self->monitor(owner);
+        self->state.queue.push_back({std::move(call), owner});
         dispatch();
       },
       [=](execution_abandoned& msg) {

@@ -24,7 +24,7 @@ struct node_monitor_state {
   std::map<std::string, bool> reported_dry;
   int pipeline_dry_censuses = 0;
   std::map<std::string, int64_t> done_at_last_progress;
-  std::chrono::steady_clock::time_point last_progress = std::chrono::steady_clock::now();
+  caf::actor_clock::time_point last_progress;
   bool census_in_flight = false;
   static inline const char* name = "node_monitor";
 };
@@ -33,7 +33,8 @@ namespace {
 
 caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_monitor_options o) {
   self->state.report.name = o.node;
-  self->state.report.started_at = persistence::wall_clock::now();
+  self->state.report.started_at = o.wall_clock();
+  self->state.last_progress = self->clock().now();
   // Reports go to turing.nodes at start, on a stage failure and every few
   // seconds, so `turing status` in another process sees this node's health.
   auto report = [=] {
@@ -118,7 +119,7 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
                   if (live == 0 && o.drained_listener)
                     self->send(o.drained_listener, pipeline_drained{{st.failed_stages.begin(),
                                                                      st.failed_stages.end()}});
-                  auto now = std::chrono::steady_clock::now();
+                  auto now = self->clock().now(); // virtual in the simulation
                   if (live > 0 && now - st.last_progress >= o.progress_interval) {
                     std::string line;
                     for (const auto& s : census.stages)

@@ -9,6 +9,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <functional>
 #include <memory>
 
 namespace turing::actors {
@@ -25,6 +26,8 @@ struct node_monitor_options {
   /// Receives pipeline_drained each time no live stage has work (the
   /// --until-drained exit); invalid for none.
   caf::actor drained_listener;
+  /// The wall clock of the times it reports (the simulation's is virtual).
+  std::function<persistence::time_point()> wall_clock = [] { return persistence::wall_clock::now(); };
 };
 
 /// How it works: it is the supervision tree's observer (child_started,

@@ -6,6 +6,7 @@
 #include "actors/ready_listener.hpp"
 #include "actors/rescuer.hpp"
 #include "actors/stage_pump.hpp"
+#include "messages/registry.hpp"
 #include "supervision/supervisor.hpp"
 
 #include <caf/all.hpp>
@@ -25,7 +26,25 @@ child_spec named_child(std::shared_ptr<actor_directory> dir, std::string name, S
   child_spec spec;
   spec.id = name;
   spec.start = [dir, name, spawn](caf::event_based_actor* sup) {
+    caf::actor previous = dir->get(name);
     caf::actor handle = spawn(sup);
+    dir->put(name, handle);
+    // A crashed predecessor is gone already; a stalled one may still hold
+    // leases, which must not be kept alive for an actor nobody supervises.
+    if (previous)
+      if (auto keeper = dir->get("lease_keeper"))
+        caf::anon_send(keeper, owner_replaced{previous.address()});
+    return handle;
+  };
+  return spec;
+}
+
+/// A nested supervisor, registered as "supervisor/<id>" in every
+/// incarnation, so that a simulated SIGKILL can end it with the rest.
+child_spec named_supervisor(std::shared_ptr<actor_directory> dir, child_spec spec) {
+  auto name = "supervisor/" + spec.id;
+  spec.start = [dir, name, start = std::move(spec.start)](caf::event_based_actor* sup) {
+    caf::actor handle = start(sup);
     dir->put(name, handle);
     return handle;
   };
@@ -55,7 +74,9 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
       named_child(dir, "lease_keeper", [o, dir, runtime](caf::event_based_actor* sup) {
         return spawn_lease_keeper(
             sup->system(),
-            lease_keeper_options{o.node, runtime.heartbeat_interval, runtime.lease_ttl}, dir);
+            lease_keeper_options{o.node, runtime.heartbeat_interval, runtime.lease_ttl,
+                                 o.wall_clock},
+            dir);
       }));
   persistence.push_back(named_child(dir, "rescuer", [o, dir, runtime](caf::event_based_actor* sup) {
     return sup->spawn(rescuer, rescuer_options{o.node, runtime.rescue_interval}, dir);
@@ -69,30 +90,39 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
 
   std::vector<child_spec> stages;
   for (const auto& s : o.pipeline->stages) {
-    stage_pump_options pump{o.pipeline, s.name, o.node, o.builtins, dir};
+    stage_pump_options pump;
+    pump.pipeline = o.pipeline;
+    pump.stage = s.name;
+    pump.node = o.node;
+    pump.builtins = o.builtins;
+    pump.dir = dir;
     pump.detached_jobs = o.detached;
+    pump.simulated_scripts = o.simulated_scripts;
+    pump.wall_clock = o.wall_clock;
+    if (o.random_seed != 0)
+      pump.random_seed = o.random_seed + stages.size();
     std::vector<child_spec> stage_children{
         named_child(dir, "pump/" + s.name, [pump](caf::event_based_actor* sup) {
           return spawn_stage_pump(sup->system(), pump);
         })};
     stage_children.front().stall_timeout = runtime.stall_timeout;
-    stages.push_back(supervision::supervisor_child(
+    stages.push_back(named_supervisor(dir, supervision::supervisor_child(
         "stage/" + s.name,
         supervisor_flags{restart_strategy::one_for_one, 3, std::chrono::seconds(30)},
-        std::move(stage_children), restart_type::temporary, o.observer));
+        std::move(stage_children), restart_type::temporary, o.observer)));
   }
 
   std::vector<child_spec> root{
-      supervision::supervisor_child(
+      named_supervisor(dir, supervision::supervisor_child(
           "persistence",
           supervisor_flags{restart_strategy::one_for_one, 5, std::chrono::seconds(10)},
-          std::move(persistence), restart_type::permanent, o.observer),
-      supervision::supervisor_child(
+          std::move(persistence), restart_type::permanent, o.observer)),
+      named_supervisor(dir, supervision::supervisor_child(
           "models", supervisor_flags{restart_strategy::one_for_one, 5, std::chrono::seconds(10)},
-          std::move(models), restart_type::permanent, o.observer),
-      supervision::supervisor_child(
+          std::move(models), restart_type::permanent, o.observer)),
+      named_supervisor(dir, supervision::supervisor_child(
           "pipeline", supervisor_flags{restart_strategy::one_for_one, 3, std::chrono::seconds(30)},
-          std::move(stages), restart_type::permanent, o.observer),
+          std::move(stages), restart_type::permanent, o.observer)),
   };
   return supervision::spawn_supervisor(
       sys, "root", supervisor_flags{restart_strategy::one_for_one, 3, std::chrono::seconds(60)},

@@ -6,6 +6,7 @@
 #include "actors/actor_directory.hpp"
 #include "actors/builtin_registry.hpp"
 #include "actors/model_endpoint.hpp"
+#include "actors/stage_pump.hpp"
 #include "actors/store_actor.hpp"
 #include "config/pipeline_config.hpp"
 
@@ -33,6 +34,14 @@ struct node_options {
   /// Replaces the HTTP call of every model endpoint (simulation); empty for
   /// real calls.
   model_caller simulated_models;
+  /// Replaces the child process of every script stage (simulation); empty
+  /// for real processes.
+  script_caller simulated_scripts;
+  /// Seeds every pump's retry jitter (plus the stage's index); 0 = random.
+  uint64_t random_seed = 0;
+  /// The wall clock of the audit times the node reports; the simulation's
+  /// follows virtual time.
+  std::function<persistence::time_point()> wall_clock = [] { return persistence::wall_clock::now(); };
 };
 
 /// How it works:

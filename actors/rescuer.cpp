@@ -39,7 +39,7 @@ caf::behavior rescuer(caf::event_based_actor* self, rescuer_options options,
                   if (rescued.empty()) {
                     // Every pass is logged; quiet ones are summed up at info once a
                     // minute, so a rescuer that stopped running shows by its silence.
-                    auto now = std::chrono::steady_clock::now();
+                    auto now = self->clock().now(); // virtual in the simulation
                     ++seen->quiet_since_report;
                     if (pass == 1) {
                       spdlog::info("rescuer: startup pass found no expired leases");

@@ -536,6 +536,17 @@ script_result run_script(const script_spec& spec, const std::string& input,
     return fail("cannot collect exit status: " + errno_text(wait_errno));
   if (stdout_overflow)
     return fail("stdout exceeds 16 MiB");
+  return judge_script_exit(std::move(r), out);
+}
+
+script_result judge_script_exit(script_result r, const std::string& out) {
+  auto fail = [&](std::string problem) {
+    if (!r.stderr_tail.empty())
+      problem += "; stderr: " + r.stderr_tail;
+    r.ok = false;
+    r.error = one_line(problem);
+    return std::move(r);
+  };
   if (r.term_signal != 0)
     return fail("killed by signal " + std::to_string(r.term_signal));
   if (r.exit_status != 0)

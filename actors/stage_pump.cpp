@@ -78,6 +78,8 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
   st.timeout = pipeline.timeout_of(*st.stage);
   const auto& stage = *st.stage;
   const auto& runtime = pipeline.runtime;
+  if (o.random_seed != 0)
+    self->state.rng.seed(o.random_seed);
   auto log_id = [stage_name = o.stage](const claimed_message& m) {
     return "stage " + stage_name + " message " + std::to_string(m.id) + " (item " +
            std::to_string(m.item_id) + ", run " + std::to_string(m.run_id) + ", attempt " +
@@ -221,7 +223,7 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
     f.model = model;
     f.retryable = retryable;
     if (!e) {
-      f.started_at = wall_clock::now();
+      f.started_at = o.wall_clock();
       record_late(std::vector<failure>{f}, to_string(kind), fence);
       return;
     }
@@ -253,7 +255,7 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
     c.output = output;
     c.model = model;
     if (!e) {
-      c.started_at = wall_clock::now();
+      c.started_at = o.wall_clock();
       record_late(std::vector<completion>{c}, "result", fence);
       return;
     }
@@ -295,8 +297,14 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
     }
     case config::handler_kind::script: {
       script_spec spec{stage.command, stage.working_dir, stage.env};
-      auto worker = self->spawn<caf::detached + caf::monitored>(
-          script_job, caf::actor_cast<caf::actor>(self), job, spec);
+      auto owner = caf::actor_cast<caf::actor>(self);
+      caf::actor worker;
+      if (o.simulated_scripts) {
+        worker = o.simulated_scripts(self, owner, job, spec);
+        self->monitor(worker);
+      } else {
+        worker = self->spawn<caf::detached + caf::monitored>(script_job, owner, job, spec);
+      }
       e.executor = worker.address();
       arm_deadline(e, self->state.timeout);
       return;
@@ -402,7 +410,7 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
         continue;
       if (!dm.reason || dm.reason == caf::exit_reason::normal)
         return; // the result arrived before the exit, as messages from one actor do
-      auto now = std::chrono::steady_clock::now();
+      auto now = self->clock().now(); // virtual in the simulation
       st.crashes.push_back(now);
       while (!st.crashes.empty() && now - st.crashes.front() > o.crash_period)
         st.crashes.pop_front();

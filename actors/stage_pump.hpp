@@ -5,6 +5,7 @@
 
 #include "actors/actor_directory.hpp"
 #include "actors/builtin_registry.hpp"
+#include "actors/script_runner.hpp"
 #include "config/pipeline_config.hpp"
 #include "persistence/types.hpp"
 
@@ -14,6 +15,14 @@
 #include <string>
 
 namespace turing::actors {
+
+/// Starts one execution of a script stage for `owner`: the returned actor
+/// (monitored by the pump) reports execution_started, then
+/// execution_succeeded or execution_failed. The default runs the child
+/// process on its own thread; a simulation plays a scripted exit instead.
+using script_caller =
+    std::function<caf::actor(caf::event_based_actor* pump, caf::actor owner,
+                             const persistence::claimed_message& job, const script_spec& spec)>;
 
 struct stage_pump_options {
   std::shared_ptr<const config::pipeline_config> pipeline;
@@ -28,6 +37,14 @@ struct stage_pump_options {
   /// Job actors on their own threads (real runs) or on the scheduler (the
   /// deterministic simulation, where builtins stand in for slow handlers).
   bool detached_jobs = true;
+  /// Replaces the child process of every script execution (simulation);
+  /// empty for real processes.
+  script_caller simulated_scripts;
+  /// Seeds the retry jitter; 0 seeds it from std::random_device. The
+  /// simulation fixes it, so a scenario's backoffs repeat exactly.
+  uint64_t random_seed = 0;
+  /// The wall clock for the audit times it reports (the simulation's is virtual).
+  std::function<persistence::time_point()> wall_clock = [] { return persistence::wall_clock::now(); };
 };
 
 /// How it works (the ownership rule):

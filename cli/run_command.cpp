@@ -1,6 +1,7 @@
 // `turing run`: starts this node's supervision tree for the config, resumes
 // whatever the database holds, and stops gracefully on SIGTERM or SIGINT (or
 // once drained with --until-drained).
+#include "actors/node_drainer.hpp"
 #include "actors/node_monitor.hpp"
 #include "actors/node_runtime.hpp"
 #include "cli/cli_context.hpp"
@@ -67,48 +68,6 @@ void log_startup_census(persistence::store& store) {
                "still leased by earlier processes ({} already expired) return to ready when their "
                "leases expire",
                unfinished.size(), pending, running, expired);
-}
-
-using drain_all_atom = caf::atom_constant<caf::atom("drainall")>;
-
-/// Asks every pump to drain at once and answers with the summed reports.
-caf::behavior drainer(caf::event_based_actor* self,
-                      std::shared_ptr<const config::pipeline_config> pipeline,
-                      std::shared_ptr<actors::actor_directory> dir) {
-  return {[=](drain_all_atom) {
-    auto promise = self->make_response_promise<drain_report>();
-    struct tally {
-      drain_report total;
-      size_t waiting = 0;
-    };
-    auto t = std::make_shared<tally>();
-    auto grace = pipeline->runtime.shutdown_grace;
-    for (const auto& s : pipeline->stages) {
-      auto pump = dir->get("pump/" + s.name);
-      if (!pump)
-        continue;
-      ++t->waiting;
-      auto done = [=]() mutable {
-        if (--t->waiting == 0)
-          promise.deliver(t->total);
-      };
-      self->request(pump, grace + std::chrono::seconds(15), drain_request{grace})
-          .then(
-              [=](const drain_report& r) mutable {
-                t->total.finished += r.finished;
-                t->total.released += r.released;
-                done();
-              },
-              [=](caf::error& e) mutable {
-                spdlog::warn("shutdown: stage {} did not report its drain: {}", s.name,
-                             self->system().render(e));
-                done();
-              });
-    }
-    if (t->waiting == 0)
-      promise.deliver(t->total);
-    return promise;
-  }};
 }
 
 } // namespace
@@ -196,9 +155,9 @@ int run_command(const run_options& options) {
   }
 
   if (root_alive) {
-    auto d = sys.spawn(drainer, pipeline, dir);
+    auto d = actors::spawn_node_drainer(sys, pipeline, dir);
     self->request(d, pipeline->runtime.shutdown_grace + std::chrono::seconds(30),
-                  drain_all_atom::value)
+                  actors::drain_all_atom::value)
         .receive(
             [&](const drain_report& r) {
               spdlog::info(

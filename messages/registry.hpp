@@ -46,6 +46,7 @@ inline void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<work_available>("turing::work_available");
   cfg.add_message_type<leases_taken>("turing::leases_taken");
   cfg.add_message_type<leases_ended>("turing::leases_ended");
+  cfg.add_message_type<owner_replaced>("turing::owner_replaced");
   cfg.add_message_type<drain_request>("turing::drain_request");
   cfg.add_message_type<drain_report>("turing::drain_report");
   cfg.add_message_type<pipeline_drained>("turing::pipeline_drained");

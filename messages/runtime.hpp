@@ -4,6 +4,7 @@
 
 #include "messages/store.hpp"
 
+#include <caf/actor_addr.hpp>
 #include <caf/meta/type_name.hpp>
 
 namespace turing {
@@ -21,6 +22,13 @@ struct leases_taken {
 /// The sender no longer owns these leases (finished, failed, released).
 struct leases_ended {
   std::vector<persistence::lease> leases;
+};
+
+/// A named actor was started again while its previous incarnation may still
+/// live (a stalled actor, killed but not yet dead): the lease keeper returns
+/// the leases `owner` held as crashed instead of heartbeating them forever.
+struct owner_replaced {
+  caf::actor_addr owner;
 };
 
 /// Stop claiming; finish in-flight work for up to `grace`, then
@@ -53,6 +61,11 @@ typename Inspector::result_type inspect(Inspector& f, work_available& x) {
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, leases_taken& x) {
   return f(caf::meta::type_name("turing::leases_taken"), x.leases);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, owner_replaced& x) {
+  return f(caf::meta::type_name("turing::owner_replaced"), x.owner);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, leases_ended& x) {
