@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace turing::cli {
 
@@ -43,6 +44,28 @@ int check_command(const std::filesystem::path& config);
 
 int migrate_command(const std::filesystem::path& config);
 int validate_command(const std::filesystem::path& config);
+
+struct replay_options {
+  std::vector<std::filesystem::path> files;
+  std::string store = "memory"; ///< memory or postgres
+  bool compare_stores = false;  ///< run on both stores, compare end states
+  bool repeat_check = true;     ///< run twice, compare traces
+  bool print_trace = false;     ///< print the trace of passing scenarios too
+  std::string trace_level = "info";
+  std::string database_url; ///< postgres: a database whose turing schema may be dropped
+  std::filesystem::path data_dir = ".turing/replay-db"; ///< else this embedded cluster
+};
+/// `turing replay`: exit 0 when every scenario passed (or failed as it is
+/// marked to), 1 when any failed, 2 for unusable arguments.
+int replay_command(const replay_options& options);
+
+struct record_options {
+  std::filesystem::path config;
+  std::optional<int64_t> run_id; ///< default: the latest run
+  std::filesystem::path out;
+};
+/// `turing record`: writes a finished run's audit log as a scenario.
+int record_command(const record_options& options);
 
 /// `turing db start|stop`: the embedded cluster.
 int db_command(const std::filesystem::path& config, const std::string& action);

@@ -79,6 +79,35 @@ int main(int argc, char** argv) {
   auto* validate = app.add_subcommand("validate", "check a config file and its stage graph");
   add_config(validate);
 
+  auto* replay = app.add_subcommand(
+      "replay", "run scenario files in the deterministic simulation (tests/scenarios/README.md)");
+  replay_options replay_opts;
+  replay->add_option("files", replay_opts.files, "scenario files (TOML)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  replay->add_option("--store", replay_opts.store, "memory (default) or postgres")
+      ->check(CLI::IsMember({"memory", "postgres"}));
+  replay->add_flag("--compare-stores", replay_opts.compare_stores,
+                   "also run on the other store and compare every item's end state");
+  bool replay_once = false;
+  replay->add_flag("--once", replay_once, "run once (default: twice, traces must be identical)");
+  replay->add_flag("--trace", replay_opts.print_trace, "print the trace of passing scenarios too");
+  replay->add_option("--trace-level", replay_opts.trace_level, "runtime log level in the trace")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  replay->add_option("--database", replay_opts.database_url,
+                     "postgres: a database reserved for replays (its turing schema is dropped)");
+  replay
+      ->add_option("--data-dir", replay_opts.data_dir,
+                   "postgres without --database: the embedded cluster's directory")
+      ->capture_default_str();
+
+  auto* record = app.add_subcommand("record", "write a finished run as a replayable scenario");
+  record_options record_opts;
+  add_config(record);
+  int64_t record_run = 0;
+  record->add_option("--run", record_run, "run id (default: the latest)");
+  record->add_option("-o,--out", record_opts.out, "scenario file to write")->required();
+
   auto* db = app.add_subcommand("db", "manage the embedded PostgreSQL cluster");
   std::string db_action;
   add_config(db);
@@ -119,6 +148,16 @@ int main(int argc, char** argv) {
       return validate_command(config);
     if (*db)
       return db_command(config, db_action);
+    if (*replay) {
+      replay_opts.repeat_check = !replay_once;
+      return replay_command(replay_opts);
+    }
+    if (*record) {
+      record_opts.config = config;
+      if (record_run > 0)
+        record_opts.run_id = record_run;
+      return record_command(record_opts);
+    }
   } catch (const usage_error& e) {
     spdlog::error("{}", e.what());
     return 2;

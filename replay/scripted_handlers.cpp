@@ -1,0 +1,133 @@
+// Scripted calls: one short-lived actor per call, reporting to the owner
+// exactly as the real executors do.
+#include "replay/scripted_handlers.hpp"
+
+#include "config/duration.hpp"
+#include "messages/registry.hpp"
+
+#include <caf/all.hpp>
+
+namespace turing::replay {
+
+namespace {
+
+using finish_atom = caf::atom_constant<caf::atom("simfinish")>;
+
+call_key key_of(const sim_world& world, int64_t message_id, const std::string& stage, int call) {
+  call_key k;
+  k.stage = stage;
+  k.call = call;
+  if (auto it = world.messages.find(message_id); it != world.messages.end()) {
+    k.item = world.item_key(it->second.item_id);
+    k.attempt = it->second.attempt;
+  }
+  return k;
+}
+
+std::string describe_effect(const call_effect& e, bool is_model) {
+  if (e.hang)
+    return "hangs";
+  auto after = " after " + config::format_duration(e.latency);
+  if (e.crash)
+    return "crashes" + after;
+  if (is_model && e.http_status != 0)
+    return "answers HTTP " + std::to_string(e.http_status) + after;
+  if (!is_model && e.exit_status != 0)
+    return "exits with status " + std::to_string(e.exit_status) + after;
+  return (is_model ? "answers" : "exits 0") + after;
+}
+
+caf::behavior model_call_sim(caf::event_based_actor* self, caf::actor owner, model_call call,
+                             std::string model, call_effect effect,
+                             std::shared_ptr<sim_world> world) {
+  self->send(owner, execution_started{call.fence, 0});
+  // A hung call is still a call in flight at the server until the HTTP
+  // client's own timeout ends it, as with the real client.
+  self->delayed_send(self, effect.hang ? call.timeout : effect.latency, finish_atom::value);
+  return {[=](finish_atom) {
+    world->in_flight[model] -= 1;
+    if (effect.hang) {
+      self->send(owner, execution_failed{call.fence,
+                                         "model " + model + ": no answer within the HTTP timeout " +
+                                             config::format_duration(call.timeout),
+                                         true, model});
+    } else if (effect.crash) {
+      self->quit(caf::make_error(caf::sec::runtime_error, "simulated crash of the model call"));
+      return;
+    } else if (effect.http_status != 0) {
+      self->send(owner, execution_failed{
+                            call.fence,
+                            "model " + model + ": HTTP " + std::to_string(effect.http_status) +
+                                " from the simulated server",
+                            effect.http_status >= 500 || effect.http_status == 429, model});
+    } else {
+      self->send(owner, model_answer{call.fence, effect.reply, model,
+                                     static_cast<double>(effect.latency.count())});
+    }
+    self->quit();
+  }};
+}
+
+caf::behavior script_sim(caf::event_based_actor* self, caf::actor owner,
+                         persistence::claimed_message job, call_effect effect) {
+  auto fence = job.fencing();
+  self->send(owner, execution_started{fence, 0});
+  if (!effect.hang)
+    self->delayed_send(self, effect.latency, finish_atom::value);
+  else // a hung child: only its owner's deadline ends the execution
+    self->delayed_send(self, std::chrono::hours(24 * 365), finish_atom::value);
+  return {[=](finish_atom) {
+    if (effect.crash) {
+      self->quit(caf::make_error(caf::sec::runtime_error, "simulated crash of the script job"));
+      return;
+    }
+    actors::script_result r;
+    r.exit_status = effect.exit_status;
+    r.stderr_tail = effect.stderr_text;
+    r = actors::judge_script_exit(std::move(r), effect.reply);
+    if (r.ok)
+      self->send(owner, execution_succeeded{fence, r.outcome, std::move(r.output), ""});
+    else
+      self->send(owner, execution_failed{fence, r.error, true, ""});
+    self->quit();
+  }};
+}
+
+} // namespace
+
+actors::model_caller scripted_models(std::shared_ptr<sim_world> world,
+                                     std::shared_ptr<const scenario> sc) {
+  return [world, sc](caf::event_based_actor* endpoint, caf::actor owner, const model_call& call,
+                     const config::model_config& model) {
+    auto n = ++world->model_calls[model.name];
+    auto key = key_of(*world, call.fence.message_id, call.stage, static_cast<int>(n));
+    auto it = sc->models.find(model.name);
+    auto effect = it == sc->models.end() ? call_effect{} : resolve(it->second, key);
+    auto& last = world->last_stage[model.name];
+    if (!last.empty() && last != call.stage)
+      ++world->stage_switches[model.name];
+    last = call.stage;
+    auto& flying = ++world->in_flight[model.name];
+    world->peak_in_flight[model.name] = std::max(world->peak_in_flight[model.name], flying);
+    world->log("model " + model.name + ": call " + std::to_string(n) + " for " +
+               world->describe(call.fence.message_id) + " " + describe_effect(effect, true) + " (" +
+               std::to_string(flying) + " in flight)");
+    return endpoint->spawn(model_call_sim, owner, call, model.name, effect, world);
+  };
+}
+
+actors::script_caller scripted_scripts(std::shared_ptr<sim_world> world,
+                                       std::shared_ptr<const scenario> sc) {
+  return [world, sc](caf::event_based_actor* pump, caf::actor owner,
+                     const persistence::claimed_message& job, const actors::script_spec&) {
+    auto n = ++world->script_runs[job.stage];
+    auto key = key_of(*world, job.id, job.stage, static_cast<int>(n));
+    auto it = sc->scripts.find(job.stage);
+    auto effect = it == sc->scripts.end() ? call_effect{} : resolve(it->second, key);
+    world->log("script " + job.stage + ": run " + std::to_string(n) + " for " +
+               world->describe(job.id) + " " + describe_effect(effect, false));
+    return pump->spawn(script_sim, owner, job, effect);
+  };
+}
+
+} // namespace turing::replay

@@ -1,0 +1,455 @@
+// The scenario harness: builds each node with the runtime's own spawn_node on
+// a test coordinator, plays the timeline in virtual time, then checks the
+// expectations and the store's invariants.
+#include "replay/simulation.hpp"
+
+#include "actors/node_drainer.hpp"
+#include "actors/node_monitor.hpp"
+#include "actors/node_runtime.hpp"
+#include "actors/ready_listener.hpp"
+#include "config/config_loader.hpp"
+#include "config/duration.hpp"
+#include "messages/registry.hpp"
+#include "persistence/memory_store.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg_store.hpp"
+#include "persistence/store_ref.hpp"
+#include "replay/expectations.hpp"
+#include "replay/scripted_handlers.hpp"
+#include "replay/traced_store.hpp"
+
+#include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+
+namespace turing::replay {
+
+using namespace persistence;
+
+namespace {
+
+/// Runtime log lines join the trace, stamped with virtual time: the trace
+/// then says what the runtime said, where it said it.
+class trace_sink final : public spdlog::sinks::base_sink<std::mutex> {
+public:
+  explicit trace_sink(std::shared_ptr<sim_world> world) : world_(std::move(world)) {}
+
+protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    world_->log(std::string(spdlog::level::to_string_view(msg.level).data()) + ": " +
+                std::string(msg.payload.data(), msg.payload.size()));
+  }
+  void flush_() override {}
+
+private:
+  std::shared_ptr<sim_world> world_;
+};
+
+/// Installs the trace logger for one run and restores the previous one.
+class trace_logger_scope {
+public:
+  trace_logger_scope(std::shared_ptr<sim_world> world, const std::string& level)
+      : previous_(spdlog::default_logger()) {
+    auto logger = std::make_shared<spdlog::logger>("replay", std::make_shared<trace_sink>(world));
+    logger->set_level(spdlog::level::from_str(level));
+    spdlog::set_default_logger(logger);
+  }
+  ~trace_logger_scope() { spdlog::set_default_logger(previous_); }
+
+private:
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+struct sim_config : caf::actor_system_config {
+  sim_config() {
+    turing::add_message_types(*this);
+    set("logger.file-verbosity", caf::atom("quiet"));
+    set("logger.console-verbosity", caf::atom("quiet"));
+    set("scheduler.policy", caf::atom("testing"));
+    set("logger.inline-output", true);
+  }
+};
+
+struct sim_node {
+  std::string name;
+  caf::actor root;
+  caf::actor monitor;
+  std::shared_ptr<actors::actor_directory> dir;
+  bool alive() const { return dir != nullptr; }
+};
+
+/// A fixed instant, so that every run of a scenario sees the same times.
+time_point scenario_epoch() {
+  return time_point{std::chrono::seconds{1767225600}}; // 2026-01-01T00:00:00Z
+}
+
+class harness {
+public:
+  harness(const scenario& sc, const replay_options& options, replay_result& out)
+      : sc_(std::make_shared<const scenario>(sc)), options_(options), out_(out) {}
+
+  void run();
+  const sim_world& world() const { return *world_; }
+
+private:
+  std::shared_ptr<const scenario> sc_;
+  const replay_options& options_;
+  replay_result& out_;
+  std::shared_ptr<sim_world> world_ = std::make_shared<sim_world>();
+  std::shared_ptr<const config::pipeline_config> pipeline_;
+  std::unique_ptr<memory_store> memory_;
+  std::unique_ptr<store> inspector_;     ///< the harness's own view, never refused
+  std::unique_ptr<traced_store> client_; ///< enqueues, as `turing enqueue` would
+  std::map<std::string, sim_node> nodes_;
+  std::map<caf::abstract_actor*, caf::timespan> stalled_; ///< until
+  caf::actor_system* sys_ = nullptr;
+  caf::scheduler::test_coordinator* sched_ = nullptr;
+
+  std::unique_ptr<store> open_inner() {
+    if (options_.store == store_kind::memory)
+      return std::make_unique<store_ref>(*memory_);
+    auto world = world_;
+    return std::make_unique<pg_store>(options_.connection_string,
+                                      [world] { return world->wall_now(); });
+  }
+
+  bool load_pipeline();
+  void prepare_store();
+  void start_node(const std::string& name);
+  void kill_node(const std::string& name, const char* why);
+  void stop_node(const std::string& name);
+  void fire(const timeline_event& ev);
+  void run_jobs();
+  bool all_finished();
+  void fail(std::string what) {
+    world_->log("FAILED: " + what);
+    out_.failures.push_back(std::move(what));
+  }
+};
+
+bool harness::load_pipeline() {
+  auto loaded = config::parse_config(sc_->pipeline_toml, sc_->pipeline_name, sc_->pipeline_dir,
+                                     options_.builtins->catalog());
+  const auto& expected = sc_->expect.config_error;
+  if (!loaded.ok()) {
+    bool matched = false;
+    for (const auto& e : loaded.errors) {
+      world_->log("config rejected: " + e.to_string());
+      if (expected && e.to_string().find(*expected) != std::string::npos)
+        matched = true;
+    }
+    if (!expected)
+      fail("the pipeline was rejected: " +
+           (loaded.errors.empty() ? std::string("no reason") : loaded.errors[0].to_string()));
+    else if (!matched)
+      fail("the pipeline was rejected, but no error says \"" + *expected + "\"");
+    return false;
+  }
+  if (expected) {
+    fail("the pipeline was accepted; expected its rejection with \"" + *expected + "\"");
+    return false;
+  }
+  world_->log("config accepted: " + std::to_string(loaded.config->stages.size()) + " stage(s), " +
+              std::to_string(loaded.config->models.size()) + " model(s)");
+  pipeline_ = std::make_shared<const config::pipeline_config>(std::move(*loaded.config));
+  return true;
+}
+
+void harness::prepare_store() {
+  auto world = world_;
+  if (options_.store == store_kind::memory) {
+    memory_ = std::make_unique<memory_store>([world] { return world->wall_now(); });
+  } else {
+    pqxx::connection c{options_.connection_string};
+    {
+      pqxx::nontransaction tx{c};
+      tx.exec("DROP SCHEMA IF EXISTS turing CASCADE");
+    }
+    migrate(c);
+  }
+  inspector_ = open_inner();
+  client_ = std::make_unique<traced_store>(world_, open_inner());
+}
+
+void harness::start_node(const std::string& name) {
+  auto& n = nodes_[name];
+  if (n.alive()) {
+    fail("timeline: start_node " + name + ", but it is running");
+    return;
+  }
+  n.name = name;
+  n.dir = std::make_shared<actors::actor_directory>();
+  auto world = world_;
+  actors::node_monitor_options m;
+  m.node = name;
+  m.pipeline = pipeline_;
+  m.dir = n.dir;
+  m.wall_clock = [world] { return world->wall_now(); };
+  n.monitor = actors::spawn_node_monitor(*sys_, m);
+  actors::node_options o;
+  o.pipeline = pipeline_;
+  o.builtins = options_.builtins;
+  o.node = name;
+  o.make_store = [this] { return std::make_unique<traced_store>(world_, open_inner()); };
+  o.store_workers = 1;
+  o.detached = false;
+  o.observer = n.monitor;
+  o.simulated_models = scripted_models(world_, sc_);
+  o.simulated_scripts = scripted_scripts(world_, sc_);
+  o.wall_clock = [world] { return world->wall_now(); };
+  o.random_seed = 20261128;
+  n.root = actors::spawn_node(*sys_, o, n.dir);
+  world_->log("timeline: node " + name + " starts");
+}
+
+void harness::kill_node(const std::string& name, const char* why) {
+  auto it = nodes_.find(name);
+  if (it == nodes_.end() || !it->second.alive()) {
+    fail(std::string("timeline: ") + why + " " + name + ", but it is not running");
+    return;
+  }
+  auto& n = it->second;
+  world_->log("timeline: node " + name + " " + why + " (every actor dies, nothing is released)");
+  // Everything dies at once: the tree, its named actors and its monitor.
+  // The rest (nested supervisors, executors) is referenced by nothing then.
+  for (auto& a : n.dir->all())
+    caf::anon_send_exit(a, caf::exit_reason::kill);
+  caf::anon_send_exit(n.root, caf::exit_reason::kill);
+  caf::anon_send_exit(n.monitor, caf::exit_reason::kill);
+  n.dir->clear();
+  n = sim_node{};
+}
+
+void harness::stop_node(const std::string& name) {
+  auto it = nodes_.find(name);
+  if (it == nodes_.end() || !it->second.alive()) {
+    fail("timeline: stop_node " + name + ", but it is not running");
+    return;
+  }
+  world_->log("timeline: node " + name + " stops gracefully (drain, release, stop)");
+  auto n = it->second;
+  auto drainer = actors::spawn_node_drainer(*sys_, pipeline_, n.dir);
+  auto world = world_;
+  auto timeout = pipeline_->runtime.shutdown_grace + std::chrono::seconds(30);
+  // The same sequence as `turing run` on SIGTERM: drain, then stop the tree.
+  sys_->spawn([=](caf::event_based_actor* self) {
+    auto finish = [=](const std::string& how) {
+      world->log("node " + n.name + ": " + how + "; stopping its tree");
+      // Stopped: gone from the harness's view, unless killed or restarted meanwhile.
+      auto it = nodes_.find(n.name);
+      if (it != nodes_.end() && it->second.root == n.root)
+        it->second = sim_node{};
+      self->send_exit(n.root, caf::exit_reason::user_shutdown);
+      self->send_exit(n.monitor, caf::exit_reason::user_shutdown);
+      self->send_exit(drainer, caf::exit_reason::user_shutdown);
+      self->quit();
+    };
+    self->request(drainer, timeout, actors::drain_all_atom::value)
+        .then(
+            [=](const drain_report& r) {
+              finish("drained, " + std::to_string(r.finished) + " finished, " +
+                     std::to_string(r.released) + " released");
+            },
+            [=](caf::error& e) { finish("drain incomplete: " + self->system().render(e)); });
+  });
+}
+
+void harness::fire(const timeline_event& ev) {
+  auto now = world_->elapsed();
+  switch (ev.kind) {
+  case event_kind::start_node:
+    start_node(ev.node);
+    break;
+  case event_kind::kill_node:
+    kill_node(ev.node, "is killed (SIGKILL)");
+    break;
+  case event_kind::stop_node:
+    stop_node(ev.node);
+    break;
+  case event_kind::crash_actor:
+  case event_kind::stall_actor: {
+    auto it = nodes_.find(ev.node);
+    auto target =
+        it == nodes_.end() || !it->second.alive() ? caf::actor{} : it->second.dir->get(ev.actor);
+    if (!target) {
+      fail("timeline: no actor " + ev.actor + " on a running node " + ev.node);
+      break;
+    }
+    if (ev.kind == event_kind::crash_actor) {
+      world_->log("timeline: " + ev.actor + " on " + ev.node + " crashes");
+      caf::anon_send_exit(target, caf::exit_reason::kill);
+    } else {
+      world_->log("timeline: " + ev.actor + " on " + ev.node + " stalls for " +
+                  config::format_duration(ev.duration) + " (its mailbox is not processed)");
+      stalled_[caf::actor_cast<caf::abstract_actor*>(target)] = now + ev.duration;
+    }
+    break;
+  }
+  case event_kind::database_down:
+    world_->log("timeline: the database is down for " + config::format_duration(ev.duration));
+    world_->outage_until = now + ev.duration;
+    world_->refused.clear();
+    break;
+  case event_kind::clock_jump:
+    world_->clock_offset += ev.jump;
+    world_->log("timeline: the wall clock jumps by " +
+                std::string(ev.jump.count() < 0 ? "-" : "+") +
+                config::format_duration(ev.jump.count() < 0 ? -ev.jump : ev.jump));
+    break;
+  case event_kind::enqueue: {
+    enqueue_request r;
+    r.stage = ev.enqueue.stage;
+    r.label = ev.enqueue.label.empty() ? sc_->name : ev.enqueue.label;
+    r.max_attempts = ev.enqueue.max_attempts;
+    r.items = ev.enqueue.items;
+    try {
+      client_->enqueue(r);
+    } catch (const std::exception& e) {
+      world_->log(std::string("enqueue refused: ") + e.what());
+    }
+    break;
+  }
+  }
+}
+
+void harness::run_jobs() {
+  auto& jobs = sched_->jobs;
+  auto now = world_->elapsed();
+  for (auto it = stalled_.begin(); it != stalled_.end();)
+    if (it->second <= now) {
+      world_->log("a stalled actor resumes processing its mailbox");
+      it = stalled_.erase(it);
+    } else {
+      ++it;
+    }
+  for (;;) {
+    auto next = std::find_if(jobs.begin(), jobs.end(), [&](caf::resumable* job) {
+      auto* a = dynamic_cast<caf::abstract_actor*>(job);
+      return a == nullptr || stalled_.count(a) == 0;
+    });
+    if (next == jobs.end())
+      return;
+    std::rotate(jobs.begin(), next, next + 1);
+    sched_->run_once();
+  }
+}
+
+bool harness::all_finished() {
+  return !inspector_->runs(false).empty() && inspector_->runs(true).empty();
+}
+
+void harness::run() {
+  if (!load_pipeline())
+    return;
+  // The trace logger outlives the actor system: its shutdown is traced too.
+  trace_logger_scope logging{world_, options_.trace_level};
+  world_->elapsed = [] { return caf::timespan{0}; };
+  sim_config cfg;
+  caf::actor_system sys{cfg};
+  sys_ = &sys;
+  sched_ = &dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+  auto start = sched_->clock().now();
+  world_->elapsed = [this, start] { return sched_->clock().now() - start; };
+  world_->base = scenario_epoch();
+  // What NOTIFY does in a real run, but to each node in name order: a CAF
+  // group's delivery order follows actor addresses, which differ run to run.
+  world_->notify_ready = [this](const std::string& stage) {
+    for (auto& [name, n] : nodes_)
+      if (n.alive())
+        if (auto pump = n.dir->get("pump/" + stage))
+          caf::anon_send(pump, work_available{stage});
+  };
+  prepare_store();
+
+  std::vector<timeline_event> events;
+  for (const auto& n : sc_->nodes) {
+    timeline_event ev;
+    ev.kind = event_kind::start_node;
+    ev.node = n;
+    events.push_back(ev);
+  }
+  events.insert(events.end(), sc_->timeline.begin(), sc_->timeline.end());
+  std::stable_sort(events.begin(), events.end(),
+                   [](const auto& a, const auto& b) { return a.at < b.at; });
+
+  size_t next_event = 0;
+  std::optional<caf::timespan> finished_at;
+  caf::timespan limit = sc_->limit;
+  for (;;) {
+    run_jobs();
+    auto now = world_->elapsed();
+    while (next_event < events.size() && events[next_event].at <= now) {
+      fire(events[next_event++]);
+      run_jobs();
+    }
+    if (!finished_at && next_event == events.size() && all_finished()) {
+      finished_at = now;
+      world_->log("every run finished");
+    }
+    if (finished_at && now >= *finished_at + sc_->settle)
+      break;
+    if (now >= limit) {
+      world_->log("the scenario's limit " + config::format_duration(sc_->limit) + " is reached");
+      break;
+    }
+    caf::timespan next = limit;
+    const auto& schedule = sched_->clock().schedule();
+    if (!schedule.empty())
+      next = std::min(next, schedule.begin()->first - start);
+    if (next_event < events.size())
+      next = std::min<caf::timespan>(next, events[next_event].at);
+    for (const auto& [actor, until] : stalled_)
+      next = std::min(next, until);
+    if (finished_at)
+      next = std::min(next, *finished_at + sc_->settle);
+    sched_->advance_time(next > now ? next - now : caf::timespan{0});
+  }
+  out_.virtual_s = std::chrono::duration<double>(world_->elapsed()).count();
+  if (finished_at)
+    out_.makespan_s = std::chrono::duration<double>(*finished_at).count();
+
+  // Take every node down before reading the end state, so nothing moves.
+  for (auto& [name, n] : nodes_)
+    if (n.alive())
+      kill_node(name, "ends with the scenario");
+  stalled_.clear();
+  run_jobs();
+  out_.end_state = end_state_of(*inspector_, *world_);
+  out_.trace = world_->trace;
+  check_expectations(*sc_, *inspector_, *world_, out_);
+  sched_->clock().cancel_all();
+  run_jobs();
+  auto end = world_->elapsed();
+  world_->elapsed = [end] { return end; };
+  sys_ = nullptr;
+  sched_ = nullptr;
+}
+
+} // namespace
+
+replay_result run_scenario(const scenario& sc, const replay_options& options) {
+  replay_result out;
+  {
+    harness h{sc, options, out};
+    h.run();
+    // Including what happened while the actor system shut down.
+    out.trace = h.world().trace;
+  }
+  return out;
+}
+
+void add_simulation_builtins(actors::builtin_registry& registry) {
+  registry.add("sim.pass", {"ok"}, [](const json& payload) {
+    return actors::handler_result{"ok", payload};
+  });
+  registry.add("sim.poison", {"ok"}, [](const json& payload) {
+    if (payload.value("poison", false))
+      throw std::runtime_error("poison item: the handler crashes on it, every time");
+    return actors::handler_result{"ok", payload};
+  });
+}
+
+} // namespace turing::replay

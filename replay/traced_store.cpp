@@ -1,0 +1,197 @@
+// The traced store: one trace line per decision the store took, in the
+// order it took them, with virtual timestamps and ids.
+#include "replay/traced_store.hpp"
+
+#include "config/duration.hpp"
+
+namespace turing::replay {
+
+using namespace persistence;
+
+void traced_store::reachable(const char* operation) {
+  if (!world_->database_down())
+    return;
+  if (world_->refused.insert(operation).second)
+    world_->log(std::string("database down: ") + operation + " refused");
+  throw store_error(store_errc::unavailable,
+                    std::string("database unavailable (simulated outage): ") + operation);
+}
+
+enqueue_result traced_store::enqueue(const enqueue_request& request) {
+  reachable("enqueue");
+  auto r = inner_->enqueue(request);
+  for (const auto& item : inner_->items(r.run_id))
+    if (item.key)
+      world_->item_keys[item.id] = *item.key;
+  world_->log("enqueue: run " + std::to_string(r.run_id) + ", stage " + request.stage + ": " +
+              std::to_string(r.enqueued) + " new item(s), " + std::to_string(r.duplicates) +
+              " duplicate(s) skipped");
+  if (r.enqueued > 0 && world_->notify_ready)
+    world_->notify_ready(request.stage);
+  return r;
+}
+
+std::vector<claimed_message> traced_store::claim(const claim_request& request) {
+  reachable("claim");
+  auto claimed = inner_->claim(request);
+  for (const auto& m : claimed) {
+    world_->messages[m.id] = {m.stage, m.item_id, m.attempt, m.max_attempts};
+    world_->log(request.node + " claims " + world_->describe(m.id) + ", epoch " +
+                std::to_string(m.epoch));
+  }
+  return claimed;
+}
+
+std::vector<lease> traced_store::heartbeat(const std::string& node,
+                                           const std::vector<lease>& leases, millis lease_ttl) {
+  reachable("heartbeat");
+  auto lost = inner_->heartbeat(node, leases, lease_ttl);
+  for (const auto& l : lost)
+    world_->log("heartbeat of " + node + ": lease of " + world_->describe(l.message_id) +
+                ", epoch " + std::to_string(l.epoch) + " is lost");
+  return lost;
+}
+
+std::vector<fence_result> traced_store::complete(const std::vector<completion>& batch) {
+  reachable("complete");
+  auto results = inner_->complete(batch);
+  for (size_t i = 0; i < batch.size() && i < results.size(); ++i) {
+    const auto& c = batch[i];
+    bool applied = results[i] == fence_result::applied;
+    std::string targets;
+    for (const auto& d : c.deliveries)
+      targets += (targets.empty() ? "" : ", ") + d.target;
+    world_->log(c.node + " completes " + world_->describe(c.fence.message_id) + ", epoch " +
+                std::to_string(c.fence.epoch) + " -> " + c.outcome + ": " +
+                (applied ? "applied" + (targets.empty() ? "" : ", delivered to " + targets)
+                         : std::string("stale, recorded as a late result, not applied")));
+    if (applied && world_->notify_ready)
+      for (const auto& d : c.deliveries)
+        if (d.type != delivery::kind::sink)
+          world_->notify_ready(d.target);
+  }
+  return results;
+}
+
+std::vector<fence_result> traced_store::fail(const std::vector<failure>& batch) {
+  reachable("fail");
+  auto results = inner_->fail(batch);
+  for (size_t i = 0; i < batch.size() && i < results.size(); ++i) {
+    const auto& f = batch[i];
+    bool applied = results[i] == fence_result::applied;
+    auto info = world_->messages.find(f.fence.message_id);
+    bool last = !f.retryable || (info != world_->messages.end() &&
+                                 info->second.attempt >= info->second.max_attempts);
+    world_->log(f.node + " fails " + world_->describe(f.fence.message_id) + ", epoch " +
+                std::to_string(f.fence.epoch) + " (" + to_string(f.result) + ": " + f.error +
+                "): " +
+                (!applied ? std::string("stale, recorded as a late result, not applied")
+                 : last   ? std::string("applied, dead-lettered")
+                          : "applied, retry in " + config::format_duration(f.retry_after)));
+    if (applied && !last && world_->notify_ready && info != world_->messages.end())
+      world_->notify_ready(info->second.stage);
+  }
+  return results;
+}
+
+std::vector<fence_result> traced_store::release(const std::string& node,
+                                                const std::vector<lease>& leases) {
+  reachable("release");
+  auto results = inner_->release(node, leases);
+  for (size_t i = 0; i < leases.size() && i < results.size(); ++i) {
+    world_->log(node + " releases " + world_->describe(leases[i].message_id) + ", epoch " +
+                std::to_string(leases[i].epoch) + ": " +
+                (results[i] == fence_result::applied ? "back to ready" : "stale"));
+    auto info = world_->messages.find(leases[i].message_id);
+    if (world_->notify_ready && info != world_->messages.end())
+      world_->notify_ready(info->second.stage);
+  }
+  return results;
+}
+
+namespace {
+
+void log_rescued(sim_world& world, const std::vector<rescued_message>& rescued,
+                 const std::string& rescuer, const char* why) {
+  for (const auto& r : rescued) {
+    world.log("rescuer on " + rescuer + ": " + world.describe(r.message_id) + " of " +
+              r.previous_owner + " " + why + " -> " + (r.dead ? "dead" : "ready"));
+    if (!r.dead && world.notify_ready)
+      world.notify_ready(r.stage);
+  }
+}
+
+} // namespace
+
+std::vector<rescued_message> traced_store::rescue_expired(const std::string& rescuer) {
+  reachable("rescue_expired");
+  auto rescued = inner_->rescue_expired(rescuer);
+  log_rescued(*world_, rescued, rescuer, "(lease expired)");
+  return rescued;
+}
+
+std::vector<rescued_message> traced_store::rescue_node(const std::string& dead,
+                                                       const std::string& rescuer) {
+  reachable("rescue_node");
+  auto rescued = inner_->rescue_node(dead, rescuer);
+  log_rescued(*world_, rescued, rescuer, "(its node is gone)");
+  return rescued;
+}
+
+void traced_store::report_node(const node_report& report) {
+  reachable("report_node");
+  inner_->report_node(report);
+}
+
+std::vector<node_report> traced_store::nodes() {
+  reachable("nodes");
+  return inner_->nodes();
+}
+
+std::vector<stage_counts> traced_store::counts() {
+  reachable("counts");
+  return inner_->counts();
+}
+
+std::optional<run_status> traced_store::run(int64_t run_id) {
+  reachable("run");
+  return inner_->run(run_id);
+}
+
+std::vector<run_status> traced_store::runs(bool unfinished_only) {
+  reachable("runs");
+  return inner_->runs(unfinished_only);
+}
+
+std::vector<sink_count> traced_store::sink_counts(std::optional<int64_t> run_id) {
+  reachable("sink_counts");
+  return inner_->sink_counts(run_id);
+}
+
+std::vector<item_record> traced_store::items(int64_t run_id) {
+  reachable("items");
+  return inner_->items(run_id);
+}
+
+std::vector<attempt_record> traced_store::attempts(std::optional<int64_t> run_id) {
+  reachable("attempts");
+  return inner_->attempts(run_id);
+}
+
+std::vector<sink_count> traced_store::result_counts(int64_t run_id, const std::string& sink,
+                                                    const std::string& field) {
+  reachable("result_counts");
+  return inner_->result_counts(run_id, sink, field);
+}
+
+std::vector<std::string> traced_store::check_invariants() {
+  reachable("check_invariants");
+  return inner_->check_invariants();
+}
+
+std::optional<time_point> traced_store::next_available_at(const std::string& stage) {
+  reachable("next_available_at");
+  return inner_->next_available_at(stage);
+}
+
+} // namespace turing::replay
