@@ -166,6 +166,20 @@ void check_expectations(const scenario& sc, store& st, const sim_world& world, r
         fail("item " + e.key + ": attempts [" + g + "], expected [" + w + "]");
       }
     }
+    for (const auto& [stage, expected] : e.stage_results) {
+      std::vector<std::string> got;
+      for (const auto* a : its)
+        if (a->stage == stage && a->result != attempt_result::late_result)
+          got.push_back(to_string(a->result)); // late results are timing, not outcome
+      if (got != expected) {
+        std::string g, w;
+        for (const auto& s : got)
+          g += (g.empty() ? "" : ", ") + s;
+        for (const auto& s : expected)
+          w += (w.empty() ? "" : ", ") + s;
+        fail("item " + e.key + ": stage " + stage + " attempts [" + g + "], expected [" + w + "]");
+      }
+    }
     if (e.result && !contains_fields(item->result, *e.result))
       fail("item " + e.key + ": result " + item->result.dump() + " lacks " + e.result->dump());
     if (e.error_contains &&

@@ -124,6 +124,21 @@ recording record_run(store& st, int64_t run_id, const config::pipeline_config& p
     out << "[[expect.items]]\nkey = " << quote(key_of(item))
         << "\nsink = " << quote(item.sink.value_or(""))
         << "\nresult_json = " << quote(item.result.dump()) << "\n";
+    // Per stage, in order: fan-out branches interleave differently run to run.
+    std::map<std::string, std::vector<std::string>> per_stage;
+    for (const auto* a : by_item[item.id])
+      if (a->result != attempt_result::late_result) // timing, not outcome
+        per_stage[a->stage].push_back(to_string(a->result));
+    out << "stage_results = {";
+    bool first = true;
+    for (const auto& [stage, results] : per_stage) {
+      out << (first ? " " : ", ") << stage << " = [";
+      for (size_t i = 0; i < results.size(); ++i)
+        out << (i ? ", " : "") << quote(results[i]);
+      out << "]";
+      first = false;
+    }
+    out << " }\n";
   }
   rec.scenario_toml = out.str();
   return rec;

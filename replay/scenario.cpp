@@ -378,7 +378,9 @@ public:
     int n = 0;
     for (const auto* it : tables(t, path, "items")) {
       auto ipath = "expect.items[" + std::to_string(n++) + "]";
-      only_keys(*it, ipath, {"key", "sink", "results", "result", "result_json", "error_contains"});
+      only_keys(
+          *it, ipath,
+          {"key", "sink", "results", "stage_results", "result", "result_json", "error_contains"});
       item_expectation e;
       auto key = str(*it, ipath, "key");
       if (!key)
@@ -388,6 +390,12 @@ public:
       if (it->get("results"))
         e.results = strings(*it, ipath, "results");
       e.result = json_value(*it, ipath, "result", "result_json");
+      if (auto* sr = table(*it, ipath, "stage_results"))
+        for (const auto& [stage, v] : *sr) {
+          (void)v;
+          auto name = std::string(stage.str());
+          e.stage_results[name] = strings(*sr, ipath + ".stage_results", name.c_str());
+        }
       e.error_contains = str(*it, ipath, "error_contains");
       x.items.push_back(std::move(e));
     }

@@ -106,8 +106,11 @@ struct item_expectation {
   std::string key;
   std::optional<std::string> sink;
   std::optional<std::vector<std::string>> results; ///< every attempt's result, in order
-  std::optional<json> result;                      ///< fields the item's result must have
-  std::optional<std::string> error_contains;       ///< in its last attempt's error
+  /// By stage: that stage's attempt results in order (branches of a fan-out
+  /// interleave differently run to run; one stage's attempts do not).
+  std::map<std::string, std::vector<std::string>> stage_results;
+  std::optional<json> result;                ///< fields the item's result must have
+  std::optional<std::string> error_contains; ///< in its last attempt's error
 };
 
 struct attempt_expectation {
