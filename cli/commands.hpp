@@ -56,7 +56,7 @@ struct replay_options {
   std::filesystem::path data_dir = ".turing/replay-db"; ///< else this embedded cluster
 };
 /// `turing replay`: exit 0 when every scenario passed (or failed as it is
-/// marked to), 1 when any failed, 2 for unusable arguments.
+/// marked to), 1 when any failed, 2 for unusable arguments or scenario files.
 int replay_command(const replay_options& options);
 
 struct record_options {

@@ -4,6 +4,7 @@
 #include "cli/cli_context.hpp"
 #include "cli/commands.hpp"
 #include "persistence/embedded_cluster.hpp"
+#include "persistence/pg_store.hpp"
 #include "replay/simulation.hpp"
 
 #include <chrono>
@@ -64,6 +65,12 @@ int replay_command(const replay_options& o) {
 
   std::optional<persistence::embedded_cluster> cluster;
   std::string connection_string = o.database_url;
+  // Each replay drops the database's turing schema: never let that be a
+  // database that holds real work.
+  if (!connection_string.empty() && connection_string.find("replay") == std::string::npos)
+    throw usage_error("replay: --database " + persistence::describe_connection(connection_string) +
+                      " does not name a replay database; each replay drops its turing schema, so "
+                      "the database name must contain \"replay\" (e.g. turing_replay)");
   bool needs_postgres = o.store == "postgres" || o.compare_stores;
   if (needs_postgres && connection_string.empty()) {
     persistence::embedded_cluster_options options;
@@ -75,13 +82,14 @@ int replay_command(const replay_options& o) {
                  cluster->found_state());
   }
 
-  int passed = 0, failed = 0, expected_failures = 0;
+  int passed = 0, failed = 0, expected_failures = 0, unusable = 0;
   for (const auto& file : o.files) {
     replay::scenario sc;
     try {
       sc = replay::load_scenario(file);
     } catch (const replay::scenario_error& e) {
       std::cout << "ERROR " << file.string() << ":\n" << e.what() << "\n";
+      ++unusable;
       ++failed;
       continue;
     }
@@ -163,6 +171,8 @@ int replay_command(const replay_options& o) {
             << " expected failure(s)\n";
   if (cluster && cluster->started_here())
     persistence::embedded_cluster::stop(o.data_dir);
+  if (unusable > 0)
+    return 2; // a scenario file we could not read is bad input
   return failed == 0 ? 0 : 1;
 }
 
