@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Replays every scenario on a private PostgreSQL cluster and on the memory
-# store, and fails unless both reach the same end state for every item.
+# store, and fails unless both reach the same end state for every item and
+# print the same trace.
 # Usage: stores_agree.sh <turing binary> <scenario files...>
 set -euo pipefail
 turing=$1
