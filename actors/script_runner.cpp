@@ -522,24 +522,16 @@ script_result run_script(const script_spec& spec, const std::string& input,
       r.term_signal = WTERMSIG(status);
   }
 
-  auto fail = [&](std::string problem) {
-    if (!r.stderr_tail.empty())
-      problem += "; stderr: " + r.stderr_tail;
-    r.ok = false;
-    r.error = one_line(problem);
-    return std::move(r);
-  };
-
-  if (!io_error.empty())
-    return fail(io_error);
-  if (waited != pid) // e.g. SIGCHLD set to SIG_IGN by the application: children auto-reaped
-    return fail("cannot collect exit status: " + errno_text(wait_errno));
-  if (stdout_overflow)
-    return fail("stdout exceeds 16 MiB");
-  return judge_script_exit(std::move(r), out);
+  std::string transport_problem =
+      !io_error.empty() ? io_error
+      : waited != pid // e.g. SIGCHLD set to SIG_IGN by the application: children auto-reaped
+          ? "cannot collect exit status: " + errno_text(wait_errno)
+          : stdout_overflow ? std::string("stdout exceeds 16 MiB") : std::string();
+  return judge_script_exit(std::move(r), out, transport_problem);
 }
 
-script_result judge_script_exit(script_result r, const std::string& out) {
+script_result judge_script_exit(script_result r, const std::string& out,
+                                const std::string& transport_problem) {
   auto fail = [&](std::string problem) {
     if (!r.stderr_tail.empty())
       problem += "; stderr: " + r.stderr_tail;
@@ -547,6 +539,8 @@ script_result judge_script_exit(script_result r, const std::string& out) {
     r.error = one_line(problem);
     return std::move(r);
   };
+  if (!transport_problem.empty())
+    return fail(transport_problem);
   if (r.term_signal != 0)
     return fail("killed by signal " + std::to_string(r.term_signal));
   if (r.exit_status != 0)

@@ -52,9 +52,11 @@ script_result run_script(const script_spec& spec, const std::string& input,
 /// Judges a finished child by the contract: a signal or a non-zero exit
 /// status fails, else stdout must be one JSON object with a non-empty string
 /// "outcome". `r` carries exit_status, term_signal and stderr_tail; `out` is
-/// everything the child wrote to stdout. The simulation judges scripted
-/// exits with it too, so both fail the same way on the same output.
-script_result judge_script_exit(script_result r, const std::string& out);
+/// everything the child wrote to stdout; a non-empty `transport_problem`
+/// (the pipes or the wait failed) fails it first. The simulation judges
+/// scripted exits with it too, so both fail the same way on the same output.
+script_result judge_script_exit(script_result r, const std::string& out,
+                                const std::string& transport_problem = "");
 
 /// SIGKILLs the whole process group (the script and anything it started). Thread-safe,
 /// async-signal-safe; a no-op if already gone, and for pgid <= 1 (which would mean "our own
