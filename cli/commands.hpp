@@ -52,6 +52,9 @@ struct replay_options {
   bool repeat_check = true;     ///< run twice, compare traces
   bool print_trace = false;     ///< print the trace of passing scenarios too
   std::string trace_level = "info";
+  /// > 0: real time on CAF's threads, durations multiplied by this; the
+  /// outcome must match the deterministic run's.
+  double real_time_scale = 0;
   std::string database_url; ///< postgres: a database whose turing schema may be dropped
   std::filesystem::path data_dir = ".turing/replay-db"; ///< else this embedded cluster
 };

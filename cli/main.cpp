@@ -92,6 +92,11 @@ int main(int argc, char** argv) {
   bool replay_once = false;
   replay->add_flag("--once", replay_once, "run once (default: twice, traces must be identical)");
   replay->add_flag("--trace", replay_opts.print_trace, "print the trace of passing scenarios too");
+  replay
+      ->add_option("--real-time", replay_opts.real_time_scale,
+                   "run in real time on CAF's threads, every duration times SCALE (e.g. 0.05), "
+                   "and require the deterministic run's outcome")
+      ->check(CLI::Range(0.001, 1.0));
   replay->add_option("--trace-level", replay_opts.trace_level, "runtime log level in the trace")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   replay->add_option("--database", replay_opts.database_url,

@@ -57,6 +57,60 @@ std::vector<std::string> compare_end_states(const std::map<std::string, replay::
   return out;
 }
 
+/// A real-time run against the deterministic reference: the same outcome
+/// (sink and result) for every item, invariants kept, every run finished.
+/// Timing expectations are reported, not judged: threads and scaling move
+/// them by design.
+int replay_in_real_time(const replay::scenario& sc, const std::string& title,
+                        replay::replay_options ro, const cli::replay_options& o) {
+  if (!replay::runs_in_real_time(sc)) {
+    std::cout << "SKIP  " << title << ": a stall needs virtual time\n";
+    return 0;
+  }
+  auto reference_options = ro;
+  reference_options.store = replay::store_kind::memory;
+  reference_options.real_time_scale = 0;
+  auto reference = replay::run_scenario(sc, reference_options);
+  ro.real_time_scale = o.real_time_scale;
+  auto began = std::chrono::steady_clock::now();
+  auto r = replay::run_scenario(sc, ro);
+  auto wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  std::vector<std::string> problems, notes;
+  for (const auto& f : r.failures)
+    (f.rfind("invariant violated", 0) == 0 || f.rfind("run ", 0) == 0 ||
+             f.rfind("timeline:", 0) == 0 || f.rfind("the pipeline", 0) == 0
+         ? problems
+         : notes)
+        .push_back(f);
+  for (const auto& [key, ref] : reference.end_state) {
+    auto it = r.end_state.find(key);
+    if (it == r.end_state.end())
+      problems.push_back("item " + key + ": missing in the real-time run");
+    else if (it->second.sink != ref.sink || it->second.result != ref.result)
+      problems.push_back("item " + key + ": real time: " + describe(it->second) +
+                         "; virtual: " + describe(ref));
+  }
+  const char* store = ro.store == replay::store_kind::memory ? "memory" : "postgres";
+  char figures[160];
+  std::snprintf(figures, sizeof figures, "%.2f s real for %.1f s of scenario time (x%.0f) on %s",
+                wall_s, r.virtual_s, 1.0 / o.real_time_scale, store);
+  if (!problems.empty()) {
+    std::cout << "FAIL  " << title << ": " << figures << "\n";
+    for (const auto& p : problems)
+      std::cout << "    - " << p << "\n";
+    print_trace(r);
+    return 1;
+  }
+  std::cout << "PASS  " << title << ": " << figures << ", same outcome as the virtual run"
+            << (notes.empty() ? "" : " (" + std::to_string(notes.size()) + " timing note(s))")
+            << "\n";
+  for (const auto& n : notes)
+    std::cout << "    ~ " << n << "\n";
+  if (o.print_trace)
+    print_trace(r);
+  return 0;
+}
+
 } // namespace
 
 int replay_command(const replay_options& o) {
@@ -99,6 +153,15 @@ int replay_command(const replay_options& o) {
     ro.store = o.store == "postgres" ? replay::store_kind::postgres : replay::store_kind::memory;
     ro.connection_string = connection_string;
 
+    std::string title =
+        sc.name + (sc.incident ? " (incident " + std::to_string(sc.incident) + ")" : "");
+    if (o.real_time_scale > 0) {
+      if (replay_in_real_time(sc, title, ro, o) == 0)
+        ++passed;
+      else
+        ++failed;
+      continue;
+    }
     auto began = std::chrono::steady_clock::now();
     auto first = replay::run_scenario(sc, ro);
     std::vector<std::string> problems = first.failures;
@@ -136,8 +199,6 @@ int replay_command(const replay_options& o) {
         first.virtual_s,
         first.makespan_s < 0 ? "-" : (std::to_string(first.makespan_s).substr(0, 6) + " s").c_str(),
         first.trace.size(), wall_ms);
-    std::string title =
-        sc.name + (sc.incident ? " (incident " + std::to_string(sc.incident) + ")" : "");
     bool ok = problems.empty();
     if (!sc.expected_failure.empty()) {
       if (ok) {

@@ -202,7 +202,7 @@ void check_expectations(const scenario& sc, store& st, const sim_world& world, r
     }
     const auto& a = *its[static_cast<size_t>(e.n - 1)];
     auto what = "item " + e.item + " attempt " + std::to_string(e.n) + ": ";
-    auto took = std::chrono::duration_cast<millis>(a.finished_at - a.started_at);
+    auto took = world.scenario_time(a.finished_at - a.started_at);
     if (e.stage && a.stage != *e.stage)
       fail(what + "stage " + a.stage + ", expected " + *e.stage);
     if (e.result && to_string(a.result) != *e.result)
@@ -213,7 +213,7 @@ void check_expectations(const scenario& sc, store& st, const sim_world& world, r
       fail(what + "took " + seconds(took) + ", less than " + seconds(*e.min_duration));
     if (e.max_duration && took > *e.max_duration)
       fail(what + "took " + seconds(took) + ", more than " + seconds(*e.max_duration));
-    auto finished = std::chrono::duration_cast<millis>(a.finished_at - world.base);
+    auto finished = world.scenario_time(a.finished_at - world.base);
     if (e.finished_before && finished >= *e.finished_before)
       fail(what + "finished at " + seconds(finished) + ", not before " +
            seconds(*e.finished_before));

@@ -43,9 +43,14 @@ caf::behavior model_call_sim(caf::event_based_actor* self, caf::actor owner, mod
   self->send(owner, execution_started{call.fence, 0});
   // A hung call is still a call in flight at the server until the HTTP
   // client's own timeout ends it, as with the real client.
-  self->delayed_send(self, effect.hang ? call.timeout : effect.latency, finish_atom::value);
+  // call.timeout is already on the actor clock (the stage's timeout, scaled).
+  self->delayed_send(self, effect.hang ? call.timeout : world->real(effect.latency),
+                     finish_atom::value);
   return {[=](finish_atom) {
-    world->in_flight[model] -= 1;
+    {
+      std::lock_guard<std::recursive_mutex> guard{world->mutex};
+      world->in_flight[model] -= 1;
+    }
     if (effect.hang) {
       self->send(owner, execution_failed{call.fence,
                                          "model " + model + ": no answer within the HTTP timeout " +
@@ -69,11 +74,12 @@ caf::behavior model_call_sim(caf::event_based_actor* self, caf::actor owner, mod
 }
 
 caf::behavior script_sim(caf::event_based_actor* self, caf::actor owner,
-                         persistence::claimed_message job, call_effect effect) {
+                         persistence::claimed_message job, call_effect effect,
+                         std::shared_ptr<sim_world> world) {
   auto fence = job.fencing();
   self->send(owner, execution_started{fence, 0});
   if (!effect.hang)
-    self->delayed_send(self, effect.latency, finish_atom::value);
+    self->delayed_send(self, world->real(effect.latency), finish_atom::value);
   else // a hung child: only its owner's deadline ends the execution
     self->delayed_send(self, std::chrono::hours(24 * 365), finish_atom::value);
   return {[=](finish_atom) {
@@ -99,6 +105,7 @@ actors::model_caller scripted_models(std::shared_ptr<sim_world> world,
                                      std::shared_ptr<const scenario> sc) {
   return [world, sc](caf::event_based_actor* endpoint, caf::actor owner, const model_call& call,
                      const config::model_config& model) {
+    std::lock_guard<std::recursive_mutex> guard{world->mutex};
     auto n = ++world->model_calls[model.name];
     auto key = key_of(*world, call.fence.message_id, call.stage, static_cast<int>(n));
     auto it = sc->models.find(model.name);
@@ -112,7 +119,9 @@ actors::model_caller scripted_models(std::shared_ptr<sim_world> world,
     world->log("model " + model.name + ": call " + std::to_string(n) + " for " +
                world->describe(call.fence.message_id) + " " + describe_effect(effect, true) + " (" +
                std::to_string(flying) + " in flight)");
-    return endpoint->spawn(model_call_sim, owner, call, model.name, effect, world);
+    auto actor = endpoint->spawn(model_call_sim, owner, call, model.name, effect, world);
+    world->calls.push_back(actor);
+    return actor;
   };
 }
 
@@ -120,13 +129,16 @@ actors::script_caller scripted_scripts(std::shared_ptr<sim_world> world,
                                        std::shared_ptr<const scenario> sc) {
   return [world, sc](caf::event_based_actor* pump, caf::actor owner,
                      const persistence::claimed_message& job, const actors::script_spec&) {
+    std::lock_guard<std::recursive_mutex> guard{world->mutex};
     auto n = ++world->script_runs[job.stage];
     auto key = key_of(*world, job.id, job.stage, static_cast<int>(n));
     auto it = sc->scripts.find(job.stage);
     auto effect = it == sc->scripts.end() ? call_effect{} : resolve(it->second, key);
     world->log("script " + job.stage + ": run " + std::to_string(n) + " for " +
                world->describe(job.id) + " " + describe_effect(effect, false));
-    return pump->spawn(script_sim, owner, job, effect);
+    auto actor = pump->spawn(script_sim, owner, job, effect, world);
+    world->calls.push_back(actor);
+    return actor;
   };
 }
 

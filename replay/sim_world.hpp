@@ -5,10 +5,13 @@
 #include "persistence/types.hpp"
 #include "replay/scenario.hpp"
 
+#include <algorithm>
+#include <caf/actor.hpp>
 #include <caf/timespan.hpp>
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -17,6 +20,13 @@
 namespace turing::replay {
 
 struct sim_world {
+  /// Guards everything below in a real-time run, where store workers,
+  /// endpoints and the harness run on different threads (recursive: a traced
+  /// store call logs and wakes stages while it holds it).
+  std::recursive_mutex mutex;
+  /// 0 in virtual time; else real seconds per scenario second (0.05 plays a
+  /// scenario 20 times faster than written).
+  double scale = 0;
   /// Virtual time since the scenario started.
   std::function<caf::timespan()> elapsed = [] { return caf::timespan{0}; };
   /// The wall clock's reading at the start; fixed, so runs repeat exactly.
@@ -47,13 +57,31 @@ struct sim_world {
   /// (each a model swap on a GPU that holds one model's context at a time).
   std::map<std::string, int64_t> stage_switches;
   std::map<std::string, std::string> last_stage; ///< by model
+  /// Scripted calls still running, stopped when the scenario ends.
+  std::vector<caf::actor> calls;
 
   /// Wakes the pumps of a stage (what NOTIFY does in a real run).
   std::function<void(const std::string& stage)> notify_ready;
 
   persistence::time_point wall_now() const {
+    if (scale > 0) // the real clock, with the scenario's jumps scaled
+      return persistence::wall_clock::now() + real(clock_offset);
     return base + std::chrono::duration_cast<persistence::wall_clock::duration>(elapsed()) +
            clock_offset;
+  }
+
+  /// A duration measured on the store's clock, in scenario time.
+  millis scenario_time(persistence::wall_clock::duration d) const {
+    auto ms = std::chrono::duration_cast<millis>(d);
+    return scale > 0 ? millis{static_cast<int64_t>(static_cast<double>(ms.count()) / scale)} : ms;
+  }
+
+  /// How long a scenario duration takes on the actor clock.
+  millis real(millis d) const {
+    if (scale <= 0 || d.count() == 0)
+      return d;
+    auto r = static_cast<int64_t>(static_cast<double>(d.count()) * scale + 0.5);
+    return millis{std::max<int64_t>(r, d.count() > 0 ? 1 : -1)};
   }
 
   bool database_down() const { return outage_until && elapsed() < *outage_until; }
@@ -64,7 +92,10 @@ struct sim_world {
     return buf;
   }
 
-  void log(const std::string& line) { trace.push_back(stamp(elapsed()) + line); }
+  void log(const std::string& line) {
+    std::lock_guard<std::recursive_mutex> guard{mutex};
+    trace.push_back(stamp(elapsed()) + line);
+  }
 
   std::string item_key(int64_t item_id) const {
     auto it = item_keys.find(item_id);

@@ -24,6 +24,7 @@
 #include <pqxx/pqxx>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
+#include <thread>
 
 namespace turing::replay {
 
@@ -72,6 +73,31 @@ struct sim_config : caf::actor_system_config {
     set("logger.inline-output", true);
   }
 };
+
+/// A real-time run: CAF's threaded scheduler, as `turing run` configures it.
+struct real_config : caf::actor_system_config {
+  real_config() {
+    turing::add_message_types(*this);
+    set("logger.file-verbosity", caf::atom("quiet"));
+    set("logger.console-verbosity", caf::atom("quiet"));
+    actors::configure_scheduler(*this);
+  }
+};
+
+/// The pipeline with every duration on the actor clock of a real-time run.
+config::pipeline_config scaled(config::pipeline_config p, const sim_world& w) {
+  auto& r = p.runtime;
+  for (auto* d : {&r.lease_ttl, &r.heartbeat_interval, &r.rescue_interval, &r.poll_interval,
+                  &r.shutdown_grace, &r.default_timeout, &r.stall_timeout})
+    *d = w.real(*d);
+  for (auto& s : p.stages) {
+    if (s.timeout)
+      s.timeout = w.real(*s.timeout);
+    s.retry.backoff = w.real(s.retry.backoff);
+    s.retry.backoff_max = w.real(s.retry.backoff_max);
+  }
+  return p;
+}
 
 struct sim_node {
   std::string name;
@@ -233,12 +259,13 @@ void harness::stop_node(const std::string& name) {
   auto n = it->second;
   auto drainer = actors::spawn_node_drainer(*sys_, pipeline_, n.dir);
   auto world = world_;
-  auto timeout = pipeline_->runtime.shutdown_grace + std::chrono::seconds(30);
+  auto timeout = pipeline_->runtime.shutdown_grace + world_->real(std::chrono::seconds(30));
   // The same sequence as `turing run` on SIGTERM: drain, then stop the tree.
   sys_->spawn([=](caf::event_based_actor* self) {
     auto finish = [=](const std::string& how) {
       world->log("node " + n.name + ": " + how + "; stopping its tree");
       // Stopped: gone from the harness's view, unless killed or restarted meanwhile.
+      std::lock_guard<std::recursive_mutex> guard{world->mutex};
       auto it = nodes_.find(n.name);
       if (it != nodes_.end() && it->second.root == n.root)
         it->second = sim_node{};
@@ -281,6 +308,8 @@ void harness::fire(const timeline_event& ev) {
     if (ev.kind == event_kind::crash_actor) {
       world_->log("timeline: " + ev.actor + " on " + ev.node + " crashes");
       caf::anon_send_exit(target, caf::exit_reason::kill);
+    } else if (world_->scale > 0) {
+      fail("timeline: a stall needs virtual time (the harness holds the actor's mailbox)");
     } else {
       world_->log("timeline: " + ev.actor + " on " + ev.node + " stalls for " +
                   config::format_duration(ev.duration) + " (its mailbox is not processed)");
@@ -288,7 +317,7 @@ void harness::fire(const timeline_event& ev) {
     }
     break;
   }
-  case event_kind::database_down:
+  case event_kind::database_down: // in scenario time: elapsed() is scaled
     world_->log("timeline: the database is down for " + config::format_duration(ev.duration));
     world_->outage_until = now + ev.duration;
     world_->refused.clear();
@@ -316,6 +345,8 @@ void harness::fire(const timeline_event& ev) {
 }
 
 void harness::run_jobs() {
+  if (!sched_)
+    return; // real time: CAF's own threads run the actors
   auto& jobs = sched_->jobs;
   auto now = world_->elapsed();
   for (auto it = stalled_.begin(); it != stalled_.end();)
@@ -347,16 +378,36 @@ void harness::run() {
   // The trace logger outlives the actor system: its shutdown is traced too.
   trace_logger_scope logging{world_, options_.trace_level};
   world_->elapsed = [] { return caf::timespan{0}; };
-  sim_config cfg;
-  caf::actor_system sys{cfg};
+  world_->scale = options_.real_time_scale;
+  const bool real = world_->scale > 0;
+  if (real)
+    pipeline_ = std::make_shared<const config::pipeline_config>(scaled(*pipeline_, *world_));
+  std::unique_ptr<caf::actor_system_config> cfg;
+  if (real)
+    cfg = std::make_unique<real_config>();
+  else
+    cfg = std::make_unique<sim_config>();
+  caf::actor_system sys{*cfg};
   sys_ = &sys;
-  sched_ = &dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  auto start = sched_->clock().now();
-  world_->elapsed = [this, start] { return sched_->clock().now() - start; };
-  world_->base = scenario_epoch();
+  auto steady_start = std::chrono::steady_clock::now();
+  caf::actor_clock::time_point start;
+  if (real) {
+    auto scale = world_->scale;
+    world_->elapsed = [scale, steady_start] {
+      auto real_ns = (std::chrono::steady_clock::now() - steady_start).count();
+      return caf::timespan{static_cast<int64_t>(static_cast<double>(real_ns) / scale)};
+    };
+    world_->base = wall_clock::now();
+  } else {
+    sched_ = &dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+    start = sched_->clock().now();
+    world_->elapsed = [this, start] { return sched_->clock().now() - start; };
+    world_->base = scenario_epoch();
+  }
   // What NOTIFY does in a real run, but to each node in name order: a CAF
   // group's delivery order follows actor addresses, which differ run to run.
   world_->notify_ready = [this](const std::string& stage) {
+    std::lock_guard<std::recursive_mutex> guard{world_->mutex};
     for (auto& [name, n] : nodes_)
       if (n.alive())
         if (auto pump = n.dir->get("pump/" + stage))
@@ -379,6 +430,7 @@ void harness::run() {
   std::optional<caf::timespan> finished_at;
   caf::timespan limit = sc_->limit;
   for (;;) {
+    std::unique_lock<std::recursive_mutex> lock{world_->mutex};
     run_jobs();
     auto now = world_->elapsed();
     while (next_event < events.size() && events[next_event].at <= now) {
@@ -395,10 +447,16 @@ void harness::run() {
       world_->log("the scenario's limit " + config::format_duration(sc_->limit) + " is reached");
       break;
     }
+    if (real) {
+      // The actors run on their own threads; look again shortly.
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      continue;
+    }
     caf::timespan next = limit;
     const auto& schedule = sched_->clock().schedule();
     if (!schedule.empty())
-      next = std::min(next, schedule.begin()->first - start);
+      next = std::min<caf::timespan>(next, schedule.begin()->first - start);
     if (next_event < events.size())
       next = std::min<caf::timespan>(next, events[next_event].at);
     for (const auto& [actor, until] : stalled_)
@@ -412,16 +470,28 @@ void harness::run() {
     out_.makespan_s = std::chrono::duration<double>(*finished_at).count();
 
   // Take every node down before reading the end state, so nothing moves.
+  std::unique_lock<std::recursive_mutex> lock{world_->mutex};
   for (auto& [name, n] : nodes_)
     if (n.alive())
       kill_node(name, "ends with the scenario");
+  for (auto& call : world_->calls)
+    caf::anon_send_exit(call, caf::exit_reason::kill);
+  world_->calls.clear();
   stalled_.clear();
   run_jobs();
+  if (real) {
+    // A store call in flight on a worker thread finishes before we read.
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    lock.lock();
+  }
   out_.end_state = end_state_of(*inspector_, *world_);
   out_.trace = world_->trace;
   check_expectations(*sc_, *inspector_, *world_, out_);
-  sched_->clock().cancel_all();
-  run_jobs();
+  if (!real) {
+    sched_->clock().cancel_all();
+    run_jobs();
+  }
   auto end = world_->elapsed();
   world_->elapsed = [end] { return end; };
   sys_ = nullptr;
@@ -439,6 +509,13 @@ replay_result run_scenario(const scenario& sc, const replay_options& options) {
     out.trace = h.world().trace;
   }
   return out;
+}
+
+bool runs_in_real_time(const scenario& sc) {
+  for (const auto& ev : sc.timeline)
+    if (ev.kind == event_kind::stall_actor)
+      return false;
+  return true;
 }
 
 void add_simulation_builtins(actors::builtin_registry& registry) {

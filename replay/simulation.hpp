@@ -23,6 +23,10 @@ struct replay_options {
   std::shared_ptr<const actors::builtin_registry> builtins;
   /// Runtime log lines from this level up join the trace ("info", "debug").
   std::string trace_level = "info";
+  /// 0: virtual time on the test coordinator (deterministic). Else real
+  /// time on CAF's threaded scheduler, every duration of the pipeline and
+  /// the scenario multiplied by this (0.05: 20 times faster than written).
+  double real_time_scale = 0;
 };
 
 /// One item's end state, comparable across stores and runs.
@@ -47,6 +51,10 @@ struct replay_result {
 };
 
 replay_result run_scenario(const scenario& sc, const replay_options& options);
+
+/// Whether the scenario can run in real time (a stall needs the harness to
+/// hold an actor's mailbox, which only the test coordinator allows).
+bool runs_in_real_time(const scenario& sc);
 
 /// The builtins only scenarios use: sim.pass (outcome "ok", payload through),
 /// sim.poison (throws for a payload with "poison": true, else like sim.pass).

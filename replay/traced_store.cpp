@@ -9,6 +9,7 @@ namespace turing::replay {
 using namespace persistence;
 
 void traced_store::reachable(const char* operation) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   if (!world_->database_down())
     return;
   if (world_->refused.insert(operation).second)
@@ -18,6 +19,7 @@ void traced_store::reachable(const char* operation) {
 }
 
 enqueue_result traced_store::enqueue(const enqueue_request& request) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("enqueue");
   auto r = inner_->enqueue(request);
   for (const auto& item : inner_->items(r.run_id))
@@ -32,6 +34,7 @@ enqueue_result traced_store::enqueue(const enqueue_request& request) {
 }
 
 std::vector<claimed_message> traced_store::claim(const claim_request& request) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("claim");
   auto claimed = inner_->claim(request);
   for (const auto& m : claimed) {
@@ -44,6 +47,7 @@ std::vector<claimed_message> traced_store::claim(const claim_request& request) {
 
 std::vector<lease> traced_store::heartbeat(const std::string& node,
                                            const std::vector<lease>& leases, millis lease_ttl) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("heartbeat");
   auto lost = inner_->heartbeat(node, leases, lease_ttl);
   for (const auto& l : lost)
@@ -53,6 +57,7 @@ std::vector<lease> traced_store::heartbeat(const std::string& node,
 }
 
 std::vector<fence_result> traced_store::complete(const std::vector<completion>& batch) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("complete");
   auto results = inner_->complete(batch);
   for (size_t i = 0; i < batch.size() && i < results.size(); ++i) {
@@ -74,6 +79,7 @@ std::vector<fence_result> traced_store::complete(const std::vector<completion>& 
 }
 
 std::vector<fence_result> traced_store::fail(const std::vector<failure>& batch) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("fail");
   auto results = inner_->fail(batch);
   for (size_t i = 0; i < batch.size() && i < results.size(); ++i) {
@@ -96,6 +102,7 @@ std::vector<fence_result> traced_store::fail(const std::vector<failure>& batch) 
 
 std::vector<fence_result> traced_store::release(const std::string& node,
                                                 const std::vector<lease>& leases) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("release");
   auto results = inner_->release(node, leases);
   for (size_t i = 0; i < leases.size() && i < results.size(); ++i) {
@@ -124,6 +131,7 @@ void log_rescued(sim_world& world, const std::vector<rescued_message>& rescued,
 } // namespace
 
 std::vector<rescued_message> traced_store::rescue_expired(const std::string& rescuer) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("rescue_expired");
   auto rescued = inner_->rescue_expired(rescuer);
   log_rescued(*world_, rescued, rescuer, "(lease expired)");
@@ -132,6 +140,7 @@ std::vector<rescued_message> traced_store::rescue_expired(const std::string& res
 
 std::vector<rescued_message> traced_store::rescue_node(const std::string& dead,
                                                        const std::string& rescuer) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("rescue_node");
   auto rescued = inner_->rescue_node(dead, rescuer);
   log_rescued(*world_, rescued, rescuer, "(its node is gone)");
@@ -139,57 +148,68 @@ std::vector<rescued_message> traced_store::rescue_node(const std::string& dead,
 }
 
 void traced_store::report_node(const node_report& report) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("report_node");
   inner_->report_node(report);
 }
 
 std::vector<node_report> traced_store::nodes() {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("nodes");
   return inner_->nodes();
 }
 
 std::vector<stage_counts> traced_store::counts() {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("counts");
   return inner_->counts();
 }
 
 std::optional<run_status> traced_store::run(int64_t run_id) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("run");
   return inner_->run(run_id);
 }
 
 std::vector<run_status> traced_store::runs(bool unfinished_only) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("runs");
   return inner_->runs(unfinished_only);
 }
 
 std::vector<sink_count> traced_store::sink_counts(std::optional<int64_t> run_id) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("sink_counts");
   return inner_->sink_counts(run_id);
 }
 
 std::vector<item_record> traced_store::items(int64_t run_id) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("items");
   return inner_->items(run_id);
 }
 
 std::vector<attempt_record> traced_store::attempts(std::optional<int64_t> run_id) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("attempts");
   return inner_->attempts(run_id);
 }
 
 std::vector<sink_count> traced_store::result_counts(int64_t run_id, const std::string& sink,
                                                     const std::string& field) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("result_counts");
   return inner_->result_counts(run_id, sink, field);
 }
 
 std::vector<std::string> traced_store::check_invariants() {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("check_invariants");
   return inner_->check_invariants();
 }
 
 std::optional<time_point> traced_store::next_available_at(const std::string& stage) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("next_available_at");
   return inner_->next_available_at(stage);
 }
