@@ -26,6 +26,15 @@ public:
     return it == actors_.end() ? caf::actor{} : it->second;
   }
 
+  /// The name `handle` is registered under; empty if none.
+  std::string name_of(const caf::actor& handle) const {
+    std::lock_guard<std::mutex> guard{mutex_};
+    for (const auto& [name, h] : actors_)
+      if (h == handle)
+        return name;
+    return {};
+  }
+
   /// Every registered actor (a simulated SIGKILL ends them all).
   std::vector<caf::actor> all() const {
     std::lock_guard<std::mutex> guard{mutex_};

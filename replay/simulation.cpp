@@ -240,10 +240,15 @@ void harness::kill_node(const std::string& name, const char* why) {
   auto& n = it->second;
   world_->log("timeline: node " + name + " " + why + " (every actor dies, nothing is released)");
   // Everything dies at once: the tree, its named actors and its monitor.
-  // The rest (nested supervisors, executors) is referenced by nothing then.
-  for (auto& a : n.dir->all())
-    caf::anon_send_exit(a, caf::exit_reason::kill);
+  // Supervisors first, so that none of them (on another thread, in real
+  // time) restarts a child it sees die before its own kill arrives.
   caf::anon_send_exit(n.root, caf::exit_reason::kill);
+  auto named = n.dir->all();
+  std::stable_partition(named.begin(), named.end(), [&](const caf::actor& a) {
+    return n.dir->name_of(a).rfind("supervisor/", 0) == 0;
+  });
+  for (auto& a : named)
+    caf::anon_send_exit(a, caf::exit_reason::kill);
   caf::anon_send_exit(n.monitor, caf::exit_reason::kill);
   n.dir->clear();
   n = sim_node{};
