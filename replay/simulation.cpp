@@ -22,6 +22,7 @@
 #include <caf/scheduler/test_coordinator.hpp>
 #include <mutex>
 #include <pqxx/pqxx>
+#include <set>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 #include <thread>
@@ -131,6 +132,8 @@ private:
   std::unique_ptr<traced_store> client_; ///< enqueues, as `turing enqueue` would
   std::map<std::string, sim_node> nodes_;
   std::map<caf::abstract_actor*, caf::timespan> stalled_; ///< until
+  /// Every actor a kill_node ended; a real-time run waits for them to be gone.
+  std::vector<caf::actor> killed_;
   caf::actor_system* sys_ = nullptr;
   caf::scheduler::test_coordinator* sched_ = nullptr;
 
@@ -242,13 +245,17 @@ void harness::kill_node(const std::string& name, const char* why) {
   // Everything dies at once: the tree, its named actors and its monitor.
   // Supervisors first, so that none of them (on another thread, in real
   // time) restarts a child it sees die before its own kill arrives.
+  killed_.push_back(n.root);
+  killed_.push_back(n.monitor);
   caf::anon_send_exit(n.root, caf::exit_reason::kill);
   auto named = n.dir->all();
   std::stable_partition(named.begin(), named.end(), [&](const caf::actor& a) {
     return n.dir->name_of(a).rfind("supervisor/", 0) == 0;
   });
-  for (auto& a : named)
+  for (auto& a : named) {
     caf::anon_send_exit(a, caf::exit_reason::kill);
+    killed_.push_back(a);
+  }
   caf::anon_send_exit(n.monitor, caf::exit_reason::kill);
   n.dir->clear();
   n = sim_node{};
@@ -479,15 +486,30 @@ void harness::run() {
   for (auto& [name, n] : nodes_)
     if (n.alive())
       kill_node(name, "ends with the scenario");
-  for (auto& call : world_->calls)
+  for (auto& call : world_->calls) {
     caf::anon_send_exit(call, caf::exit_reason::kill);
+    killed_.push_back(call);
+  }
   world_->calls.clear();
   stalled_.clear();
   run_jobs();
   if (real) {
-    // A store call in flight on a worker thread finishes before we read.
+    // A store call in flight on a worker thread finishes before we read:
+    // wait until every actor the kills ended is gone (its down message).
     lock.unlock();
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    caf::scoped_actor waiter{sys};
+    std::set<caf::actor_addr> watched;
+    for (auto& a : killed_)
+      if (a && watched.insert(a.address()).second)
+        waiter->monitor(a);
+    size_t left = watched.size();
+    bool gave_up = false;
+    while (left > 0 && !gave_up)
+      waiter->receive([&](caf::down_msg&) { --left; },
+                      caf::after(std::chrono::seconds(10)) >> [&] { gave_up = true; });
+    if (gave_up)
+      world_->log("warning: " + std::to_string(left) + " actor(s) still alive 10 s after the end");
+    killed_.clear();
     lock.lock();
   }
   out_.end_state = end_state_of(*inspector_, *world_);
