@@ -63,6 +63,8 @@ struct skill_pipeline_fixture {
     auto rc = run_turing(
         dir, {"enqueue", "--config", config.string(), "--stage", "lucy", "--file", file.string()},
         &out);
+    if (rc != 0)
+      CAF_MESSAGE("turing enqueue exited " << rc << ":\n" << out);
     CAF_REQUIRE_EQUAL(rc, 0);
     pg_store s{dsn};
     return s.runs(false).back().id;
