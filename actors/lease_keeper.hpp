@@ -3,13 +3,12 @@
 // lease was lost, and returns a crashed owner's messages to ready at once.
 #pragma once
 
-#include <functional>
-
 #include "actors/actor_directory.hpp"
 #include "persistence/types.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -20,7 +19,9 @@ struct lease_keeper_options {
   persistence::millis heartbeat_interval{10000};
   persistence::millis lease_ttl{30000};
   /// The wall clock for the audit times it reports (the simulation's is virtual).
-  std::function<persistence::time_point()> wall_clock = [] { return persistence::wall_clock::now(); };
+  std::function<persistence::time_point()> wall_clock = [] {
+    return persistence::wall_clock::now();
+  };
 };
 
 /// How it works: owners report leases_taken and leases_ended; the keeper

@@ -6,10 +6,10 @@
 
 #include <algorithm>
 #include <caf/all.hpp>
-#include <set>
 #include <cstdlib>
 #include <deque>
 #include <map>
+#include <set>
 #include <spdlog/spdlog.h>
 
 namespace turing::actors {
@@ -80,9 +80,10 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
     if (st.owners.erase(dm.source) > 0) {
-      st.queue.erase(std::remove_if(st.queue.begin(), st.queue.end(),
-                                    [&](const queued_call& q) { return q.owner.address() == dm.source; }),
-                     st.queue.end());
+      st.queue.erase(
+          std::remove_if(st.queue.begin(), st.queue.end(),
+                         [&](const queued_call& q) { return q.owner.address() == dm.source; }),
+          st.queue.end());
       for (auto& [addr, call] : st.running)
         if (call.owner.address() == dm.source && !call.abandoned) {
           call.abandoned = true;

@@ -27,7 +27,9 @@ struct node_monitor_options {
   /// --until-drained exit); invalid for none.
   caf::actor drained_listener;
   /// The wall clock of the times it reports (the simulation's is virtual).
-  std::function<persistence::time_point()> wall_clock = [] { return persistence::wall_clock::now(); };
+  std::function<persistence::time_point()> wall_clock = [] {
+    return persistence::wall_clock::now();
+  };
 };
 
 /// How it works: it is the supervision tree's observer (child_started,

@@ -72,11 +72,10 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
     }));
   persistence.push_back(
       named_child(dir, "lease_keeper", [o, dir, runtime](caf::event_based_actor* sup) {
-        return spawn_lease_keeper(
-            sup->system(),
-            lease_keeper_options{o.node, runtime.heartbeat_interval, runtime.lease_ttl,
-                                 o.wall_clock},
-            dir);
+        return spawn_lease_keeper(sup->system(),
+                                  lease_keeper_options{o.node, runtime.heartbeat_interval,
+                                                       runtime.lease_ttl, o.wall_clock},
+                                  dir);
       }));
   persistence.push_back(named_child(dir, "rescuer", [o, dir, runtime](caf::event_based_actor* sup) {
     return sup->spawn(rescuer, rescuer_options{o.node, runtime.rescue_interval}, dir);
@@ -106,23 +105,29 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
           return spawn_stage_pump(sup->system(), pump);
         })};
     stage_children.front().stall_timeout = runtime.stall_timeout;
-    stages.push_back(named_supervisor(dir, supervision::supervisor_child(
-        "stage/" + s.name,
-        supervisor_flags{restart_strategy::one_for_one, 3, std::chrono::seconds(30)},
-        std::move(stage_children), restart_type::temporary, o.observer)));
+    stages.push_back(named_supervisor(
+        dir, supervision::supervisor_child(
+                 "stage/" + s.name,
+                 supervisor_flags{restart_strategy::one_for_one, 3, std::chrono::seconds(30)},
+                 std::move(stage_children), restart_type::temporary, o.observer)));
   }
 
   std::vector<child_spec> root{
-      named_supervisor(dir, supervision::supervisor_child(
-          "persistence",
-          supervisor_flags{restart_strategy::one_for_one, 5, std::chrono::seconds(10)},
-          std::move(persistence), restart_type::permanent, o.observer)),
-      named_supervisor(dir, supervision::supervisor_child(
-          "models", supervisor_flags{restart_strategy::one_for_one, 5, std::chrono::seconds(10)},
-          std::move(models), restart_type::permanent, o.observer)),
-      named_supervisor(dir, supervision::supervisor_child(
-          "pipeline", supervisor_flags{restart_strategy::one_for_one, 3, std::chrono::seconds(30)},
-          std::move(stages), restart_type::permanent, o.observer)),
+      named_supervisor(
+          dir, supervision::supervisor_child(
+                   "persistence",
+                   supervisor_flags{restart_strategy::one_for_one, 5, std::chrono::seconds(10)},
+                   std::move(persistence), restart_type::permanent, o.observer)),
+      named_supervisor(
+          dir, supervision::supervisor_child(
+                   "models",
+                   supervisor_flags{restart_strategy::one_for_one, 5, std::chrono::seconds(10)},
+                   std::move(models), restart_type::permanent, o.observer)),
+      named_supervisor(
+          dir, supervision::supervisor_child(
+                   "pipeline",
+                   supervisor_flags{restart_strategy::one_for_one, 3, std::chrono::seconds(30)},
+                   std::move(stages), restart_type::permanent, o.observer)),
   };
   return supervision::spawn_supervisor(
       sys, "root", supervisor_flags{restart_strategy::one_for_one, 3, std::chrono::seconds(60)},

@@ -41,7 +41,9 @@ struct node_options {
   uint64_t random_seed = 0;
   /// The wall clock of the audit times the node reports; the simulation's
   /// follows virtual time.
-  std::function<persistence::time_point()> wall_clock = [] { return persistence::wall_clock::now(); };
+  std::function<persistence::time_point()> wall_clock = [] {
+    return persistence::wall_clock::now();
+  };
 };
 
 /// How it works:

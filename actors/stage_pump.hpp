@@ -44,7 +44,9 @@ struct stage_pump_options {
   /// simulation fixes it, so a scenario's backoffs repeat exactly.
   uint64_t random_seed = 0;
   /// The wall clock for the audit times it reports (the simulation's is virtual).
-  std::function<persistence::time_point()> wall_clock = [] { return persistence::wall_clock::now(); };
+  std::function<persistence::time_point()> wall_clock = [] {
+    return persistence::wall_clock::now();
+  };
 };
 
 /// How it works (the ownership rule):
