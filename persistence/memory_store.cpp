@@ -3,8 +3,10 @@
 #include "persistence/memory_store.hpp"
 
 #include "persistence/detail/item_effects.hpp"
+#include "persistence/detail/refusals.hpp"
 
 #include <algorithm>
+#include <tuple>
 
 namespace turing::persistence {
 
@@ -77,6 +79,7 @@ enqueue_result memory_store::enqueue(const enqueue_request& request) {
     throw store_error(store_errc::invalid_argument, "enqueue: no stage given");
   if (request.max_attempts < 1)
     throw store_error(store_errc::invalid_argument, "enqueue: max_attempts must be >= 1");
+  detail::refuse_unstorable(request.items);
   if (request.run_id && !runs_.count(*request.run_id))
     throw store_error(store_errc::invalid_argument,
                       "enqueue: run " + std::to_string(*request.run_id) + " does not exist");
@@ -197,21 +200,33 @@ std::vector<lease> memory_store::heartbeat(const std::string& node,
 
 std::vector<fence_result> memory_store::complete(const std::vector<completion>& batch) {
   check_available("complete");
+  detail::refuse_unstorable(batch);
   auto now = clock_();
   std::vector<fence_result> results;
   detail::item_effects effects;
   std::set<std::string> ready_stages;
+  // Late results are recorded after the applied ones, as pg_store does.
+  std::vector<std::function<void()>> late;
   for (const auto& c : batch) {
     auto it = messages_.find(c.fence.message_id);
     bool current = it != messages_.end() && it->second.epoch == c.fence.epoch &&
                    it->second.state == message_state::running;
+    if (!current && it != messages_.end() && it->second.epoch == c.fence.epoch &&
+        it->second.state == message_state::done) {
+      // Applied already (a retried in-doubt write, or the same completion
+      // twice in one batch): the handoff happened exactly once.
+      results.push_back(fence_result::applied);
+      continue;
+    }
     if (!current) {
       results.push_back(fence_result::stale);
       if (it != messages_.end())
-        append_attempt(it->second, c.attempt, c.fence.epoch, c.node, c.started_at, now,
-                       attempt_result::late_result, c.outcome, c.model, c.output,
-                       "late result: epoch " + std::to_string(c.fence.epoch) +
-                           " is no longer current; nothing applied");
+        late.push_back([this, &m = it->second, &c, now] {
+          append_attempt(m, c.attempt, c.fence.epoch, c.node, c.started_at, now,
+                         attempt_result::late_result, c.outcome, c.model, c.output,
+                         "late result: epoch " + std::to_string(c.fence.epoch) +
+                             " is no longer current; nothing applied");
+        });
       continue;
     }
     results.push_back(fence_result::applied);
@@ -229,6 +244,7 @@ std::vector<fence_result> memory_store::complete(const std::vector<completion>& 
       n.id = next_message_id_++;
       n.run_id = m.run_id;
       n.item_id = m.item_id;
+      n.parent_id = m.id;
       n.stage = stage;
       n.payload = payload;
       n.max_attempts = max_attempts;
@@ -261,6 +277,8 @@ std::vector<fence_result> memory_store::complete(const std::vector<completion>& 
       }
     }
   }
+  for (auto& record : late)
+    record();
   apply_item_effects(effects, now);
   notify(ready_stages);
   return results;
@@ -278,25 +296,35 @@ std::vector<fence_result> memory_store::fail(const std::vector<failure>& batch) 
   std::vector<fence_result> results;
   detail::item_effects effects;
   std::set<std::string> ready_stages;
+  std::vector<std::function<void()>> late; // recorded last, as pg_store does
   for (const auto& f : batch) {
     auto it = messages_.find(f.fence.message_id);
     bool current = it != messages_.end() && it->second.epoch == f.fence.epoch &&
                    it->second.state == message_state::running;
+    if (!current && it != messages_.end() && it->second.failed_epoch == f.fence.epoch &&
+        it->second.epoch == f.fence.epoch) {
+      results.push_back(fence_result::applied); // a retried in-doubt write
+      continue;
+    }
     if (!current) {
       results.push_back(fence_result::stale);
       if (it != messages_.end())
-        append_attempt(it->second, f.attempt, f.fence.epoch, f.node, f.started_at, now,
-                       attempt_result::late_result, "", f.model, json(),
-                       std::string("late ") + to_string(f.result) + ": " + f.error);
+        late.push_back([this, &m = it->second, &f, now] {
+          append_attempt(m, f.attempt, f.fence.epoch, f.node, f.started_at, now,
+                         attempt_result::late_result, "", f.model, json(),
+                         storable_text(std::string("late ") + to_string(f.result) + ": " +
+                                       f.error));
+        });
       continue;
     }
     results.push_back(fence_result::applied);
     auto& m = it->second;
     bool retry = f.retryable && m.attempt < m.max_attempts;
     append_attempt(m, m.attempt, m.epoch, f.node, *m.started_at, now, f.result, "", f.model, json(),
-                   f.error);
+                   storable_text(f.error));
+    m.failed_epoch = m.epoch;
     m.lease_expires_at.reset();
-    m.last_error = f.error;
+    m.last_error = storable_text(f.error);
     if (retry) {
       m.state = message_state::ready;
       m.owner_node.reset();
@@ -309,6 +337,8 @@ std::vector<fence_result> memory_store::fail(const std::vector<failure>& batch) 
       effects.dead_branch(m.item_id);
     }
   }
+  for (auto& record : late)
+    record();
   apply_item_effects(effects, now);
   notify(ready_stages);
   return results;
@@ -574,6 +604,25 @@ std::vector<std::string> memory_store::check_invariants() {
     if (m.state == message_state::done && completed == 0)
       out.push_back("message " + id(mid) + " is done without a completed attempt");
   }
+  // Exactly-once handoff: one message per (item, stage) from one completion
+  // (or from the enqueue), and no item dead while a copy of its dead message completed.
+  std::map<std::tuple<int64_t, std::string, int64_t>, std::vector<const message_row*>> handoffs;
+  for (const auto& [mid, m] : messages_)
+    handoffs[{m.item_id, m.stage, m.parent_id.value_or(0)}].push_back(&m);
+  for (const auto& [key, copies] : handoffs) {
+    const auto& [item, stage, parent] = key;
+    if (copies.size() < 2)
+      continue;
+    out.push_back("item " + id(item) + " has " + id(static_cast<int64_t>(copies.size())) +
+                  " messages for stage " + stage + " from one handoff (" +
+                  (parent ? "message " + id(parent) : std::string("the enqueue")) + ")");
+    auto done = std::find_if(copies.begin(), copies.end(),
+                             [](const auto* m) { return m->state == message_state::done; });
+    auto it = items_.find(item);
+    if (done != copies.end() && it != items_.end() && it->second.sink == dead_sink)
+      out.push_back("item " + id(item) + " is dead although message " + id((*done)->id) +
+                    " of stage " + stage + ", a copy of its dead message, completed");
+  }
   for (const auto& [iid, i] : items_) {
     if (i.finished_at)
       continue;
@@ -589,6 +638,21 @@ std::vector<std::string> memory_store::check_invariants() {
       out.push_back("item " + id(iid) + " is unfinished but has no live message or waiting join");
   }
   return out;
+}
+
+std::vector<stage_counts> memory_store::live_counts() {
+  auto all = counts();
+  all.erase(std::remove_if(all.begin(), all.end(),
+                           [](const stage_counts& c) {
+                             return c.ready + c.delayed + c.running + c.dead == 0;
+                           }),
+            all.end());
+  for (auto& c : all) { // what the census does not read
+    c.retrying = c.expired = c.done = 0;
+    c.oldest_started_at.reset();
+    c.oldest_heartbeat_at.reset();
+  }
+  return all;
 }
 
 std::optional<time_point> memory_store::next_available_at(const std::string& stage) {

@@ -45,6 +45,9 @@ public:
   void report_node(const node_report& report) override;
   std::vector<node_report> nodes() override;
   std::vector<stage_counts> counts() override;
+  /// counts() of the stages with ready, delayed, running or dead messages,
+  /// as pg_store answers it from its partial indexes.
+  std::vector<stage_counts> live_counts() override;
   std::optional<run_status> run(int64_t run_id) override;
   std::vector<run_status> runs(bool unfinished_only) override;
   std::vector<sink_count> sink_counts(std::optional<int64_t> run_id) override;
@@ -64,6 +67,8 @@ private:
     int attempt = 0, max_attempts = 1;
     time_point available_at;
     int64_t epoch = 0;
+    int64_t failed_epoch = -1;        ///< the epoch of its last applied failure
+    std::optional<int64_t> parent_id; ///< the message whose completion created it
     std::optional<std::string> owner_node;
     std::optional<time_point> lease_expires_at, heartbeat_at, started_at, finished_at;
     std::string outcome, last_error;

@@ -156,6 +156,21 @@ ALTER TABLE turing.attempts ALTER COLUMN recorded_at SET DEFAULT
            pg_catalog.clock_timestamp());
 )sql";
 
+// Exactly-once handoff, held by the database itself: a message records the
+// message whose completion created it, and one completion creates at most one
+// message per stage. A second handoff of the same completion is refused.
+const char* handoff_parent = R"sql(
+ALTER TABLE turing.messages ADD COLUMN parent_id bigint;
+CREATE UNIQUE INDEX messages_handoff_once_idx ON turing.messages (parent_id, stage)
+  WHERE parent_id IS NOT NULL;
+)sql";
+
+// The census the node monitor polls every second counts dead messages per
+// stage; without this index that is a scan of every message ever handled.
+const char* dead_index = R"sql(
+CREATE INDEX messages_dead_idx ON turing.messages (stage) WHERE state = 'dead';
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
@@ -163,6 +178,8 @@ const std::vector<migration>& all_migrations() {
       {1, "initial schema: runs, items, messages, joins, attempts", initial_schema},
       {2, "nodes: liveness and failed stages for status", nodes_table},
       {3, "turing.now(): the store's clock, injectable per transaction", store_clock},
+      {4, "messages.parent_id: one handoff per completion and stage", handoff_parent},
+      {5, "messages_dead_idx: a census that does not read history", dead_index},
   };
   return list;
 }

@@ -3,6 +3,8 @@
 #include "persistence/pg_store.hpp"
 
 #include "persistence/detail/item_effects.hpp"
+#include "persistence/detail/refusals.hpp"
+#include "persistence/storable_text.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -79,6 +81,16 @@ std::string text_array(const std::vector<std::string>& values) {
   return out + "}";
 }
 
+/// A bigint[] literal of the ids: `= ANY($n::bigint[])` beside a join on a
+/// JSON recordset gives the planner an index path whatever row count it
+/// guesses for the recordset.
+template <class Batch, class Id> std::string id_array(const Batch& batch, Id id) {
+  std::string out = "{";
+  for (const auto& entry : batch)
+    out += (out.size() > 1 ? "," : "") + std::to_string(id(entry));
+  return out + "}";
+}
+
 json fences_json(const std::vector<lease>& leases) {
   json out = json::array();
   for (const auto& l : leases)
@@ -125,7 +137,9 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
   if (effects.empty())
     return;
   json rows = json::array();
+  std::string ids = "{";
   for (const auto& [item_id, e] : effects) {
+    ids += (ids.size() > 1 ? "," : "") + std::to_string(item_id);
     rows.push_back({{"item_id", item_id},
                     {"delta", e.branch_delta},
                     {"sink", e.sink ? json(*e.sink) : json()},
@@ -135,7 +149,7 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
   auto finished = sc.exec(tx, R"sql(
     WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
                AS d(item_id bigint, delta integer, sink text, result jsonb, dead boolean)),
-    locked AS (SELECT i.id FROM turing.items i JOIN d ON i.id = d.item_id
+    locked AS (SELECT i.id FROM turing.items i WHERE i.id = ANY($2::bigint[])
                ORDER BY i.id FOR NO KEY UPDATE OF i)
     UPDATE turing.items i SET
       open_branches = i.open_branches + d.delta,
@@ -146,8 +160,9 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
       finished_at = CASE WHEN i.open_branches + d.delta = 0
                          THEN greatest(turing.now(), i.created_at) END
     FROM d, locked WHERE i.id = d.item_id AND i.id = locked.id AND i.finished_at IS NULL
+      AND i.id = ANY($2::bigint[])
     RETURNING i.run_id, i.open_branches = 0 AS finished)sql",
-                          rows.dump());
+                          rows.dump(), ids + "}");
   std::map<int64_t, int64_t> per_run;
   for (const auto& row : finished)
     if (row[1].as<bool>())
@@ -372,6 +387,12 @@ template <class F> auto pg_store::in_transaction(const char* what, F&& body) {
         throw store_error(store_errc::unavailable,
                           std::string(what) + ": database unavailable: " + e.what());
       }
+      // Data exceptions, integrity violations, limits exceeded: the data is
+      // the problem, so the same batch would fail again.
+      auto sql_class = e.sqlstate().substr(0, 2);
+      if (sql_class == "22" || sql_class == "23" || sql_class == "54")
+        throw store_error(store_errc::refused, std::string(what) + ": refused (sqlstate " +
+                                                   e.sqlstate() + "): " + e.what());
       if (e.sqlstate() == "42P01" || e.sqlstate() == "3F000")
         throw store_error(store_errc::schema,
                           std::string(what) + ": schema missing (run migrations): " + e.what());
@@ -379,6 +400,9 @@ template <class F> auto pg_store::in_transaction(const char* what, F&& body) {
                         std::string(what) + ": sqlstate " + e.sqlstate() + ": " + e.what());
     } catch (const store_error&) {
       throw;
+    } catch (const nlohmann::json::exception& e) {
+      // Only serialising a batch throws this (invalid UTF-8 in a string).
+      throw store_error(store_errc::refused, std::string(what) + ": " + e.what());
     } catch (const std::exception& e) {
       throw store_error(store_errc::internal, std::string(what) + ": " + e.what());
     }
@@ -387,11 +411,42 @@ template <class F> auto pg_store::in_transaction(const char* what, F&& body) {
 
 // -- enqueue and claim ----------------------------------------------------------
 
+namespace {
+
+/// The run an enqueue appends to (locked), or a new one.
+int64_t open_run(pqxx::work& tx, const enqueue_request& request) {
+  if (request.run_id) {
+    auto r = tx.exec_params("SELECT id FROM turing.runs WHERE id = $1 FOR NO KEY UPDATE",
+                            *request.run_id);
+    if (r.empty())
+      throw store_error(store_errc::invalid_argument,
+                        "enqueue: run " + std::to_string(*request.run_id) + " does not exist");
+    return *request.run_id;
+  }
+  return tx
+      .exec_params1("INSERT INTO turing.runs (label, entry_stage, created_at, items_total, "
+                    "pending, finished_at) VALUES ($1, $2, turing.now(), 0, 0, turing.now()) "
+                    "RETURNING id",
+                    request.label, request.stage)[0]
+      .as<int64_t>();
+}
+
+void add_to_run(pqxx::work& tx, const enqueue_result& out) {
+  tx.exec_params(R"sql(
+      UPDATE turing.runs SET items_total = items_total + $2, pending = pending + $2,
+        finished_at = CASE WHEN pending + $2 = 0 THEN coalesce(finished_at, turing.now()) END
+      WHERE id = $1)sql",
+                 out.run_id, out.enqueued);
+}
+
+} // namespace
+
 enqueue_result pg_store::enqueue(const enqueue_request& request) {
   if (request.stage.empty())
     throw store_error(store_errc::invalid_argument, "enqueue: no stage given");
   if (request.max_attempts < 1)
     throw store_error(store_errc::invalid_argument, "enqueue: max_attempts must be >= 1");
+  detail::refuse_unstorable(request.items);
   json rows = json::array();
   int ord = 0;
   for (const auto& item : request.items)
@@ -399,21 +454,7 @@ enqueue_result pg_store::enqueue(const enqueue_request& request) {
         {{"ord", ord++}, {"key", item.key ? json(*item.key) : json()}, {"payload", item.payload}});
   return in_transaction("enqueue", [&](pqxx::work& tx) {
     enqueue_result out;
-    if (request.run_id) {
-      auto r = tx.exec_params("SELECT id FROM turing.runs WHERE id = $1 FOR NO KEY UPDATE",
-                              *request.run_id);
-      if (r.empty())
-        throw store_error(store_errc::invalid_argument,
-                          "enqueue: run " + std::to_string(*request.run_id) + " does not exist");
-      out.run_id = *request.run_id;
-    } else {
-      out.run_id =
-          tx.exec_params1("INSERT INTO turing.runs (label, entry_stage, created_at, items_total, "
-                          "pending, finished_at) VALUES ($1, $2, turing.now(), 0, 0, turing.now()) "
-                          "RETURNING id",
-                          request.label, request.stage)[0]
-              .as<int64_t>();
-    }
+    out.run_id = open_run(tx, request);
     out.enqueued = tx.exec_params1(R"sql(
       WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(ord integer, key text, payload jsonb)),
       ins AS (INSERT INTO turing.items (run_id, key, payload, open_branches, created_at)
@@ -427,11 +468,51 @@ enqueue_result pg_store::enqueue(const enqueue_request& request) {
                                    rows.dump(), out.run_id, request.stage, request.max_attempts)[0]
                        .as<int64_t>();
     out.duplicates = static_cast<int64_t>(request.items.size()) - out.enqueued;
-    tx.exec_params(R"sql(
-      UPDATE turing.runs SET items_total = items_total + $2, pending = pending + $2,
-        finished_at = CASE WHEN pending + $2 = 0 THEN coalesce(finished_at, turing.now()) END
-      WHERE id = $1)sql",
-                   out.run_id, out.enqueued);
+    add_to_run(tx, out);
+    if (out.enqueued > 0)
+      notify_stages(session_->statements, tx, {request.stage});
+    return out;
+  });
+}
+
+enqueue_result pg_store::enqueue_all(const enqueue_request& request, item_source& items) {
+  if (request.stage.empty())
+    throw store_error(store_errc::invalid_argument, "enqueue: no stage given");
+  if (request.max_attempts < 1)
+    throw store_error(store_errc::invalid_argument, "enqueue: max_attempts must be >= 1");
+  return in_transaction("enqueue", [&](pqxx::work& tx) {
+    items.rewind(); // a retried transaction starts the stream over
+    enqueue_result out;
+    out.run_id = open_run(tx, request);
+    tx.exec("CREATE TEMP TABLE turing_enqueue_staging (ord bigint, key text, payload jsonb) "
+            "ON COMMIT DROP");
+    int64_t given = 0;
+    {
+      pqxx::stream_to copy{tx, "turing_enqueue_staging",
+                           std::vector<std::string>{"ord", "key", "payload"}};
+      std::vector<new_item> one(1);
+      while (auto item = items.next()) {
+        one[0] = std::move(*item);
+        detail::refuse_unstorable(one);
+        const char* key = one[0].key ? one[0].key->c_str() : nullptr;
+        copy << std::make_tuple(given++, key, one[0].payload.dump());
+      }
+      copy.complete();
+    }
+    out.enqueued = tx.exec_params1(R"sql(
+      WITH ins AS (INSERT INTO turing.items (run_id, key, payload, open_branches, created_at)
+                   SELECT $1, x.key, x.payload, 1, turing.now()
+                   FROM turing_enqueue_staging x ORDER BY x.ord
+                   ON CONFLICT (key) DO NOTHING RETURNING id, payload),
+      msg AS (INSERT INTO turing.messages (run_id, item_id, stage, payload, max_attempts,
+                                           available_at, created_at)
+              SELECT $1, ins.id, $2, ins.payload, $3, turing.now(), turing.now()
+              FROM ins ORDER BY ins.id RETURNING 1)
+      SELECT count(*) FROM msg)sql",
+                                   out.run_id, request.stage, request.max_attempts)[0]
+                       .as<int64_t>();
+    out.duplicates = given - out.enqueued;
+    add_to_run(tx, out);
     if (out.enqueued > 0)
       notify_stages(session_->statements, tx, {request.stage});
     return out;
@@ -513,6 +594,7 @@ std::vector<lease> pg_store::heartbeat(const std::string& node, const std::vecto
 std::vector<fence_result> pg_store::complete(const std::vector<completion>& batch) {
   if (batch.empty())
     return {};
+  detail::refuse_unstorable(batch);
   json fences = json::array();
   for (const auto& c : batch)
     fences.push_back({{"id", c.fence.message_id},
@@ -521,12 +603,14 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
                       {"output", c.output},
                       {"model", c.model.empty() ? json() : json(c.model)}});
   return in_transaction("complete", [&](pqxx::work& tx) {
-    auto done = session_->statements.exec(tx, R"sql(
+    auto done = session_->statements.exec(
+        tx, R"sql(
       WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
                  AS x(id bigint, epoch bigint, outcome text, output jsonb, model text)),
       held AS (
         SELECT m.id FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
-        WHERE m.state = 'running' ORDER BY m.id FOR NO KEY UPDATE OF m),
+        WHERE m.state = 'running' AND m.id = ANY($2::bigint[]) ORDER BY m.id
+        FOR NO KEY UPDATE OF m),
       done AS (
         UPDATE turing.messages m SET state = 'done', lease_expires_at = NULL,
           finished_at = greatest(turing.now(), m.started_at), outcome = x.outcome, output = x.output
@@ -538,30 +622,48 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
                                      started_at, finished_at, result, outcome, model, output)
         SELECT id, item_id, run_id, stage, attempt, epoch, owner_node, started_at, finished_at,
                'completed', outcome, model, output FROM done)
-      SELECT id, item_id, run_id, stage FROM done)sql",
-                                          fences.dump());
+      SELECT id, epoch, item_id, run_id, stage, true FROM done
+      UNION ALL
+      -- Done under this very epoch before this statement: an earlier try of
+      -- this write committed although its caller was told it failed.
+      SELECT m.id, m.epoch, m.item_id, m.run_id, m.stage, false
+      FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
+      WHERE m.state = 'done' AND m.id = ANY($2::bigint[]))sql",
+        fences.dump(), id_array(batch, [](const completion& c) { return c.fence.message_id; }));
     struct applied_message {
       int64_t item_id, run_id;
       std::string stage;
+      bool now; ///< false: applied by an earlier try of the same write
     };
-    std::map<int64_t, applied_message> applied;
+    // By (id, epoch), never by id alone: a batch retried after a failed write
+    // can hold one message twice, its old epoch (fenced) and its new one.
+    std::map<std::pair<int64_t, int64_t>, applied_message> applied;
     for (const auto& row : done)
-      applied[row[0].as<int64_t>()] = {row[1].as<int64_t>(), row[2].as<int64_t>(),
-                                       row[3].as<std::string>()};
+      applied[{row[0].as<int64_t>(), row[1].as<int64_t>()}] = {
+          row[2].as<int64_t>(), row[3].as<int64_t>(), row[4].as<std::string>(), row[5].as<bool>()};
 
     std::vector<fence_result> results;
     json late = json::array();
     json new_messages = json::array();
     struct join_arrival {
-      int64_t item_id, run_id;
+      int64_t item_id, run_id, parent_id;
       const delivery* d;
       std::string from_stage;
     };
     std::vector<join_arrival> arrivals;
     detail::item_effects effects;
     std::set<std::string> notify;
+    std::set<std::pair<int64_t, int64_t>> handed_off;
     for (const auto& c : batch) {
-      auto it = applied.find(c.fence.message_id);
+      auto it = applied.find({c.fence.message_id, c.fence.epoch});
+      if (it != applied.end() && (!it->second.now || !handed_off.insert(it->first).second)) {
+        // Applied already (an in-doubt commit that did commit, or the same
+        // completion twice in one batch): the handoff happened exactly once.
+        spdlog::debug("store: completion of message {} epoch {} was applied already; not again",
+                     c.fence.message_id, c.fence.epoch);
+        results.push_back(fence_result::applied);
+        continue;
+      }
       if (it == applied.end()) {
         results.push_back(fence_result::stale);
         late.push_back({{"id", c.fence.message_id},
@@ -577,13 +679,15 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
         continue;
       }
       results.push_back(fence_result::applied);
-      const auto& [item_id, run_id, from_stage] = it->second;
+      const auto& [item_id, run_id, from_stage, applied_now] = it->second;
+      (void)applied_now;
       effects.branch_ended(item_id);
       for (const auto& d : c.deliveries) {
         switch (d.type) {
         case delivery::kind::stage:
           new_messages.push_back({{"run_id", run_id},
                                   {"item_id", item_id},
+                                  {"parent_id", c.fence.message_id},
                                   {"stage", d.target},
                                   {"payload", d.payload},
                                   {"max_attempts", d.max_attempts}});
@@ -591,7 +695,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
           notify.insert(d.target);
           break;
         case delivery::kind::join:
-          arrivals.push_back({item_id, run_id, &d, from_stage});
+          arrivals.push_back({item_id, run_id, c.fence.message_id, &d, from_stage});
           break;
         case delivery::kind::sink:
           effects.reached_sink(item_id, d.target, d.payload);
@@ -626,6 +730,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
         continue;
       new_messages.push_back({{"run_id", a.run_id},
                               {"item_id", a.item_id},
+                              {"parent_id", a.parent_id},
                               {"stage", a.d->target},
                               {"payload", json::parse(fired[0][0].as<std::string>())},
                               {"max_attempts", a.d->max_attempts}});
@@ -634,11 +739,12 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
     }
     if (!new_messages.empty())
       session_->statements.exec(tx, R"sql(
-        INSERT INTO turing.messages (run_id, item_id, stage, payload, max_attempts,
+        INSERT INTO turing.messages (run_id, item_id, parent_id, stage, payload, max_attempts,
                                      available_at, created_at)
-        SELECT run_id, item_id, stage, payload, max_attempts, turing.now(), turing.now()
+        SELECT run_id, item_id, parent_id, stage, payload, max_attempts, turing.now(), turing.now()
         FROM jsonb_to_recordset($1::jsonb)
-          AS x(run_id bigint, item_id bigint, stage text, payload jsonb, max_attempts integer))sql",
+          AS x(run_id bigint, item_id bigint, parent_id bigint, stage text, payload jsonb,
+               max_attempts integer))sql",
                                 new_messages.dump());
     apply_item_effects(session_->statements, tx, effects);
     record_late(session_->statements, tx, late);
@@ -661,20 +767,22 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
                     {"epoch", f.fence.epoch},
                     {"node", f.node},
                     {"result", to_string(f.result)},
-                    {"error", f.error},
+                    {"error", storable_text(f.error)},
                     {"model", f.model.empty() ? json() : json(f.model)},
                     {"retry_ms", f.retry_after.count()},
                     {"retryable", f.retryable}});
   }
   return in_transaction("fail", [&](pqxx::work& tx) {
-    auto r = session_->statements.exec(tx, R"sql(
+    auto r = session_->statements.exec(
+        tx, R"sql(
       WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
                  AS x(id bigint, epoch bigint, node text, result text, error text, model text,
                       retry_ms bigint, retryable boolean)),
       held AS (
         SELECT m.id, (x.retryable AND m.attempt < m.max_attempts) AS retry
         FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
-        WHERE m.state = 'running' ORDER BY m.id FOR NO KEY UPDATE OF m),
+        WHERE m.state = 'running' AND m.id = ANY($2::bigint[]) ORDER BY m.id
+        FOR NO KEY UPDATE OF m),
       failed AS (
         UPDATE turing.messages m SET
           state = CASE WHEN held.retry THEN 'ready' ELSE 'dead' END,
@@ -694,12 +802,21 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
                                      started_at, finished_at, result, model, error)
         SELECT id, item_id, run_id, stage, attempt, epoch, node, started_at,
                greatest(turing.now(), started_at), result, model, error FROM failed)
-      SELECT id, item_id, dead, stage, retry_ms FROM failed)sql",
-                                       rows.dump());
-    std::set<int64_t> applied;
+      SELECT id, item_id, dead, stage, retry_ms, epoch FROM failed
+      UNION ALL
+      -- Failed under this very epoch before this statement: an earlier try of
+      -- this write committed although its caller was told it failed.
+      SELECT m.id, m.item_id, false, m.stage, -1, m.epoch
+      FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
+      WHERE m.state IN ('ready', 'dead') AND m.id = ANY($2::bigint[])
+        AND EXISTS (SELECT 1 FROM turing.attempts a WHERE a.message_id = m.id
+                    AND a.epoch = m.epoch AND a.result IN ('failed', 'timeout', 'crashed')))sql",
+        rows.dump(), id_array(batch, [](const failure& f) { return f.fence.message_id; }));
+    // By (id, epoch), never by id alone (see complete()).
+    std::set<std::pair<int64_t, int64_t>> applied;
     std::set<std::string> notify;
     for (const auto& row : r) {
-      applied.insert(row[0].as<int64_t>());
+      applied.insert({row[0].as<int64_t>(), row[5].as<int64_t>()});
       if (!row[2].as<bool>() && row[4].as<int64_t>() == 0)
         notify.insert(row[3].as<std::string>());
     }
@@ -707,20 +824,21 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
     std::vector<fence_result> results;
     json late = json::array();
     for (const auto& f : batch) {
-      if (applied.count(f.fence.message_id)) {
+      if (applied.count({f.fence.message_id, f.fence.epoch})) {
         results.push_back(fence_result::applied);
         continue;
       }
       results.push_back(fence_result::stale);
-      late.push_back({{"id", f.fence.message_id},
-                      {"epoch", f.fence.epoch},
-                      {"attempt", f.attempt},
-                      {"node", f.node},
-                      {"started_us", to_us(f.started_at)},
-                      {"outcome", json()},
-                      {"model", f.model.empty() ? json() : json(f.model)},
-                      {"output", json()},
-                      {"error", std::string("late ") + to_string(f.result) + ": " + f.error}});
+      late.push_back(
+          {{"id", f.fence.message_id},
+           {"epoch", f.fence.epoch},
+           {"attempt", f.attempt},
+           {"node", f.node},
+           {"started_us", to_us(f.started_at)},
+           {"outcome", json()},
+           {"model", f.model.empty() ? json() : json(f.model)},
+           {"output", json()},
+           {"error", storable_text(std::string("late ") + to_string(f.result) + ": " + f.error)}});
     }
     record_late(session_->statements, tx, late);
     notify_stages(session_->statements, tx, notify);
@@ -868,6 +986,34 @@ std::vector<stage_counts> pg_store::counts() {
   });
 }
 
+std::vector<stage_counts> pg_store::live_counts() {
+  return in_transaction("live_counts", [&](pqxx::work& tx) {
+    // One branch per state, each answered from its partial index, so the
+    // done rows of the past are never read.
+    auto r = session_->statements.exec(tx, R"sql(
+      SELECT stage, count(*) FILTER (WHERE available_at <= turing.now()),
+             count(*) FILTER (WHERE available_at > turing.now()), 0::bigint, 0::bigint
+      FROM turing.messages WHERE state = 'ready' GROUP BY stage
+      UNION ALL
+      SELECT stage, 0, 0, count(*), 0 FROM turing.messages WHERE state = 'running' GROUP BY stage
+      UNION ALL
+      SELECT stage, 0, 0, 0, count(*) FROM turing.messages WHERE state = 'dead' GROUP BY stage)sql");
+    std::map<std::string, stage_counts> by_stage;
+    for (const auto& row : r) {
+      auto& c = by_stage[row[0].as<std::string>()];
+      c.stage = row[0].as<std::string>();
+      c.ready += row[1].as<int64_t>();
+      c.delayed += row[2].as<int64_t>();
+      c.running += row[3].as<int64_t>();
+      c.dead += row[4].as<int64_t>();
+    }
+    std::vector<stage_counts> out;
+    for (auto& [stage, c] : by_stage)
+      out.push_back(std::move(c));
+    return out;
+  });
+}
+
 std::optional<run_status> pg_store::run(int64_t run_id) {
   return in_transaction("run", [&](pqxx::work& tx) -> std::optional<run_status> {
     auto r = tx.exec_params(
@@ -1008,6 +1154,20 @@ std::vector<std::string> pg_store::check_invariants() {
           WHERE prev IS NOT NULL AND epoch < prev)sql",
       R"sql(SELECT 'attempt ' || id || ' finished before it started' FROM turing.attempts
           WHERE finished_at < started_at)sql",
+      // Exactly-once handoff: one message per (item, stage) from one
+      // completion (or from the enqueue).
+      R"sql(SELECT 'item ' || item_id || ' has ' || count(*) || ' messages for stage ' || stage
+                 || ' from one handoff ('
+                 || CASE WHEN parent_id IS NULL THEN 'the enqueue'
+                         ELSE 'message ' || parent_id END || ')'
+          FROM turing.messages GROUP BY item_id, stage, parent_id HAVING count(*) > 1)sql",
+      R"sql(SELECT 'item ' || i.id || ' is dead although message ' || min(c.id) || ' of stage '
+                 || c.stage || ', a copy of its dead message, completed'
+          FROM turing.items i
+          JOIN turing.messages d ON d.item_id = i.id AND d.state = 'dead'
+          JOIN turing.messages c ON c.item_id = i.id AND c.stage = d.stage AND c.id <> d.id
+               AND c.state = 'done' AND c.parent_id IS NOT DISTINCT FROM d.parent_id
+          WHERE i.sink = 'dead' GROUP BY i.id, c.stage)sql",
       R"sql(SELECT 'item ' || i.id || ' is unfinished but has no live message or waiting join'
           FROM turing.items i
           WHERE i.finished_at IS NULL

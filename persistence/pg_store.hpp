@@ -39,6 +39,9 @@ public:
   void connect();
 
   enqueue_result enqueue(const enqueue_request& request) override;
+  /// Streams the items with COPY into a staging table, then inserts them in
+  /// one statement: memory stays flat whatever the file's size.
+  enqueue_result enqueue_all(const enqueue_request& request, item_source& items) override;
   std::vector<claimed_message> claim(const claim_request& request) override;
   std::vector<lease> heartbeat(const std::string& node, const std::vector<lease>& leases,
                                millis lease_ttl) override;
@@ -53,6 +56,7 @@ public:
   void report_node(const node_report& report) override;
   std::vector<node_report> nodes() override;
   std::vector<stage_counts> counts() override;
+  std::vector<stage_counts> live_counts() override;
   std::optional<run_status> run(int64_t run_id) override;
   std::vector<run_status> runs(bool unfinished_only) override;
   std::vector<sink_count> sink_counts(std::optional<int64_t> run_id) override;

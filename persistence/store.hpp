@@ -34,6 +34,18 @@ public:
   /// Creates a run (or appends to one) with one message per new item in `stage`.
   virtual enqueue_result enqueue(const enqueue_request& request) = 0;
 
+  /// The same for a stream of items of any length, in one transaction: all of
+  /// them or none. `request.items` is ignored; `items` may be rewound (a
+  /// retried transaction reads it again). The default collects the stream.
+  virtual enqueue_result enqueue_all(const enqueue_request& request, item_source& items) {
+    auto all = request;
+    all.items.clear();
+    items.rewind();
+    while (auto item = items.next())
+      all.items.push_back(std::move(*item));
+    return enqueue(all);
+  }
+
   /// Claims up to `limit` ready messages of a stage whose backoff has passed,
   /// oldest first, skipping rows other claimers hold; bumps each one's epoch.
   virtual std::vector<claimed_message> claim(const claim_request& request) = 0;
@@ -73,6 +85,10 @@ public:
   virtual std::vector<node_report> nodes() = 0;
 
   virtual std::vector<stage_counts> counts() = 0;
+  /// Only what is live (ready, delayed, running) and dead, per stage; its
+  /// cost follows the live work, not the history of done messages. What the
+  /// node monitor polls every second. The default reads counts().
+  virtual std::vector<stage_counts> live_counts() { return counts(); }
   virtual std::optional<run_status> run(int64_t run_id) = 0;
   virtual std::vector<run_status> runs(bool unfinished_only) = 0;
   virtual std::vector<sink_count> sink_counts(std::optional<int64_t> run_id) = 0;

@@ -11,6 +11,8 @@ enum class store_errc {
   unavailable,      ///< cannot reach the database; retry later
   schema,           ///< migrations missing or failed
   invalid_argument, ///< the caller asked for something impossible
+  refused,          ///< the database refused the data itself (a bad byte, a constraint):
+                    ///< retrying the same batch will never help
   internal,         ///< anything else the database refused
 };
 

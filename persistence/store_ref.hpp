@@ -11,6 +11,9 @@ public:
   explicit store_ref(store& target) : target_(target) {}
 
   enqueue_result enqueue(const enqueue_request& r) override { return target_.enqueue(r); }
+  enqueue_result enqueue_all(const enqueue_request& r, item_source& items) override {
+    return target_.enqueue_all(r, items);
+  }
   std::vector<claimed_message> claim(const claim_request& r) override { return target_.claim(r); }
   std::vector<lease> heartbeat(const std::string& node, const std::vector<lease>& leases,
                                millis ttl) override {
@@ -34,6 +37,7 @@ public:
   void report_node(const node_report& r) override { target_.report_node(r); }
   std::vector<node_report> nodes() override { return target_.nodes(); }
   std::vector<stage_counts> counts() override { return target_.counts(); }
+  std::vector<stage_counts> live_counts() override { return target_.live_counts(); }
   std::optional<run_status> run(int64_t id) override { return target_.run(id); }
   std::vector<run_status> runs(bool unfinished) override { return target_.runs(unfinished); }
   std::vector<sink_count> sink_counts(std::optional<int64_t> id) override {

@@ -47,6 +47,15 @@ struct enqueue_request {
   std::optional<int64_t> run_id;
 };
 
+/// Items read one at a time (a file streamed line by line), from the start
+/// again after rewind().
+class item_source {
+public:
+  virtual ~item_source() = default;
+  virtual void rewind() = 0;
+  virtual std::optional<new_item> next() = 0;
+};
+
 struct enqueue_result {
   int64_t run_id = 0;
   int64_t enqueued = 0;

@@ -304,6 +304,78 @@ CAF_TEST(the_invariant_check_catches_a_corrupted_database) {
   CAF_CHECK(mentions("message " + std::to_string(m.id) + " completed 2 times"));
 }
 
+CAF_TEST(the_database_refuses_a_second_handoff_of_one_completion) {
+  pg_store s{dsn};
+  enqueue_n(s, "carl", 1);
+  auto m = s.claim({"carl", "n", 1, 30s}).at(0);
+  completion c;
+  c.fence = m.fencing();
+  c.node = "n";
+  c.started_at = m.started_at;
+  c.outcome = "created";
+  c.deliveries.push_back({delivery::kind::stage, "clara_a", json::object(), 3, {}});
+  s.complete({c});
+  auto error = refused("INSERT INTO turing.messages (run_id, item_id, parent_id, stage, payload, "
+                       "max_attempts) SELECT run_id, item_id, parent_id, stage, payload, "
+                       "max_attempts FROM turing.messages WHERE stage = 'clara_a'");
+  CAF_CHECK(error.find("messages_handoff_once_idx") != std::string::npos);
+}
+
+CAF_TEST(the_invariant_check_catches_a_duplicated_handoff_and_a_dead_copy) {
+  // What the outage bug of issue 9 left behind, on a database whose unique
+  // index is gone (older schema): two messages for one (item, stage) from one
+  // completion, one of them dead and the item dead, while the other completed.
+  pg_store s{dsn};
+  enqueue_n(s, "carl", 1);
+  auto m = s.claim({"carl", "n", 1, 30s}).at(0);
+  completion c;
+  c.fence = m.fencing();
+  c.node = "n";
+  c.started_at = m.started_at;
+  c.outcome = "created";
+  c.deliveries.push_back({delivery::kind::stage, "clara_a", json::object(), 3, {}});
+  s.complete({c});
+  {
+    pqxx::connection conn{dsn};
+    pqxx::work tx{conn};
+    tx.exec("DROP INDEX turing.messages_handoff_once_idx");
+    tx.exec("INSERT INTO turing.messages (run_id, item_id, parent_id, stage, payload, "
+            "max_attempts) SELECT run_id, item_id, parent_id, stage, payload, max_attempts "
+            "FROM turing.messages WHERE stage = 'clara_a'");
+    tx.exec("UPDATE turing.items SET open_branches = open_branches + 1");
+    tx.commit();
+  }
+  auto copies = s.claim({"clara_a", "n", 2, 30s});
+  CAF_REQUIRE_EQUAL(copies.size(), 2u);
+  completion ok;
+  ok.fence = copies[0].fencing();
+  ok.node = "n";
+  ok.started_at = copies[0].started_at;
+  ok.outcome = "proposed";
+  ok.deliveries.push_back({delivery::kind::sink, "committed", json::object(), 3, {}});
+  s.complete({ok});
+  failure dead;
+  dead.fence = copies[1].fencing();
+  dead.node = "n";
+  dead.started_at = copies[1].started_at;
+  dead.error = "boom";
+  dead.retryable = false;
+  s.fail({dead});
+  auto violations = s.check_invariants();
+  auto mentions = [&](const std::string& part) {
+    for (const auto& v : violations)
+      if (v.find(part) != std::string::npos)
+        return true;
+    return false;
+  };
+  for (const auto& v : violations)
+    CAF_MESSAGE("violation: " << v);
+  CAF_CHECK(mentions("has 2 messages for stage clara_a from one handoff (message " +
+                     std::to_string(m.id) + ")"));
+  CAF_CHECK(
+      mentions("is dead although message " + std::to_string(copies[0].id) + " of stage clara_a"));
+}
+
 CAF_TEST(turing_now_is_now_unless_the_transaction_sets_it_and_is_inlined) {
   pqxx::connection c{dsn};
   {

@@ -264,6 +264,59 @@ CAF_TEST(a_completion_with_a_stale_epoch_changes_nothing_and_is_recorded) {
   CAF_CHECK_EQUAL(attempts_with(attempt_result::completed).size(), 1u);
 }
 
+CAF_TEST(a_batch_holding_one_message_under_two_epochs_hands_it_off_once) {
+  // A pump whose result write failed keeps the completion and retries it;
+  // meanwhile the lease expired, the message was rescued and re-claimed by
+  // the same pump, so the retried batch holds its old epoch and its new one.
+  enqueue_n("carl", 1);
+  auto old = claim("carl", 1, "node-a", 1000ms).at(0);
+  advance(1500ms);
+  CAF_REQUIRE_EQUAL(s.rescue_expired("node-a").size(), 1u);
+  auto current = claim("carl", 1, "node-a").at(0);
+  CAF_REQUIRE_EQUAL(current.id, old.id);
+  auto r = s.complete({done(old, {to_stage("clara_a"), to_stage("clara_b")}),
+                       done(current, {to_stage("clara_a"), to_stage("clara_b")})});
+  CAF_REQUIRE_EQUAL(r.size(), 2u);
+  CAF_CHECK(r[0] == fence_result::stale);
+  CAF_CHECK(r[1] == fence_result::applied);
+  CAF_CHECK_EQUAL(counts_of("clara_a").ready, 1);
+  CAF_CHECK_EQUAL(counts_of("clara_b").ready, 1);
+  CAF_CHECK_EQUAL(attempts_with(attempt_result::completed).size(), 1u);
+  CAF_CHECK_EQUAL(attempts_with(attempt_result::late_result).size(), 1u);
+  auto violations = s.check_invariants();
+  CAF_CHECK(violations.empty());
+  for (const auto& v : violations)
+    CAF_MESSAGE("violation: " << v);
+}
+
+CAF_TEST(a_completion_retried_after_an_in_doubt_commit_is_applied_once) {
+  // The first try committed but its caller was told the outcome is unknown:
+  // the retry is answered applied and changes nothing, not even the audit.
+  enqueue_n("carl", 1);
+  auto m = claim("carl", 1).at(0);
+  auto batch = std::vector<completion>{done(m, {to_stage("clara_a"), to_stage("clara_b")})};
+  CAF_CHECK(s.complete(batch).at(0) == fence_result::applied);
+  auto attempts_before = s.attempts(std::nullopt).size();
+  CAF_CHECK(s.complete(batch).at(0) == fence_result::applied);
+  CAF_CHECK_EQUAL(counts_of("clara_a").ready, 1);
+  CAF_CHECK_EQUAL(counts_of("clara_b").ready, 1);
+  CAF_CHECK_EQUAL(s.attempts(std::nullopt).size(), attempts_before);
+  CAF_CHECK(s.check_invariants().empty());
+}
+
+CAF_TEST(a_failure_retried_after_an_in_doubt_commit_is_applied_once) {
+  enqueue_n("alma", 1, 3);
+  auto m = claim("alma", 1).at(0);
+  auto batch = std::vector<failure>{failed(m)};
+  CAF_CHECK(s.fail(batch).at(0) == fence_result::applied);
+  auto attempts_before = s.attempts(std::nullopt).size();
+  CAF_CHECK(s.fail(batch).at(0) == fence_result::applied);
+  CAF_CHECK_EQUAL(s.attempts(std::nullopt).size(), attempts_before);
+  auto again = claim("alma", 1).at(0);
+  CAF_CHECK_EQUAL(again.attempt, 2);
+  CAF_CHECK(s.check_invariants().empty());
+}
+
 CAF_TEST(a_join_fires_once_when_all_its_inputs_have_arrived) {
   auto run_id = enqueue_n("carl", 1);
   auto carl = claim("carl", 1).at(0);
