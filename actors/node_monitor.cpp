@@ -3,6 +3,7 @@
 
 #include "messages/registry.hpp"
 
+#include <algorithm>
 #include <caf/all.hpp>
 #include <map>
 #include <set>
@@ -96,7 +97,16 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
                   // A stage is reported dry once it stayed without work for
                   // dry_after censuses: a pause between two batches is not news,
                   // a GPU idle for minutes is (field report incident 14).
-                  for (const auto& s : census.stages) {
+                  // The census lists only stages with live or dead messages:
+                  // a stage seen before and missing now has no work.
+                  auto stages = census.stages;
+                  for (const auto& [name, n] : st.dry_censuses)
+                    if (std::none_of(stages.begin(), stages.end(),
+                                     [&](const auto& s) { return s.stage == name; }))
+                      stages.push_back({name, 0, 0, 0, 0});
+                  std::sort(stages.begin(), stages.end(),
+                            [](const auto& a, const auto& b) { return a.stage < b.stage; });
+                  for (const auto& s : stages) {
                     bool has = s.ready + s.delayed + s.running > 0;
                     auto& dry = st.dry_censuses[s.stage];
                     auto& reported = st.reported_dry[s.stage];

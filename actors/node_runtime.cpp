@@ -95,7 +95,6 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
     pump.node = o.node;
     pump.builtins = o.builtins;
     pump.dir = dir;
-    pump.detached_jobs = o.detached;
     pump.simulated_scripts = o.simulated_scripts;
     pump.wall_clock = o.wall_clock;
     if (o.random_seed != 0)

@@ -11,6 +11,7 @@
 #include "config/prompt_template.hpp"
 #include "messages/registry.hpp"
 #include "messages/supervision.hpp"
+#include "persistence/storable_text.hpp"
 
 #include <caf/all.hpp>
 #include <deque>
@@ -53,8 +54,10 @@ struct stage_pump_state {
   std::map<int64_t, execution> running; ///< by message id
   std::vector<completion> completions;  ///< waiting for the next flush
   std::vector<failure> failures;
+  size_t completions_in_flight = 0; ///< written now; their leases end once durable
+  size_t failures_in_flight = 0;
   bool claiming = false;
-  bool flushing = false;
+  bool write_error_reported = false;
   bool claim_error_reported = false;
   bool draining = false;
   caf::response_promise drain_promise;
@@ -62,6 +65,10 @@ struct stage_pump_state {
   std::deque<std::chrono::steady_clock::time_point> crashes;
   int64_t generations = 0;
   std::mt19937_64 rng{std::random_device{}()};
+  /// Results not yet durable: buffered or being written.
+  size_t unwritten() const {
+    return completions.size() + failures.size() + completions_in_flight + failures_in_flight;
+  }
   static inline const char* name = "stage_pump";
 };
 
@@ -138,78 +145,68 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
 
   *check_drained = [=] {
     auto& st = self->state;
-    if (!st.draining || !st.running.empty() || st.flushing || !st.completions.empty() ||
-        !st.failures.empty() || st.claiming || st.drain_promise.pending() == false)
+    if (!st.draining || !st.running.empty() || st.unwritten() > 0 || st.claiming ||
+        st.drain_promise.pending() == false)
       return;
     st.drain_promise.deliver(drain_report{o.stage, st.drain_finished, 0});
   };
 
-  *flush = [=] {
-    auto& st = self->state;
-    if (st.flushing || (st.completions.empty() && st.failures.empty())) {
-      (*check_drained)();
+  // Completions and failures are written as two independent group commits,
+  // each with at most one batch in flight: one kind failing never starves the
+  // other, and while a batch is written the next one accumulates.
+  auto write_batch = [=](auto& pending, size_t& in_flight, const char* what) {
+    if (in_flight > 0 || pending.empty())
       return;
-    }
     auto store = o.dir->get("store");
     if (!store) {
       self->delayed_send(self, runtime.poll_interval, flush_retry_atom::value);
       return;
     }
-    st.flushing = true;
-    auto on_error = [=](const char* what, size_t n) {
-      return [=](caf::error& e) {
-        self->state.flushing = false;
-        spdlog::warn("stage {}: writing {} {} failed ({}); retrying in {}", o.stage, n, what,
-                     self->system().render(e), config::format_duration(runtime.poll_interval));
-        self->delayed_send(self, runtime.poll_interval, flush_retry_atom::value);
-      };
-    };
-    auto after_write = [=](std::vector<lease> written) {
-      self->state.flushing = false;
-      tell_keeper(leases_ended{std::move(written)});
-      (*flush)();
-      (*try_claim)();
-    };
-    if (!st.completions.empty()) {
-      auto batch = std::move(st.completions);
-      st.completions.clear();
-      auto n = batch.size();
-      self->request(store, store_timeout, batch)
-          .then(
-              [=](const std::vector<fence_result>& results) {
-                std::vector<lease> written;
-                for (size_t i = 0; i < batch.size(); ++i) {
-                  written.push_back(batch[i].fence);
-                  if (i < results.size() && results[i] == fence_result::stale)
-                    spdlog::warn("stage {}: completion of message {} epoch {} was fenced out (its "
-                                 "lease was lost meanwhile); recorded as a late result",
-                                 o.stage, batch[i].fence.message_id, batch[i].fence.epoch);
-                }
-                after_write(std::move(written));
-              },
-              [=](caf::error& e) {
-                auto& st = self->state;
-                st.completions.insert(st.completions.begin(), batch.begin(), batch.end());
-                on_error("completions", n)(e);
-              });
-      return;
-    }
-    auto batch = std::move(st.failures);
-    st.failures.clear();
-    auto n = batch.size();
+    auto batch = std::move(pending);
+    pending.clear();
+    in_flight = batch.size();
     self->request(store, store_timeout, batch)
         .then(
-            [=](const std::vector<fence_result>&) {
-              std::vector<lease> written;
-              for (const auto& f : batch)
-                written.push_back(f.fence);
-              after_write(std::move(written));
-            },
-            [=](caf::error& e) {
+            [=, &in_flight](const std::vector<fence_result>& results) {
               auto& st = self->state;
-              st.failures.insert(st.failures.begin(), batch.begin(), batch.end());
-              on_error("failures", n)(e);
+              in_flight = 0;
+              if (st.write_error_reported) {
+                spdlog::info("stage {}: writing results works again", o.stage);
+                st.write_error_reported = false;
+              }
+              std::vector<lease> written;
+              for (size_t i = 0; i < batch.size(); ++i) {
+                written.push_back(batch[i].fence);
+                if (i < results.size() && results[i] == fence_result::stale)
+                  spdlog::warn("stage {}: {} of message {} epoch {} was fenced out (its lease "
+                               "was lost meanwhile); recorded as a late result",
+                               o.stage, what, batch[i].fence.message_id, batch[i].fence.epoch);
+              }
+              tell_keeper(leases_ended{std::move(written)});
+              (*flush)();
+              (*try_claim)();
+            },
+            [=, &in_flight, &pending](caf::error& e) {
+              auto& st = self->state;
+              in_flight = 0;
+              // Kept, in order, before what arrived meanwhile; the store
+              // fences every entry by (id, epoch), so a retry that meets a
+              // re-claimed message applies only the current epoch's result.
+              pending.insert(pending.begin(), batch.begin(), batch.end());
+              if (!st.write_error_reported)
+                spdlog::warn("stage {}: writing {} {} failed ({}); retrying every {}", o.stage,
+                             batch.size(), what, self->system().render(e),
+                             config::format_duration(runtime.poll_interval));
+              st.write_error_reported = true;
+              self->delayed_send(self, runtime.poll_interval, flush_retry_atom::value);
             });
+  };
+
+  *flush = [=] {
+    auto& st = self->state;
+    write_batch(st.completions, st.completions_in_flight, "completion");
+    write_batch(st.failures, st.failures_in_flight, "failure");
+    (*check_drained)();
   };
 
   auto finish_failure = [=](const lease& fence, attempt_result kind, const std::string& error,
@@ -259,6 +256,13 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
       record_late(std::vector<completion>{c}, "result", fence);
       return;
     }
+    if (auto why = persistence::unstorable_json(output)) {
+      // Caught here rather than by the store, so that the failure follows the
+      // stage's retry policy: a model may answer better next time.
+      finish_failure(fence, attempt_result::failed, "output cannot be stored: " + *why,
+                     stage.handler == config::handler_kind::model, model);
+      return;
+    }
     auto routed = route(pipeline, stage, outcome, next_payload(e->job.payload, output));
     if (!routed.ok) {
       finish_failure(fence, attempt_result::failed, routed.error, false, model);
@@ -276,6 +280,18 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
   };
 
   auto dispatch = [=](const claimed_message& job) {
+    if (auto old = self->state.running.find(job.id); old != self->state.running.end()) {
+      // Claimed again while this pump still runs it: its lease was rescued
+      // (a database outage longer than the lease, a clock jump). The old
+      // execution is stopped, never left running beside the new one, so the
+      // stage's concurrency holds; its result, if any, is fenced out.
+      spdlog::warn("{}: claimed again at epoch {} while epoch {} still ran here; stopping the "
+                   "old execution",
+                   log_id(old->second.job), job.epoch, old->second.job.epoch);
+      stop_execution(old->second);
+      tell_keeper(leases_ended{{old->second.job.fencing()}});
+      self->state.running.erase(old);
+    }
     auto& e = self->state.running[job.id];
     e.job = job;
     switch (stage.handler) {
@@ -286,11 +302,10 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
                        "builtin " + stage.function + " is not registered", false, "");
         return;
       }
+      // On the scheduler's threads, never a thread per job: a builtin is a
+      // quick C++ function by contract (slow or blocking work is a script).
       auto owner = caf::actor_cast<caf::actor>(self);
-      auto worker = o.detached_jobs
-                        ? self->spawn<caf::detached + caf::monitored>(builtin_job, owner, job,
-                                                                      stage.function, *fn)
-                        : self->spawn<caf::monitored>(builtin_job, owner, job, stage.function, *fn);
+      auto worker = self->spawn<caf::monitored>(builtin_job, owner, job, stage.function, *fn);
       e.executor = worker.address();
       arm_deadline(e, self->state.timeout);
       return;
@@ -343,7 +358,10 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
   *try_claim = [=] {
     auto& st = self->state;
     int free = stage.concurrency - static_cast<int>(st.running.size());
-    if (st.draining || st.claiming || free <= 0)
+    // Results waiting to become durable bound the claims too: a database
+    // that refuses writes stops claiming instead of piling results up.
+    auto max_unwritten = 2 * static_cast<size_t>(std::max(stage.concurrency, runtime.claim_batch));
+    if (st.draining || st.claiming || free <= 0 || st.unwritten() >= max_unwritten)
       return;
     auto store = o.dir->get("store");
     if (!store)

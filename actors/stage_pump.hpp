@@ -34,9 +34,6 @@ struct stage_pump_options {
   /// up (exit abnormally), escalating to the stage supervisor.
   int crash_intensity = 5;
   persistence::millis crash_period{10000};
-  /// Job actors on their own threads (real runs) or on the scheduler (the
-  /// deterministic simulation, where builtins stand in for slow handlers).
-  bool detached_jobs = true;
   /// Replaces the child process of every script execution (simulation);
   /// empty for real processes.
   script_caller simulated_scripts;

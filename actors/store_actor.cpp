@@ -29,16 +29,82 @@ auto guarded(const char* what, F&& operation) -> caf::result<decltype(operation(
   }
 }
 
+// -- isolating a refused entry ---------------------------------------------------
+//
+// A batch the database refuses for its data (a byte it cannot store, a
+// constraint) would be refused again at every retry and block its stage. It
+// is split in halves until the offending entry is alone; every other entry
+// commits, and the offender's attempt is recorded as failed with the reason.
+
+std::vector<fence_result> fail_isolating(store& db, const std::vector<failure>& batch);
+
+failure as_refused_failure(const completion& c, const std::string& reason) {
+  failure f;
+  f.fence = c.fence;
+  f.attempt = c.attempt;
+  f.node = c.node;
+  f.started_at = c.started_at;
+  f.result = attempt_result::failed;
+  f.error = "result refused by the database: " + reason;
+  f.model = c.model;
+  f.retryable = false; // the same output would be refused again
+  return f;
+}
+
+template <class Entry, class Write, class Alone>
+std::vector<fence_result> write_isolating(const std::vector<Entry>& batch, Write write,
+                                          Alone alone) {
+  try {
+    return write(batch);
+  } catch (const store_error& e) {
+    if (e.code() != store_errc::refused)
+      throw;
+    if (batch.size() == 1)
+      return alone(batch.front(), e.what());
+    auto mid = batch.begin() + static_cast<std::ptrdiff_t>(batch.size() / 2);
+    auto out = write_isolating(std::vector<Entry>(batch.begin(), mid), write, alone);
+    auto rest = write_isolating(std::vector<Entry>(mid, batch.end()), write, alone);
+    out.insert(out.end(), rest.begin(), rest.end());
+    return out;
+  }
+}
+
+std::vector<fence_result> complete_isolating(store& db, const std::vector<completion>& batch) {
+  return write_isolating(
+      batch, [&](const auto& b) { return db.complete(b); },
+      [&](const completion& c, const std::string& why) {
+        spdlog::error("store: completion of message {} epoch {} refused by the database ({}); "
+                      "its attempt is recorded as failed and the message dead-lettered",
+                      c.fence.message_id, c.fence.epoch, why);
+        return fail_isolating(db, {as_refused_failure(c, why)});
+      });
+}
+
+std::vector<fence_result> fail_isolating(store& db, const std::vector<failure>& batch) {
+  return write_isolating(
+      batch, [&](const auto& b) { return db.fail(b); },
+      [&](const failure& f, const std::string& why) {
+        // Error texts are sanitised already; what is left
+        // is a constraint. Keep the reason, drop the text.
+        spdlog::error("store: failure of message {} epoch {} refused by the "
+                      "database ({}); recording it without its error text",
+                      f.fence.message_id, f.fence.epoch, why);
+        auto plain = f;
+        plain.error = "error text refused by the database: " + why;
+        return db.fail({plain});
+      });
+}
+
 caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self, store_factory make) {
   self->state.db = make();
   auto& db = *self->state.db;
   return {
       [&db](claim_request& r) { return guarded("claim", [&] { return db.claim(r); }); },
       [&db](std::vector<completion>& batch) {
-        return guarded("complete", [&] { return db.complete(batch); });
+        return guarded("complete", [&] { return complete_isolating(db, batch); });
       },
       [&db](std::vector<failure>& batch) {
-        return guarded("fail", [&] { return db.fail(batch); });
+        return guarded("fail", [&] { return fail_isolating(db, batch); });
       },
       [&db](heartbeat_request& r) {
         return guarded("heartbeat", [&] { return db.heartbeat(r.node, r.leases, r.lease_ttl); });
@@ -58,7 +124,7 @@ caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self, store_
       [&db](census_request&) {
         return guarded("census", [&] {
           work_census census;
-          for (const auto& c : db.counts())
+          for (const auto& c : db.live_counts())
             census.stages.push_back({c.stage, c.ready, c.delayed, c.running, c.dead});
           return census;
         });
