@@ -298,7 +298,8 @@ public:
         {"start_node", event_kind::start_node}, {"kill_node", event_kind::kill_node},
         {"stop_node", event_kind::stop_node},   {"crash", event_kind::crash_actor},
         {"stall", event_kind::stall_actor},     {"database_down", event_kind::database_down},
-        {"clock_jump", event_kind::clock_jump}, {"enqueue", event_kind::enqueue}};
+        {"clock_jump", event_kind::clock_jump}, {"enqueue", event_kind::enqueue},
+        {"in_doubt", event_kind::in_doubt}};
     std::vector<std::string> given;
     for (const auto& [k, v] : kinds)
       if (t.get(k))
@@ -306,7 +307,7 @@ public:
     if (given.size() != 1) {
       error(&t, path,
             "needs exactly one action of start_node, kill_node, stop_node, crash, stall, "
-            "database_down, clock_jump, enqueue");
+            "database_down, in_doubt, clock_jump, enqueue");
       return std::nullopt;
     }
     auto action = given[0];
@@ -334,6 +335,25 @@ public:
       only_keys(t, path, {"at", action.c_str()});
       ev.duration = duration(t, path, "database_down").value_or(millis{0});
       break;
+    case event_kind::in_doubt: {
+      only_keys(t, path, {"at", action.c_str(), "times"});
+      ev.operation = str(t, path, action.c_str()).value_or("");
+      static const std::set<std::string> operations{"complete", "fail", "claim", "release",
+                                                    "heartbeat"};
+      if (!operations.count(ev.operation))
+        error(&t, path + "." + action,
+              "\"" + ev.operation +
+                  "\" is not a store write: complete, fail, claim, release or "
+                  "heartbeat");
+      if (auto* times = t.get("times")) {
+        auto n = times->value<int64_t>();
+        if (!n || *n < 1)
+          error(&t, path + ".times", "must be a whole number >= 1");
+        else
+          ev.times = static_cast<int>(*n);
+      }
+      break;
+    }
     case event_kind::clock_jump:
       only_keys(t, path, {"at", action.c_str()});
       ev.jump = duration(t, path, "clock_jump", true).value_or(millis{0});

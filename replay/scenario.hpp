@@ -88,6 +88,7 @@ enum class event_kind {
   crash_actor,   ///< node + actor: the named actor dies abnormally
   stall_actor,   ///< node + actor, for: the actor stops processing its mailbox
   database_down, ///< for: every store call fails as unavailable
+  in_doubt,      ///< operation, times: its next calls commit, then report a lost connection
   clock_jump,    ///< by: the wall clock (the store's now) jumps; CAF's steady clock does not
   enqueue,       ///< enqueue
 };
@@ -99,6 +100,8 @@ struct timeline_event {
   std::string actor; ///< a directory name: "pump/<stage>", "lease_keeper", "model/<name>", ...
   millis duration{0};
   millis jump{0};
+  std::string operation; ///< in_doubt: complete, fail, claim, release or heartbeat
+  int times = 1;
   enqueue_spec enqueue;
 };
 

@@ -37,6 +37,9 @@ struct sim_world {
   std::optional<caf::timespan> outage_until;
   /// Operations refused during the current outage (each traced once).
   std::set<std::string> refused;
+  /// By store operation: how many of its next calls are in-doubt commits
+  /// (applied, then the caller is told the connection was lost).
+  std::map<std::string, int> in_doubt;
 
   std::vector<std::string> trace;
 

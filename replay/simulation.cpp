@@ -334,6 +334,11 @@ void harness::fire(const timeline_event& ev) {
     world_->outage_until = now + ev.duration;
     world_->refused.clear();
     break;
+  case event_kind::in_doubt:
+    world_->log("timeline: the next " + std::to_string(ev.times) + " " + ev.operation +
+                " call(s) commit but lose the connection before the reply");
+    world_->in_doubt[ev.operation] += ev.times;
+    break;
   case event_kind::clock_jump:
     world_->clock_offset += ev.jump;
     world_->log("timeline: the wall clock jumps by " +

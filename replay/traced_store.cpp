@@ -18,6 +18,18 @@ void traced_store::reachable(const char* operation) {
                     std::string("database unavailable (simulated outage): ") + operation);
 }
 
+void traced_store::maybe_in_doubt(const char* operation) {
+  auto it = world_->in_doubt.find(operation);
+  if (it == world_->in_doubt.end() || it->second <= 0)
+    return;
+  --it->second;
+  world_->log(std::string("in-doubt commit: ") + operation +
+              " committed, the caller is told the connection was lost");
+  throw store_error(store_errc::unavailable,
+                    std::string(operation) +
+                        ": connection lost during commit; outcome unknown (simulated)");
+}
+
 enqueue_result traced_store::enqueue(const enqueue_request& request) {
   std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("enqueue");
@@ -42,6 +54,7 @@ std::vector<claimed_message> traced_store::claim(const claim_request& request) {
     world_->log(request.node + " claims " + world_->describe(m.id) + ", epoch " +
                 std::to_string(m.epoch));
   }
+  maybe_in_doubt("claim");
   return claimed;
 }
 
@@ -53,6 +66,7 @@ std::vector<lease> traced_store::heartbeat(const std::string& node,
   for (const auto& l : lost)
     world_->log("heartbeat of " + node + ": lease of " + world_->describe(l.message_id) +
                 ", epoch " + std::to_string(l.epoch) + " is lost");
+  maybe_in_doubt("heartbeat");
   return lost;
 }
 
@@ -75,6 +89,7 @@ std::vector<fence_result> traced_store::complete(const std::vector<completion>& 
         if (d.type != delivery::kind::sink)
           world_->notify_ready(d.target);
   }
+  maybe_in_doubt("complete");
   return results;
 }
 
@@ -97,6 +112,7 @@ std::vector<fence_result> traced_store::fail(const std::vector<failure>& batch) 
     if (applied && !last && world_->notify_ready && info != world_->messages.end())
       world_->notify_ready(info->second.stage);
   }
+  maybe_in_doubt("fail");
   return results;
 }
 
@@ -113,6 +129,7 @@ std::vector<fence_result> traced_store::release(const std::string& node,
     if (world_->notify_ready && info != world_->messages.end())
       world_->notify_ready(info->second.stage);
   }
+  maybe_in_doubt("release");
   return results;
 }
 
@@ -163,6 +180,12 @@ std::vector<stage_counts> traced_store::counts() {
   std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("counts");
   return inner_->counts();
+}
+
+std::vector<stage_counts> traced_store::live_counts() {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
+  reachable("counts");
+  return inner_->live_counts();
 }
 
 std::optional<run_status> traced_store::run(int64_t run_id) {

@@ -33,6 +33,7 @@ public:
   void report_node(const persistence::node_report& report) override;
   std::vector<persistence::node_report> nodes() override;
   std::vector<persistence::stage_counts> counts() override;
+  std::vector<persistence::stage_counts> live_counts() override;
   std::optional<persistence::run_status> run(int64_t run_id) override;
   std::vector<persistence::run_status> runs(bool unfinished_only) override;
   std::vector<persistence::sink_count> sink_counts(std::optional<int64_t> run_id) override;
@@ -44,6 +45,9 @@ public:
   std::optional<persistence::time_point> next_available_at(const std::string& stage) override;
 
 private:
+  /// After a write applied: throws store_error(unavailable) if the timeline
+  /// made this call an in-doubt commit.
+  void maybe_in_doubt(const char* operation);
   /// Throws store_error(unavailable) during a simulated outage.
   void reachable(const char* operation);
 
