@@ -16,6 +16,11 @@ namespace turing::cli {
 
 actors::builtin_registry make_builtins() {
   actors::builtin_registry registry;
+  // The runtime's own: passes its input on unchanged (outcome "ok"), for
+  // wiring, tests and benchmarks of the runtime's own overhead.
+  registry.add("turing.pass", {"ok"}, [](const persistence::json&) {
+    return actors::handler_result{"ok", persistence::json::object()};
+  });
   examples::owl::register_builtins(registry);
   return registry;
 }

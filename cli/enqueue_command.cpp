@@ -1,56 +1,115 @@
-// `turing enqueue`: reads items from a JSON Lines file and enqueues them into
-// an entry stage as one run. Every line is checked before anything is written.
+// `turing enqueue`: streams items from a JSON Lines file into an entry stage
+// as one run, in one transaction. Every line is checked before anything is
+// written (the error names file:line), so a file is enqueued whole or not at all.
 #include "cli/cli_context.hpp"
 #include "cli/commands.hpp"
 #include "persistence/pg_store.hpp"
+#include "persistence/storable_text.hpp"
 
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 namespace turing::cli {
 
 namespace {
 
-constexpr size_t chunk_size = 5000;
 constexpr size_t max_reported_errors = 20;
 
-std::vector<persistence::new_item> read_items(std::istream& in, const std::string& name,
-                                              const std::string& key_field) {
-  std::vector<persistence::new_item> items;
+/// One line of the file as an item, or why it is not one.
+struct parsed_line {
+  std::optional<persistence::new_item> item; ///< empty for a blank line or an error
+  std::string error;
+};
+
+parsed_line parse_line(const std::string& line, const std::string& key_field) {
+  parsed_line out;
+  if (line.find_first_not_of(" \t\r") == std::string::npos)
+    return out;
+  nlohmann::json item;
+  try {
+    item = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::parse_error& e) {
+    // nlohmann names the byte and the reason (ill-formed UTF-8 included).
+    std::string what = e.what();
+    auto colon = what.find("parse error");
+    out.error = "not valid JSON: " +
+                persistence::storable_text(colon == std::string::npos ? what : what.substr(colon));
+    return out;
+  }
+  if (!item.is_object()) {
+    out.error = "an item must be a JSON object, got " + std::string(item.type_name());
+    return out;
+  }
+  // What PostgreSQL would refuse ("\u0000", a bad byte) is named here, before
+  // any item of the file is written.
+  if (auto why = persistence::unstorable_json(item)) {
+    out.error = "PostgreSQL cannot store this item: " + *why;
+    return out;
+  }
+  persistence::new_item n;
+  if (auto k = item.find(key_field); k != item.end()) {
+    if (k->is_string())
+      n.key = k->get<std::string>();
+    else if (k->is_number_integer())
+      n.key = std::to_string(k->get<int64_t>());
+    else {
+      out.error = "field '" + key_field + "' must be a string or an integer";
+      return out;
+    }
+  }
+  n.payload = std::move(item);
+  out.item = std::move(n);
+  return out;
+}
+
+/// The file's items, read line by line (never the whole file at once); the
+/// store rewinds it if its transaction has to start over.
+class jsonl_items final : public persistence::item_source {
+public:
+  jsonl_items(std::istream& in, std::string key_field)
+      : in_(in), key_field_(std::move(key_field)) {}
+
+  void rewind() override {
+    in_.clear();
+    in_.seekg(0);
+  }
+
+  std::optional<persistence::new_item> next() override {
+    std::string line;
+    while (std::getline(in_, line)) {
+      auto parsed = parse_line(line, key_field_);
+      if (parsed.item)
+        return std::move(parsed.item);
+      if (!parsed.error.empty()) // the file changed since it was checked
+        throw usage_error("the items file changed while it was enqueued: " + parsed.error);
+    }
+    return std::nullopt;
+  }
+
+private:
+  std::istream& in_;
+  std::string key_field_;
+};
+
+/// Checks every line; prints the first errors as file:line: reason. Returns
+/// the number of items.
+int64_t check_items(std::istream& in, const std::string& name, const std::string& key_field) {
   std::vector<std::string> errors;
+  int64_t items = 0;
   std::string line;
   for (size_t number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos)
+    auto parsed = parse_line(line, key_field);
+    if (parsed.item)
+      ++items;
+    if (parsed.error.empty())
       continue;
-    auto report = [&](const std::string& what) {
-      if (errors.size() < max_reported_errors)
-        errors.push_back(name + ":" + std::to_string(number) + ": " + what);
-      else if (errors.size() == max_reported_errors)
-        errors.push_back(name + ": more errors follow; stopped reporting");
-    };
-    auto item = nlohmann::json::parse(line, nullptr, false);
-    if (item.is_discarded()) {
-      report("not valid JSON");
-      continue;
-    }
-    if (!item.is_object()) {
-      report("an item must be a JSON object, got " + std::string(item.type_name()));
-      continue;
-    }
-    persistence::new_item n;
-    if (auto k = item.find(key_field); k != item.end()) {
-      if (k->is_string())
-        n.key = k->get<std::string>();
-      else if (k->is_number_integer())
-        n.key = std::to_string(k->get<int64_t>());
-      else {
-        report("field '" + key_field + "' must be a string or an integer");
-        continue;
-      }
-    }
-    n.payload = std::move(item);
-    items.push_back(std::move(n));
+    if (errors.size() < max_reported_errors)
+      errors.push_back(name + ":" + std::to_string(number) + ": " + parsed.error);
+    else if (errors.size() == max_reported_errors)
+      errors.push_back(name + ": more errors follow; stopped reporting");
   }
   if (!errors.empty()) {
     for (const auto& e : errors)
@@ -58,6 +117,23 @@ std::vector<persistence::new_item> read_items(std::istream& in, const std::strin
     throw usage_error(name + ": invalid items; nothing was enqueued");
   }
   return items;
+}
+
+/// Standard input cannot be read twice: it is spooled to an unlinked
+/// temporary file first.
+std::filesystem::path spool_stdin() {
+  auto dir = std::filesystem::temp_directory_path();
+  std::string path = (dir / "turing-enqueue-XXXXXX").string();
+  int fd = ::mkstemp(path.data());
+  if (fd < 0)
+    throw std::runtime_error("cannot create a temporary file in " + dir.string() +
+                             " to hold standard input");
+  ::close(fd);
+  std::ofstream out{path, std::ios::binary};
+  out << std::cin.rdbuf();
+  if (!out)
+    throw std::runtime_error("cannot spool standard input to " + path);
+  return path;
 }
 
 } // namespace
@@ -76,40 +152,40 @@ int enqueue_command(const enqueue_options& options) {
               << "' is not an entry stage (entry = true) in " << config.file.string() << "\n";
     throw usage_error("not an entry stage " + options.stage);
   }
-  std::vector<persistence::new_item> items;
+  auto path = options.file;
+  std::string name = options.file.string();
+  std::optional<std::filesystem::path> spooled;
   if (options.file == "-") {
-    items = read_items(std::cin, "<stdin>", options.key_field);
-  } else {
-    std::ifstream in{options.file};
-    if (!in) {
-      std::cerr << "turing enqueue: cannot read " << options.file.string() << "\n";
-      throw usage_error("unreadable " + options.file.string());
-    }
-    items = read_items(in, options.file.string(), options.key_field);
+    spooled = spool_stdin();
+    path = *spooled;
+    name = "<stdin>";
   }
+  struct remove_spool {
+    std::optional<std::filesystem::path>& p;
+    ~remove_spool() {
+      if (p) {
+        std::error_code ignored;
+        std::filesystem::remove(*p, ignored);
+      }
+    }
+  } cleanup{spooled};
+  std::ifstream in{path, std::ios::binary};
+  if (!in) {
+    std::cerr << "turing enqueue: cannot read " << name << "\n";
+    throw usage_error("unreadable " + name);
+  }
+  auto count = check_items(in, name, options.key_field);
   auto db = open_database(config);
   persistence::pg_store store{db.connection_string};
-  persistence::enqueue_result total;
-  auto label = options.label.empty() ? options.file.filename().string() : options.label;
-  for (size_t from = 0; from < items.size() || from == 0; from += chunk_size) {
-    persistence::enqueue_request request;
-    request.stage = options.stage;
-    request.label = label;
-    request.max_attempts = stage->retry.max_attempts;
-    if (total.run_id)
-      request.run_id = total.run_id;
-    auto to = std::min(items.size(), from + chunk_size);
-    request.items.assign(std::make_move_iterator(items.begin() + from),
-                         std::make_move_iterator(items.begin() + to));
-    auto r = store.enqueue(request);
-    total.run_id = r.run_id;
-    total.enqueued += r.enqueued;
-    total.duplicates += r.duplicates;
-    if (items.empty())
-      break;
-  }
-  spdlog::info("enqueue: run {}: {} item(s) into stage {}, {} duplicate key(s) skipped",
-               total.run_id, total.enqueued, options.stage, total.duplicates);
+  persistence::enqueue_request request;
+  request.stage = options.stage;
+  request.label = options.label.empty() ? options.file.filename().string() : options.label;
+  request.max_attempts = stage->retry.max_attempts;
+  jsonl_items items{in, options.key_field};
+  auto total = store.enqueue_all(request, items);
+  spdlog::info("enqueue: run {}: {} item(s) of {} into stage {} in one transaction, {} duplicate "
+               "key(s) skipped",
+               total.run_id, total.enqueued, count, options.stage, total.duplicates);
   std::cout << "run " << total.run_id << ": enqueued " << total.enqueued << " into "
             << options.stage << " (" << total.duplicates << " duplicates skipped)\n";
   return 0;

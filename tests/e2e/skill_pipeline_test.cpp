@@ -1,7 +1,10 @@
 // The skill pipeline end to end: the real turing binary on a real
 // PostgreSQL, the simulated model server over HTTP, Lucy as a child process.
 #define CAF_SUITE skill_pipeline
+#include "persistence/migrations.hpp"
 #include "tests/e2e/skill_pipeline_fixture.hpp"
+
+#include <pqxx/pqxx>
 
 using namespace turing::persistence;
 using namespace turing::testing;
@@ -237,6 +240,50 @@ CAF_TEST(an_invalid_config_is_rejected_naming_file_line_and_key) {
   CAF_CHECK(out.find("broken.toml:6") != std::string::npos);
   CAF_CHECK(out.find("stages.a.concurency") != std::string::npos);
   CAF_CHECK(out.find("concurrency") != std::string::npos);
+}
+
+CAF_TEST(an_items_file_with_a_line_postgresql_refuses_enqueues_nothing_and_names_the_line) {
+  // Issue 8, defect 3: line 5,001 holds a string PostgreSQL refuses; before,
+  // the first 5,000 items were committed and turing exited with a raw SQLSTATE.
+  auto config = write_owl_config(dir, dsn, "http://127.0.0.1:9");
+  {
+    pqxx::connection c{dsn};
+    migrate(c);
+  }
+  auto file = dir.path / "items.jsonl";
+  {
+    std::ofstream out{file};
+    for (int i = 1; i <= 6000; ++i) {
+      if (i == 5001)
+        out << "{\"key\": \"k5001\", \"name\": \"nul \\u0000 here\"}\n";
+      else
+        out << "{\"key\": \"k" << i << "\", \"name\": \"skill " << i << "\"}\n";
+    }
+  }
+  std::string out;
+  auto rc = run_turing(
+      dir, {"enqueue", "--config", config.string(), "--stage", "lucy", "--file", file.string()},
+      &out);
+  CAF_CHECK_EQUAL(rc, 2);
+  CAF_CHECK(out.find("items.jsonl:5001:") != std::string::npos);
+  CAF_CHECK(out.find("U+0000") != std::string::npos);
+  CAF_CHECK(out.find("nothing was enqueued") != std::string::npos);
+  CAF_MESSAGE(out);
+  pg_store s{dsn};
+  CAF_CHECK(s.runs(false).empty());
+  // The same file without the bad line goes in whole, as one run.
+  {
+    std::ofstream fixed{file};
+    for (int i = 1; i <= 6000; ++i)
+      fixed << "{\"key\": \"k" << i << "\", \"name\": \"skill " << i << "\"}\n";
+  }
+  rc = run_turing(
+      dir, {"enqueue", "--config", config.string(), "--stage", "lucy", "--file", file.string()},
+      &out);
+  CAF_CHECK_EQUAL(rc, 0);
+  auto runs = s.runs(false);
+  CAF_REQUIRE_EQUAL(runs.size(), 1u);
+  CAF_CHECK_EQUAL(runs[0].items_total, 6000);
 }
 
 CAF_TEST(an_unreachable_database_is_one_line_and_a_non_zero_exit) {
