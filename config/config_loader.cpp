@@ -318,6 +318,18 @@ private:
         continue;
       }
       stages.push_back(detail::read_stage(*stage_table, name, context, diag_));
+      // Unset concurrency: a builtin is cheap, so many in flight (its pump
+      // batches claims and writes); a model stage sends as many calls as
+      // its model takes at once; a script runs one child.
+      auto& stage = stages.back().stage;
+      if (stage_table->get("concurrency") == nullptr) {
+        if (stage.handler == handler_kind::builtin)
+          stage.concurrency = default_builtin_concurrency;
+        else if (stage.handler == handler_kind::model)
+          for (const auto& m : config_.models)
+            if (m.name == stage.model)
+              stage.concurrency = m.concurrency;
+      }
     }
     // TOML tables are unordered; file order is what a reader expects.
     std::stable_sort(stages.begin(), stages.end(), [](const auto& x, const auto& y) {

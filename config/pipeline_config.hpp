@@ -36,7 +36,8 @@ struct runtime_config {
   millis poll_interval{2000};
   millis shutdown_grace{20000};
   millis default_timeout{60000};
-  int claim_batch = 16;
+  /// The most messages one claim takes (still bounded by free capacity).
+  int claim_batch = 256;
   /// A stage pump that leaves its supervisor's liveness probe unanswered
   /// this long is deemed stalled, killed and restarted (field report,
   /// incident 15).
@@ -78,6 +79,9 @@ struct route_target {
   }
   friend bool operator!=(const route_target& x, const route_target& y) { return !(x == y); }
 };
+
+/// A builtin stage's concurrency when the config sets none.
+inline constexpr int default_builtin_concurrency = 256;
 
 struct stage_config {
   std::string name;

@@ -209,7 +209,7 @@ CAF_TEST(full_config_loads_with_every_field) {
   const auto& alma = *c.find_stage("alma");
   CAF_CHECK(alma.handler == handler_kind::model);
   CAF_CHECK(!alma.entry);
-  CAF_CHECK_EQUAL(alma.concurrency, 1);
+  CAF_CHECK_EQUAL(alma.concurrency, 2); // unset: as many calls as its model takes
   CAF_CHECK(!alma.timeout.has_value());
   CAF_CHECK_EQUAL(c.timeout_of(alma).count(), 150'000);
   CAF_CHECK_EQUAL(alma.model, "mistral");
@@ -286,11 +286,11 @@ routes = { ok = "out" }
   CAF_CHECK_EQUAL(c.runtime.poll_interval.count(), 2'000);
   CAF_CHECK_EQUAL(c.runtime.shutdown_grace.count(), 20'000);
   CAF_CHECK_EQUAL(c.runtime.default_timeout.count(), 60'000);
-  CAF_CHECK_EQUAL(c.runtime.claim_batch, 16);
+  CAF_CHECK_EQUAL(c.runtime.claim_batch, 256);
   CAF_CHECK_EQUAL(c.runtime.stall_timeout.count(), 10'000);
   CAF_CHECK(c.models.empty());
   CAF_REQUIRE_EQUAL(c.stages.size(), 1u);
-  CAF_CHECK_EQUAL(c.stages[0].concurrency, 1);
+  CAF_CHECK_EQUAL(c.stages[0].concurrency, turing::config::default_builtin_concurrency);
   CAF_CHECK_EQUAL(c.timeout_of(c.stages[0]).count(), 60'000);
 }
 
