@@ -1,0 +1,536 @@
+// The hot-path benchmark: what a user gets from `turing run` with the default
+// config, beside the bare limit of the same PostgreSQL in the same run (a
+// one-row UPDATE loop) and, with --peers, graphile-worker and pg-boss.
+//
+//   build/bench/pipeline_bench [--items N] [--history N] [--rss-items N] [--peers]
+//                              [--database URL] [--only CASES]
+//
+// Runs the real `turing` binary (enqueue, run --until-drained) on generated
+// configs of `turing.pass` builtins; rates come from the attempts table
+// (first claim to last completion), so process start-up is not counted.
+#include "persistence/embedded_cluster.hpp"
+#include "persistence/migrations.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <pqxx/pqxx>
+#include <spdlog/spdlog.h>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+struct options {
+  int items = 20000;
+  int64_t history = 0;   ///< done messages to add before the history case
+  int64_t rss_items = 0; ///< items for the RSS and enqueue case
+  bool peers = false;
+  std::string database;
+  std::string only; ///< comma-separated case names; empty = all
+};
+
+double seconds_since(clock_type::time_point t) {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
+
+bool wanted(const options& o, const std::string& name) {
+  return o.only.empty() || ("," + o.only + ",").find("," + name + ",") != std::string::npos;
+}
+
+// -- processes ------------------------------------------------------------------
+
+struct process_result {
+  int status = -1;
+  double seconds = 0;
+  long peak_rss_kb = 0; ///< VmHWM, sampled while it ran
+};
+
+long peak_rss_kb(pid_t pid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0)
+      return std::strtol(line.c_str() + 6, nullptr, 10);
+  return 0;
+}
+
+/// Runs argv, output to `log`; samples its peak RSS every 50 ms.
+process_result run(const std::vector<std::string>& argv, const fs::path& log) {
+  auto start = clock_type::now();
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* f = std::fopen(log.c_str(), "a");
+    if (f) {
+      dup2(fileno(f), 1);
+      dup2(fileno(f), 2);
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  process_result r;
+  for (;;) {
+    r.peak_rss_kb = std::max(r.peak_rss_kb, peak_rss_kb(pid));
+    int status = 0;
+    auto done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) {
+      r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  r.seconds = seconds_since(start);
+  return r;
+}
+
+// -- the database -----------------------------------------------------------------
+
+/// One autocommitted single-row UPDATE per row, from `connections` threads.
+double update_loop_per_second(const std::string& dsn, int n, int connections) {
+  {
+    pqxx::connection c{dsn};
+    pqxx::work tx{c};
+    tx.exec("DROP TABLE IF EXISTS bench_baseline");
+    tx.exec("CREATE TABLE bench_baseline (id bigint PRIMARY KEY, state text NOT NULL)");
+    tx.exec_params("INSERT INTO bench_baseline SELECT g, 'ready' FROM generate_series(1, $1) g", n);
+    tx.commit();
+  }
+  std::atomic<int> next{1};
+  auto start = clock_type::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < connections; ++t)
+    threads.emplace_back([&] {
+      pqxx::connection c{dsn};
+      c.prepare("mark", "UPDATE bench_baseline SET state = 'done' WHERE id = $1");
+      for (int i = next++; i <= n; i = next++) {
+        pqxx::nontransaction tx{c};
+        tx.exec_prepared("mark", i);
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  return n / seconds_since(start);
+}
+
+struct drain_figures {
+  int64_t attempts = 0;
+  double seconds = 0; ///< first claim to last completion
+  double per_second() const { return seconds > 0 ? attempts / seconds : 0; }
+};
+
+drain_figures drain_of_run(const std::string& dsn, int64_t run_id) {
+  pqxx::connection c{dsn};
+  pqxx::work tx{c};
+  auto r =
+      tx.exec_params1("SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at)) "
+                      "FROM turing.attempts WHERE run_id = $1 AND result = 'completed'",
+                      run_id);
+  return {r[0].as<int64_t>(), r[1].is_null() ? 0.0 : r[1].as<double>()};
+}
+
+int64_t last_run(const std::string& dsn) {
+  pqxx::connection c{dsn};
+  pqxx::work tx{c};
+  return tx.exec1("SELECT coalesce(max(id), 0) FROM turing.runs")[0].as<int64_t>();
+}
+
+/// Ready-to-claimed delays (ms) of every message after the first stage of a run.
+std::vector<double> handoff_ms(const std::string& dsn, int64_t run_id) {
+  pqxx::connection c{dsn};
+  pqxx::work tx{c};
+  auto r = tx.exec_params(
+      "SELECT extract(epoch FROM a.started_at - m.created_at) * 1000 "
+      "FROM turing.messages m JOIN turing.attempts a ON a.message_id = m.id AND a.attempt = 1 "
+      "WHERE m.run_id = $1 AND m.parent_id IS NOT NULL AND a.result = 'completed'",
+      run_id);
+  std::vector<double> out;
+  for (const auto& row : r)
+    out.push_back(row[0].as<double>());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+double quantile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty())
+    return 0;
+  auto i = static_cast<size_t>(q * static_cast<double>(sorted.size() - 1) + 0.5);
+  return sorted[std::min(i, sorted.size() - 1)];
+}
+
+/// Adds `n` finished items with one done message and one attempt each, in a
+/// finished run, as years of history would leave them.
+void add_history(const std::string& dsn, int64_t n) {
+  pqxx::connection c{dsn};
+  pqxx::work tx{c};
+  auto run = tx.exec_params1("INSERT INTO turing.runs (label, entry_stage, created_at, "
+                             "items_total, pending, finished_at) VALUES ('history', 'old', "
+                             "now() - interval '1 day', $1, 0, now()) RETURNING id",
+                             n)[0]
+                 .as<int64_t>();
+  tx.exec_params(
+      "INSERT INTO turing.items (run_id, payload, open_branches, sink, result, created_at, "
+      "finished_at) SELECT $1, jsonb_build_object('n', g), 0, 'done', '{}', "
+      "now() - interval '1 day', now() - interval '1 day' FROM generate_series(1, $2) g",
+      run, n);
+  tx.exec_params(
+      "INSERT INTO turing.messages (run_id, item_id, stage, payload, state, attempt, "
+      "max_attempts, epoch, started_at, finished_at, outcome, output, created_at, available_at) "
+      "SELECT run_id, id, 'old', payload, 'done', 1, 3, 1, created_at, finished_at, 'ok', '{}', "
+      "created_at, created_at FROM turing.items WHERE run_id = $1",
+      run);
+  tx.exec_params(
+      "INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node, "
+      "started_at, finished_at, result, outcome) SELECT id, item_id, run_id, stage, 1, 1, "
+      "'history', started_at, finished_at, 'completed', 'ok' FROM turing.messages "
+      "WHERE run_id = $1",
+      run);
+  tx.commit();
+  pqxx::nontransaction vacuum{c};
+  vacuum.exec("VACUUM ANALYZE turing.messages");
+  vacuum.exec("VACUUM ANALYZE turing.items");
+  vacuum.exec("VACUUM ANALYZE turing.attempts");
+}
+
+// -- configs and items ----------------------------------------------------------
+
+/// A chain of `stages` pass builtins with every tuning key left at its default.
+fs::path write_chain_config(const fs::path& dir, const std::string& name, int stages,
+                            const std::string& dsn) {
+  auto path = dir / (name + ".toml");
+  std::ofstream out{path};
+  out << "sinks = [\"done\"]\n\n[database]\nurl = \"" << dsn << "\"\n";
+  for (int i = 1; i <= stages; ++i) {
+    out << "\n[stages.s" << i << "]\nhandler = \"builtin\"\nfunction = \"turing.pass\"\n";
+    if (i == 1)
+      out << "entry = true\n";
+    out << "routes = { ok = \"" << (i == stages ? std::string("done") : "s" + std::to_string(i + 1))
+        << "\" }\n";
+  }
+  return path;
+}
+
+fs::path write_items(const fs::path& dir, const std::string& name, int64_t n) {
+  auto path = dir / (name + ".jsonl");
+  std::ofstream out{path};
+  for (int64_t i = 0; i < n; ++i)
+    out << "{\"n\":" << i << "}\n";
+  return path;
+}
+
+struct bench_env {
+  options o;
+  std::string dsn;
+  fs::path dir;
+  std::string turing;
+  fs::path log;
+};
+
+/// Enqueues `items` into a fresh `stages`-stage chain and drains it with
+/// `turing run --until-drained`; returns the drain figures of that run.
+struct chain_result {
+  drain_figures drain;
+  process_result enqueue, run;
+  int64_t run_id = 0;
+};
+
+chain_result run_chain(const bench_env& env, const std::string& name, int stages, int64_t items) {
+  auto config = write_chain_config(env.dir, name, stages, env.dsn);
+  auto file = write_items(env.dir, name, items);
+  chain_result r;
+  r.enqueue = run({env.turing, "--log-level", "warn", "enqueue", "--config", config.string(),
+                   "--stage", "s1", "--file", file.string(), "--label", name},
+                  env.log);
+  if (r.enqueue.status != 0) {
+    std::fprintf(stderr, "pipeline_bench: enqueue of %s failed (exit %d); see %s\n", name.c_str(),
+                 r.enqueue.status, env.log.c_str());
+    std::exit(1);
+  }
+  r.run_id = last_run(env.dsn);
+  r.run = run(
+      {env.turing, "--log-level", "warn", "run", "--config", config.string(), "--until-drained"},
+      env.log);
+  if (r.run.status != 0) {
+    std::fprintf(stderr, "pipeline_bench: run of %s failed (exit %d); see %s\n", name.c_str(),
+                 r.run.status, env.log.c_str());
+    std::exit(1);
+  }
+  r.drain = drain_of_run(env.dsn, r.run_id);
+  return r;
+}
+
+/// Low load: items enqueued one at a time, 20 ms apart, while a node runs.
+std::vector<double> low_load_handoffs(const bench_env& env, int items) {
+  auto config = write_chain_config(env.dir, "latency", 7, env.dsn);
+  pid_t node = fork();
+  if (node == 0) {
+    FILE* f = std::fopen(env.log.c_str(), "a");
+    if (f) {
+      dup2(fileno(f), 1);
+      dup2(fileno(f), 2);
+    }
+    execl(env.turing.c_str(), env.turing.c_str(), "--log-level", "warn", "run", "--config",
+          config.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1)); // the node connects and listens
+  int64_t first_run = 0;
+  {
+    pqxx::connection c{env.dsn};
+    for (int i = 0; i < items; ++i) {
+      pqxx::work tx{c};
+      auto run = tx.exec1("INSERT INTO turing.runs (label, entry_stage, items_total, pending) "
+                          "VALUES ('latency', 's1', 1, 1) RETURNING id")[0]
+                     .as<int64_t>();
+      if (!first_run)
+        first_run = run;
+      auto item = tx.exec_params1("INSERT INTO turing.items (run_id, payload, open_branches) "
+                                  "VALUES ($1, '{}', 1) RETURNING id",
+                                  run)[0]
+                      .as<int64_t>();
+      tx.exec_params("INSERT INTO turing.messages (run_id, item_id, stage, payload, max_attempts) "
+                     "VALUES ($1, $2, 's1', '{}', 3)",
+                     run, item);
+      tx.exec("SELECT pg_notify('turing_ready', 's1')");
+      tx.commit();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    // Wait until the last item finished, then stop the node.
+    for (int tries = 0; tries < 600; ++tries) {
+      pqxx::work tx{c};
+      if (tx.exec1("SELECT count(*) FROM turing.runs WHERE label = 'latency' AND pending > 0")[0]
+              .as<int64_t>() == 0)
+        break;
+      tx.commit();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  kill(node, SIGTERM);
+  int status = 0;
+  waitpid(node, &status, 0);
+  std::vector<double> all;
+  pqxx::connection c{env.dsn};
+  pqxx::work tx{c};
+  auto r = tx.exec_params(
+      "SELECT extract(epoch FROM a.started_at - m.created_at) * 1000 "
+      "FROM turing.messages m JOIN turing.attempts a ON a.message_id = m.id AND a.attempt = 1 "
+      "WHERE m.run_id >= $1 AND m.parent_id IS NOT NULL AND a.result = 'completed'",
+      first_run);
+  for (const auto& row : r)
+    all.push_back(row[0].as<double>());
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
+/// `turing status` wall time.
+double status_seconds(const bench_env& env) {
+  auto config = write_chain_config(env.dir, "status", 1, env.dsn);
+  return run({env.turing, "--log-level", "warn", "status", "--config", config.string()}, env.log)
+      .seconds;
+}
+
+/// run-peers against the same cluster: jobs/s per case, by case name.
+std::map<std::string, double> run_peers(const bench_env& env) {
+  std::map<std::string, std::string> kv;
+  std::istringstream in{env.dsn};
+  std::string pair;
+  while (in >> pair)
+    if (auto eq = pair.find('='); eq != std::string::npos)
+      kv[pair.substr(0, eq)] = pair.substr(eq + 1);
+  fs::path script = fs::path(TURING_SOURCE_DIR) / ".." / "shared" / "peers" / "run-peers";
+  if (!fs::exists(script)) {
+    std::fprintf(stderr, "pipeline_bench: %s not found; skipping peers\n", script.c_str());
+    return {};
+  }
+  auto out = env.dir / "peers.jsonl";
+  std::string cmd = script.string() + " --host '" + kv["host"] + "' --port " + kv["port"] +
+                    " --user " + kv["user"] + " --n " + std::to_string(env.o.items) + " > " +
+                    out.string() + " 2>>" + env.log.string();
+  if (std::system(cmd.c_str()) != 0) {
+    std::fprintf(stderr, "pipeline_bench: run-peers failed; see %s\n", env.log.c_str());
+    return {};
+  }
+  std::map<std::string, double> rates;
+  std::ifstream lines{out};
+  std::string line;
+  while (std::getline(lines, line)) {
+    // Compared like for like: turing's rate runs from the first claim to the
+    // last completion, so the peers' rate excludes their start-up too.
+    auto field = [&](const std::string& key) -> std::string {
+      auto at = line.find("\"" + key + "\":");
+      if (at == std::string::npos)
+        return "";
+      at += key.size() + 3;
+      auto end = line.find_first_of(",}", at);
+      auto v = line.substr(at, end - at);
+      if (!v.empty() && v.front() == '"')
+        v = v.substr(1, v.size() - 2);
+      return v;
+    };
+    auto rate = field("drain_jobs_per_s_excl_startup");
+    if (rate.empty() || rate == "null")
+      continue;
+    auto name = field("lib");
+    if (field("batching") == "true")
+      name += " (batched)";
+    else if (name == "graphile-worker")
+      name += " (defaults)";
+    rates[name] = std::strtod(rate.c_str(), nullptr);
+  }
+  return rates;
+}
+
+void print_row(const char* what, double value, const char* unit, double baseline) {
+  if (baseline > 0)
+    std::printf("| %-52s | %12.0f %-9s | %6.2fx |\n", what, value, unit, value / baseline);
+  else
+    std::printf("| %-52s | %12.1f %-9s | %7s |\n", what, value, unit, "");
+}
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "pipeline_bench: %s needs a value\n", flag.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (flag == "--items")
+      o.items = std::stoi(value());
+    else if (flag == "--history")
+      o.history = std::stoll(value());
+    else if (flag == "--rss-items")
+      o.rss_items = std::stoll(value());
+    else if (flag == "--peers")
+      o.peers = true;
+    else if (flag == "--database")
+      o.database = value();
+    else if (flag == "--only")
+      o.only = value();
+    else {
+      std::fprintf(stderr,
+                   "usage: pipeline_bench [--items N] [--history N] [--rss-items N] [--peers] "
+                   "[--database URL] [--only baseline,one,chain,latency,history,rss]\n");
+      std::exit(2);
+    }
+  }
+  if (o.items < 1) {
+    std::fprintf(stderr, "pipeline_bench: --items must be >= 1\n");
+    std::exit(2);
+  }
+  return o;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  bench_env env;
+  env.o = parse(argc, argv);
+  spdlog::set_level(spdlog::level::warn);
+  env.turing = TURING_EXE;
+  char pattern[] = "/tmp/turing-pipeline-bench-XXXXXX";
+  env.dir = mkdtemp(pattern);
+  fs::permissions(env.dir, fs::perms(0755));
+  env.log = env.dir / "bench.log";
+  bool embedded = env.o.database.empty();
+  if (embedded) {
+    turing::persistence::embedded_cluster_options options;
+    options.data_dir = env.dir / "cluster";
+    env.dsn = turing::persistence::embedded_cluster::ensure_running(options).connection_string();
+  } else {
+    env.dsn = env.o.database;
+  }
+  {
+    pqxx::connection c{env.dsn};
+    turing::persistence::migrate(c);
+  }
+  std::printf("pipeline_bench: %d items per case, %s, %u cores; log %s\n\n", env.o.items,
+              embedded ? "embedded cluster (unix socket, fsync on)" : "--database",
+              std::thread::hardware_concurrency(), env.log.c_str());
+  std::printf("| %-52s | %22s | %7s |\n", "case", "figure", "ratio");
+  std::printf("|%s|%s|%s|\n", std::string(54, '-').c_str(), std::string(24, '-').c_str(),
+              std::string(9, '-').c_str());
+  double baseline = 0;
+  if (wanted(env.o, "baseline")) {
+    baseline = update_loop_per_second(env.dsn, env.o.items, 1);
+    print_row("bare limit: one-row UPDATE loop, 1 connection", baseline, "rows/s", baseline);
+    auto four = update_loop_per_second(env.dsn, env.o.items, 4);
+    print_row("bare limit: one-row UPDATE loop, 4 connections", four, "rows/s", baseline);
+  }
+  double one_rate = 0;
+  if (wanted(env.o, "one")) {
+    auto r = run_chain(env, "one", 1, env.o.items);
+    one_rate = r.drain.per_second();
+    print_row("turing: 1-stage no-op pipeline, defaults", one_rate, "items/s", baseline);
+    print_row("  its turing enqueue", env.o.items / r.enqueue.seconds, "items/s", 0);
+  }
+  if (wanted(env.o, "chain")) {
+    auto r = run_chain(env, "chain", 7, env.o.items);
+    auto transitions = r.drain.per_second();
+    print_row("turing: 7-stage no-op chain, defaults (items)", transitions / 7, "items/s", 0);
+    print_row("turing: 7-stage no-op chain, stage transitions", transitions, "/s", baseline);
+    auto latencies = handoff_ms(env.dsn, r.run_id);
+    print_row("  handoff under full load, p50", quantile(latencies, 0.5), "ms", 0);
+  }
+  if (wanted(env.o, "latency")) {
+    auto latencies = low_load_handoffs(env, 200);
+    print_row("handoff at low load (ready -> claimed), p50", quantile(latencies, 0.5), "ms", 0);
+    print_row("handoff at low load (ready -> claimed), p99", quantile(latencies, 0.99), "ms", 0);
+  }
+  if (wanted(env.o, "history") && env.o.history > 0) {
+    auto t = clock_type::now();
+    add_history(env.dsn, env.o.history);
+    std::printf("| %-52s | %12.1f %-9s | %7s |\n", "  (history added, seconds)", seconds_since(t),
+                "s", "");
+    auto r = run_chain(env, "after_history", 1, env.o.items);
+    auto rate = r.drain.per_second();
+    char label[96];
+    std::snprintf(label, sizeof label, "turing: 1-stage no-op with %lld done rows",
+                  static_cast<long long>(env.o.history));
+    print_row(label, rate, "items/s", baseline);
+    if (one_rate > 0)
+      std::printf("| %-52s | %22.2f | %7s |\n", "  vs. the same case without history",
+                  rate / one_rate, "");
+    print_row("  turing status, wall time", status_seconds(env), "s", 0);
+  }
+  if (wanted(env.o, "rss") && env.o.rss_items > 0) {
+    auto r = run_chain(env, "rss", 1, env.o.rss_items);
+    print_row("turing enqueue of the rss case", env.o.rss_items / r.enqueue.seconds, "items/s", 0);
+    print_row("  turing enqueue peak RSS", r.enqueue.peak_rss_kb / 1024.0, "MB", 0);
+    print_row("turing run peak RSS, draining the rss case", r.run.peak_rss_kb / 1024.0, "MB", 0);
+  }
+  if (env.o.peers) {
+    for (const auto& [name, rate] : run_peers(env)) {
+      std::string label = "peer: " + name;
+      print_row(label.c_str(), rate, "jobs/s", baseline);
+      if (one_rate > 0)
+        std::printf("| %-52s | %22.2f | %7s |\n", "  turing 1-stage / this peer", one_rate / rate,
+                    "");
+    }
+  }
+  if (embedded) {
+    turing::persistence::embedded_cluster::stop(env.dir / "cluster");
+    fs::remove_all(env.dir / "cluster");
+  }
+  return 0;
+}
