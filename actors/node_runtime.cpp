@@ -5,6 +5,7 @@
 #include "actors/model_endpoint.hpp"
 #include "actors/ready_listener.hpp"
 #include "actors/rescuer.hpp"
+#include "actors/script_worker_pool.hpp"
 #include "actors/stage_pump.hpp"
 #include "messages/registry.hpp"
 #include "supervision/supervisor.hpp"
@@ -104,6 +105,18 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
           return spawn_stage_pump(sup->system(), pump);
         })};
     stage_children.front().stall_timeout = runtime.stall_timeout;
+    // Worker mode: the stage's long-lived children, first so that they outlive the pump at
+    // shutdown (children stop in reverse order) and survive its restarts. The simulation
+    // replaces script children altogether, so it needs no pool.
+    if (s.handler == config::handler_kind::script && s.mode == config::script_mode::worker &&
+        !o.simulated_scripts)
+      stage_children.insert(
+          stage_children.begin(),
+          named_child(dir, script_pool_name(s.name), [s](caf::event_based_actor* sup) {
+            return spawn_script_worker_pool(
+                sup->system(),
+                {s.name, script_spec{s.command, s.working_dir, s.env}, s.concurrency});
+          }));
     stages.push_back(named_supervisor(
         dir, supervision::supervisor_child(
                  "stage/" + s.name,

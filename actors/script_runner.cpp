@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include <string_view>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <system_error>
 #include <unistd.h>
 #include <utility>
 
@@ -316,22 +318,37 @@ void kill_process_group(pid_t pgid) {
   ::kill(-pgid, SIGKILL); // ESRCH: the whole group is already gone
 }
 
-script_result run_script(const script_spec& spec, const std::string& input,
-                         const std::function<void(pid_t)>& on_started) {
+namespace {
+
+// A started child and our ends of its pipes; pid 0 and `error` set when it could not start.
+struct started_child {
+  pid_t pid = 0;
+  unique_fd in_w, out_r, err_r;
+  std::string error;
+};
+
+// Checks the spec and spawns the child in its own process group with stdin, stdout and stderr
+// on pipes. Shared by run_script (one execution) and serve_script_worker (a long-lived child).
+started_child spawn_child(const script_spec& spec) {
+  started_child child;
+  auto fail = [&](const std::string& why) {
+    child.error = cannot_start(spec, why).error;
+    return std::move(child);
+  };
   // --- checks and preparation in the parent, so failures name their cause --------------------
   if (spec.command.empty())
-    return cannot_start(spec, "empty command");
+    return fail("empty command");
   for (const auto& arg : spec.command)
     if (arg.find('\0') != std::string::npos)
-      return cannot_start(spec, "an argument contains a NUL byte");
+      return fail("an argument contains a NUL byte");
   for (const auto& [name, value] : spec.env)
     if (name.empty() || name.find_first_of(std::string_view("=\0", 2)) != std::string::npos ||
         value.find('\0') != std::string::npos)
-      return cannot_start(spec, "invalid environment variable '" + name + "'");
+      return fail("invalid environment variable '" + name + "'");
 
   std::string program;
   if (int err = resolve_program(spec.command.front(), program); err != 0)
-    return cannot_start(spec, errno_text(err));
+    return fail(errno_text(err));
 
   // posix_spawn reports a failed chdir with the same errno as a missing program; check first so
   // the error says which one is missing.
@@ -341,8 +358,7 @@ script_result run_script(const script_spec& spec, const std::string& input,
               : S_ISDIR(st.st_mode)                      ? 0
                                                          : ENOTDIR;
     if (err != 0)
-      return cannot_start(spec, "working directory '" + spec.working_dir.string() +
-                                    "': " + errno_text(err));
+      return fail("working directory '" + spec.working_dir.string() + "': " + errno_text(err));
   }
 
   auto env = child_environment(spec.env);
@@ -353,15 +369,15 @@ script_result run_script(const script_spec& spec, const std::string& input,
   for (auto [read_end, write_end] :
        {std::pair(&in_r, &in_w), std::pair(&out_r, &out_w), std::pair(&err_r, &err_w)})
     if (int err = make_pipe(*read_end, *write_end); err != 0)
-      return cannot_start(spec, "pipe: " + errno_text(err));
+      return fail("pipe: " + errno_text(err));
 
   posix_spawn_file_actions_t actions;
   if (int err = ::posix_spawn_file_actions_init(&actions); err != 0)
-    return cannot_start(spec, errno_text(err));
+    return fail(errno_text(err));
   scope_exit destroy_actions([&] { ::posix_spawn_file_actions_destroy(&actions); });
   posix_spawnattr_t attr;
   if (int err = ::posix_spawnattr_init(&attr); err != 0)
-    return cannot_start(spec, errno_text(err));
+    return fail(errno_text(err));
   scope_exit destroy_attr([&] { ::posix_spawnattr_destroy(&attr); });
 
   // dup2 clears close-on-exec on 0/1/2 only; every other descriptor of ours is O_CLOEXEC.
@@ -389,21 +405,39 @@ script_result run_script(const script_spec& spec, const std::string& input,
   if (err == 0)
     err = ::posix_spawnattr_setsigdefault(&attr, &all_signals);
   if (err != 0)
-    return cannot_start(spec, errno_text(err));
+    return fail(errno_text(err));
 
   // --- spawn ----------------------------------------------------------------------------------
   // glibc's posix_spawn returns only once the child has exec'd (or failed to: that errno comes
-  // back here), so the child already leads its own group when on_started runs.
+  // back here), so the child already leads its own group when the caller learns its pid.
   pid_t pid = 0;
   err = ::posix_spawn(&pid, program.c_str(), &actions, &attr, argv.data(), envp.data());
   if (err != 0)
-    return cannot_start(spec, errno_text(err));
-  child_guard guard{pid};
+    return fail(errno_text(err));
 
-  // The child holds its own copies; ours must go or we would never see EOF.
-  in_r.reset();
-  out_w.reset();
-  err_w.reset();
+  // The child holds its own copies of the other ends; ours must go or we would never see EOF.
+  child.pid = pid;
+  child.in_w = std::move(in_w);
+  child.out_r = std::move(out_r);
+  child.err_r = std::move(err_r);
+  return child;
+}
+
+} // namespace
+
+script_result run_script(const script_spec& spec, const std::string& input,
+                         const std::function<void(pid_t)>& on_started) {
+  auto child = spawn_child(spec);
+  if (child.pid == 0) {
+    script_result r;
+    r.error = std::move(child.error);
+    return r;
+  }
+  pid_t pid = child.pid;
+  child_guard guard{pid};
+  unique_fd in_w = std::move(child.in_w);
+  unique_fd out_r = std::move(child.out_r);
+  unique_fd err_r = std::move(child.err_r);
 
   if (on_started)
     on_started(pid);
@@ -528,6 +562,244 @@ script_result run_script(const script_spec& spec, const std::string& input,
           ? "cannot collect exit status: " + errno_text(wait_errno)
           : stdout_overflow ? std::string("stdout exceeds 16 MiB") : std::string();
   return judge_script_exit(std::move(r), out, transport_problem);
+}
+
+// --- worker mode: a long-lived child, one JSON line in and one out per request -------------
+
+script_worker_control::script_worker_control() {
+  // Non-blocking both ways: send() and stop() must never block their (scheduler) thread, and the
+  // I/O thread drains the pipe until EAGAIN.
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0)
+    throw std::system_error(errno, std::generic_category(), "script worker wake-up pipe");
+  wake_r_ = fds[0];
+  wake_w_ = fds[1];
+}
+
+script_worker_control::~script_worker_control() {
+  ::close(wake_r_);
+  ::close(wake_w_);
+}
+
+void script_worker_control::send(std::string bytes) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pending_ += bytes;
+  }
+  wake();
+}
+
+void script_worker_control::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake();
+}
+
+bool script_worker_control::take(std::string& into) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  into += pending_;
+  pending_.clear();
+  return stop_;
+}
+
+void script_worker_control::wake() {
+  char byte = 1;
+  // EAGAIN: the pipe is full of wake-ups already, which is as good as one more.
+  while (::write(wake_w_, &byte, 1) < 0 && errno == EINTR) {
+  }
+}
+
+script_result serve_script_worker(const script_spec& spec, script_worker_control& control,
+                                  const script_worker_callbacks& callbacks,
+                                  std::size_t max_line_bytes) {
+  auto child = spawn_child(spec);
+  if (child.pid == 0) {
+    script_result r;
+    r.error = std::move(child.error);
+    return r;
+  }
+  pid_t pid = child.pid;
+  child_guard guard{pid};
+  unique_fd in_w = std::move(child.in_w);
+  unique_fd out_r = std::move(child.out_r);
+  unique_fd err_r = std::move(child.err_r);
+  if (callbacks.started)
+    callbacks.started(pid);
+
+  std::string to_write;       // request bytes not yet written to the child's stdin
+  std::string line;           // stdout since the last '\n'
+  std::string err_tail;       // the child's whole stderr, tail
+  std::string request_stderr; // stderr since the current request was taken, tail
+  std::string problem;        // why we ended the child, if we did
+  auto keep_tail = [](std::string& s) {
+    if (s.size() > 2 * stderr_tail_bytes) // trim in batches, not per read
+      s.erase(0, s.size() - stderr_tail_bytes);
+  };
+  auto end_child = [&](std::string why) {
+    if (problem.empty())
+      problem = std::move(why);
+    kill_process_group(pid); // still unreaped: the group cannot have been recycled
+    in_w.reset();
+    out_r.reset();
+  };
+  auto take_control = [&] {
+    auto before = to_write.size();
+    bool stop = control.take(to_write);
+    if (to_write.size() != before)
+      request_stderr.clear(); // a new request: earlier stderr belongs to earlier ones
+    if (stop)
+      end_child("stopped");
+  };
+
+  {
+    sigpipe_guard no_sigpipe;
+    int flags = ::fcntl(in_w.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(in_w.get(), F_SETFL, flags | O_NONBLOCK) < 0)
+      end_child("cannot make stdin non-blocking: " + errno_text(errno));
+    auto buffer = std::make_unique<char[]>(io_chunk);
+    take_control();
+
+    // Until stdout ends (the child exited or we ended it): stderr is only drained on the way,
+    // since a grandchild may hold it open forever.
+    while (out_r) {
+      pollfd fds[4];
+      nfds_t count = 0;
+      auto watch = [&](int fd, short events) {
+        fds[count] = {fd, events, 0};
+        return static_cast<int>(count++);
+      };
+      int wake_slot = watch(control.wake_fd(), POLLIN);
+      int in_slot = in_w && !to_write.empty() ? watch(in_w.get(), POLLOUT) : -1;
+      int err_slot = err_r ? watch(err_r.get(), POLLIN) : -1;
+      int out_slot = watch(out_r.get(), POLLIN);
+      if (::poll(fds, count, -1) < 0) {
+        if (errno != EINTR)
+          end_child("poll: " + errno_text(errno));
+        continue;
+      }
+      if (fds[wake_slot].revents & POLLIN) {
+        char drain[64];
+        while (::read(control.wake_fd(), drain, sizeof drain) > 0) {
+        }
+        take_control();
+        if (!out_r)
+          break;
+      }
+      if (in_slot >= 0 && (fds[in_slot].revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL))) {
+        ssize_t n = ::write(in_w.get(), to_write.data(), to_write.size());
+        if (n >= 0) {
+          to_write.erase(0, static_cast<std::size_t>(n));
+        } else if (errno == EPIPE) {
+          // It closed its stdin: it can take no more requests; its exit will say why.
+          no_sigpipe.note_epipe();
+          in_w.reset();
+          to_write.clear();
+        } else if (errno != EINTR && errno != EAGAIN) {
+          end_child("writing to stdin: " + errno_text(errno));
+          break;
+        }
+      }
+      // stderr before stdout, so that what a child logs before its reply goes with that reply.
+      if (err_slot >= 0 && (fds[err_slot].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL))) {
+        ssize_t n = ::read(err_r.get(), buffer.get(), io_chunk);
+        if (n > 0) {
+          err_tail.append(buffer.get(), static_cast<std::size_t>(n));
+          request_stderr.append(buffer.get(), static_cast<std::size_t>(n));
+          keep_tail(err_tail);
+          keep_tail(request_stderr);
+        } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+          err_r.reset();
+        }
+      }
+      if (fds[out_slot].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) {
+        ssize_t n = ::read(out_r.get(), buffer.get(), io_chunk);
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+          out_r.reset();
+          break;
+        }
+        if (n < 0)
+          continue;
+        std::size_t scan_from = line.size(); // only the new bytes can hold a new '\n'
+        line.append(buffer.get(), static_cast<std::size_t>(n));
+        std::size_t begin = 0;
+        for (auto nl = line.find('\n', scan_from); nl != std::string::npos;
+             nl = line.find('\n', begin)) {
+          std::string reply = line.substr(begin, nl - begin);
+          begin = nl + 1;
+          if (request_stderr.size() > stderr_tail_bytes)
+            request_stderr.erase(0, request_stderr.size() - stderr_tail_bytes);
+          if (callbacks.line)
+            callbacks.line(std::move(reply), std::move(request_stderr));
+          request_stderr.clear();
+        }
+        line.erase(0, begin);
+        if (line.size() > max_line_bytes) {
+          // A runaway child must not exhaust our memory; its stream is lost anyway.
+          end_child("reply line exceeds " + std::to_string(max_line_bytes >> 20) + " MiB");
+          line.clear();
+        }
+      }
+    }
+    in_w.reset();
+    out_r.reset();
+
+    // The child closed stdout: it exited or is about to. Anything left in its group is the
+    // orphaned work of a worker nobody can talk to any more.
+    kill_process_group(pid);
+  }
+
+  int status = 0;
+  pid_t waited;
+  do {
+    waited = ::waitpid(pid, &status, 0);
+  } while (waited < 0 && errno == EINTR);
+  int wait_errno = errno;
+  guard.reaped = true;
+
+  // Its last words on stderr: the group is dead, so EOF comes at once unless something escaped
+  // the group; a second bounds that case.
+  if (err_r) {
+    auto buffer = std::make_unique<char[]>(io_chunk);
+    auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (err_r) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      give_up - std::chrono::steady_clock::now())
+                      .count();
+      pollfd fd{err_r.get(), POLLIN, 0};
+      int ready = left > 0 ? ::poll(&fd, 1, static_cast<int>(left)) : 0;
+      if (ready < 0 && errno == EINTR)
+        continue;
+      if (ready <= 0)
+        break;
+      ssize_t n = ::read(err_r.get(), buffer.get(), io_chunk);
+      if (n > 0) {
+        err_tail.append(buffer.get(), static_cast<std::size_t>(n));
+        keep_tail(err_tail);
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        break;
+      }
+    }
+    err_r.reset();
+  }
+
+  script_result r;
+  r.pid = pid;
+  if (err_tail.size() > stderr_tail_bytes)
+    err_tail.erase(0, err_tail.size() - stderr_tail_bytes);
+  r.stderr_tail = std::move(err_tail);
+  if (waited == pid) {
+    if (WIFEXITED(status))
+      r.exit_status = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status))
+      r.term_signal = WTERMSIG(status);
+  }
+  if (problem.empty())
+    problem = waited != pid        ? "cannot collect exit status: " + errno_text(wait_errno)
+              : r.term_signal != 0 ? "killed by signal " + std::to_string(r.term_signal)
+                                   : "exit status " + std::to_string(r.exit_status);
+  return judge_script_exit(std::move(r), "", problem);
 }
 
 script_result judge_script_exit(script_result r, const std::string& out,

@@ -7,6 +7,7 @@
 #include "actors/retry_backoff.hpp"
 #include "actors/routing.hpp"
 #include "actors/script_runner.hpp"
+#include "actors/script_worker_pool.hpp"
 #include "config/duration.hpp"
 #include "config/prompt_template.hpp"
 #include "messages/registry.hpp"
@@ -117,6 +118,10 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
     if (stage.handler == config::handler_kind::model)
       if (auto endpoint = o.dir->get("model/" + stage.model))
         self->send(endpoint, execution_abandoned{e.job.fencing()});
+    // A worker pool then reports nothing more for it and replaces the killed child.
+    if (stage.handler == config::handler_kind::script && stage.mode == config::script_mode::worker)
+      if (auto pool = o.dir->get(script_pool_name(o.stage)))
+        self->send(pool, execution_abandoned{e.job.fencing()});
   };
 
   auto tell_keeper = [=](auto msg) {
@@ -317,6 +322,17 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
       if (o.simulated_scripts) {
         worker = o.simulated_scripts(self, owner, job, spec);
         self->monitor(worker);
+      } else if (stage.mode == config::script_mode::worker) {
+        // A long-lived child of the stage's pool (spawned beside this pump) runs it.
+        worker = o.dir->get(script_pool_name(o.stage));
+        if (!worker) {
+          finish_failure(job.fencing(), attempt_result::failed,
+                         "script worker pool of stage " + o.stage + " is not running", true, "");
+          return;
+        }
+        self->send(worker,
+                   script_call{job.fencing(),
+                               job.payload.dump(-1, ' ', false, json::error_handler_t::replace)});
       } else {
         worker = self->spawn<caf::detached + caf::monitored>(script_job, owner, job, spec);
       }

@@ -37,6 +37,16 @@ std::string_view to_string(handler_kind kind) {
   return "?";
 }
 
+std::string_view to_string(script_mode mode) {
+  switch (mode) {
+  case script_mode::process:
+    return "process";
+  case script_mode::worker:
+    return "worker";
+  }
+  return "?";
+}
+
 std::string_view to_string(model_api api) {
   switch (api) {
   case model_api::ollama:

@@ -70,6 +70,10 @@ struct retry_policy {
 
 enum class handler_kind { builtin, script, model };
 
+/// How a script stage runs its children: a fresh child per execution, or a
+/// pool of long-lived children fed one JSON line per execution.
+enum class script_mode { process, worker };
+
 struct route_target {
   enum class kind { stage, sink } type = kind::stage;
   std::string name;
@@ -110,6 +114,8 @@ struct stage_config {
   std::filesystem::path working_dir;
   /// Extra environment variables for the child.
   std::map<std::string, std::string> env;
+  /// worker: `concurrency` long-lived children, one JSON line per execution.
+  script_mode mode = script_mode::process;
 
   // -- model ------------------------------------------------------------------
 
@@ -153,6 +159,7 @@ using builtin_catalog = std::map<std::string, std::vector<std::string>>;
 inline constexpr std::string_view dead_letter_sink = "dead";
 
 std::string_view to_string(handler_kind kind);
+std::string_view to_string(script_mode mode);
 std::string_view to_string(model_api api);
 
 } // namespace turing::config

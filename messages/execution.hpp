@@ -63,6 +63,14 @@ struct model_answer {
   double latency_ms = 0;
 };
 
+/// A worker-mode script execution, from its owner to the stage's script
+/// worker pool: `input` (the payload as one line of JSON, no newline) goes
+/// to an idle child; the pool answers like a script job.
+struct script_call {
+  persistence::lease fence;
+  std::string input;
+};
+
 /// The owner gave up on an execution (deadline passed, lease lost or
 /// shutdown): the executor stops it if it still can.
 struct execution_abandoned {
@@ -107,6 +115,10 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, model_answer& x) {
   return f(caf::meta::type_name("turing::model_answer"), x.fence, x.content, x.model, x.latency_ms);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, script_call& x) {
+  return f(caf::meta::type_name("turing::script_call"), x.fence, x.input);
 }
 
 template <class Inspector>

@@ -41,6 +41,7 @@ inline void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<execution_timeout>("turing::execution_timeout");
   cfg.add_message_type<model_call>("turing::model_call");
   cfg.add_message_type<model_answer>("turing::model_answer");
+  cfg.add_message_type<script_call>("turing::script_call");
   cfg.add_message_type<execution_abandoned>("turing::execution_abandoned");
   cfg.add_message_type<lease_lost>("turing::lease_lost");
   cfg.add_message_type<work_available>("turing::work_available");

@@ -21,12 +21,12 @@ constexpr int max_attempts_limit = 1000;
 // uses one gets "applies to X stages" instead of a bare "unknown key".
 const std::vector<std::pair<std::string, handler_kind>>& kind_keys() {
   static const std::vector<std::pair<std::string, handler_kind>> keys = {
-      {"function", handler_kind::builtin},     {"command", handler_kind::script},
-      {"working_dir", handler_kind::script},   {"env", handler_kind::script},
-      {"model", handler_kind::model},          {"system", handler_kind::model},
-      {"prompt", handler_kind::model},         {"prompt_file", handler_kind::model},
-      {"outcome_field", handler_kind::model},  {"outcome", handler_kind::model},
-      {"required_fields", handler_kind::model}};
+      {"function", handler_kind::builtin},      {"command", handler_kind::script},
+      {"working_dir", handler_kind::script},    {"env", handler_kind::script},
+      {"model", handler_kind::model},           {"system", handler_kind::model},
+      {"prompt", handler_kind::model},          {"prompt_file", handler_kind::model},
+      {"outcome_field", handler_kind::model},   {"outcome", handler_kind::model},
+      {"required_fields", handler_kind::model}, {"mode", handler_kind::script}};
   return keys;
 }
 
@@ -333,7 +333,22 @@ private:
           reader_.error(value, key_path, "expected a string, got " + std::string{type_name(value)});
       }
     }
+    read_script_mode();
     require_outcomes("the labels the script may print as \"outcome\"");
+  }
+
+  void read_script_mode() {
+    auto text = reader_.string("mode");
+    if (!text)
+      return;
+    for (auto mode : {script_mode::process, script_mode::worker})
+      if (to_string(mode) == *text) {
+        stage().mode = mode;
+        return;
+      }
+    reader_.error("mode", "unknown mode " + in_quotes(*text) +
+                              did_you_mean(*text, {"process", "worker"}) +
+                              " (modes: process, worker)");
   }
 
   void read_model() {

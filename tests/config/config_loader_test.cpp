@@ -294,6 +294,34 @@ routes = { ok = "out" }
   CAF_CHECK_EQUAL(c.timeout_of(c.stages[0]).count(), 60'000);
 }
 
+CAF_TEST(script_mode_defaults_to_process_and_reads_worker) {
+  auto text = [](const std::string& mode_line) {
+    return R"(sinks = ["out"]
+[stages.lucy]
+handler = "script"
+entry = true
+command = ["lucy.sh"]
+concurrency = 3
+)" + mode_line +
+           R"(
+outcomes = ["ok"]
+routes = { ok = "out" }
+)";
+  };
+  auto r = load(text(""));
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK(r.config->stages[0].mode == script_mode::process);
+  r = load(text("mode = \"process\""));
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK(r.config->stages[0].mode == script_mode::process);
+  r = load(text("mode = \"worker\""));
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK(r.config->stages[0].mode == script_mode::worker);
+  // In worker mode concurrency is the pool size: it is read as usual.
+  CAF_CHECK_EQUAL(r.config->stages[0].concurrency, 3);
+  CAF_CHECK_EQUAL(to_string(script_mode::worker), "worker");
+}
+
 CAF_TEST(stall_timeout_is_read_from_the_runtime_table) {
   auto r = load(R"(sinks = ["out"]
 [runtime]

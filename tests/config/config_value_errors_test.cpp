@@ -409,6 +409,50 @@ routes = { ok = "done" }
   CHECK_ERROR(r, "sinks", 1, "invalid sink name 'Bad-Sink'");
 }
 
+CAF_TEST(unknown_script_mode_is_named_with_its_position_and_a_suggestion) {
+  auto r = load(R"(sinks = ["done"]
+[stages.lucy]
+handler = "script"
+entry = true
+command = ["lucy.sh"]
+mode = "workers"
+outcomes = ["ok"]
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.lucy.mode", 6, "unknown mode 'workers'");
+  CAF_CHECK_EQUAL(r.errors.size(), 1u);
+  CAF_CHECK_EQUAL(r.errors[0].to_string(),
+                  "pipeline.toml:6:8: stages.lucy.mode: unknown mode 'workers'; did you mean "
+                  "'worker'? (modes: process, worker)");
+}
+
+CAF_TEST(script_mode_must_be_a_string) {
+  auto r = load(R"(sinks = ["done"]
+[stages.lucy]
+handler = "script"
+entry = true
+command = ["lucy.sh"]
+mode = 4
+outcomes = ["ok"]
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.lucy.mode", 6, "expected a string, got integer");
+  CAF_CHECK_EQUAL(r.errors.size(), 1u);
+}
+
+CAF_TEST(script_mode_on_a_builtin_stage_says_it_belongs_to_scripts) {
+  auto r = load(R"(sinks = ["done"]
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+mode = "worker"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.only.mode", 6, "applies to script stages, not builtin ones");
+  CAF_CHECK_EQUAL(r.errors.size(), 1u);
+}
+
 CAF_TEST(several_errors_are_reported_at_once_in_file_order) {
   auto r = load(R"(sinks = ["done"]
 [models.mistral]

@@ -106,6 +106,7 @@ CAF_TEST(execution_messages_round_trip) {
   round_trip(execution_timeout{{42, 9}, 17});
   round_trip(model_call{{42, 9}, "alma", "system", "task: dedupe\nskill: SQL", millis{20000}});
   round_trip(model_answer{{42, 9}, "{\"verdict\": \"passed\"}", "mistral", 12.5});
+  round_trip(script_call{{42, 9}, "{\"key\": \"s0001\"}"});
   round_trip(execution_abandoned{{42, 9}});
   round_trip(lease_lost{{42, 9}});
 }

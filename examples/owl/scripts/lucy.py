@@ -27,6 +27,19 @@ Rejection reasons, checked in this order on the normalised name:
 `--batch` reads JSON Lines and writes one verdict per line; tooling and tests
 use it to run the whole dataset in one process.
 
+`--worker` is turing's worker mode (a stage with `mode = "worker"`): Lucy
+stays alive and serves one skill per line, so Python starts once per pool
+slot instead of once per skill. Protocol:
+    stdin   one JSON object per line, e.g. {"key": "s0001", "name": "..."}
+    stdout  for each input line, exactly one line holding one JSON object,
+            the same {"outcome": ..., "output": ...} as above, flushed at
+            once (the runtime waits for it; a block-buffered reply would
+            never arrive)
+    stderr  free-form; the runtime keeps the tail for its error messages
+Lucy exits 0 when stdin closes. Malformed input is handled as in the
+one-shot mode: a message on stderr and exit 2, so that execution fails
+(retryable) and the runtime starts a fresh Lucy for the next one.
+
 Python 3 standard library only.
 """
 
@@ -137,9 +150,24 @@ def _lines(data):
         raise MalformedInput(f"not UTF-8: {e}") from None
 
 
+def _serve():
+    """The --worker loop: one verdict line per input line, until EOF."""
+    stdin = sys.stdin.buffer
+    while True:
+        raw = stdin.readline()
+        if not raw:
+            return
+        _emit(check(_decode(_lines(raw))))
+        # A pipe is block-buffered: without this the reply sits in our buffer
+        # while the runtime waits for it.
+        sys.stdout.flush()
+
+
 def main(argv):
     try:
-        if argv[1:] == ["--batch"]:
+        if argv[1:] == ["--worker"]:
+            _serve()
+        elif argv[1:] == ["--batch"]:
             text = _lines(sys.stdin.buffer.read())
             for number, line in enumerate(text.splitlines(), start=1):
                 if not line.strip():
@@ -151,7 +179,7 @@ def main(argv):
         elif len(argv) == 1:
             _emit(check(_decode(_lines(sys.stdin.buffer.read()))))
         else:
-            print("usage: lucy.py [--batch] < input", file=sys.stderr)
+            print("usage: lucy.py [--batch | --worker] < input", file=sys.stderr)
             return 2
     except MalformedInput as e:
         print(f"lucy: malformed input: {e}", file=sys.stderr)
