@@ -3,6 +3,8 @@
 // happened and whether a retry can help.
 #include "actors/model_client.hpp"
 
+#include "persistence/storable_text.hpp"
+
 #include "config/duration.hpp"
 
 #include <algorithm>
@@ -21,22 +23,6 @@ using json = nlohmann::json;
 /// How many characters of a body or a reply an error may quote.
 constexpr std::size_t quote_limit = 200;
 
-/// Length of the UTF-8 sequence starting at s[i], or 0 when it is malformed.
-std::size_t utf8_sequence(const std::string& s, std::size_t i) {
-  auto c = static_cast<unsigned char>(s[i]);
-  std::size_t n = c < 0x80           ? 1
-                  : (c >> 5) == 0x6  ? 2
-                  : (c >> 4) == 0xE  ? 3
-                  : (c >> 3) == 0x1E ? 4
-                                     : 0;
-  if (n == 0 || i + n > s.size())
-    return 0;
-  for (std::size_t k = 1; k < n; ++k)
-    if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2)
-      return 0;
-  return n;
-}
-
 /// At most `limit` bytes of `text` on one line and as valid UTF-8: errors end
 /// up in log lines and in JSON attempt rows, where a newline or a broken byte
 /// from a garbage body would do harm.
@@ -45,7 +31,7 @@ std::string one_line(const std::string& text, std::size_t limit = quote_limit) {
   out.reserve(std::min(text.size(), limit) + 3);
   std::size_t i = 0;
   while (i < text.size()) {
-    auto n = utf8_sequence(text, i);
+    auto n = persistence::utf8_sequence_length(text, i); // the one strict checker
     auto width = n == 0 ? 1 : n;
     if (out.size() + width > limit)
       return out + "...";

@@ -3,6 +3,8 @@
 // the {"outcome", "output"} contract. Every child-side problem becomes a one-line error.
 #include "actors/script_runner.hpp"
 
+#include "persistence/storable_text.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -107,39 +109,6 @@ int make_pipe(unique_fd& read_end, unique_fd& write_end) {
   return 0;
 }
 
-// Length of the valid UTF-8 sequence starting at s[i] (a non-ASCII lead byte), 0 if invalid.
-std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
-  auto c = static_cast<unsigned char>(s[i]);
-  std::size_t len = 0;
-  unsigned char lo = 0x80, hi = 0xBF; // allowed range of the second byte
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c == 0xE0) {
-    len = 3, lo = 0xA0;
-  } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-    len = 3;
-  } else if (c == 0xED) {
-    len = 3, hi = 0x9F; // no UTF-16 surrogates
-  } else if (c == 0xF0) {
-    len = 4, lo = 0x90;
-  } else if (c >= 0xF1 && c <= 0xF3) {
-    len = 4;
-  } else if (c == 0xF4) {
-    len = 4, hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size())
-    return 0;
-  auto c1 = static_cast<unsigned char>(s[i + 1]);
-  if (c1 < lo || c1 > hi)
-    return 0;
-  for (std::size_t k = 2; k < len; ++k)
-    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80)
-      return 0;
-  return len;
-}
-
 // Makes arbitrary child bytes fit in a one-line error that JSON serialisation accepts: line
 // breaks become " | " (blank lines dropped), other control characters a space, and invalid
 // UTF-8 (a tail cut mid-character, binary noise) U+FFFD — nlohmann::json::dump() would throw on it.
@@ -169,7 +138,7 @@ std::string one_line(std::string_view s) {
     } else if (c < 0x80) {
       out += static_cast<char>(c);
       ++i;
-    } else if (auto len = utf8_sequence_length(s, i); len > 0) {
+    } else if (auto len = persistence::utf8_sequence_length(s, i); len > 0) {
       out.append(s.substr(i, len));
       i += len;
     } else {
