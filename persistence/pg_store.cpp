@@ -130,6 +130,21 @@ void notify_stages(statement_cache& sc, pqxx::work& tx, const std::set<std::stri
           text_array({stages.begin(), stages.end()}));
 }
 
+/// Locks rows of a table by id, in id order (the order every transaction
+/// uses), before a statement updates them. Kept apart from the update: an
+/// update joining a locking CTE to a JSON recordset joins two relations
+/// without an index, which the planner does as a nested loop, O(n²) per batch.
+void lock_in_order(statement_cache& sc, pqxx::work& tx, const char* table, const std::string& ids) {
+  static const std::map<std::string, std::string> sql{
+      {"messages", "SELECT id FROM turing.messages WHERE id = ANY($1::bigint[]) ORDER BY id "
+                   "FOR NO KEY UPDATE"},
+      {"items", "SELECT id FROM turing.items WHERE id = ANY($1::bigint[]) ORDER BY id "
+                "FOR NO KEY UPDATE"},
+      {"runs", "SELECT id FROM turing.runs WHERE id = ANY($1::bigint[]) ORDER BY id "
+               "FOR NO KEY UPDATE"}};
+  sc.exec(tx, sql.at(table), ids);
+}
+
 /// Applies per-item branch changes, then the pending counts of the runs whose
 /// items finished. Each statement locks its rows in id order first (the order
 /// every transaction uses), so concurrent batches cannot deadlock.
@@ -146,11 +161,11 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
                     {"result", e.sink ? e.result : json()},
                     {"dead", e.dead}});
   }
+  ids += "}";
+  lock_in_order(sc, tx, "items", ids);
   auto finished = sc.exec(tx, R"sql(
     WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
-               AS d(item_id bigint, delta integer, sink text, result jsonb, dead boolean)),
-    locked AS (SELECT i.id FROM turing.items i WHERE i.id = ANY($2::bigint[])
-               ORDER BY i.id FOR NO KEY UPDATE OF i)
+               AS d(item_id bigint, delta integer, sink text, result jsonb, dead boolean))
     UPDATE turing.items i SET
       open_branches = i.open_branches + d.delta,
       sink = CASE WHEN d.dead THEN 'dead' WHEN i.sink = 'dead' THEN i.sink
@@ -159,10 +174,9 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
                     ELSE coalesce(d.result, i.result) END,
       finished_at = CASE WHEN i.open_branches + d.delta = 0
                          THEN greatest(turing.now(), i.created_at) END
-    FROM d, locked WHERE i.id = d.item_id AND i.id = locked.id AND i.finished_at IS NULL
-      AND i.id = ANY($2::bigint[])
+    FROM d WHERE i.id = d.item_id AND i.finished_at IS NULL AND i.id = ANY($2::bigint[])
     RETURNING i.run_id, i.open_branches = 0 AS finished)sql",
-                          rows.dump(), ids + "}");
+                          rows.dump(), ids);
   std::map<int64_t, int64_t> per_run;
   for (const auto& row : finished)
     if (row[1].as<bool>())
@@ -170,18 +184,20 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
   if (per_run.empty())
     return;
   json run_rows = json::array();
+  std::string run_ids = "{";
   for (const auto& [run_id, n] : per_run) {
     run_rows.push_back({{"run_id", run_id}, {"n", n}});
+    run_ids += (run_ids.size() > 1 ? "," : "") + std::to_string(run_id);
   }
+  run_ids += "}";
+  lock_in_order(sc, tx, "runs", run_ids);
   sc.exec(tx, R"sql(
-    WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS d(run_id bigint, n bigint)),
-    locked AS (SELECT r.id FROM turing.runs r JOIN d ON r.id = d.run_id
-               ORDER BY r.id FOR NO KEY UPDATE OF r)
+    WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS d(run_id bigint, n bigint))
     UPDATE turing.runs r SET
       pending = r.pending - d.n,
       finished_at = CASE WHEN r.pending - d.n = 0 THEN greatest(turing.now(), r.created_at) END
-    FROM d, locked WHERE r.id = d.run_id AND r.id = locked.id)sql",
-          run_rows.dump());
+    FROM d WHERE r.id = d.run_id AND r.id = ANY($2::bigint[]))sql",
+          run_rows.dump(), run_ids);
 }
 
 /// Records late results: writes whose epoch was no longer current.
@@ -602,19 +618,17 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
                       {"outcome", c.outcome},
                       {"output", c.output},
                       {"model", c.model.empty() ? json() : json(c.model)}});
+  auto ids = id_array(batch, [](const completion& c) { return c.fence.message_id; });
   return in_transaction("complete", [&](pqxx::work& tx) {
-    auto done = session_->statements.exec(
-        tx, R"sql(
+    lock_in_order(session_->statements, tx, "messages", ids);
+    auto done = session_->statements.exec(tx, R"sql(
       WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
                  AS x(id bigint, epoch bigint, outcome text, output jsonb, model text)),
-      held AS (
-        SELECT m.id FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
-        WHERE m.state = 'running' AND m.id = ANY($2::bigint[]) ORDER BY m.id
-        FOR NO KEY UPDATE OF m),
       done AS (
         UPDATE turing.messages m SET state = 'done', lease_expires_at = NULL,
           finished_at = greatest(turing.now(), m.started_at), outcome = x.outcome, output = x.output
-        FROM x, held WHERE m.id = x.id AND m.id = held.id
+        FROM x WHERE m.id = x.id AND m.epoch = x.epoch AND m.state = 'running'
+          AND m.id = ANY($2::bigint[])
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, m.owner_node,
                   m.started_at, m.finished_at, m.outcome, m.output, x.model),
       audit AS (
@@ -629,7 +643,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       SELECT m.id, m.epoch, m.item_id, m.run_id, m.stage, false
       FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
       WHERE m.state = 'done' AND m.id = ANY($2::bigint[]))sql",
-        fences.dump(), id_array(batch, [](const completion& c) { return c.fence.message_id; }));
+                                          fences.dump(), ids);
     struct applied_message {
       int64_t item_id, run_id;
       std::string stage;
@@ -660,7 +674,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
         // Applied already (an in-doubt commit that did commit, or the same
         // completion twice in one batch): the handoff happened exactly once.
         spdlog::debug("store: completion of message {} epoch {} was applied already; not again",
-                     c.fence.message_id, c.fence.epoch);
+                      c.fence.message_id, c.fence.epoch);
         results.push_back(fence_result::applied);
         continue;
       }
@@ -772,31 +786,32 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
                     {"retry_ms", f.retry_after.count()},
                     {"retryable", f.retryable}});
   }
+  auto ids = id_array(batch, [](const failure& f) { return f.fence.message_id; });
   return in_transaction("fail", [&](pqxx::work& tx) {
-    auto r = session_->statements.exec(
-        tx, R"sql(
+    lock_in_order(session_->statements, tx, "messages", ids);
+    // attempt and max_attempts are not updated, so `retry` reads the same in
+    // SET (old row) and RETURNING (new row).
+    auto r = session_->statements.exec(tx, R"sql(
       WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
                  AS x(id bigint, epoch bigint, node text, result text, error text, model text,
                       retry_ms bigint, retryable boolean)),
-      held AS (
-        SELECT m.id, (x.retryable AND m.attempt < m.max_attempts) AS retry
-        FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
-        WHERE m.state = 'running' AND m.id = ANY($2::bigint[]) ORDER BY m.id
-        FOR NO KEY UPDATE OF m),
       failed AS (
         UPDATE turing.messages m SET
-          state = CASE WHEN held.retry THEN 'ready' ELSE 'dead' END,
-          owner_node = CASE WHEN held.retry THEN NULL ELSE m.owner_node END,
+          state = CASE WHEN x.retryable AND m.attempt < m.max_attempts THEN 'ready' ELSE 'dead' END,
+          owner_node = CASE WHEN x.retryable AND m.attempt < m.max_attempts THEN NULL
+                            ELSE m.owner_node END,
           lease_expires_at = NULL,
-          available_at = CASE WHEN held.retry
+          available_at = CASE WHEN x.retryable AND m.attempt < m.max_attempts
                               THEN turing.now() + x.retry_ms * interval '1 millisecond'
                               ELSE m.available_at END,
-          finished_at = CASE WHEN held.retry THEN NULL
+          finished_at = CASE WHEN x.retryable AND m.attempt < m.max_attempts THEN NULL
                              ELSE greatest(turing.now(), m.started_at) END,
           last_error = x.error
-        FROM x, held WHERE m.id = x.id AND m.id = held.id
+        FROM x WHERE m.id = x.id AND m.epoch = x.epoch AND m.state = 'running'
+          AND m.id = ANY($2::bigint[])
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, x.node, m.started_at,
-                  x.result, x.error, x.model, NOT held.retry AS dead, x.retry_ms),
+                  x.result, x.error, x.model,
+                  NOT (x.retryable AND m.attempt < m.max_attempts) AS dead, x.retry_ms),
       audit AS (
         INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                      started_at, finished_at, result, model, error)
@@ -811,7 +826,7 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
       WHERE m.state IN ('ready', 'dead') AND m.id = ANY($2::bigint[])
         AND EXISTS (SELECT 1 FROM turing.attempts a WHERE a.message_id = m.id
                     AND a.epoch = m.epoch AND a.result IN ('failed', 'timeout', 'crashed')))sql",
-        rows.dump(), id_array(batch, [](const failure& f) { return f.fence.message_id; }));
+                                       rows.dump(), ids);
     // By (id, epoch), never by id alone (see complete()).
     std::set<std::pair<int64_t, int64_t>> applied;
     std::set<std::string> notify;
