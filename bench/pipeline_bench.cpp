@@ -181,10 +181,12 @@ void add_history(const std::string& dsn, int64_t n) {
   pqxx::connection c{dsn};
   pqxx::work tx{c};
   auto run = tx.exec_params1("INSERT INTO turing.runs (label, entry_stage, created_at, "
-                             "items_total, pending, finished_at) VALUES ('history', 'old', "
-                             "now() - interval '1 day', $1, 0, now()) RETURNING id",
+                             "items_total) VALUES ('history', 'old', now() - interval '1 day', "
+                             "$1) RETURNING id",
                              n)[0]
                  .as<int64_t>();
+  tx.exec_params("INSERT INTO turing.run_tallies (run_id, backend, finished) VALUES ($1, 0, $2)",
+                 run, n);
   tx.exec_params(
       "INSERT INTO turing.items (run_id, payload, open_branches, sink, result, created_at, "
       "finished_at) SELECT $1, jsonb_build_object('n', g), 0, 'done', '{}', "
@@ -196,6 +198,10 @@ void add_history(const std::string& dsn, int64_t n) {
       "SELECT run_id, id, 'old', payload, 'done', 1, 3, 1, created_at, finished_at, 'ok', '{}', "
       "created_at, created_at FROM turing.items WHERE run_id = $1",
       run);
+  tx.exec_params("INSERT INTO turing.stage_tallies (stage, backend, done) VALUES ('old', 0, $1) "
+                 "ON CONFLICT (stage, backend) DO UPDATE SET done = turing.stage_tallies.done + "
+                 "EXCLUDED.done",
+                 n);
   tx.exec_params(
       "INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node, "
       "started_at, finished_at, result, outcome) SELECT id, item_id, run_id, stage, 1, 1, "
@@ -296,8 +302,8 @@ std::vector<double> low_load_handoffs(const bench_env& env, int items) {
     pqxx::connection c{env.dsn};
     for (int i = 0; i < items; ++i) {
       pqxx::work tx{c};
-      auto run = tx.exec1("INSERT INTO turing.runs (label, entry_stage, items_total, pending) "
-                          "VALUES ('latency', 's1', 1, 1) RETURNING id")[0]
+      auto run = tx.exec1("INSERT INTO turing.runs (label, entry_stage, items_total) "
+                          "VALUES ('latency', 's1', 1) RETURNING id")[0]
                      .as<int64_t>();
       if (!first_run)
         first_run = run;
@@ -315,7 +321,8 @@ std::vector<double> low_load_handoffs(const bench_env& env, int items) {
     // Wait until the last item finished, then stop the node.
     for (int tries = 0; tries < 600; ++tries) {
       pqxx::work tx{c};
-      if (tx.exec1("SELECT count(*) FROM turing.runs WHERE label = 'latency' AND pending > 0")[0]
+      if (tx.exec1("SELECT count(*) FROM turing.items i JOIN turing.runs r ON r.id = i.run_id "
+                   "WHERE r.label = 'latency' AND i.finished_at IS NULL")[0]
               .as<int64_t>() == 0)
         break;
       tx.commit();

@@ -310,10 +310,10 @@ std::vector<fence_result> memory_store::fail(const std::vector<failure>& batch) 
       results.push_back(fence_result::stale);
       if (it != messages_.end())
         late.push_back([this, &m = it->second, &f, now] {
-          append_attempt(m, f.attempt, f.fence.epoch, f.node, f.started_at, now,
-                         attempt_result::late_result, "", f.model, json(),
-                         storable_text(std::string("late ") + to_string(f.result) + ": " +
-                                       f.error));
+          append_attempt(
+              m, f.attempt, f.fence.epoch, f.node, f.started_at, now, attempt_result::late_result,
+              "", f.model, json(),
+              storable_text(std::string("late ") + to_string(f.result) + ": " + f.error));
         });
       continue;
     }

@@ -171,6 +171,37 @@ const char* dead_index = R"sql(
 CREATE INDEX messages_dead_idx ON turing.messages (stage) WHERE state = 'dead';
 )sql";
 
+// No hot rows, and totals that do not grow with history. A run's progress
+// and a stage's done and dead totals were a counter in one row that every
+// finishing item updated (the run's), or a scan of every message (the
+// stage's). Now each connection adds to rows of its own (keyed by its
+// backend pid, so no two writers ever wait on one row); readers sum them, and
+// the rescuer folds the rows of gone connections into backend 0. A run's
+// pending count is items_total minus its finished tallies; it finished when
+// that is 0, at its last item's finish time.
+const char* tallies = R"sql(
+CREATE TABLE turing.stage_tallies (
+  stage   text NOT NULL,
+  backend integer NOT NULL,
+  done    bigint NOT NULL DEFAULT 0 CHECK (done >= 0),
+  dead    bigint NOT NULL DEFAULT 0 CHECK (dead >= 0),
+  PRIMARY KEY (stage, backend)
+);
+INSERT INTO turing.stage_tallies (stage, backend, done, dead)
+SELECT stage, 0, count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'dead')
+FROM turing.messages GROUP BY stage;
+
+CREATE TABLE turing.run_tallies (
+  run_id   bigint NOT NULL,
+  backend  integer NOT NULL,
+  finished bigint NOT NULL DEFAULT 0 CHECK (finished >= 0),
+  PRIMARY KEY (run_id, backend)
+);
+INSERT INTO turing.run_tallies (run_id, backend, finished)
+SELECT id, 0, items_total - pending FROM turing.runs WHERE items_total > pending;
+ALTER TABLE turing.runs DROP COLUMN pending, DROP COLUMN finished_at;
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
@@ -180,6 +211,7 @@ const std::vector<migration>& all_migrations() {
       {3, "turing.now(): the store's clock, injectable per transaction", store_clock},
       {4, "messages.parent_id: one handoff per completion and stage", handoff_parent},
       {5, "messages_dead_idx: a census that does not read history", dead_index},
+      {6, "stage and run tallies per connection: no hot rows, no scans of history", tallies},
   };
   return list;
 }

@@ -145,7 +145,7 @@ void lock_in_order(statement_cache& sc, pqxx::work& tx, const char* table, const
   sc.exec(tx, sql.at(table), ids);
 }
 
-/// Applies per-item branch changes, then the pending counts of the runs whose
+/// Applies per-item branch changes, then the tallies of the runs whose
 /// items finished. Each statement locks its rows in id order first (the order
 /// every transaction uses), so concurrent batches cannot deadlock.
 void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_effects& effects) {
@@ -183,21 +183,17 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
       ++per_run[row[0].as<int64_t>()];
   if (per_run.empty())
     return;
+  // The run's progress is a tally row of this connection's own: finishing
+  // items never wait on each other for their run's row.
   json run_rows = json::array();
-  std::string run_ids = "{";
-  for (const auto& [run_id, n] : per_run) {
+  for (const auto& [run_id, n] : per_run)
     run_rows.push_back({{"run_id", run_id}, {"n", n}});
-    run_ids += (run_ids.size() > 1 ? "," : "") + std::to_string(run_id);
-  }
-  run_ids += "}";
-  lock_in_order(sc, tx, "runs", run_ids);
   sc.exec(tx, R"sql(
-    WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS d(run_id bigint, n bigint))
-    UPDATE turing.runs r SET
-      pending = r.pending - d.n,
-      finished_at = CASE WHEN r.pending - d.n = 0 THEN greatest(turing.now(), r.created_at) END
-    FROM d WHERE r.id = d.run_id AND r.id = ANY($2::bigint[]))sql",
-          run_rows.dump(), run_ids);
+    INSERT INTO turing.run_tallies AS t (run_id, backend, finished)
+    SELECT run_id, pg_backend_pid(), n
+    FROM jsonb_to_recordset($1::jsonb) AS d(run_id bigint, n bigint)
+    ON CONFLICT (run_id, backend) DO UPDATE SET finished = t.finished + EXCLUDED.finished)sql",
+          run_rows.dump());
 }
 
 /// Records late results: writes whose epoch was no longer current.
@@ -257,7 +253,11 @@ const char* rescue_sql(bool by_node) {
       INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                    started_at, finished_at, result, error)
       SELECT id, item_id, run_id, stage, attempt, epoch, owner_node, started_at,
-             greatest(turing.now(), started_at), 'lost', reason FROM rescued)
+             greatest(turing.now(), started_at), 'lost', reason FROM rescued),
+    tally AS (
+      INSERT INTO turing.stage_tallies AS t (stage, backend, dead)
+      SELECT stage, pg_backend_pid(), count(*) FROM rescued WHERE dead GROUP BY stage
+      ON CONFLICT (stage, backend) DO UPDATE SET dead = t.dead + EXCLUDED.dead)
     SELECT id, stage, owner_node, dead, item_id FROM rescued)sql";
   static const std::string expired = R"sql(
     WITH expired AS (
@@ -291,8 +291,17 @@ run_status read_run(const pqxx::row& row) {
   return s;
 }
 
-const char* run_columns =
-    "id, label, entry_stage, items_total, pending, " TS_US("created_at") ", " TS_US("finished_at");
+/// A run with its progress: pending is items_total less the finished
+/// tallies; a run without pending items finished when its last item did.
+const char* run_select = R"sql(
+  SELECT r.id, r.label, r.entry_stage, r.items_total, r.items_total - coalesce(t.finished, 0),
+         )sql" TS_US("r.created_at") R"sql(,
+         CASE WHEN r.items_total = coalesce(t.finished, 0) THEN )sql" TS_US(
+    "greatest(r.created_at, (SELECT max(i.finished_at) FROM turing.items i WHERE i.run_id = "
+    "r.id))") R"sql( END
+  FROM turing.runs r
+  LEFT JOIN (SELECT run_id, sum(finished)::bigint AS finished FROM turing.run_tallies
+             GROUP BY run_id) t ON t.run_id = r.id)sql";
 
 } // namespace
 
@@ -440,19 +449,15 @@ int64_t open_run(pqxx::work& tx, const enqueue_request& request) {
     return *request.run_id;
   }
   return tx
-      .exec_params1("INSERT INTO turing.runs (label, entry_stage, created_at, items_total, "
-                    "pending, finished_at) VALUES ($1, $2, turing.now(), 0, 0, turing.now()) "
-                    "RETURNING id",
+      .exec_params1("INSERT INTO turing.runs (label, entry_stage, created_at, items_total) "
+                    "VALUES ($1, $2, turing.now(), 0) RETURNING id",
                     request.label, request.stage)[0]
       .as<int64_t>();
 }
 
 void add_to_run(pqxx::work& tx, const enqueue_result& out) {
-  tx.exec_params(R"sql(
-      UPDATE turing.runs SET items_total = items_total + $2, pending = pending + $2,
-        finished_at = CASE WHEN pending + $2 = 0 THEN coalesce(finished_at, turing.now()) END
-      WHERE id = $1)sql",
-                 out.run_id, out.enqueued);
+  tx.exec_params("UPDATE turing.runs SET items_total = items_total + $2 WHERE id = $1", out.run_id,
+                 out.enqueued);
 }
 
 } // namespace
@@ -635,7 +640,11 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
         INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                      started_at, finished_at, result, outcome, model, output)
         SELECT id, item_id, run_id, stage, attempt, epoch, owner_node, started_at, finished_at,
-               'completed', outcome, model, output FROM done)
+               'completed', outcome, model, output FROM done),
+      tally AS (
+        INSERT INTO turing.stage_tallies AS t (stage, backend, done)
+        SELECT stage, pg_backend_pid(), count(*) FROM done GROUP BY stage
+        ON CONFLICT (stage, backend) DO UPDATE SET done = t.done + EXCLUDED.done)
       SELECT id, epoch, item_id, run_id, stage, true FROM done
       UNION ALL
       -- Done under this very epoch before this statement: an earlier try of
@@ -816,7 +825,11 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
         INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                      started_at, finished_at, result, model, error)
         SELECT id, item_id, run_id, stage, attempt, epoch, node, started_at,
-               greatest(turing.now(), started_at), result, model, error FROM failed)
+               greatest(turing.now(), started_at), result, model, error FROM failed),
+      tally AS (
+        INSERT INTO turing.stage_tallies AS t (stage, backend, dead)
+        SELECT stage, pg_backend_pid(), count(*) FROM failed WHERE dead GROUP BY stage
+        ON CONFLICT (stage, backend) DO UPDATE SET dead = t.dead + EXCLUDED.dead)
       SELECT id, item_id, dead, stage, retry_ms, epoch FROM failed
       UNION ALL
       -- Failed under this very epoch before this statement: an earlier try of
@@ -900,6 +913,28 @@ std::vector<fence_result> pg_store::release(const std::string& node,
 }
 
 std::vector<rescued_message> pg_store::rescue_expired(const std::string& rescuer_node) {
+  // Tally rows of connections that are gone are folded into backend 0, so
+  // their number follows the connections alive, not those ever opened.
+  in_transaction("fold_tallies", [&](pqxx::work& tx) {
+    session_->statements.exec(tx, R"sql(
+      WITH gone AS (
+        DELETE FROM turing.stage_tallies t WHERE backend <> 0
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.pid = t.backend)
+        RETURNING stage, done, dead)
+      INSERT INTO turing.stage_tallies AS t (stage, backend, done, dead)
+      SELECT stage, 0, sum(done), sum(dead) FROM gone GROUP BY stage
+      ON CONFLICT (stage, backend) DO UPDATE SET done = t.done + EXCLUDED.done,
+                                                dead = t.dead + EXCLUDED.dead)sql");
+    session_->statements.exec(tx, R"sql(
+      WITH gone AS (
+        DELETE FROM turing.run_tallies t WHERE backend <> 0
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.pid = t.backend)
+        RETURNING run_id, finished)
+      INSERT INTO turing.run_tallies AS t (run_id, backend, finished)
+      SELECT run_id, 0, sum(finished) FROM gone GROUP BY run_id
+      ON CONFLICT (run_id, backend) DO UPDATE SET finished = t.finished + EXCLUDED.finished)sql");
+    return 0;
+  });
   return in_transaction("rescue_expired", [&](pqxx::work& tx) {
     auto r = tx.exec_params(rescue_sql(false), rescuer_node);
     apply_dead(session_->statements, tx, r, 4, 3);
@@ -970,33 +1005,41 @@ std::vector<node_report> pg_store::nodes() {
 
 std::vector<stage_counts> pg_store::counts() {
   return in_transaction("counts", [&](pqxx::work& tx) {
+    // Live rows from their partial indexes, the totals from the tallies: the
+    // cost follows the work in flight, not the history.
     auto r = tx.exec(R"sql(
       SELECT stage,
-        count(*) FILTER (WHERE state = 'ready' AND available_at <= turing.now()),
-        count(*) FILTER (WHERE state = 'ready' AND available_at > turing.now()),
-        count(*) FILTER (WHERE state = 'ready' AND attempt > 0),
-        count(*) FILTER (WHERE state = 'running'),
-        count(*) FILTER (WHERE state = 'running' AND lease_expires_at < turing.now()),
-        count(*) FILTER (WHERE state = 'done'),
-        count(*) FILTER (WHERE state = 'dead'),
-        )sql" TS_US("min(started_at) FILTER (WHERE state = 'running')") ",\n" TS_US(
-        "min(heartbeat_at) FILTER (WHERE state = 'running')") R"sql(
-      FROM turing.messages GROUP BY stage ORDER BY stage)sql");
-    std::vector<stage_counts> out;
+        count(*) FILTER (WHERE available_at <= turing.now()),
+        count(*) FILTER (WHERE available_at > turing.now()),
+        count(*) FILTER (WHERE attempt > 0),
+        0::bigint, 0::bigint, 0::bigint, 0::bigint, NULL::bigint, NULL::bigint
+      FROM turing.messages WHERE state = 'ready' GROUP BY stage
+      UNION ALL
+      SELECT stage, 0, 0, 0, count(*), count(*) FILTER (WHERE lease_expires_at < turing.now()),
+        0, 0, )sql" TS_US("min(started_at)") ", " TS_US("min(heartbeat_at)") R"sql(
+      FROM turing.messages WHERE state = 'running' GROUP BY stage
+      UNION ALL
+      SELECT stage, 0, 0, 0, 0, 0, sum(done)::bigint, sum(dead)::bigint, NULL, NULL
+      FROM turing.stage_tallies GROUP BY stage)sql");
+    std::map<std::string, stage_counts> by_stage;
     for (const auto& row : r) {
-      stage_counts c;
+      auto& c = by_stage[row[0].as<std::string>()];
       c.stage = row[0].as<std::string>();
-      c.ready = row[1].as<int64_t>();
-      c.delayed = row[2].as<int64_t>();
-      c.retrying = row[3].as<int64_t>();
-      c.running = row[4].as<int64_t>();
-      c.expired = row[5].as<int64_t>();
-      c.done = row[6].as<int64_t>();
-      c.dead = row[7].as<int64_t>();
-      c.oldest_started_at = opt_time(row[8]);
-      c.oldest_heartbeat_at = opt_time(row[9]);
-      out.push_back(std::move(c));
+      c.ready += row[1].as<int64_t>();
+      c.delayed += row[2].as<int64_t>();
+      c.retrying += row[3].as<int64_t>();
+      c.running += row[4].as<int64_t>();
+      c.expired += row[5].as<int64_t>();
+      c.done += row[6].as<int64_t>();
+      c.dead += row[7].as<int64_t>();
+      if (auto t = opt_time(row[8]))
+        c.oldest_started_at = t;
+      if (auto t = opt_time(row[9]))
+        c.oldest_heartbeat_at = t;
     }
+    std::vector<stage_counts> out;
+    for (auto& [stage, c] : by_stage)
+      out.push_back(std::move(c));
     return out;
   });
 }
@@ -1031,8 +1074,7 @@ std::vector<stage_counts> pg_store::live_counts() {
 
 std::optional<run_status> pg_store::run(int64_t run_id) {
   return in_transaction("run", [&](pqxx::work& tx) -> std::optional<run_status> {
-    auto r = tx.exec_params(
-        std::string("SELECT ") + run_columns + " FROM turing.runs WHERE id = $1", run_id);
+    auto r = tx.exec_params(std::string(run_select) + " WHERE r.id = $1", run_id);
     if (r.empty())
       return std::nullopt;
     return read_run(r[0]);
@@ -1041,8 +1083,9 @@ std::optional<run_status> pg_store::run(int64_t run_id) {
 
 std::vector<run_status> pg_store::runs(bool unfinished_only) {
   return in_transaction("runs", [&](pqxx::work& tx) {
-    auto r = tx.exec(std::string("SELECT ") + run_columns + " FROM turing.runs" +
-                     (unfinished_only ? " WHERE pending > 0" : "") + " ORDER BY id");
+    auto r = tx.exec(std::string(run_select) +
+                     (unfinished_only ? " WHERE r.items_total > coalesce(t.finished, 0)" : "") +
+                     " ORDER BY r.id");
     std::vector<run_status> out;
     for (const auto& row : r)
       out.push_back(read_run(row));
@@ -1139,10 +1182,26 @@ std::vector<std::string> pg_store::check_invariants() {
   static const char* checks[] = {
       R"sql(SELECT 'item ' || id || ' finished without a sink' FROM turing.items
           WHERE finished_at IS NOT NULL AND sink IS NULL)sql",
-      R"sql(SELECT 'run ' || r.id || ' has pending ' || r.pending || ' but ' || count(i.id)
+      R"sql(SELECT 'run ' || r.id || ' has pending ' || (r.items_total - coalesce(t.finished, 0))
+                 || ' but ' || (SELECT count(*) FROM turing.items i
+                                WHERE i.run_id = r.id AND i.finished_at IS NULL)
                  || ' unfinished items'
-          FROM turing.runs r LEFT JOIN turing.items i ON i.run_id = r.id AND i.finished_at IS NULL
-          GROUP BY r.id, r.pending HAVING r.pending <> count(i.id))sql",
+          FROM turing.runs r
+          LEFT JOIN (SELECT run_id, sum(finished) AS finished FROM turing.run_tallies
+                     GROUP BY run_id) t ON t.run_id = r.id
+          WHERE r.items_total - coalesce(t.finished, 0)
+                <> (SELECT count(*) FROM turing.items i
+                    WHERE i.run_id = r.id AND i.finished_at IS NULL))sql",
+      R"sql(SELECT 'stage ' || coalesce(m.stage, t.stage) || ' tallies ' || coalesce(t.done, 0)
+                 || ' done and ' || coalesce(t.dead, 0) || ' dead, but holds '
+                 || coalesce(m.done, 0) || ' done and ' || coalesce(m.dead, 0) || ' dead messages'
+          FROM (SELECT stage, count(*) FILTER (WHERE state = 'done') AS done,
+                       count(*) FILTER (WHERE state = 'dead') AS dead
+                FROM turing.messages GROUP BY stage) m
+          FULL JOIN (SELECT stage, sum(done) AS done, sum(dead) AS dead FROM turing.stage_tallies
+                     GROUP BY stage) t ON t.stage = m.stage
+          WHERE coalesce(m.done, 0) <> coalesce(t.done, 0)
+             OR coalesce(m.dead, 0) <> coalesce(t.dead, 0))sql",
       R"sql(SELECT 'run ' || r.id || ' has items_total ' || r.items_total || ' but '
                  || count(i.id) || ' items'
           FROM turing.runs r LEFT JOIN turing.items i ON i.run_id = r.id

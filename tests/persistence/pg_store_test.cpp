@@ -207,7 +207,9 @@ CAF_TEST(the_database_refuses_illegal_states_and_unordered_timestamps) {
                      "started_at = now(), finished_at = now() - interval '1 hour'")
                  .empty());
   CAF_CHECK(!refused("UPDATE turing.messages SET attempt = max_attempts + 1").empty());
-  CAF_CHECK(!refused("UPDATE turing.runs SET pending = -1").empty());
+  CAF_CHECK(!refused("INSERT INTO turing.run_tallies (run_id, backend, finished) "
+                     "VALUES (1, 1, -1)")
+                 .empty());
 }
 
 CAF_TEST(enqueue_and_completion_notify_the_target_stages) {
@@ -280,12 +282,13 @@ CAF_TEST(the_invariant_check_catches_a_corrupted_database) {
   c.deliveries.push_back({delivery::kind::sink, "committed", json::object(), 1, {}});
   s.complete({c});
   CAF_CHECK(s.check_invariants().empty());
-  // What a buggy writer could do that no constraint forbids: a pending
-  // count off by one, and a second "completion" of a done message.
+  // What a buggy writer could do that no constraint forbids: a run's tally
+  // off by one, and a second "completion" of a done message.
   {
     pqxx::connection conn{dsn};
     pqxx::work tx{conn};
-    tx.exec_params("UPDATE turing.runs SET pending = pending + 1 WHERE id = $1", run_id);
+    tx.exec_params("UPDATE turing.run_tallies SET finished = finished - 1 WHERE run_id = $1",
+                   run_id);
     tx.exec_params("INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, "
                    "epoch, node, started_at, finished_at, result, outcome) SELECT id, item_id, "
                    "run_id, stage, attempt, epoch, 'forger', started_at, finished_at, "
@@ -376,6 +379,41 @@ CAF_TEST(the_invariant_check_catches_a_duplicated_handoff_and_a_dead_copy) {
       mentions("is dead although message " + std::to_string(copies[0].id) + " of stage clara_a"));
 }
 
+CAF_TEST(finishing_an_item_never_waits_on_its_run_or_on_other_finishing_items) {
+  // Before, each finished item decremented its run's pending counter: every
+  // finishing item of a run queued on that one row. Now each connection adds
+  // to a tally row of its own. Another transaction holds the run's row and a
+  // tally of the run open while this store finishes an item of the same run
+  // under a 2 s lock_timeout: it must not wait.
+  pg_store setup{dsn};
+  auto run_id = enqueue_n(setup, "alma", 2);
+  pqxx::connection other{dsn};
+  pqxx::work holder{other};
+  holder.exec_params("SELECT id FROM turing.runs WHERE id = $1 FOR NO KEY UPDATE", run_id);
+  holder.exec_params("INSERT INTO turing.run_tallies (run_id, backend, finished) "
+                     "VALUES ($1, pg_backend_pid(), 0)",
+                     run_id);
+  pg_store s{dsn + " options='-c lock_timeout=2000'"};
+  auto m = s.claim({"alma", "n", 1, 30s}).at(0);
+  completion c;
+  c.fence = m.fencing();
+  c.node = "n";
+  c.started_at = m.started_at;
+  c.outcome = "passed";
+  c.deliveries.push_back({delivery::kind::sink, "committed", json::object(), 1, {}});
+  std::vector<fence_result> r;
+  try {
+    r = s.complete({c});
+  } catch (const std::exception& e) {
+    CAF_FAIL("the completion waited on a lock: " << e.what());
+  }
+  CAF_CHECK(r.at(0) == fence_result::applied);
+  holder.abort();
+  int64_t pending = s.run(run_id)->pending;
+  CAF_CHECK_EQUAL(pending, 1);
+  CAF_CHECK(s.check_invariants().empty());
+}
+
 CAF_TEST(turing_now_is_now_unless_the_transaction_sets_it_and_is_inlined) {
   pqxx::connection c{dsn};
   {
@@ -429,7 +467,7 @@ CAF_TEST(an_injected_clock_stamps_every_time_the_store_writes) {
   pqxx::work tx{conn};
   auto r2 = tx.exec(R"sql(
     SELECT DISTINCT (extract(epoch FROM t) * 1000000)::bigint FROM (
-      SELECT created_at AS t FROM turing.runs UNION ALL SELECT finished_at FROM turing.runs
+      SELECT created_at AS t FROM turing.runs
       UNION ALL SELECT created_at FROM turing.items UNION ALL SELECT finished_at FROM turing.items
       UNION ALL SELECT available_at FROM turing.messages
       UNION ALL SELECT created_at FROM turing.messages

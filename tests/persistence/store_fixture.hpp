@@ -74,8 +74,7 @@ struct store_fixture {
             ", created_at = created_at - " + by);
     tx.exec("UPDATE turing.items SET created_at = created_at - " + by +
             ", finished_at = finished_at - " + by);
-    tx.exec("UPDATE turing.runs SET created_at = created_at - " + by +
-            ", finished_at = finished_at - " + by);
+    tx.exec("UPDATE turing.runs SET created_at = created_at - " + by);
     tx.commit();
   }
 };
