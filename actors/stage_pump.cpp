@@ -57,6 +57,8 @@ struct stage_pump_state {
   std::vector<failure> failures;
   size_t completions_in_flight = 0; ///< written now; their leases end once durable
   size_t failures_in_flight = 0;
+  int completion_batches = 0; ///< batches being written
+  int failure_batches = 0;
   bool claiming = false;
   bool write_error_reported = false;
   bool claim_error_reported = false;
@@ -156,11 +158,14 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
     st.drain_promise.deliver(drain_report{o.stage, st.drain_finished, 0});
   };
 
-  // Completions and failures are written as two independent group commits,
-  // each with at most one batch in flight: one kind failing never starves the
-  // other, and while a batch is written the next one accumulates.
-  auto write_batch = [=](auto& pending, size_t& in_flight, const char* what) {
-    if (in_flight > 0 || pending.empty())
+  // Completions and failures are written as two independent group commits:
+  // one kind failing never starves the other. A batch goes at once when none
+  // is in flight; while one is written the next accumulates, and a second
+  // goes beside it only once the queue is deep (PostgreSQL then runs both).
+  auto write_batch = [=](auto& pending, size_t& in_flight, int& batches, const char* what) {
+    constexpr int max_batches = 2;
+    constexpr size_t deep_queue = 64;
+    if (pending.empty() || batches >= max_batches || (batches > 0 && pending.size() < deep_queue))
       return;
     auto store = o.dir->get("store");
     if (!store) {
@@ -169,12 +174,14 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
     }
     auto batch = std::move(pending);
     pending.clear();
-    in_flight = batch.size();
+    in_flight += batch.size();
+    ++batches;
     self->request(store, store_timeout, batch)
         .then(
-            [=, &in_flight](const std::vector<fence_result>& results) {
+            [=, &in_flight, &batches](const std::vector<fence_result>& results) {
               auto& st = self->state;
-              in_flight = 0;
+              in_flight -= batch.size();
+              --batches;
               if (st.write_error_reported) {
                 spdlog::info("stage {}: writing results works again", o.stage);
                 st.write_error_reported = false;
@@ -191,9 +198,10 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
               (*flush)();
               (*try_claim)();
             },
-            [=, &in_flight, &pending](caf::error& e) {
+            [=, &in_flight, &batches, &pending](caf::error& e) {
               auto& st = self->state;
-              in_flight = 0;
+              in_flight -= batch.size();
+              --batches;
               // Kept, in order, before what arrived meanwhile; the store
               // fences every entry by (id, epoch), so a retry that meets a
               // re-claimed message applies only the current epoch's result.
@@ -209,8 +217,8 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
 
   *flush = [=] {
     auto& st = self->state;
-    write_batch(st.completions, st.completions_in_flight, "completion");
-    write_batch(st.failures, st.failures_in_flight, "failure");
+    write_batch(st.completions, st.completions_in_flight, st.completion_batches, "completion");
+    write_batch(st.failures, st.failures_in_flight, st.failure_batches, "failure");
     (*check_drained)();
   };
 

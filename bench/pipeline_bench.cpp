@@ -185,7 +185,8 @@ void add_history(const std::string& dsn, int64_t n) {
                              "$1) RETURNING id",
                              n)[0]
                  .as<int64_t>();
-  tx.exec_params("INSERT INTO turing.run_tallies (run_id, backend, finished) VALUES ($1, 0, $2)",
+  tx.exec_params("INSERT INTO turing.run_tallies (run_id, sink, backend, finished, "
+                 "last_finished_at) VALUES ($1, 'done', 0, $2, now())",
                  run, n);
   tx.exec_params(
       "INSERT INTO turing.items (run_id, payload, open_branches, sink, result, created_at, "

@@ -177,8 +177,9 @@ CREATE INDEX messages_dead_idx ON turing.messages (stage) WHERE state = 'dead';
 // stage's). Now each connection adds to rows of its own (keyed by its
 // backend pid, so no two writers ever wait on one row); readers sum them, and
 // the rescuer folds the rows of gone connections into backend 0. A run's
-// pending count is items_total minus its finished tallies; it finished when
-// that is 0, at its last item's finish time.
+// tallies count its finished items per sink: its pending count is
+// items_total less their sum, and it finished, when that is 0, at the latest
+// last_finished_at.
 const char* tallies = R"sql(
 CREATE TABLE turing.stage_tallies (
   stage   text NOT NULL,
@@ -192,13 +193,16 @@ SELECT stage, 0, count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE 
 FROM turing.messages GROUP BY stage;
 
 CREATE TABLE turing.run_tallies (
-  run_id   bigint NOT NULL,
-  backend  integer NOT NULL,
-  finished bigint NOT NULL DEFAULT 0 CHECK (finished >= 0),
-  PRIMARY KEY (run_id, backend)
+  run_id           bigint NOT NULL,
+  sink             text NOT NULL,
+  backend          integer NOT NULL,
+  finished         bigint NOT NULL DEFAULT 0 CHECK (finished >= 0),
+  last_finished_at timestamptz NOT NULL,
+  PRIMARY KEY (run_id, sink, backend)
 );
-INSERT INTO turing.run_tallies (run_id, backend, finished)
-SELECT id, 0, items_total - pending FROM turing.runs WHERE items_total > pending;
+INSERT INTO turing.run_tallies (run_id, sink, backend, finished, last_finished_at)
+SELECT run_id, sink, 0, count(*), max(finished_at) FROM turing.items
+WHERE finished_at IS NOT NULL AND sink IS NOT NULL GROUP BY run_id, sink;
 ALTER TABLE turing.runs DROP COLUMN pending, DROP COLUMN finished_at;
 )sql";
 

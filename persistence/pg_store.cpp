@@ -154,6 +154,10 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
   json rows = json::array();
   std::string ids = "{";
   for (const auto& [item_id, e] : effects) {
+    // A message that handed off to exactly one next stage leaves its item as
+    // it was: no row version written (most transitions of a chain).
+    if (e.branch_delta == 0 && !e.sink && !e.dead)
+      continue;
     ids += (ids.size() > 1 ? "," : "") + std::to_string(item_id);
     rows.push_back({{"item_id", item_id},
                     {"delta", e.branch_delta},
@@ -161,6 +165,8 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
                     {"result", e.sink ? e.result : json()},
                     {"dead", e.dead}});
   }
+  if (rows.empty())
+    return;
   ids += "}";
   lock_in_order(sc, tx, "items", ids);
   auto finished = sc.exec(tx, R"sql(
@@ -175,24 +181,35 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
       finished_at = CASE WHEN i.open_branches + d.delta = 0
                          THEN greatest(turing.now(), i.created_at) END
     FROM d WHERE i.id = d.item_id AND i.finished_at IS NULL AND i.id = ANY($2::bigint[])
-    RETURNING i.run_id, i.open_branches = 0 AS finished)sql",
+    RETURNING i.run_id, i.open_branches = 0 AS finished, i.sink, )sql" TS_US("i.finished_at"),
                           rows.dump(), ids);
-  std::map<int64_t, int64_t> per_run;
+  struct tally {
+    int64_t finished = 0;
+    int64_t last_us = 0;
+  };
+  std::map<std::pair<int64_t, std::string>, tally> per_run_sink;
   for (const auto& row : finished)
-    if (row[1].as<bool>())
-      ++per_run[row[0].as<int64_t>()];
-  if (per_run.empty())
+    if (row[1].as<bool>()) {
+      auto& t = per_run_sink[{row[0].as<int64_t>(), opt_text(row[2])}];
+      t.finished += 1;
+      t.last_us = std::max(t.last_us, row[3].as<int64_t>());
+    }
+  if (per_run_sink.empty())
     return;
   // The run's progress is a tally row of this connection's own: finishing
   // items never wait on each other for their run's row.
   json run_rows = json::array();
-  for (const auto& [run_id, n] : per_run)
-    run_rows.push_back({{"run_id", run_id}, {"n", n}});
+  for (const auto& [key, t] : per_run_sink)
+    run_rows.push_back(
+        {{"run_id", key.first}, {"sink", key.second}, {"n", t.finished}, {"last_us", t.last_us}});
   sc.exec(tx, R"sql(
-    INSERT INTO turing.run_tallies AS t (run_id, backend, finished)
-    SELECT run_id, pg_backend_pid(), n
-    FROM jsonb_to_recordset($1::jsonb) AS d(run_id bigint, n bigint)
-    ON CONFLICT (run_id, backend) DO UPDATE SET finished = t.finished + EXCLUDED.finished)sql",
+    INSERT INTO turing.run_tallies AS t (run_id, sink, backend, finished, last_finished_at)
+    SELECT run_id, sink, pg_backend_pid(), n,
+           timestamptz 'epoch' + last_us * interval '1 microsecond'
+    FROM jsonb_to_recordset($1::jsonb) AS d(run_id bigint, sink text, n bigint, last_us bigint)
+    ON CONFLICT (run_id, sink, backend) DO UPDATE SET
+      finished = t.finished + EXCLUDED.finished,
+      last_finished_at = greatest(t.last_finished_at, EXCLUDED.last_finished_at))sql",
           run_rows.dump());
 }
 
@@ -297,11 +314,11 @@ const char* run_select = R"sql(
   SELECT r.id, r.label, r.entry_stage, r.items_total, r.items_total - coalesce(t.finished, 0),
          )sql" TS_US("r.created_at") R"sql(,
          CASE WHEN r.items_total = coalesce(t.finished, 0) THEN )sql" TS_US(
-    "greatest(r.created_at, (SELECT max(i.finished_at) FROM turing.items i WHERE i.run_id = "
-    "r.id))") R"sql( END
+    "greatest(r.created_at, t.last_finished_at)") R"sql( END
   FROM turing.runs r
-  LEFT JOIN (SELECT run_id, sum(finished)::bigint AS finished FROM turing.run_tallies
-             GROUP BY run_id) t ON t.run_id = r.id)sql";
+  LEFT JOIN (SELECT run_id, sum(finished)::bigint AS finished,
+                    max(last_finished_at) AS last_finished_at
+             FROM turing.run_tallies GROUP BY run_id) t ON t.run_id = r.id)sql";
 
 } // namespace
 
@@ -929,10 +946,13 @@ std::vector<rescued_message> pg_store::rescue_expired(const std::string& rescuer
       WITH gone AS (
         DELETE FROM turing.run_tallies t WHERE backend <> 0
           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.pid = t.backend)
-        RETURNING run_id, finished)
-      INSERT INTO turing.run_tallies AS t (run_id, backend, finished)
-      SELECT run_id, 0, sum(finished) FROM gone GROUP BY run_id
-      ON CONFLICT (run_id, backend) DO UPDATE SET finished = t.finished + EXCLUDED.finished)sql");
+        RETURNING run_id, sink, finished, last_finished_at)
+      INSERT INTO turing.run_tallies AS t (run_id, sink, backend, finished, last_finished_at)
+      SELECT run_id, sink, 0, sum(finished), max(last_finished_at) FROM gone
+      GROUP BY run_id, sink
+      ON CONFLICT (run_id, sink, backend) DO UPDATE SET
+        finished = t.finished + EXCLUDED.finished,
+        last_finished_at = greatest(t.last_finished_at, EXCLUDED.last_finished_at))sql");
     return 0;
   });
   return in_transaction("rescue_expired", [&](pqxx::work& tx) {
@@ -1095,11 +1115,13 @@ std::vector<run_status> pg_store::runs(bool unfinished_only) {
 
 std::vector<sink_count> pg_store::sink_counts(std::optional<int64_t> run_id) {
   return in_transaction("sink_counts", [&](pqxx::work& tx) {
-    auto r = run_id ? tx.exec_params("SELECT sink, count(*) FROM turing.items WHERE finished_at "
-                                     "IS NOT NULL AND run_id = $1 GROUP BY sink ORDER BY sink",
+    // From the tallies: finished items per sink, never a scan of the items.
+    auto r = run_id ? tx.exec_params("SELECT sink, sum(finished)::bigint FROM turing.run_tallies "
+                                     "WHERE run_id = $1 GROUP BY sink HAVING sum(finished) > 0 "
+                                     "ORDER BY sink",
                                      *run_id)
-                    : tx.exec("SELECT sink, count(*) FROM turing.items WHERE finished_at IS NOT "
-                              "NULL GROUP BY sink ORDER BY sink");
+                    : tx.exec("SELECT sink, sum(finished)::bigint FROM turing.run_tallies "
+                              "GROUP BY sink HAVING sum(finished) > 0 ORDER BY sink");
     std::vector<sink_count> out;
     for (const auto& row : r)
       out.push_back({opt_text(row[0]), row[1].as<int64_t>()});
@@ -1192,6 +1214,14 @@ std::vector<std::string> pg_store::check_invariants() {
           WHERE r.items_total - coalesce(t.finished, 0)
                 <> (SELECT count(*) FROM turing.items i
                     WHERE i.run_id = r.id AND i.finished_at IS NULL))sql",
+      R"sql(SELECT 'run ' || coalesce(i.run_id, t.run_id) || ' tallies '
+                 || coalesce(t.finished, 0) || ' items in sink ' || coalesce(i.sink, t.sink)
+                 || ' but ' || coalesce(i.n, 0) || ' items finished there'
+          FROM (SELECT run_id, sink, count(*) AS n FROM turing.items
+                WHERE finished_at IS NOT NULL GROUP BY run_id, sink) i
+          FULL JOIN (SELECT run_id, sink, sum(finished) AS finished FROM turing.run_tallies
+                     GROUP BY run_id, sink) t ON t.run_id = i.run_id AND t.sink = i.sink
+          WHERE coalesce(i.n, 0) <> coalesce(t.finished, 0))sql",
       R"sql(SELECT 'stage ' || coalesce(m.stage, t.stage) || ' tallies ' || coalesce(t.done, 0)
                  || ' done and ' || coalesce(t.dead, 0) || ' dead, but holds '
                  || coalesce(m.done, 0) || ' done and ' || coalesce(m.dead, 0) || ' dead messages'

@@ -207,8 +207,8 @@ CAF_TEST(the_database_refuses_illegal_states_and_unordered_timestamps) {
                      "started_at = now(), finished_at = now() - interval '1 hour'")
                  .empty());
   CAF_CHECK(!refused("UPDATE turing.messages SET attempt = max_attempts + 1").empty());
-  CAF_CHECK(!refused("INSERT INTO turing.run_tallies (run_id, backend, finished) "
-                     "VALUES (1, 1, -1)")
+  CAF_CHECK(!refused("INSERT INTO turing.run_tallies (run_id, sink, backend, finished, "
+                     "last_finished_at) VALUES (1, 'done', 1, -1, now())")
                  .empty());
 }
 
@@ -390,8 +390,8 @@ CAF_TEST(finishing_an_item_never_waits_on_its_run_or_on_other_finishing_items) {
   pqxx::connection other{dsn};
   pqxx::work holder{other};
   holder.exec_params("SELECT id FROM turing.runs WHERE id = $1 FOR NO KEY UPDATE", run_id);
-  holder.exec_params("INSERT INTO turing.run_tallies (run_id, backend, finished) "
-                     "VALUES ($1, pg_backend_pid(), 0)",
+  holder.exec_params("INSERT INTO turing.run_tallies (run_id, sink, backend, finished, "
+                     "last_finished_at) VALUES ($1, 'committed', pg_backend_pid(), 0, now())",
                      run_id);
   pg_store s{dsn + " options='-c lock_timeout=2000'"};
   auto m = s.claim({"alma", "n", 1, 30s}).at(0);
