@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <libpq-fe.h>
 #include <map>
 #include <pqxx/pqxx>
 #include <set>
@@ -343,20 +344,34 @@ pg_store::pg_store(std::string connection_string, clock_function clock)
 pg_store::~pg_store() = default;
 
 std::string describe_connection(const std::string& cs) {
-  // Drop anything that looks like a password, in key/value or URL form.
-  std::string out = cs;
-  auto kv = out.find("password=");
-  if (kv != std::string::npos) {
-    auto end = out.find(' ', kv);
-    out.replace(kv, (end == std::string::npos ? out.size() : end) - kv, "password=***");
+  // libpq parses both forms (key=value and postgresql:// URLs, quoting and
+  // %-escapes included) and marks its secret fields with dispchar "*": ask it,
+  // rather than guess where a password ends.
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(cs.c_str(), &error);
+  if (options == nullptr) {
+    if (error != nullptr)
+      PQfreemem(error);
+    return "<a connection string libpq cannot parse>";
   }
-  auto scheme = out.find("://");
-  auto at = out.find('@');
-  if (scheme != std::string::npos && at != std::string::npos && at > scheme) {
-    auto colon = out.find(':', scheme + 3);
-    if (colon != std::string::npos && colon < at)
-      out.replace(colon + 1, at - colon - 1, "***");
+  std::string out;
+  for (auto* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr || *o->val == '\0')
+      continue;
+    bool secret = o->dispchar != nullptr && std::string(o->dispchar) == "*";
+    std::string value = secret ? "***" : o->val;
+    if (!secret && value.find_first_of(" '\\") != std::string::npos) {
+      std::string quoted = "'";
+      for (char c : value) {
+        if (c == '\'' || c == '\\')
+          quoted += '\\';
+        quoted += c;
+      }
+      value = quoted + "'";
+    }
+    out += (out.empty() ? "" : " ") + std::string(o->keyword) + "=" + value;
   }
+  PQconninfoFree(options);
   return out;
 }
 

@@ -79,7 +79,9 @@ private:
   std::unique_ptr<session> session_;
 };
 
-/// Describes a connection string for messages without its password.
+/// Describes a connection string for log lines and errors: libpq parses it
+/// (key=value or URL, quoted or %-escaped) and every secret field it knows
+/// (password, sslpassword) reads "***". Key=value form.
 std::string describe_connection(const std::string& connection_string);
 
 } // namespace turing::persistence
