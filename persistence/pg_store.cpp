@@ -422,6 +422,7 @@ template <class F> auto pg_store::in_transaction(const char* what, F&& body) {
       // Deadlock or serialisation failure: the transaction was rolled back
       // whole, so running it again is safe.
       if (attempt < max_tries) {
+        ++rolled_back_;
         spdlog::debug("store: {}: {}; retrying", what, e.what());
         continue;
       }
@@ -436,6 +437,7 @@ template <class F> auto pg_store::in_transaction(const char* what, F&& body) {
       spdlog::warn("store: {}: connection lost, reconnecting once", what);
     } catch (const pqxx::sql_error& e) {
       if (is_retryable_sqlstate(e.sqlstate()) && attempt < max_tries) {
+        ++rolled_back_;
         spdlog::debug("store: {}: {} (sqlstate {}), retrying", what, e.what(), e.sqlstate());
         continue;
       }

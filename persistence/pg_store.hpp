@@ -69,6 +69,11 @@ public:
 
   const std::string& connection_string() const { return connection_string_; }
 
+  /// Transactions rolled back by PostgreSQL (deadlock, serialisation
+  /// failure) and run again since this store was made: retried silently, so
+  /// counted, so that a test can tell "no deadlock" from "deadlocks retried".
+  int64_t rolled_back_and_retried() const { return rolled_back_; }
+
 private:
   struct session; // the libpqxx connection, kept out of this header
 
@@ -77,6 +82,7 @@ private:
   std::string connection_string_;
   clock_function clock_;
   std::unique_ptr<session> session_;
+  int64_t rolled_back_ = 0;
 };
 
 /// Describes a connection string for log lines and errors: libpq parses it
