@@ -327,8 +327,9 @@ private:
     if (auto verify = r.boolean("tls_verify")) {
       m.tls_verify = *verify;
       if (!*verify && http)
-        r.error("tls_verify", "tls_verify = false applies to https:// endpoints only; endpoint is " +
-                                  in_quotes(m.endpoint));
+        r.error("tls_verify",
+                "tls_verify = false applies to https:// endpoints only; endpoint is " +
+                    in_quotes(m.endpoint));
     }
   }
 
