@@ -165,10 +165,11 @@ void describe_transport_error(httplib::Error error, const std::string& url,
 bool describe_tls_error(httplib::Error error, const config::model_config& model,
                         const std::string& origin, const std::string& host, long verify_result,
                         model_reply& reply) {
-  // OpenSSL's error queue is per thread and httplib leaves it filled; the
-  // last entry is the handshake's reason ("wrong version number").
+  // OpenSSL's error queue is per thread (cleared before the request) and
+  // httplib leaves it filled; the earliest entry is the handshake's reason
+  // ("wrong version number"), later ones come from the shutdown after it.
   std::string reason;
-  if (auto code = ERR_peek_last_error(); code != 0)
+  if (auto code = ERR_get_error(); code != 0)
     if (const char* text = ERR_reason_error_string(code))
       reason = text;
   ERR_clear_error();
@@ -425,6 +426,7 @@ model_reply call_model(const config::model_config& model, const std::string& api
     // byte should still reach the model rather than crash the call.
     auto body = build_request_body(model, system_prompt, prompt)
                     .dump(-1, ' ', false, json::error_handler_t::replace);
+    ERR_clear_error(); // so a TLS error's reason is this call's
     auto result = client.Post(path, headers, body, "application/json");
     if (!result) {
       if (!describe_tls_error(result.error(), model, parts->origin, parts->host,

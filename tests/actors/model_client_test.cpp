@@ -349,6 +349,7 @@ CAF_TEST(an_https_endpoint_on_a_plain_http_server_says_so) {
   CAF_MESSAGE(reply.error);
   CAF_CHECK(!reply.ok);
   CAF_CHECK(contains(reply.error, "TLS handshake with " + endpoint + " failed"));
+  CAF_CHECK(contains(reply.error, "(is it a plain http:// server?)"));
 }
 
 CAF_TEST(a_garbage_body_is_reported_as_not_json) {
