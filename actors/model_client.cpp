@@ -15,6 +15,12 @@
 #include <utility>
 #include <vector>
 
+// https endpoints need it; cmake's turing::httplib target defines it for
+// every user of httplib.h alike.
+#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
+#error "model_client.cpp needs CPPHTTPLIB_OPENSSL_SUPPORT: link turing::httplib"
+#endif
+
 namespace turing::actors {
 
 namespace {
