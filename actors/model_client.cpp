@@ -3,16 +3,23 @@
 // happened and whether a retry can help.
 #include "actors/model_client.hpp"
 
-#include "persistence/storable_text.hpp"
-
 #include "config/duration.hpp"
+#include "persistence/storable_text.hpp"
 
 #include <algorithm>
 #include <cctype>
 #include <exception>
 #include <httplib.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
 #include <utility>
 #include <vector>
+
+// https endpoints need it; cmake's turing::httplib target defines it for
+// every user of httplib.h alike.
+#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
+#error "model_client.cpp needs CPPHTTPLIB_OPENSSL_SUPPORT: link turing::httplib"
+#endif
 
 namespace turing::actors {
 
@@ -68,6 +75,8 @@ struct endpoint_parts {
   std::string scheme;
   std::string origin;
   std::string prefix;
+  /// The host without port or brackets, for TLS errors.
+  std::string host;
 };
 
 std::optional<endpoint_parts> split_endpoint(const std::string& endpoint) {
@@ -87,6 +96,10 @@ std::optional<endpoint_parts> split_endpoint(const std::string& endpoint) {
   if (authority.empty())
     return std::nullopt;
   parts.origin = parts.scheme + "://" + authority;
+  if (authority.front() == '[')
+    parts.host = authority.substr(1, authority.find(']') - 1);
+  else
+    parts.host = authority.substr(0, authority.rfind(':'));
   if (slash != std::string::npos)
     parts.prefix = rest.substr(slash);
   while (!parts.prefix.empty() && parts.prefix.back() == '/')
@@ -146,16 +159,69 @@ void describe_transport_error(httplib::Error error, const std::string& url,
                                    " sending the request to " + url
                              : "connection to " + url + " closed while sending the request";
     return;
-  case httplib::Error::SSLConnection:
-    reply.error = "TLS handshake with " + url + " failed";
-    return;
-  case httplib::Error::SSLServerVerification:
-    reply.error = "TLS certificate of " + url + " could not be verified";
-    return;
   default:
     reply.error = "request to " + url + " failed: " + httplib::to_string(error);
     return;
   }
+}
+
+/// The error for a failed TLS set-up, with OpenSSL's own reason: "could
+/// not be verified" alone does not tell a private CA from an expired
+/// certificate or a wrong host name. Returns false for non-TLS errors.
+bool describe_tls_error(httplib::Error error, const config::model_config& model,
+                        const std::string& origin, const std::string& host, long verify_result,
+                        model_reply& reply) {
+  // OpenSSL's error queue is per thread (cleared before the request) and
+  // httplib leaves it filled; the earliest entry is the handshake's reason
+  // ("wrong version number"), later ones come from the shutdown after it.
+  std::string reason;
+  if (auto code = ERR_get_error(); code != 0)
+    if (const char* text = ERR_reason_error_string(code))
+      reason = text;
+  ERR_clear_error();
+  auto trust_hint = model.ca_file.empty()
+                        ? std::string{"the system CA store does not trust it: set ca_file to the "
+                                      "server's CA bundle"}
+                        : "is ca_file " + model.ca_file.string() + " the server's CA?";
+  switch (error) {
+  case httplib::Error::SSLLoadingCerts:
+    reply.error =
+        "cannot load CA certificates from " +
+        (model.ca_file.empty() ? std::string{"the system store"} : model.ca_file.string()) +
+        " for " + origin + (reason.empty() ? "" : ": " + reason);
+    reply.retryable = false;
+    return true;
+  case httplib::Error::SSLServerVerification:
+    // httplib checks the chain first (verify_result), then the host name.
+    if (verify_result != X509_V_OK)
+      reply.error = "TLS handshake with " + origin +
+                    " failed: certificate could not be verified: " +
+                    X509_verify_cert_error_string(verify_result) + " (" + trust_hint + ")";
+    else
+      reply.error = "TLS handshake with " + origin + " failed: the certificate is not for host '" +
+                    host + "' (its names must include the endpoint's host)";
+    reply.retryable = false;
+    return true;
+  case httplib::Error::SSLConnection:
+    reply.error = "TLS handshake with " + origin + " failed" +
+                  (reason.empty() ? std::string{} : ": " + reason);
+    if (reason.find("wrong version number") != std::string::npos)
+      reply.error += " (is it a plain http:// server?)";
+    return true;
+  default:
+    return false;
+  }
+}
+
+/// `text` with every occurrence of `secret` masked. Servers and proxies echo
+/// request headers in error bodies, and the api key must never reach a log
+/// line or an attempt row.
+std::string mask(std::string text, const std::string& secret) {
+  if (secret.empty())
+    return text;
+  for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 3))
+    text.replace(at, secret.size(), "***");
+  return text;
 }
 
 std::string json_type(const json& value) {
@@ -326,6 +392,7 @@ model_reply call_model(const config::model_config& model, const std::string& api
     return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start);
   };
   auto done = [&]() -> model_reply {
+    reply.error = mask(std::move(reply.error), api_key);
     reply.latency_ms = std::chrono::duration<double, std::milli>(clock::now() - start).count();
     return std::move(reply);
   };
@@ -339,18 +406,20 @@ model_reply call_model(const config::model_config& model, const std::string& api
     }
     auto path = parts->prefix + request_path(model.api);
     auto url = parts->origin + path;
-#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
-    if (parts->scheme == "https") {
-      reply.error = "https endpoints need cpp-httplib with OpenSSL (" + url + ")";
-      reply.retryable = false;
-      return done();
-    }
-#endif
     httplib::Client client(parts->origin);
     if (!client.is_valid()) {
       reply.error = "cannot make an HTTP client for " + url;
       reply.retryable = false;
       return done();
+    }
+    if (parts->scheme == "https") {
+      // httplib checks the chain and then the host name (SAN, else CN)
+      // when verification is on. Without ca_file it loads OpenSSL's default
+      // paths: the system store (/etc/ssl/certs on Debian), and
+      // SSL_CERT_FILE / SSL_CERT_DIR when set.
+      client.enable_server_certificate_verification(model.tls_verify);
+      if (model.tls_verify && !model.ca_file.empty())
+        client.set_ca_cert_path(model.ca_file.string());
     }
     auto connect_timeout = std::min(timeout, std::chrono::milliseconds{5000});
     client.set_connection_timeout(connect_timeout);
@@ -363,18 +432,22 @@ model_reply call_model(const config::model_config& model, const std::string& api
     // byte should still reach the model rather than crash the call.
     auto body = build_request_body(model, system_prompt, prompt)
                     .dump(-1, ' ', false, json::error_handler_t::replace);
+    ERR_clear_error(); // so a TLS error's reason is this call's
     auto result = client.Post(path, headers, body, "application/json");
     if (!result) {
-      describe_transport_error(result.error(), url, timeout, connect_timeout, elapsed(), reply);
+      if (!describe_tls_error(result.error(), model, parts->origin, parts->host,
+                              client.get_openssl_verify_result(), reply))
+        describe_transport_error(result.error(), url, timeout, connect_timeout, elapsed(), reply);
       return done();
     }
     reply.http_status = result->status;
     if (result->status < 200 || result->status >= 300) {
-      describe_http_error(model, url, api_key, result->status, result->body, reply);
+      // Masked before it is quoted: a cut-off key would escape mask() later.
+      describe_http_error(model, url, api_key, result->status, mask(result->body, api_key), reply);
       return done();
     }
     std::string error;
-    auto content = extract_content(model.api, result->body, &error);
+    auto content = extract_content(model.api, mask(result->body, api_key), &error);
     if (!content) {
       reply.error = error + " (from " + url + ")";
       return done();

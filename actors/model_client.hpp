@@ -38,7 +38,11 @@ struct model_reply {
 /// <api_key>" when api_key is not empty. The endpoint may carry a path prefix
 /// ("https://host/prefix"); the request path is appended to it.
 /// Connect timeout min(timeout, 5s); read and write timeouts = timeout.
-/// Never throws; logs nothing (the caller does).
+/// https: the certificate chain and host name are checked against
+/// model.ca_file, else the system CA store, unless model.tls_verify is false;
+/// a failure is a non-retryable "TLS handshake with ... failed: <reason>".
+/// The api key never appears in reply.error (masked even where a server
+/// echoes it). Never throws; logs nothing (the caller does).
 model_reply call_model(const config::model_config& model, const std::string& api_key,
                        const std::string& system_prompt, const std::string& prompt,
                        std::chrono::milliseconds timeout);

@@ -60,6 +60,12 @@ namespace {
 
 caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
                              config::model_config model, model_caller caller) {
+  // Once per model at start, not per call: the setting is deliberate (a test
+  // server), but nobody should run with it unknowingly.
+  if (!model.tls_verify)
+    spdlog::warn("model {}: tls_verify = false: the certificate of {} is not checked, so anyone "
+                 "on the network path can read its prompts and api key",
+                 model.name, model.endpoint);
   std::string api_key;
   if (!model.api_key_env.empty())
     if (const char* v = std::getenv(model.api_key_env.c_str()))

@@ -27,3 +27,18 @@ set_target_properties(CAF::openssl PROPERTIES
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
 pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+
+# cpp-httplib with TLS, for every target that includes httplib.h. Debian's
+# libcpp-httplib is a compiled library built with OpenSSL; a translation unit
+# that sees other CPPHTTPLIB_* definitions than the library was built with
+# gets other class layouts (an ODR violation, crashes rather than errors), so
+# no target links PkgConfig::HTTPLIB directly, only this one.
+if(NOT "-DCPPHTTPLIB_OPENSSL_SUPPORT" IN_LIST HTTPLIB_CFLAGS_OTHER)
+  message(FATAL_ERROR "cpp-httplib was built without OpenSSL (its cpp-httplib.pc lacks "
+    "-DCPPHTTPLIB_OPENSSL_SUPPORT); https:// model endpoints need it: install Debian's "
+    "libcpp-httplib-dev")
+endif()
+add_library(turing::httplib INTERFACE IMPORTED)
+set_target_properties(turing::httplib PROPERTIES
+  INTERFACE_COMPILE_DEFINITIONS "CPPHTTPLIB_OPENSSL_SUPPORT"
+  INTERFACE_LINK_LIBRARIES "PkgConfig::HTTPLIB;OpenSSL::SSL;OpenSSL::Crypto")

@@ -287,8 +287,50 @@ private:
         r.error("api_key_env", "invalid environment variable name " + in_quotes(*env));
       m.api_key_env = *env;
     }
+    read_tls(r, m);
     r.finish();
     return m;
+  }
+
+  /// `ca_file` and `tls_verify`. Both are errors on an http:// endpoint,
+  /// where they would silently do nothing; the CA file is read now, so a
+  /// wrong path fails here rather than as a handshake error on every call.
+  void read_tls(table_reader& r, model_config& m) {
+    bool http = starts_with(m.endpoint, "http://");
+    if (auto file = r.string("ca_file")) {
+      if (file->empty()) {
+        r.error("ca_file", "ca_file is empty");
+      } else {
+        auto path = (base_dir_ / *file).lexically_normal();
+        m.ca_file = path;
+        std::error_code ec;
+        std::ifstream in{path, std::ios::binary};
+        std::string why;
+        if (std::filesystem::is_directory(path, ec))
+          why = "it is a directory";
+        else if (!in)
+          why = std::strerror(errno);
+        if (!why.empty()) {
+          r.error("ca_file", "cannot read CA file " + in_quotes(path.string()) + ": " + why);
+        } else {
+          std::ostringstream text;
+          text << in.rdbuf();
+          if (text.str().find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+            r.error("ca_file", "CA file " + in_quotes(path.string()) +
+                                   " holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
+        }
+        if (http)
+          r.error("ca_file", "ca_file applies to https:// endpoints only; endpoint is " +
+                                 in_quotes(m.endpoint));
+      }
+    }
+    if (auto verify = r.boolean("tls_verify")) {
+      m.tls_verify = *verify;
+      if (!*verify && http)
+        r.error("tls_verify",
+                "tls_verify = false applies to https:// endpoints only; endpoint is " +
+                    in_quotes(m.endpoint));
+    }
   }
 
   void read_sinks() {

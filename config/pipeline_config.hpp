@@ -57,6 +57,12 @@ struct model_config {
   std::optional<double> temperature;
   /// Name of an environment variable holding a bearer token; empty for none.
   std::string api_key_env;
+  /// PEM CA bundle (absolute) that https endpoints are verified against
+  /// instead of the system store; empty for the system store.
+  std::filesystem::path ca_file;
+  /// Verify the server's certificate and host name (https only). false is
+  /// for test servers with self-signed certificates.
+  bool tls_verify = true;
   source_location where;
 };
 

@@ -316,6 +316,42 @@ CAF_TEST(http_401_is_not_retryable_and_names_the_key_variable) {
   CAF_CHECK(contains(reply.error, "$TURING_TEST_KEY"));
 }
 
+CAF_TEST(an_api_key_echoed_in_an_error_body_is_masked) {
+  // Proxies and debugging servers quote the request's headers back; the
+  // error text goes to logs and attempt rows, the key must not.
+  fake_server server;
+  CAF_REQUIRE(server.running());
+  const std::string secret = "sk-echo-Hq2mZ7vR4tYw8pLx";
+  server.respond_with([](const httplib::Request& req, httplib::Response& res) {
+    res.status = 401;
+    res.set_content("bad key in: " + req.get_header_value("Authorization"), "text/plain");
+  });
+  auto reply = call_model(openai_model(server.endpoint()), secret, "", "x", 5s);
+  CAF_CHECK(!reply.ok);
+  CAF_CHECK(contains(reply.error, "bad key in: Bearer ***"));
+  CAF_CHECK(!contains(reply.error, secret));
+  // A 200 without content quotes the body as well.
+  server.respond_with([](const httplib::Request& req, httplib::Response& res) {
+    res.set_content("{\"echo\": \"" + req.get_header_value("Authorization") + "\"}",
+                    "application/json");
+  });
+  reply = call_model(openai_model(server.endpoint()), secret, "", "x", 5s);
+  CAF_CHECK(!reply.ok);
+  CAF_CHECK(contains(reply.error, "Bearer ***"));
+  CAF_CHECK(!contains(reply.error, secret));
+}
+
+CAF_TEST(an_https_endpoint_on_a_plain_http_server_says_so) {
+  fake_server server;
+  CAF_REQUIRE(server.running());
+  auto endpoint = "https://" + server.endpoint().substr(7);
+  auto reply = call_model(openai_model(endpoint), "", "", "x", 5s);
+  CAF_MESSAGE(reply.error);
+  CAF_CHECK(!reply.ok);
+  CAF_CHECK(contains(reply.error, "TLS handshake with " + endpoint + " failed"));
+  CAF_CHECK(contains(reply.error, "(is it a plain http:// server?)"));
+}
+
 CAF_TEST(a_garbage_body_is_reported_as_not_json) {
   fake_server server;
   CAF_REQUIRE(server.running());

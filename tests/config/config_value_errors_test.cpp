@@ -483,4 +483,88 @@ concurency = 2
     CAF_CHECK_LESS_OR_EQUAL(r.errors[i - 1].where.line, r.errors[i].where.line);
 }
 
+// ca_file and tls_verify (issue 9, defect 2): a CA file is read at load time,
+// relative to the config, and both keys are refused where they do nothing.
+CAF_TEST(ca_file_and_tls_verify_are_read_relative_to_the_config) {
+  dir.write("certs/ca.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  auto r = load(R"(sinks = ["done"]
+[models.m]
+api = "openai"
+endpoint = "https://127.0.0.1:8443"
+model = "m"
+ca_file = "certs/ca.pem"
+[models.n]
+api = "openai"
+endpoint = "https://127.0.0.1:8444"
+model = "n"
+tls_verify = false
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "done" }
+)");
+  for (const auto& e : r.errors)
+    CAF_MESSAGE(e.to_string());
+  CAF_REQUIRE(r.ok());
+  const auto& m = *r.config->find_model("m");
+  CAF_CHECK_EQUAL(m.ca_file, (dir.path() / "certs/ca.pem").lexically_normal());
+  CAF_CHECK(m.tls_verify);
+  const auto& n = *r.config->find_model("n");
+  CAF_CHECK(n.ca_file.empty());
+  CAF_CHECK(!n.tls_verify);
+}
+
+CAF_TEST(bad_ca_file_and_tls_verify_values_name_line_and_key) {
+  dir.write("not-a-cert.txt", "hello\n");
+  dir.write("ca.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  auto r = load(R"(sinks = ["done"]
+[models.a]
+api = "openai"
+endpoint = "https://127.0.0.1:8443"
+model = "a"
+ca_file = "missing/ca.pem"
+tls_verify = "no"
+[models.b]
+api = "openai"
+endpoint = "https://127.0.0.1:8443"
+model = "b"
+ca_file = 7
+[models.c]
+api = "openai"
+endpoint = "https://127.0.0.1:8443"
+model = "c"
+ca_file = "not-a-cert.txt"
+[models.d]
+api = "ollama"
+endpoint = "http://127.0.0.1:11434"
+model = "d"
+tls_verify = false
+ca_file = "ca.pem"
+[models.e]
+api = "openai"
+endpoint = "https://127.0.0.1:8443"
+model = "e"
+ca_file = ""
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "models.a.ca_file", 6, "cannot read CA file");
+  CHECK_ERROR(r, "models.a.ca_file", 6, "missing/ca.pem");
+  CHECK_ERROR(r, "models.a.ca_file", 6, "No such file or directory");
+  CAF_CHECK_EQUAL(find_error(r, "models.a.ca_file", "cannot read")->where.column, 11);
+  CHECK_ERROR(r, "models.a.tls_verify", 7, "expected true or false, got string");
+  CHECK_ERROR(r, "models.b.ca_file", 12, "expected a string");
+  CHECK_ERROR(r, "models.c.ca_file", 17, "holds no PEM certificate");
+  CHECK_ERROR(r, "models.d.tls_verify", 22, "applies to https:// endpoints only");
+  CHECK_ERROR(r, "models.d.ca_file", 23, "applies to https:// endpoints only");
+  CHECK_ERROR(r, "models.e.ca_file", 28, "ca_file is empty");
+  auto* text = find_error(r, "models.a.ca_file", "cannot read");
+  CAF_REQUIRE(text != nullptr);
+  CAF_CHECK(contains(text->to_string(), "pipeline.toml:6:11: models.a.ca_file: "));
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

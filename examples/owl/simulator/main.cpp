@@ -85,6 +85,8 @@ int main(int argc, char** argv) {
   std::uint64_t seed = 0;
   std::vector<std::string> faults;
   std::string log_level = "info";
+  std::string tls_cert;
+  std::string tls_key;
   app.add_option("--config", config_file, "TOML configuration file")->check(CLI::ExistingFile);
   auto* host_opt = app.add_option("--host", host, "address to listen on (default 127.0.0.1)");
   auto* port_opt = app.add_option("--port", port, "port; 0 picks a free one (default 11435)");
@@ -101,6 +103,10 @@ int main(int argc, char** argv) {
   app.add_option("--fault", faults,
                  "KIND=P: fault probability for every model (hang, http_500, garbage, slow, "
                  "crash); repeatable");
+  app.add_option("--tls-cert", tls_cert, "PEM certificate: serve https (needs --tls-key)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", tls_key, "PEM private key, unencrypted, of --tls-cert")
+      ->check(CLI::ExistingFile);
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   CLI11_PARSE(app, argc, argv);
@@ -130,6 +136,8 @@ int main(int argc, char** argv) {
     config.threads = threads;
   if (*seed_opt)
     config.seed = seed;
+  config.tls_cert = tls_cert;
+  config.tls_key = tls_key;
   for (const auto& f : faults) {
     std::string error;
     if (!apply_fault_flag(config, f, error)) {
@@ -184,11 +192,11 @@ int main(int argc, char** argv) {
       server.stop();
       return;
     }
-    std::printf("turing-model-sim listening on http://%s:%d (models: %s; any model: %s; "
+    std::printf("turing-model-sim listening on %s://%s:%d (models: %s; any model: %s; "
                 "latency scale %g; known skills: %zu; keywords: %zu)\n",
-                config.host.c_str(), bound, model_list(config).c_str(),
-                config.accept_any_model ? "yes" : "no", config.latency_scale, known_count,
-                sim::keyword_count());
+                config.tls_cert.empty() ? "http" : "https", config.host.c_str(), bound,
+                model_list(config).c_str(), config.accept_any_model ? "yes" : "no",
+                config.latency_scale, known_count, sim::keyword_count());
     std::fflush(stdout);
   });
   if (!ok)

@@ -124,7 +124,16 @@ std::pair<std::string, std::string> family_and_size(const std::string& name) {
 // -- implementation -----------------------------------------------------------
 
 struct model_server::impl {
-  impl(sim_config cfg, answer_rules r) : config(std::move(cfg)), rules(std::move(r)) {}
+  impl(sim_config cfg, answer_rules r)
+      : config(std::move(cfg)), rules(std::move(r)), server(make_server(config)), svr(*server) {}
+
+  // An SSLServer when a certificate is configured (tests of https model
+  // endpoints); it loads the files here and reports failure via is_valid().
+  static std::unique_ptr<httplib::Server> make_server(const sim_config& c) {
+    if (c.tls_cert.empty())
+      return std::make_unique<httplib::Server>();
+    return std::make_unique<httplib::SSLServer>(c.tls_cert.c_str(), c.tls_key.c_str());
+  }
 
   enum class phase { starting, listening, failed, finished };
 
@@ -133,7 +142,8 @@ struct model_server::impl {
 
   sim_config config;
   answer_rules rules;
-  httplib::Server svr;
+  std::unique_ptr<httplib::Server> server;
+  httplib::Server& svr;
   sim_stats counters;
 
   mutable std::mutex mtx;
@@ -560,6 +570,12 @@ bool model_server::run(const std::function<void(int port)>& on_listening) {
   if (sigaction(SIGPIPE, nullptr, &old_action) == 0 && old_action.sa_handler == SIG_DFL)
     std::signal(SIGPIPE, SIG_IGN);
 
+  if (!s.svr.is_valid()) {
+    s.set_phase(impl::phase::failed, -1,
+                "cannot load TLS certificate '" + s.config.tls_cert + "' with key '" +
+                    s.config.tls_key + "' (PEM files, the key unencrypted)");
+    return false;
+  }
   int port = s.config.port;
   if (port == 0)
     port = s.svr.bind_to_any_port(s.config.host);

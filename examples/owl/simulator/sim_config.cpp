@@ -233,6 +233,8 @@ std::optional<std::string> check_config(const sim_config& c) {
     return "threads must be between 1 and 4096";
   if (!(c.hang_max_ms > 0.0))
     return "hang_max_ms must be positive";
+  if (c.tls_cert.empty() != c.tls_key.empty())
+    return "give both --tls-cert and --tls-key, or neither";
   std::vector<const model_profile*> all{&c.default_model};
   for (const auto& m : c.models)
     all.push_back(&m);

@@ -42,6 +42,10 @@ struct sim_config {
   double hang_max_ms = 600'000.0;
   /// Mixed into every per-request seed: another seed, another run.
   std::uint64_t seed = 0;
+  /// PEM certificate (chain) and unencrypted key: serve https instead of
+  /// http. Both or neither.
+  std::string tls_cert;
+  std::string tls_key;
   /// The profile of models not listed in `models`.
   model_profile default_model;
   /// The listed models, in declaration order.
