@@ -114,6 +114,7 @@ void describe_http_error(const config::model_config& model, const std::string& u
                          model_reply& reply) {
   auto quoted = body.empty() ? std::string{"(empty body)"} : one_line(body);
   reply.retryable = !(status == 400 || status == 401 || status == 403 || status == 404);
+  reply.unavailable = status == 502 || status == 503 || status == 504;
   if (status == 404) {
     // Both APIs answer an unknown model with 404 and a body naming it; a 404
     // without that is a wrong path (an endpoint with a stray prefix, or the
@@ -144,20 +145,24 @@ void describe_transport_error(httplib::Error error, const std::string& url,
   switch (error) {
   case httplib::Error::Connection:
     reply.error = "cannot connect to " + url + " (connection refused, host unreachable or unknown)";
+    reply.unavailable = true;
     return;
   case httplib::Error::ConnectionTimeout:
     reply.error =
         "timed out after " + config::format_duration(connect_timeout) + " connecting to " + url;
+    reply.unavailable = true;
     return;
   case httplib::Error::Read:
     reply.error =
         waited_out ? "timed out after " + config::format_duration(timeout) + " waiting for " + url
                    : "connection to " + url + " closed before a full response";
+    reply.connection_dropped = !waited_out;
     return;
   case httplib::Error::Write:
     reply.error = waited_out ? "timed out after " + config::format_duration(timeout) +
                                    " sending the request to " + url
                              : "connection to " + url + " closed while sending the request";
+    reply.connection_dropped = !waited_out;
     return;
   default:
     reply.error = "request to " + url + " failed: " + httplib::to_string(error);

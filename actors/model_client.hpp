@@ -25,6 +25,13 @@ struct model_reply {
   /// False only where retrying cannot help: HTTP 400/401/403/404 (bad
   /// request, auth, unknown model or path) and a malformed endpoint.
   bool retryable = true;
+  /// The server is not there to answer: the connection was refused or timed
+  /// out, or a proxy in front of it said so (HTTP 502, 503, 504). Nothing
+  /// about the call itself is wrong; the endpoint waits for the server.
+  bool unavailable = false;
+  /// The connection closed before a full response, well before the timeout:
+  /// the server went away mid-call (a restart) or crashed on this call.
+  bool connection_dropped = false;
   /// 0 when no HTTP response arrived.
   int http_status = 0;
   double latency_ms = 0;

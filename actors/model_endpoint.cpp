@@ -1,7 +1,10 @@
-// The model endpoint actor and its per-call actors.
+// The model endpoint actor: per-model slots and queue, the per-call actors,
+// and the wait through an outage of the model's server (probe, backoff, give up).
 #include "actors/model_endpoint.hpp"
 
 #include "actors/model_client.hpp"
+#include "config/duration.hpp"
+#include "messages/models.hpp"
 #include "messages/registry.hpp"
 
 #include <algorithm>
@@ -9,6 +12,7 @@
 #include <cstdlib>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 #include <spdlog/spdlog.h>
 
@@ -16,21 +20,33 @@ namespace turing::actors {
 
 namespace {
 
+using probe_atom = caf::atom_constant<caf::atom("mprobe")>;
+using give_up_atom = caf::atom_constant<caf::atom("mgiveup")>;
+
+constexpr config::millis first_probe_delay{1000};
+constexpr config::millis max_probe_delay{30000};
+constexpr config::millis summary_interval{30000};
+
+std::pair<int64_t, int64_t> key_of(const persistence::lease& fence) {
+  return {fence.message_id, fence.epoch};
+}
+
 struct queued_call {
   model_call call;
   caf::actor owner;
 };
 
-caf::behavior model_call_job(caf::event_based_actor* self, caf::actor owner, model_call call,
+caf::behavior model_call_job(caf::event_based_actor* self, caf::actor reporter, model_call call,
                              config::model_config model, std::string api_key) {
-  self->send(owner, execution_started{call.fence, 0});
+  self->send(reporter, execution_started{call.fence, 0});
   auto reply = call_model(model, api_key, call.system_prompt, call.prompt, call.timeout);
   if (reply.ok)
-    self->send(owner,
+    self->send(reporter,
                model_answer{call.fence, std::move(reply.content), model.name, reply.latency_ms});
   else
-    self->send(owner, execution_failed{call.fence, "model " + model.name + ": " + reply.error,
-                                       reply.retryable, model.name});
+    self->send(reporter, execution_failed{call.fence, "model " + model.name + ": " + reply.error,
+                                          reply.retryable, model.name, reply.unavailable,
+                                          reply.connection_dropped});
   self->quit();
   return {};
 }
@@ -40,9 +56,14 @@ caf::behavior model_call_job(caf::event_based_actor* self, caf::actor owner, mod
 struct model_endpoint_state {
   std::deque<queued_call> queue;
   struct running_call {
-    persistence::lease fence;
+    model_call call;
     caf::actor owner;
+    /// The owner gave up on it: its answer is stale (still forwarded, so the
+    /// owner records it as a late result).
     bool abandoned = false;
+    /// Its slot is free already: abandoned, or put back in the queue.
+    bool slot_freed = false;
+    bool probe = false;
     /// Keeps the call alive: an actor nobody references is ended as
     /// unreachable, even while its call is outstanding.
     caf::actor worker;
@@ -53,13 +74,34 @@ struct model_endpoint_state {
   /// slots until they finish.
   std::set<caf::actor_addr> owners;
   int active = 0;
+
+  /// The server is unreachable since `since`; calls wait in the queue.
+  struct outage {
+    int64_t id = 0; ///< tells this outage's timers from an earlier one's
+    caf::actor_clock::time_point since;
+    persistence::time_point wall_since;
+    std::string error;
+    config::millis probe_delay = first_probe_delay;
+    bool probe_due = false;
+    bool probe_in_flight = false;
+    /// Past max_unavailable: calls go through and a refusal is final.
+    bool gave_up = false;
+    caf::actor_clock::time_point last_summary;
+  };
+  std::optional<outage> down;
+  int64_t outages = 0;
+  /// Calls whose connection the server dropped once: run again once, then
+  /// their failure is passed on (a prompt that crashes the server must not
+  /// hold the queue forever).
+  std::set<std::pair<int64_t, int64_t>> dropped_once; ///< (message id, epoch)
   static inline const char* name = "model_endpoint";
 };
 
 namespace {
 
 caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
-                             config::model_config model, model_caller caller) {
+                             model_endpoint_options o) {
+  const auto& model = o.model;
   // Once per model at start, not per call: the setting is deliberate (a test
   // server), but nobody should run with it unknowingly.
   if (!model.tls_verify)
@@ -70,19 +112,140 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
   if (!model.api_key_env.empty())
     if (const char* v = std::getenv(model.api_key_env.c_str()))
       api_key = v;
+
+  auto elapsed = [=] {
+    return std::chrono::duration_cast<config::millis>(self->clock().now() -
+                                                      self->state.down->since);
+  };
+
+  auto report = [=] {
+    if (!o.observer)
+      return;
+    auto& st = self->state;
+    model_availability msg;
+    msg.model = model.name;
+    msg.available = !st.down;
+    if (st.down)
+      msg.outage = {st.down->wall_since, st.down->error, static_cast<int64_t>(st.queue.size())};
+    self->send(o.observer, std::move(msg));
+  };
+
+  // "alma, clara_a": the stages whose calls wait, for the log.
+  auto waiting_stages = [=] {
+    std::set<std::string> names;
+    for (const auto& q : self->state.queue)
+      names.insert(q.call.stage);
+    std::string out;
+    for (const auto& n : names)
+      out += (out.empty() ? "" : ", ") + n;
+    return out.empty() ? std::string{"none"} : out;
+  };
+
+  auto start = [=](queued_call next, bool probe) {
+    auto& st = self->state;
+    auto reporter = caf::actor_cast<caf::actor>(self);
+    auto worker =
+        o.caller ? o.caller(self, reporter, next.call, model)
+                 : self->spawn<caf::detached>(model_call_job, reporter, next.call, model, api_key);
+    self->monitor(worker);
+    model_endpoint_state::running_call rc;
+    rc.call = std::move(next.call);
+    rc.owner = std::move(next.owner);
+    rc.probe = probe;
+    rc.worker = worker;
+    st.running[worker.address()] = std::move(rc);
+    ++st.active;
+  };
+
   auto dispatch = [=] {
     auto& st = self->state;
+    if (st.down && !st.down->gave_up) {
+      // One call at a time tests whether the server is back.
+      if (st.down->probe_due && !st.down->probe_in_flight && !st.queue.empty() &&
+          st.active < model.concurrency) {
+        st.down->probe_due = false;
+        st.down->probe_in_flight = true;
+        auto next = std::move(st.queue.front());
+        st.queue.pop_front();
+        start(std::move(next), true);
+      }
+      return;
+    }
     while (st.active < model.concurrency && !st.queue.empty()) {
       auto next = std::move(st.queue.front());
       st.queue.pop_front();
-      auto worker = caller ? caller(self, next.owner, next.call, model)
-                           : self->spawn<caf::detached>(model_call_job, next.owner, next.call,
-                                                        model, api_key);
-      self->monitor(worker);
-      st.running[worker.address()] = {next.call.fence, next.owner, false, worker};
-      ++st.active;
+      start(std::move(next), false);
     }
   };
+
+  auto schedule_probe = [=] {
+    auto& d = *self->state.down;
+    self->delayed_send(self, d.probe_delay, probe_atom::value, d.id);
+    d.probe_delay = std::min(d.probe_delay * 2, max_probe_delay);
+  };
+
+  // Any answer from the server (even an error it chose to send) ends an outage.
+  auto server_answered = [=] {
+    auto& st = self->state;
+    if (!st.down)
+      return;
+    spdlog::info("model {}: available again after {}; {} waiting call(s) resume", model.name,
+                 config::format_duration(elapsed()), st.queue.size());
+    st.down.reset();
+    report();
+    dispatch();
+  };
+
+  // A call found the server down: it waits, first in line, unspent.
+  auto wait_for_server = [=](model_endpoint_state::running_call& rc, const std::string& error) {
+    auto& st = self->state;
+    --st.active;
+    rc.slot_freed = true;
+    st.queue.push_front({rc.call, rc.owner});
+    if (!st.down) {
+      st.down.emplace();
+      auto& d = *st.down;
+      d.id = ++st.outages;
+      d.since = self->clock().now();
+      d.wall_since = o.wall_clock();
+      d.last_summary = d.since;
+      d.error = error;
+      spdlog::warn("model {}: unavailable: {}; its calls wait without spending attempts (stages "
+                   "waiting: {}), probing with backoff; after max_unavailable {} waiting calls "
+                   "are dead-lettered",
+                   model.name, error, waiting_stages(),
+                   config::format_duration(model.max_unavailable));
+      // Every queued call's owner stops its deadline: waiting is not running.
+      for (const auto& q : st.queue)
+        self->send(q.owner, model_waiting{q.call.fence, model.name, error});
+      schedule_probe();
+      self->delayed_send(self, model.max_unavailable, give_up_atom::value, d.id);
+      report();
+      return;
+    }
+    auto& d = *st.down;
+    d.error = error;
+    self->send(rc.owner, model_waiting{rc.call.fence, model.name, error});
+    if (rc.probe) {
+      d.probe_in_flight = false;
+      schedule_probe();
+      auto now = self->clock().now();
+      if (now - d.last_summary >= summary_interval) {
+        d.last_summary = now;
+        spdlog::info(
+            "model {}: unavailable for {}; {} call(s) waiting (stages: {}); last error: {}",
+            model.name, config::format_duration(elapsed()), st.queue.size(), waiting_stages(),
+            error);
+        report();
+      }
+    }
+  };
+
+  auto find_running = [=]() -> model_endpoint_state::running_call* {
+    auto it = self->state.running.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+    return it == self->state.running.end() ? nullptr : &it->second;
+  };
+
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
     if (st.owners.erase(dm.source) > 0) {
@@ -91,11 +254,11 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
                          [&](const queued_call& q) { return q.owner.address() == dm.source; }),
           st.queue.end());
       for (auto& [addr, call] : st.running)
-        if (call.owner.address() == dm.source && !call.abandoned) {
-          call.abandoned = true;
+        if (call.owner.address() == dm.source && !call.slot_freed) {
+          call.abandoned = call.slot_freed = true;
           --st.active;
           spdlog::debug("model {}: owner of message {} died; slot freed", model.name,
-                        call.fence.message_id);
+                        call.call.fence.message_id);
         }
       dispatch();
       return;
@@ -103,36 +266,127 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
     auto it = st.running.find(dm.source);
     if (it == st.running.end())
       return;
-    if (!it->second.abandoned) {
+    auto& rc = it->second;
+    if (!rc.slot_freed) {
       --st.active;
+      if (rc.probe && st.down)
+        st.down->probe_in_flight = false, st.down->probe_due = true;
       if (dm.reason && dm.reason != caf::exit_reason::normal)
-        self->send(it->second.owner, execution_failed{it->second.fence,
-                                                      "model " + model.name + ": call crashed: " +
-                                                          self->system().render(dm.reason),
-                                                      true, model.name});
+        self->send(rc.owner, execution_failed{rc.call.fence,
+                                              "model " + model.name + ": call crashed: " +
+                                                  self->system().render(dm.reason),
+                                              true, model.name});
     }
     st.running.erase(it);
     dispatch();
   });
+
   return {
       [=](model_call& call) {
+        auto& st = self->state;
         auto owner = caf::actor_cast<caf::actor>(self->current_sender());
-        if (owner && self->state.owners.insert(owner.address()).second)
+        if (owner && st.owners.insert(owner.address()).second)
           self->monitor(owner);
-        self->state.queue.push_back({std::move(call), owner});
+        if (st.down && !st.down->gave_up && owner)
+          self->send(owner, model_waiting{call.fence, model.name, st.down->error});
+        st.queue.push_back({std::move(call), owner});
         dispatch();
+      },
+      // From the calls: forwarded to their owners.
+      [=](execution_started& msg) {
+        if (auto* rc = find_running())
+          self->send(rc->owner, std::move(msg));
+      },
+      [=](model_answer& msg) {
+        auto* rc = find_running();
+        if (!rc)
+          return;
+        self->state.dropped_once.erase(key_of(rc->call.fence));
+        self->send(rc->owner, std::move(msg));
+        server_answered();
+      },
+      [=](execution_failed& msg) {
+        auto* rc = find_running();
+        if (!rc)
+          return;
+        auto& st = self->state;
+        if (msg.connection_dropped && !rc->abandoned &&
+            st.dropped_once.insert(key_of(rc->call.fence)).second) {
+          // Most likely a restart of the server: the call goes to the back
+          // of the queue; if the server is gone, the next calls find out.
+          spdlog::info("model {}: connection dropped during the call for message {}; running it "
+                       "once more: {}",
+                       model.name, rc->call.fence.message_id, msg.error);
+          --st.active;
+          rc->slot_freed = true;
+          if (rc->probe && st.down)
+            st.down->probe_in_flight = false, st.down->probe_due = true;
+          self->send(rc->owner, model_waiting{rc->call.fence, model.name, msg.error});
+          st.queue.push_back({rc->call, rc->owner});
+          dispatch();
+          return;
+        }
+        if (!msg.unavailable) {
+          st.dropped_once.erase(key_of(rc->call.fence));
+          self->send(rc->owner, std::move(msg));
+          server_answered();
+          return;
+        }
+        if (rc->probe && st.down)
+          st.down->probe_in_flight = false;
+        if (rc->abandoned) {
+          self->send(rc->owner, std::move(msg));
+          return;
+        }
+        if (st.down && st.down->gave_up) {
+          msg.retryable = false;
+          msg.error = "model " + model.name + " unavailable for " +
+                      config::format_duration(elapsed()) + " (longer than max_unavailable " +
+                      config::format_duration(model.max_unavailable) + "): " + msg.error;
+          self->send(rc->owner, std::move(msg));
+          return;
+        }
+        wait_for_server(*rc, msg.error);
+      },
+      [=](probe_atom, int64_t id) {
+        auto& st = self->state;
+        if (!st.down || st.down->id != id)
+          return;
+        st.down->probe_due = true;
+        dispatch();
+      },
+      [=](give_up_atom, int64_t id) {
+        auto& st = self->state;
+        if (!st.down || st.down->id != id)
+          return;
+        st.down->gave_up = true;
+        spdlog::error("model {}: unavailable for {} (max_unavailable {}); dead-lettering {} "
+                      "waiting call(s); last error: {}",
+                      model.name, config::format_duration(elapsed()),
+                      config::format_duration(model.max_unavailable), st.queue.size(),
+                      st.down->error);
+        auto reason = "model " + model.name + " unavailable for " +
+                      config::format_duration(elapsed()) + " (longer than max_unavailable " +
+                      config::format_duration(model.max_unavailable) + "): " + st.down->error;
+        for (const auto& q : st.queue)
+          self->send(q.owner, execution_failed{q.call.fence, reason, false, model.name});
+        st.queue.clear();
+        report();
       },
       [=](execution_abandoned& msg) {
         auto& st = self->state;
+        st.dropped_once.erase(key_of(msg.fence));
         for (auto it = st.queue.begin(); it != st.queue.end(); ++it)
           if (it->call.fence == msg.fence) {
             st.queue.erase(it);
             return;
           }
         for (auto& [addr, call] : st.running)
-          if (call.fence == msg.fence && !call.abandoned) {
-            call.abandoned = true;
+          if (call.call.fence == msg.fence && !call.slot_freed) {
+            call.abandoned = call.slot_freed = true;
             --st.active;
+            if (call.probe && st.down)
+              st.down->probe_in_flight = false, st.down->probe_due = true;
             spdlog::debug("model {}: call for message {} abandoned by its owner; slot freed",
                           model.name, msg.fence.message_id);
             dispatch();
@@ -144,9 +398,8 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
 
 } // namespace
 
-caf::actor spawn_model_endpoint(caf::actor_system& sys, config::model_config model,
-                                model_caller caller) {
-  return sys.spawn(model_endpoint, std::move(model), std::move(caller));
+caf::actor spawn_model_endpoint(caf::actor_system& sys, model_endpoint_options options) {
+  return sys.spawn(model_endpoint, std::move(options));
 }
 
 } // namespace turing::actors

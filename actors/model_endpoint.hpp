@@ -1,5 +1,6 @@
 // A model endpoint actor: one per configured model; holds its concurrency
-// limit, queues calls beyond it, and runs each call on its own thread.
+// limit, queues calls beyond it, runs each call on its own thread, and waits
+// out an outage of the model's server instead of failing the calls.
 #pragma once
 
 #include "config/pipeline_config.hpp"
@@ -11,22 +12,53 @@
 
 namespace turing::actors {
 
+/// Starts one call: the returned actor reports to `reporter` (the endpoint)
+/// execution_started, then model_answer or execution_failed, and exits. The
+/// default makes the HTTP call on its own thread; a simulation answers from a
+/// script in virtual time instead.
+using model_caller =
+    std::function<caf::actor(caf::event_based_actor* endpoint, caf::actor reporter,
+                             const model_call& call, const config::model_config& model)>;
+
+struct model_endpoint_options {
+  config::model_config model;
+  /// Empty: real HTTP calls.
+  model_caller caller;
+  /// Receives model_availability when the server goes away and comes back
+  /// (the node monitor, for the log and `turing status`); may be empty.
+  caf::actor observer;
+  /// The wall clock of an outage's start as reported (virtual in simulation).
+  std::function<persistence::time_point()> wall_clock = [] {
+    return persistence::wall_clock::now();
+  };
+};
+
 /// How it works: stages send model_call on behalf of a claimed message; at
 /// most `concurrency` calls run at once (capacity is per model, not global:
 /// two stages on two models run in parallel), the rest wait in arrival
-/// order. A call reports execution_started to its owner when it leaves the
-/// queue (the owner's deadline counts from there), then model_answer or
+/// order. Every call reports through the endpoint, which forwards to the
+/// call's owner: execution_started when the call leaves the queue (the
+/// owner's deadline counts from there), then model_answer or
 /// execution_failed. An abandoned call frees its slot at once; its thread
 /// ends at the HTTP timeout and its answer is stale.
-/// Starts one call for `owner`: the returned actor reports execution_started,
-/// then model_answer or execution_failed, and exits. The default makes the
-/// HTTP call on its own thread; a simulation answers from a script in
-/// virtual time instead.
-using model_caller =
-    std::function<caf::actor(caf::event_based_actor* endpoint, caf::actor owner,
-                             const model_call& call, const config::model_config& model)>;
+///
+/// Outages: a call that finds the server unavailable (connection refused or
+/// timed out, HTTP 502/503/504) is not failed: it goes back to the head of
+/// the queue and its owner gets model_waiting (the deadline stops, no
+/// attempt is spent). The endpoint then lets one call through at a time as a
+/// probe, after 1 s, 2 s, 4 s, … up to 30 s; the first answer of any kind
+/// ends the outage and the queue runs again. Logged once when it starts, as
+/// a summary every 30 s, and once when it ends. An outage longer than the
+/// model's max_unavailable dead-letters the waiting calls with that reason,
+/// and every call that finds the server down after that, until it answers.
+caf::actor spawn_model_endpoint(caf::actor_system& sys, model_endpoint_options options);
 
-caf::actor spawn_model_endpoint(caf::actor_system& sys, config::model_config model,
-                                model_caller caller = {});
+inline caf::actor spawn_model_endpoint(caf::actor_system& sys, config::model_config model,
+                                       model_caller caller = {}) {
+  model_endpoint_options o;
+  o.model = std::move(model);
+  o.caller = std::move(caller);
+  return spawn_model_endpoint(sys, std::move(o));
+}
 
 } // namespace turing::actors

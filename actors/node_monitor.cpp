@@ -77,6 +77,16 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
         spdlog::debug("supervision: {} child {} exited ({}){}", e.supervisor, e.child, e.reason,
                       e.restarting ? "; restarting" : "");
       },
+      // The endpoint logs the outage itself; the monitor makes it visible to
+      // `turing status` (turing.nodes), where stages waiting on it show.
+      [=](model_availability& m) {
+        auto& models = self->state.report.unavailable_models;
+        if (m.available)
+          models.erase(m.model);
+        else
+          models[m.model] = m.outage;
+        report();
+      },
       [=](supervisor_gave_up& e) {
         spdlog::error("supervision: {} gave up: {}", e.supervisor, e.reason);
       },

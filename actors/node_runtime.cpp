@@ -79,13 +79,19 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
                                   dir);
       }));
   persistence.push_back(named_child(dir, "rescuer", [o, dir, runtime](caf::event_based_actor* sup) {
-    return sup->spawn(rescuer, rescuer_options{o.node, runtime.rescue_interval}, dir);
+    return sup->spawn(
+        rescuer, rescuer_options{o.node, runtime.rescue_interval, runtime.max_lost_attempts}, dir);
   }));
 
   std::vector<child_spec> models;
   for (const auto& m : o.pipeline->models)
     models.push_back(named_child(dir, "model/" + m.name, [m, o](caf::event_based_actor* sup) {
-      return spawn_model_endpoint(sup->system(), m, o.simulated_models);
+      model_endpoint_options endpoint;
+      endpoint.model = m;
+      endpoint.caller = o.simulated_models;
+      endpoint.observer = o.observer;
+      endpoint.wall_clock = o.wall_clock;
+      return spawn_model_endpoint(sup->system(), std::move(endpoint));
     }));
 
   std::vector<child_spec> stages;

@@ -32,7 +32,7 @@ caf::behavior rescuer(caf::event_based_actor* self, rescuer_options options,
         }
         auto pass = ++seen->passes;
         self->request(store, std::max(options.interval, persistence::millis{30000}),
-                      rescue_request{options.node})
+                      rescue_request{options.node, options.max_lost})
             .then(
                 [=](const std::vector<persistence::rescued_message>& rescued) {
                   self->delayed_send(self, options.interval, rescue_tick_atom::value);

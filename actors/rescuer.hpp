@@ -15,6 +15,8 @@ namespace turing::actors {
 struct rescuer_options {
   std::string node;
   persistence::millis interval{5000};
+  /// Lost attempts a message may have before it is dead-lettered.
+  int max_lost = persistence::default_max_lost_attempts;
 };
 
 /// How it works: a timer message to itself, never a thread that could be

@@ -68,6 +68,7 @@ struct stage_pump_state {
   std::deque<std::chrono::steady_clock::time_point> crashes;
   int64_t generations = 0;
   std::mt19937_64 rng{std::random_device{}()};
+  caf::actor_addr monitored_endpoint; ///< the model endpoint of a model stage
   /// Results not yet durable: buffered or being written.
   size_t unwritten() const {
     return completions.size() + failures.size() + completions_in_flight + failures_in_flight;
@@ -93,8 +94,9 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
   auto log_id = [stage_name = o.stage](const claimed_message& m) {
     return "stage " + stage_name + " message " + std::to_string(m.id) + " (item " +
            std::to_string(m.item_id) + ", run " + std::to_string(m.run_id) + ", attempt " +
-           std::to_string(m.attempt) + "/" + std::to_string(m.max_attempts) + ", epoch " +
-           std::to_string(m.epoch) + ")";
+           std::to_string(m.counted_attempt()) + "/" + std::to_string(m.max_attempts) +
+           (m.lost > 0 ? " after " + std::to_string(m.lost) + " lost" : std::string{}) +
+           ", epoch " + std::to_string(m.epoch) + ")";
   };
 
   // -- helpers ----------------------------------------------------------------
@@ -239,9 +241,9 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
     }
     f.attempt = e->job.attempt;
     f.started_at = e->job.started_at;
-    bool last = !retryable || e->job.attempt >= e->job.max_attempts;
-    f.retry_after =
-        last ? config::millis{0} : retry_backoff(stage.retry, e->job.attempt, self->state.rng);
+    bool last = !retryable || e->job.counted_attempt() >= e->job.max_attempts;
+    f.retry_after = last ? config::millis{0}
+                         : retry_backoff(stage.retry, e->job.counted_attempt(), self->state.rng);
     if (last)
       spdlog::error("{} {}: {}; dead-lettered{}", log_id(e->job), to_string(kind), error,
                     retryable ? " after its last attempt" : " (not retryable)");
@@ -371,6 +373,12 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
       self->send(endpoint, model_call{job.fencing(), o.stage, stage.system_prompt, prompt.text,
                                       call_timeout});
       e.executor = endpoint.address();
+      // A call waiting out a model outage has no deadline; if the endpoint
+      // dies meanwhile (its queue with it), this pump must hear of it.
+      if (self->state.monitored_endpoint != endpoint.address()) {
+        self->monitor(endpoint);
+        self->state.monitored_endpoint = endpoint.address();
+      }
       // Until the call leaves the endpoint's queue the deadline is loose;
       // execution_started re-arms it to the stage timeout.
       arm_deadline(e, self->state.timeout * 3 + runtime.lease_ttl);
@@ -447,6 +455,21 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
   self->join(any_ready_group(self->system()));
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
+    if (dm.source == st.monitored_endpoint) {
+      // The endpoint's queue died with it: every call still there or running
+      // is lost. Its supervisor starts a new one for the next calls.
+      st.monitored_endpoint = caf::actor_addr{};
+      std::vector<lease> lost;
+      for (auto& [id, e] : st.running)
+        if (e.executor == dm.source)
+          lost.push_back(e.job.fencing());
+      for (const auto& fence : lost)
+        finish_failure(fence, attempt_result::crashed,
+                       "model endpoint " + stage.model +
+                           " stopped: " + self->system().render(dm.reason),
+                       true, stage.model);
+      return;
+    }
     for (auto& [id, e] : st.running) {
       if (e.executor != dm.source)
         continue;
@@ -492,6 +515,14 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
         e->pid = msg.pid;
         if (stage.handler == config::handler_kind::model)
           arm_deadline(*e, self->state.timeout);
+      },
+      [=](model_waiting& msg) {
+        // Waiting out an outage is not running: no deadline until the call
+        // leaves the endpoint's queue again (execution_started re-arms it).
+        if (auto* e = find(msg.fence)) {
+          e->generation = ++self->state.generations;
+          spdlog::debug("{}: waiting for model {}: {}", log_id(e->job), msg.model, msg.reason);
+        }
       },
       [=](execution_succeeded& msg) {
         finish_success(msg.fence, msg.outcome, msg.output, msg.model);

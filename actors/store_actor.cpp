@@ -113,7 +113,7 @@ caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self, store_
         return guarded("release", [&] { return db.release(r.node, r.leases); });
       },
       [&db](rescue_request& r) {
-        return guarded("rescue", [&] { return db.rescue_expired(r.rescuer_node); });
+        return guarded("rescue", [&] { return db.rescue_expired(r.rescuer_node, r.max_lost); });
       },
       [&db](node_report& r) {
         return guarded("report_node", [&] {

@@ -7,6 +7,7 @@
 
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 namespace turing::cli {
@@ -58,6 +59,7 @@ int status_command(const status_options& options) {
   auto runs = store.runs(false);
   auto sinks = store.sink_counts(std::nullopt);
   auto nodes = store.nodes();
+  auto dead_lost = store.dead_from_lost_leases();
   auto now = persistence::wall_clock::now();
 
   // Every configured stage, in config order, then any the database has that
@@ -75,12 +77,38 @@ int status_command(const status_options& options) {
     if (!config.find_stage(c.stage))
       rows.push_back(c);
 
+  // Stages whose model a live node cannot reach: that node's calls wait
+  // (unspent) rather than fail, which the counts alone would not explain.
+  struct model_wait {
+    std::string node;
+    std::string model;
+    persistence::model_outage outage;
+  };
+  std::map<std::string, std::vector<model_wait>> waits; // by stage
+  for (const auto& n : nodes)
+    if (node_state(n, now) == "alive")
+      for (const auto& [model, outage] : n.unavailable_models)
+        for (const auto& s : config.stages)
+          if (s.handler == config::handler_kind::model && s.model == model)
+            waits[s.name].push_back({n.name, model, outage});
+
   if (options.json) {
     nlohmann::json out;
     out["database"] = db.description;
     for (const auto& r : rows) {
       auto j = to_json(r, now);
       j["configured"] = config.find_stage(r.stage) != nullptr;
+      // Dead because their node kept losing them (not their own failures).
+      j["dead_lost"] = dead_lost.count(r.stage) ? dead_lost.at(r.stage) : 0;
+      j["waiting_for_models"] = nlohmann::json::array();
+      for (const auto& w : waits[r.stage])
+        j["waiting_for_models"].push_back(
+            {{"model", w.model},
+             {"node", w.node},
+             {"since_ms_ago",
+              std::chrono::duration_cast<std::chrono::milliseconds>(now - w.outage.since).count()},
+             {"calls_waiting", w.outage.waiting},
+             {"error", w.outage.error}});
       out["stages"].push_back(j);
     }
     out["runs"] = nlohmann::json::array();
@@ -101,7 +129,18 @@ int status_command(const status_options& options) {
            {"state", node_state(n, now)},
            {"seen_ms_ago",
             std::chrono::duration_cast<std::chrono::milliseconds>(now - n.seen_at).count()},
-           {"failed_stages", n.failed_stages}});
+           {"failed_stages", n.failed_stages},
+           {"unavailable_models", [&] {
+              auto models = nlohmann::json::object();
+              for (const auto& [model, outage] : n.unavailable_models)
+                models[model] = {
+                    {"since_ms_ago",
+                     std::chrono::duration_cast<std::chrono::milliseconds>(now - outage.since)
+                         .count()},
+                    {"calls_waiting", outage.waiting},
+                    {"error", outage.error}};
+              return models;
+            }()}});
     std::cout << out.dump(2) << "\n";
     return 0;
   }
@@ -120,7 +159,12 @@ int status_command(const status_options& options) {
       << age(r.oldest_started_at, now) << " / " << age(r.oldest_heartbeat_at, now);
     if (!config.find_stage(r.stage))
       o << "  (not in this config)";
+    if (auto it = dead_lost.find(r.stage); it != dead_lost.end())
+      o << "  (" << it->second << " dead lost with their node, not failed)";
     o << "\n";
+    for (const auto& w : waits[r.stage])
+      o << "    waiting for model " << w.model << " for " << age(w.outage.since, now) << " ("
+        << w.node << ": " << w.outage.waiting << " call(s) waiting): " << w.outage.error << "\n";
   }
   o << (live == 0 ? "pipeline idle: nothing ready, delayed or running\n" : "");
   o << "runs:\n";
@@ -157,6 +201,9 @@ int status_command(const status_options& options) {
     o << "\n";
     for (const auto& [stage, reason] : n.failed_stages)
       o << "    stage " << stage << " FAILED: " << reason << "\n";
+    for (const auto& [model, outage] : n.unavailable_models)
+      o << "    model " << model << " UNAVAILABLE for " << age(outage.since, now) << ", "
+        << outage.waiting << " call(s) waiting: " << outage.error << "\n";
   }
   std::cout << o.str();
   return 0;

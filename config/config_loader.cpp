@@ -187,6 +187,8 @@ private:
       rt.stall_timeout = *d;
     if (auto n = r.integer("claim_batch", 1, max_claim_batch))
       rt.claim_batch = static_cast<int>(*n);
+    if (auto n = r.integer("max_lost_attempts", 1, 1000000))
+      rt.max_lost_attempts = static_cast<int>(*n);
     bool lease_ok = lease_ttl || table->get("lease_ttl") == nullptr;
     bool heartbeat_ok = heartbeat || table->get("heartbeat_interval") == nullptr;
     if (lease_ok && heartbeat_ok && rt.heartbeat_interval >= rt.lease_ttl) {
@@ -286,6 +288,13 @@ private:
       if (!env->empty() && !detail::is_valid_env_name(*env))
         r.error("api_key_env", "invalid environment variable name " + in_quotes(*env));
       m.api_key_env = *env;
+    }
+    if (auto d = r.duration("max_unavailable")) {
+      if (d->count() <= 0)
+        r.error("max_unavailable", "must be longer than 0 (how long calls wait for a model server "
+                                   "that is down, e.g. \"6h\")");
+      else
+        m.max_unavailable = *d;
     }
     read_tls(r, m);
     r.finish();

@@ -38,6 +38,10 @@ struct runtime_config {
   millis default_timeout{60000};
   /// The most messages one claim takes (still bounded by free capacity).
   int claim_batch = 256;
+  /// A message whose lease expired with its node (SIGKILL, an outage, a
+  /// partition) this many times is dead-lettered; such lost attempts do not
+  /// count against a stage's max_attempts, which bounds failures.
+  int max_lost_attempts = 10;
   /// A stage pump that leaves its supervisor's liveness probe unanswered
   /// this long is deemed stalled, killed and restarted (field report,
   /// incident 15).
@@ -63,6 +67,10 @@ struct model_config {
   /// Verify the server's certificate and host name (https only). false is
   /// for test servers with self-signed certificates.
   bool tls_verify = true;
+  /// How long the model's server may stay unreachable (connection refused,
+  /// HTTP 502/503/504) while its calls wait without spending attempts;
+  /// past this, waiting calls are dead-lettered with that reason.
+  millis max_unavailable{6 * 3600 * 1000};
   source_location where;
 };
 

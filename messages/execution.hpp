@@ -29,11 +29,29 @@ struct execution_succeeded {
 
 /// The handler failed; `retryable` false dead-letters the message at once
 /// (e.g. a prompt with an unresolved placeholder: retrying cannot help).
+/// `unavailable`: a model call that found its server down (connection
+/// refused, HTTP 502/503/504); the model endpoint keeps such a call waiting
+/// instead of passing the failure on, so an outage spends no attempts.
+/// `connection_dropped`: the server closed the connection mid-call (it was
+/// restarted, say); the endpoint runs such a call once more before passing
+/// the failure on.
 struct execution_failed {
   persistence::lease fence;
   std::string error;
   bool retryable = true;
   std::string model;
+  bool unavailable = false;
+  bool connection_dropped = false;
+};
+
+/// From a model endpoint to the owner of a call: the model is unavailable
+/// and the call waits in the endpoint's queue (its attempt is not spent).
+/// The owner's deadline stops until execution_started says the call left
+/// the queue again.
+struct model_waiting {
+  persistence::lease fence;
+  std::string model;
+  std::string reason;
 };
 
 /// The owner's deadline for one execution, sent to itself. `generation`
@@ -99,8 +117,12 @@ typename Inspector::result_type inspect(Inspector& f, execution_succeeded& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, execution_failed& x) {
-  return f(caf::meta::type_name("turing::execution_failed"), x.fence, x.error, x.retryable,
-           x.model);
+  return f(caf::meta::type_name("turing::execution_failed"), x.fence, x.error, x.retryable, x.model,
+           x.unavailable);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, model_waiting& x) {
+  return f(caf::meta::type_name("turing::model_waiting"), x.fence, x.model, x.reason);
 }
 
 template <class Inspector>

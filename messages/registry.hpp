@@ -3,6 +3,7 @@
 #pragma once
 
 #include "messages/execution.hpp"
+#include "messages/models.hpp"
 #include "messages/runtime.hpp"
 #include "messages/store.hpp"
 #include "messages/supervision.hpp"
@@ -38,6 +39,9 @@ inline void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<execution_started>("turing::execution_started");
   cfg.add_message_type<execution_succeeded>("turing::execution_succeeded");
   cfg.add_message_type<execution_failed>("turing::execution_failed");
+  cfg.add_message_type<model_waiting>("turing::model_waiting");
+  cfg.add_message_type<persistence::model_outage>("turing::model_outage");
+  cfg.add_message_type<model_availability>("turing::model_availability");
   cfg.add_message_type<execution_timeout>("turing::execution_timeout");
   cfg.add_message_type<model_call>("turing::model_call");
   cfg.add_message_type<model_answer>("turing::model_answer");

@@ -38,7 +38,7 @@ typename Inspector::result_type inspect(Inspector& f, claimed_message& x) {
   auto parse = caf::meta::load_callback(
       [&]() -> caf::error { return detail::parse_json_into(payload, x.payload); });
   return f(caf::meta::type_name("turing::claimed_message"), x.id, x.item_id, x.run_id, x.stage,
-           payload, parse, x.attempt, x.max_attempts, x.epoch, x.started_at);
+           payload, parse, x.attempt, x.max_attempts, x.lost, x.epoch, x.started_at);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, delivery& x) {
@@ -62,6 +62,10 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
            x.result, x.error, x.model, x.retry_after, x.retryable);
 }
 
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, model_outage& x) {
+  return f(caf::meta::type_name("turing::model_outage"), x.since, x.error, x.waiting);
+}
+
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, node_report& x) {
   // std::optional is not inspectable in CAF 0.17: a flag and a time point.
   bool stopped = x.stopped_at.has_value();
@@ -71,7 +75,7 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
     return caf::none;
   });
   return f(caf::meta::type_name("turing::node_report"), x.name, x.started_at, x.seen_at, stopped,
-           stopped_at, load, x.failed_stages);
+           stopped_at, load, x.failed_stages, x.unavailable_models);
 }
 
 template <class Inspector>
@@ -103,6 +107,7 @@ struct release_request {
 /// std::vector<rescued_message>.
 struct rescue_request {
   std::string rescuer_node;
+  int max_lost = persistence::default_max_lost_attempts;
 };
 
 /// How much work is ready, delayed or running in all stages; the reply is a
@@ -135,7 +140,7 @@ typename Inspector::result_type inspect(Inspector& f, release_request& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, rescue_request& x) {
-  return f(caf::meta::type_name("turing::rescue_request"), x.rescuer_node);
+  return f(caf::meta::type_name("turing::rescue_request"), x.rescuer_node, x.max_lost);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, census_request&) {

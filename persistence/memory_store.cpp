@@ -165,6 +165,7 @@ std::vector<claimed_message> memory_store::claim(const claim_request& request) {
     c.payload = m->payload;
     c.attempt = m->attempt;
     c.max_attempts = m->max_attempts;
+    c.lost = m->lost;
     c.epoch = m->epoch;
     c.started_at = now;
     out.push_back(std::move(c));
@@ -319,7 +320,7 @@ std::vector<fence_result> memory_store::fail(const std::vector<failure>& batch) 
     }
     results.push_back(fence_result::applied);
     auto& m = it->second;
-    bool retry = f.retryable && m.attempt < m.max_attempts;
+    bool retry = f.retryable && m.attempt - m.lost < m.max_attempts;
     append_attempt(m, m.attempt, m.epoch, f.node, *m.started_at, now, f.result, "", f.model, json(),
                    storable_text(f.error));
     m.failed_epoch = m.epoch;
@@ -373,7 +374,7 @@ std::vector<fence_result> memory_store::release(const std::string& node,
 }
 
 std::vector<rescued_message>
-memory_store::rescue_where(const std::function<bool(const message_row&)>& match,
+memory_store::rescue_where(int max_lost, const std::function<bool(const message_row&)>& match,
                            const std::function<std::string(const std::string&)>& reason_for) {
   auto now = clock_();
   std::vector<rescued_message> out;
@@ -383,10 +384,11 @@ memory_store::rescue_where(const std::function<bool(const message_row&)>& match,
     if (m.state != message_state::running || !match(m))
       continue;
     auto owner = *m.owner_node;
-    auto reason = reason_for(owner);
+    m.lost += 1;
+    bool dead = m.lost >= max_lost;
+    auto reason = dead ? lost_too_often(m.lost, max_lost, reason_for(owner)) : reason_for(owner);
     append_attempt(m, m.attempt, m.epoch, owner, *m.started_at, now, attempt_result::lost, "", "",
                    json(), reason);
-    bool dead = m.attempt >= m.max_attempts;
     m.lease_expires_at.reset();
     m.available_at = now;
     m.last_error = reason;
@@ -406,23 +408,27 @@ memory_store::rescue_where(const std::function<bool(const message_row&)>& match,
   return out;
 }
 
-std::vector<rescued_message> memory_store::rescue_expired(const std::string& rescuer_node) {
+std::vector<rescued_message> memory_store::rescue_expired(const std::string& rescuer_node,
+                                                          int max_lost) {
   check_available("rescue_expired");
   auto now = clock_();
-  return rescue_where([now](const message_row& m) { return *m.lease_expires_at < now; },
-                      [&](const std::string& owner) {
-                        return "lease expired: owner " + owner +
-                               " stopped heartbeating; rescued by " + rescuer_node;
-                      });
+  return rescue_where(
+      max_lost, [now](const message_row& m) { return *m.lease_expires_at < now; },
+      [&](const std::string& owner) {
+        return "lease expired: owner " + owner + " stopped heartbeating; rescued by " +
+               rescuer_node;
+      });
 }
 
 std::vector<rescued_message> memory_store::rescue_node(const std::string& dead_node,
-                                                       const std::string& rescuer_node) {
+                                                       const std::string& rescuer_node,
+                                                       int max_lost) {
   check_available("rescue_node");
-  return rescue_where([&](const message_row& m) { return m.owner_node == dead_node; },
-                      [&](const std::string& owner) {
-                        return "owner " + owner + " is gone; rescued by " + rescuer_node;
-                      });
+  return rescue_where(
+      max_lost, [&](const message_row& m) { return m.owner_node == dead_node; },
+      [&](const std::string& owner) {
+        return "owner " + owner + " is gone; rescued by " + rescuer_node;
+      });
 }
 
 // -- reports --------------------------------------------------------------------

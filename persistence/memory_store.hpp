@@ -38,9 +38,11 @@ public:
   std::vector<fence_result> fail(const std::vector<failure>& batch) override;
   std::vector<fence_result> release(const std::string& node,
                                     const std::vector<lease>& leases) override;
-  std::vector<rescued_message> rescue_expired(const std::string& rescuer_node) override;
+  std::vector<rescued_message> rescue_expired(const std::string& rescuer_node,
+                                              int max_lost = default_max_lost_attempts) override;
   std::vector<rescued_message> rescue_node(const std::string& dead_node,
-                                           const std::string& rescuer_node) override;
+                                           const std::string& rescuer_node,
+                                           int max_lost = default_max_lost_attempts) override;
 
   void report_node(const node_report& report) override;
   std::vector<node_report> nodes() override;
@@ -65,6 +67,7 @@ private:
     json payload;
     message_state state = message_state::ready;
     int attempt = 0, max_attempts = 1;
+    int lost = 0; ///< attempts lost with their node: not counted against max_attempts
     time_point available_at;
     int64_t epoch = 0;
     int64_t failed_epoch = -1;        ///< the epoch of its last applied failure
@@ -97,7 +100,7 @@ private:
                       const std::string& error);
   template <class Effects> void apply_item_effects(const Effects& effects, time_point now);
   std::vector<rescued_message>
-  rescue_where(const std::function<bool(const message_row&)>& match,
+  rescue_where(int max_lost, const std::function<bool(const message_row&)>& match,
                const std::function<std::string(const std::string& owner)>& reason_for);
   void notify(const std::set<std::string>& stages);
 

@@ -209,6 +209,31 @@ WHERE finished_at IS NOT NULL AND sink IS NOT NULL GROUP BY run_id, sink;
 ALTER TABLE turing.runs DROP COLUMN pending, DROP COLUMN finished_at;
 )sql";
 
+// Models a node cannot reach, so that `turing status` can say which stages
+// wait for which model, since when: {"mistral": {"since_us", "error", "waiting"}}.
+const char* unavailable_models = R"sql(
+ALTER TABLE turing.nodes ADD COLUMN unavailable_models jsonb NOT NULL DEFAULT '{}'::jsonb;
+)sql";
+
+// Lost attempts (a lease that expired with its node) are counted apart from
+// failures: attempt - lost is what max_attempts bounds.
+const char* lost_attempts = R"sql(
+ALTER TABLE turing.messages ADD COLUMN lost integer NOT NULL DEFAULT 0 CHECK (lost >= 0);
+DO $$
+DECLARE c text;
+BEGIN
+  SELECT conname INTO c FROM pg_catalog.pg_constraint
+  WHERE conrelid = 'turing.messages'::regclass AND contype = 'c'
+    AND pg_catalog.pg_get_constraintdef(oid) = 'CHECK ((attempt <= max_attempts))';
+  IF c IS NOT NULL THEN
+    EXECUTE format('ALTER TABLE turing.messages DROP CONSTRAINT %I', c);
+  END IF;
+END
+$$;
+ALTER TABLE turing.messages ADD CONSTRAINT messages_counted_attempts
+  CHECK (attempt - lost <= max_attempts AND lost <= attempt);
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
@@ -219,6 +244,8 @@ const std::vector<migration>& all_migrations() {
       {4, "messages.parent_id: one handoff per completion and stage", handoff_parent},
       {5, "messages_dead_idx for the census; messages_stage_state_idx dropped", dead_index},
       {6, "stage and run tallies per connection: no hot rows, no scans of history", tallies},
+      {7, "nodes.unavailable_models: models a node waits for, for status", unavailable_models},
+      {8, "messages.lost: lost attempts bounded apart from failures", lost_attempts},
   };
   return list;
 }

@@ -253,20 +253,25 @@ void apply_dead(statement_cache& sc, pqxx::work& tx, const pqxx::result& r, int 
 }
 
 const char* rescue_sql(bool by_node) {
-  // Shared by rescue_expired and rescue_node: which rows differ, the rest not.
+  // Shared by rescue_expired and rescue_node: which rows differ, the rest
+  // not. A lost attempt is not a failure: it counts against max_lost (the
+  // expired CTE's column), not max_attempts; the text matches lost_too_often().
   static const std::string tail = R"sql(
     rescued AS (
       UPDATE turing.messages m SET
-        state = CASE WHEN m.attempt < m.max_attempts THEN 'ready' ELSE 'dead' END,
-        owner_node = CASE WHEN m.attempt < m.max_attempts THEN NULL ELSE m.owner_node END,
+        lost = m.lost + 1,
+        state = CASE WHEN m.lost + 1 < e.max_lost THEN 'ready' ELSE 'dead' END,
+        owner_node = CASE WHEN m.lost + 1 < e.max_lost THEN NULL ELSE m.owner_node END,
         lease_expires_at = NULL,
         available_at = turing.now(),
-        finished_at = CASE WHEN m.attempt < m.max_attempts THEN NULL
+        finished_at = CASE WHEN m.lost + 1 < e.max_lost THEN NULL
                            ELSE greatest(turing.now(), m.started_at) END,
-        last_error = e.reason
+        last_error = CASE WHEN m.lost + 1 < e.max_lost THEN e.reason
+                          ELSE 'lost ' || (m.lost + 1) || ' times with its node (max_lost_attempts '
+                               || e.max_lost || '), not failed; the last: ' || e.reason END
       FROM expired e WHERE m.id = e.id
       RETURNING m.id, m.stage, e.owner_node, m.state = 'dead' AS dead, m.item_id, m.run_id,
-                m.attempt, e.epoch, e.started_at, e.reason),
+                m.attempt, e.epoch, e.started_at, m.last_error AS reason),
     audit AS (
       INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                    started_at, finished_at, result, error)
@@ -279,7 +284,7 @@ const char* rescue_sql(bool by_node) {
     SELECT id, stage, owner_node, dead, item_id FROM rescued)sql";
   static const std::string expired = R"sql(
     WITH expired AS (
-      SELECT id, owner_node, epoch, started_at,
+      SELECT id, owner_node, epoch, started_at, $2::integer AS max_lost,
              'lease expired: owner ' || owner_node || ' stopped heartbeating; rescued by '
                || $1::text AS reason
       FROM turing.messages
@@ -288,7 +293,7 @@ const char* rescue_sql(bool by_node) {
                                      tail;
   static const std::string node = R"sql(
     WITH expired AS (
-      SELECT id, owner_node, epoch, started_at,
+      SELECT id, owner_node, epoch, started_at, $3::integer AS max_lost,
              'owner ' || owner_node || ' is gone; rescued by ' || $1::text AS reason
       FROM turing.messages
       WHERE state = 'running' AND owner_node = $2
@@ -591,7 +596,7 @@ std::vector<claimed_message> pg_store::claim(const claim_request& request) {
         lease_expires_at = turing.now() + $4::double precision * interval '1 millisecond'
       FROM picked WHERE m.id = picked.id
       RETURNING m.id, m.item_id, m.run_id, m.payload::text, m.attempt, m.max_attempts, m.epoch,
-                )sql" TS_US("m.started_at"),
+                )sql" TS_US("m.started_at") R"sql(, m.lost)sql",
                                        request.stage, request.node, request.limit,
                                        static_cast<double>(request.lease_ttl.count()));
     std::vector<claimed_message> out;
@@ -607,6 +612,7 @@ std::vector<claimed_message> pg_store::claim(const claim_request& request) {
       m.max_attempts = row[5].as<int>();
       m.epoch = row[6].as<int64_t>();
       m.started_at = from_us(row[7].as<int64_t>());
+      m.lost = row[8].as<int>();
       out.push_back(std::move(m));
     }
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
@@ -840,21 +846,21 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
                       retry_ms bigint, retryable boolean)),
       failed AS (
         UPDATE turing.messages m SET
-          state = CASE WHEN x.retryable AND m.attempt < m.max_attempts THEN 'ready' ELSE 'dead' END,
-          owner_node = CASE WHEN x.retryable AND m.attempt < m.max_attempts THEN NULL
+          state = CASE WHEN x.retryable AND m.attempt - m.lost < m.max_attempts THEN 'ready' ELSE 'dead' END,
+          owner_node = CASE WHEN x.retryable AND m.attempt - m.lost < m.max_attempts THEN NULL
                             ELSE m.owner_node END,
           lease_expires_at = NULL,
-          available_at = CASE WHEN x.retryable AND m.attempt < m.max_attempts
+          available_at = CASE WHEN x.retryable AND m.attempt - m.lost < m.max_attempts
                               THEN turing.now() + x.retry_ms * interval '1 millisecond'
                               ELSE m.available_at END,
-          finished_at = CASE WHEN x.retryable AND m.attempt < m.max_attempts THEN NULL
+          finished_at = CASE WHEN x.retryable AND m.attempt - m.lost < m.max_attempts THEN NULL
                              ELSE greatest(turing.now(), m.started_at) END,
           last_error = x.error
         FROM x WHERE m.id = x.id AND m.epoch = x.epoch AND m.state = 'running'
           AND m.id = ANY($2::bigint[])
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, x.node, m.started_at,
                   x.result, x.error, x.model,
-                  NOT (x.retryable AND m.attempt < m.max_attempts) AS dead, x.retry_ms),
+                  NOT (x.retryable AND m.attempt - m.lost < m.max_attempts) AS dead, x.retry_ms),
       audit AS (
         INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                      started_at, finished_at, result, model, error)
@@ -946,7 +952,8 @@ std::vector<fence_result> pg_store::release(const std::string& node,
   });
 }
 
-std::vector<rescued_message> pg_store::rescue_expired(const std::string& rescuer_node) {
+std::vector<rescued_message> pg_store::rescue_expired(const std::string& rescuer_node,
+                                                      int max_lost) {
   // Tally rows of connections that are gone are folded into backend 0, so
   // their number follows the connections alive, not those ever opened.
   in_transaction("fold_tallies", [&](pqxx::work& tx) {
@@ -973,7 +980,7 @@ std::vector<rescued_message> pg_store::rescue_expired(const std::string& rescuer
     return 0;
   });
   return in_transaction("rescue_expired", [&](pqxx::work& tx) {
-    auto r = tx.exec_params(rescue_sql(false), rescuer_node);
+    auto r = tx.exec_params(rescue_sql(false), rescuer_node, max_lost);
     apply_dead(session_->statements, tx, r, 4, 3);
     std::set<std::string> notify;
     for (const auto& row : r)
@@ -985,9 +992,9 @@ std::vector<rescued_message> pg_store::rescue_expired(const std::string& rescuer
 }
 
 std::vector<rescued_message> pg_store::rescue_node(const std::string& dead_node,
-                                                   const std::string& rescuer_node) {
+                                                   const std::string& rescuer_node, int max_lost) {
   return in_transaction("rescue_node", [&](pqxx::work& tx) {
-    auto r = tx.exec_params(rescue_sql(true), rescuer_node, dead_node);
+    auto r = tx.exec_params(rescue_sql(true), rescuer_node, dead_node, max_lost);
     apply_dead(session_->statements, tx, r, 4, 3);
     std::set<std::string> notify;
     for (const auto& row : r)
@@ -1003,27 +1010,46 @@ std::vector<rescued_message> pg_store::rescue_node(const std::string& dead_node,
 void pg_store::report_node(const node_report& report) {
   json failed = json::object();
   for (const auto& [stage, reason] : report.failed_stages)
-    failed[stage] = reason;
+    failed[stage] = storable_text(reason);
+  json unavailable = json::object();
+  for (const auto& [model, outage] : report.unavailable_models)
+    unavailable[model] = {{"since_us", to_us(outage.since)},
+                          {"error", storable_text(outage.error)},
+                          {"waiting", outage.waiting}};
   in_transaction("report_node", [&](pqxx::work& tx) {
     session_->statements.exec(tx, R"sql(
       WITH started AS (SELECT timestamptz 'epoch' + $2 * interval '1 microsecond' AS at)
-      INSERT INTO turing.nodes (name, started_at, seen_at, stopped_at, failed_stages)
+      INSERT INTO turing.nodes (name, started_at, seen_at, stopped_at, failed_stages,
+                                unavailable_models)
       SELECT $1, at, greatest(turing.now(), at),
-             CASE WHEN $3 THEN greatest(turing.now(), at) END, $4::jsonb
+             CASE WHEN $3 THEN greatest(turing.now(), at) END, $4::jsonb, $5::jsonb
       FROM started
       ON CONFLICT (name) DO UPDATE SET started_at = EXCLUDED.started_at,
         seen_at = EXCLUDED.seen_at, stopped_at = EXCLUDED.stopped_at,
-        failed_stages = EXCLUDED.failed_stages)sql",
+        failed_stages = EXCLUDED.failed_stages,
+        unavailable_models = EXCLUDED.unavailable_models)sql",
                               report.name, to_us(report.started_at), report.stopped_at.has_value(),
-                              failed.dump());
+                              failed.dump(), unavailable.dump());
     return 0;
+  });
+}
+
+std::map<std::string, int64_t> pg_store::dead_from_lost_leases() {
+  return in_transaction("dead_from_lost_leases", [&](pqxx::work& tx) {
+    std::map<std::string, int64_t> out;
+    for (const auto& row : tx.exec("SELECT stage, count(*) FROM turing.messages WHERE state = "
+                                   "'dead' AND last_error LIKE 'lost % times with its node%' "
+                                   "GROUP BY stage"))
+      out[row[0].as<std::string>()] = row[1].as<int64_t>();
+    return out;
   });
 }
 
 std::vector<node_report> pg_store::nodes() {
   return in_transaction("nodes", [&](pqxx::work& tx) {
     auto r = tx.exec("SELECT name, " TS_US("started_at") ", " TS_US("seen_at") ", " TS_US(
-        "stopped_at") ", failed_stages::text FROM turing.nodes ORDER BY name");
+        "stopped_at") ", failed_stages::text, unavailable_models::text FROM turing.nodes "
+                      "ORDER BY name");
     std::vector<node_report> out;
     for (const auto& row : r) {
       node_report n;
@@ -1034,6 +1060,11 @@ std::vector<node_report> pg_store::nodes() {
       auto failed = json::parse(row[4].as<std::string>());
       for (auto it = failed.begin(); it != failed.end(); ++it)
         n.failed_stages[it.key()] = it.value().get<std::string>();
+      auto unavailable = json::parse(row[5].as<std::string>());
+      for (auto it = unavailable.begin(); it != unavailable.end(); ++it)
+        n.unavailable_models[it.key()] = {from_us(it.value().at("since_us").get<int64_t>()),
+                                          it.value().at("error").get<std::string>(),
+                                          it.value().at("waiting").get<int64_t>()};
       out.push_back(std::move(n));
     }
     return out;

@@ -5,6 +5,7 @@
 #include "persistence/store.hpp"
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -49,14 +50,19 @@ public:
   std::vector<fence_result> fail(const std::vector<failure>& batch) override;
   std::vector<fence_result> release(const std::string& node,
                                     const std::vector<lease>& leases) override;
-  std::vector<rescued_message> rescue_expired(const std::string& rescuer_node) override;
+  std::vector<rescued_message> rescue_expired(const std::string& rescuer_node,
+                                              int max_lost = default_max_lost_attempts) override;
   std::vector<rescued_message> rescue_node(const std::string& dead_node,
-                                           const std::string& rescuer_node) override;
+                                           const std::string& rescuer_node,
+                                           int max_lost = default_max_lost_attempts) override;
 
   void report_node(const node_report& report) override;
   std::vector<node_report> nodes() override;
   std::vector<stage_counts> counts() override;
   std::vector<stage_counts> live_counts() override;
+  /// By stage: dead messages that were lost with their node too often (not
+  /// failed), for `turing status`; read through the dead messages' index.
+  std::map<std::string, int64_t> dead_from_lost_leases();
   std::optional<run_status> run(int64_t run_id) override;
   std::vector<run_status> runs(bool unfinished_only) override;
   std::vector<sink_count> sink_counts(std::optional<int64_t> run_id) override;

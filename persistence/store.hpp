@@ -67,14 +67,18 @@ public:
   virtual std::vector<fence_result> release(const std::string& node,
                                             const std::vector<lease>& leases) = 0;
 
-  /// Returns every message whose lease expired to ready (dead if that was its
-  /// last attempt), recording the attempt as lost.
-  virtual std::vector<rescued_message> rescue_expired(const std::string& rescuer_node) = 0;
+  /// Returns every message whose lease expired to ready, recording the
+  /// attempt as lost. Lost attempts are not failures: they count against
+  /// `max_lost` (dead-lettered at that many, the reason saying so), not
+  /// against the message's max_attempts.
+  virtual std::vector<rescued_message> rescue_expired(const std::string& rescuer_node,
+                                                      int max_lost = default_max_lost_attempts) = 0;
 
   /// Releases every lease a node holds now (its process is known to be gone):
-  /// back to ready, the attempt recorded as lost and consumed.
+  /// back to ready, the attempt recorded as lost, as rescue_expired.
   virtual std::vector<rescued_message> rescue_node(const std::string& dead_node,
-                                                   const std::string& rescuer_node) = 0;
+                                                   const std::string& rescuer_node,
+                                                   int max_lost = default_max_lost_attempts) = 0;
 
   /// Records a node's report (upsert by name); seen_at is the store's now.
   virtual void report_node(const node_report& report) = 0;

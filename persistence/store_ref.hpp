@@ -27,12 +27,13 @@ public:
                                     const std::vector<lease>& leases) override {
     return target_.release(node, leases);
   }
-  std::vector<rescued_message> rescue_expired(const std::string& node) override {
-    return target_.rescue_expired(node);
+  std::vector<rescued_message> rescue_expired(const std::string& node,
+                                              int max_lost = default_max_lost_attempts) override {
+    return target_.rescue_expired(node, max_lost);
   }
-  std::vector<rescued_message> rescue_node(const std::string& dead,
-                                           const std::string& rescuer) override {
-    return target_.rescue_node(dead, rescuer);
+  std::vector<rescued_message> rescue_node(const std::string& dead, const std::string& rescuer,
+                                           int max_lost = default_max_lost_attempts) override {
+    return target_.rescue_node(dead, rescuer, max_lost);
   }
   void report_node(const node_report& r) override { target_.report_node(r); }
   std::vector<node_report> nodes() override { return target_.nodes(); }

@@ -46,4 +46,9 @@ std::optional<attempt_result> parse_attempt_result(const std::string& s) {
   return std::nullopt;
 }
 
+std::string lost_too_often(int lost, int max_lost, const std::string& last_reason) {
+  return "lost " + std::to_string(lost) + " times with its node (max_lost_attempts " +
+         std::to_string(max_lost) + "), not failed; the last: " + last_reason;
+}
+
 } // namespace turing::persistence

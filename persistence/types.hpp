@@ -88,10 +88,23 @@ struct claimed_message {
   json payload;
   int attempt = 0; ///< 1 on the first execution
   int max_attempts = 1;
+  /// Earlier attempts lost with their node (lease expired: SIGKILL, an
+  /// outage, a partition): not the item's fault, so they count against
+  /// max_lost_attempts, not max_attempts.
+  int lost = 0;
   int64_t epoch = 0;
   time_point started_at;
   lease fencing() const { return {id, epoch}; }
+  /// This attempt's number among those that count against max_attempts.
+  int counted_attempt() const { return attempt - lost; }
 };
+
+/// How often a message may lose its lease with its node before it is
+/// dead-lettered (runtime.max_lost_attempts).
+inline constexpr int default_max_lost_attempts = 10;
+
+/// The dead-letter reason of a message lost `lost` times (both stores).
+std::string lost_too_often(int lost, int max_lost, const std::string& last_reason);
 
 // -- results ------------------------------------------------------------------
 
@@ -170,14 +183,23 @@ struct sink_count {
   int64_t items = 0;
 };
 
-/// A node's report of itself: alive since, last seen, stopped, and the stages
-/// whose supervisors gave up (stage -> reason).
+/// A model this node cannot reach: its calls wait, unspent, since `since`.
+struct model_outage {
+  time_point since;
+  std::string error;   ///< the last connection error, one line
+  int64_t waiting = 0; ///< calls waiting for the model when last reported
+};
+
+/// A node's report of itself: alive since, last seen, stopped, the stages
+/// whose supervisors gave up (stage -> reason) and the models it cannot
+/// reach (model -> outage).
 struct node_report {
   std::string name;
   time_point started_at;
   time_point seen_at;
   std::optional<time_point> stopped_at;
   std::map<std::string, std::string> failed_stages;
+  std::map<std::string, model_outage> unavailable_models;
 };
 
 /// One row of the append-only audit log.

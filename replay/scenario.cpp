@@ -211,11 +211,11 @@ public:
 
   call_rule rule(const toml::table& t, const std::string& path, bool is_model, bool with_match) {
     if (is_model && with_match)
-      only_keys(
-          t, path,
-          {"stage", "item", "attempt", "call", "latency", "reply", "http_status", "hang", "crash"});
+      only_keys(t, path,
+                {"stage", "item", "attempt", "call", "latency", "reply", "http_status", "hang",
+                 "crash", "refused"});
     else if (is_model)
-      only_keys(t, path, {"latency", "reply", "http_status", "hang", "crash", "calls"});
+      only_keys(t, path, {"latency", "reply", "http_status", "hang", "crash", "refused", "calls"});
     else if (with_match)
       only_keys(t, path,
                 {"stage", "item", "attempt", "call", "latency", "stdout", "exit_status", "stderr",
@@ -240,6 +240,8 @@ public:
     r.stderr_text = str(t, path, "stderr");
     r.hang = boolean(t, path, "hang");
     r.crash = boolean(t, path, "crash");
+    if (is_model)
+      r.refused = boolean(t, path, "refused");
     return r;
   }
 
@@ -299,7 +301,7 @@ public:
         {"stop_node", event_kind::stop_node},   {"crash", event_kind::crash_actor},
         {"stall", event_kind::stall_actor},     {"database_down", event_kind::database_down},
         {"clock_jump", event_kind::clock_jump}, {"enqueue", event_kind::enqueue},
-        {"in_doubt", event_kind::in_doubt}};
+        {"in_doubt", event_kind::in_doubt},     {"model_down", event_kind::model_down}};
     std::vector<std::string> given;
     for (const auto& [k, v] : kinds)
       if (t.get(k))
@@ -307,7 +309,7 @@ public:
     if (given.size() != 1) {
       error(&t, path,
             "needs exactly one action of start_node, kill_node, stop_node, crash, stall, "
-            "database_down, in_doubt, clock_jump, enqueue");
+            "database_down, model_down, in_doubt, clock_jump, enqueue");
       return std::nullopt;
     }
     auto action = given[0];
@@ -335,6 +337,15 @@ public:
       only_keys(t, path, {"at", action.c_str()});
       ev.duration = duration(t, path, "database_down").value_or(millis{0});
       break;
+    case event_kind::model_down: {
+      only_keys(t, path, {"at", action.c_str(), "for"});
+      ev.model = str(t, path, action.c_str()).value_or("");
+      auto d = duration(t, path, "for");
+      if (!d)
+        error(&t, path + ".for", "missing: how long the model's server is down");
+      ev.duration = d.value_or(millis{0});
+      break;
+    }
     case event_kind::in_doubt: {
       only_keys(t, path, {"at", action.c_str(), "times"});
       ev.operation = str(t, path, action.c_str()).value_or("");
@@ -470,6 +481,8 @@ call_effect resolve(const simulated_handler& handler, const call_key& key) {
       e.hang = *r.hang;
     if (r.crash)
       e.crash = *r.crash;
+    if (r.refused)
+      e.refused = *r.refused;
   };
   apply(handler.defaults);
   for (const auto& r : handler.calls) {

@@ -40,8 +40,9 @@ struct call_rule {
   std::optional<int> http_status;   ///< model: an HTTP error instead of an answer
   std::optional<int> exit_status;   ///< script: non-zero fails the execution
   std::optional<std::string> stderr_text;
-  std::optional<bool> hang;  ///< never answers (a model call ends at its HTTP timeout)
-  std::optional<bool> crash; ///< the executor actor dies abnormally
+  std::optional<bool> hang;    ///< never answers (a model call ends at its HTTP timeout)
+  std::optional<bool> crash;   ///< the executor actor dies abnormally
+  std::optional<bool> refused; ///< model: the server refuses the connection (it is down)
 };
 
 /// Scripted behaviour of one model (by its config name) or script stage.
@@ -59,6 +60,7 @@ struct call_effect {
   std::string stderr_text;
   bool hang = false;
   bool crash = false;
+  bool refused = false;
 };
 
 /// Which call a rule is asked about.
@@ -88,6 +90,7 @@ enum class event_kind {
   crash_actor,   ///< node + actor: the named actor dies abnormally
   stall_actor,   ///< node + actor, for: the actor stops processing its mailbox
   database_down, ///< for: every store call fails as unavailable
+  model_down,    ///< model, for: the model's server refuses every connection
   in_doubt,      ///< operation, times: its next calls commit, then report a lost connection
   clock_jump,    ///< by: the wall clock (the store's now) jumps; CAF's steady clock does not
   enqueue,       ///< enqueue
@@ -98,6 +101,7 @@ struct timeline_event {
   event_kind kind = event_kind::start_node;
   std::string node;
   std::string actor; ///< a directory name: "pump/<stage>", "lease_keeper", "model/<name>", ...
+  std::string model; ///< model_down: the model's config name
   millis duration{0};
   millis jump{0};
   std::string operation; ///< in_doubt: complete, fail, claim, release or heartbeat

@@ -30,6 +30,8 @@ std::string describe_effect(const call_effect& e, bool is_model) {
   auto after = " after " + config::format_duration(e.latency);
   if (e.crash)
     return "crashes" + after;
+  if (is_model && e.refused)
+    return "is refused (server down)" + after;
   if (is_model && e.http_status != 0)
     return "answers HTTP " + std::to_string(e.http_status) + after;
   if (!is_model && e.exit_status != 0)
@@ -59,12 +61,22 @@ caf::behavior model_call_sim(caf::event_based_actor* self, caf::actor owner, mod
     } else if (effect.crash) {
       self->quit(caf::make_error(caf::sec::runtime_error, "simulated crash of the model call"));
       return;
+    } else if (effect.refused) {
+      self->send(owner, execution_failed{call.fence,
+                                         "model " + model +
+                                             ": cannot connect to the simulated server "
+                                             "(connection refused)",
+                                         true, model, true});
     } else if (effect.http_status != 0) {
-      self->send(owner, execution_failed{
-                            call.fence,
-                            "model " + model + ": HTTP " + std::to_string(effect.http_status) +
-                                " from the simulated server",
-                            effect.http_status >= 500 || effect.http_status == 429, model});
+      // As the real client: 502/503/504 say the server is not there.
+      bool unavailable =
+          effect.http_status == 502 || effect.http_status == 503 || effect.http_status == 504;
+      self->send(owner, execution_failed{call.fence,
+                                         "model " + model + ": HTTP " +
+                                             std::to_string(effect.http_status) +
+                                             " from the simulated server",
+                                         effect.http_status >= 500 || effect.http_status == 429,
+                                         model, unavailable});
     } else {
       self->send(owner, model_answer{call.fence, effect.reply, model,
                                      static_cast<double>(effect.latency.count())});
@@ -110,6 +122,10 @@ actors::model_caller scripted_models(std::shared_ptr<sim_world> world,
     auto key = key_of(*world, call.fence.message_id, call.stage, static_cast<int>(n));
     auto it = sc->models.find(model.name);
     auto effect = it == sc->models.end() ? call_effect{} : resolve(it->second, key);
+    if (world->model_down(model.name)) { // a refused connection fails at once
+      effect.refused = true;
+      effect.latency = millis{1};
+    }
     auto& last = world->last_stage[model.name];
     if (!last.empty() && last != call.stage)
       ++world->stage_switches[model.name];

@@ -40,6 +40,8 @@ struct sim_world {
   /// By store operation: how many of its next calls are in-doubt commits
   /// (applied, then the caller is told the connection was lost).
   std::map<std::string, int> in_doubt;
+  /// By model: until when its server refuses every connection.
+  std::map<std::string, caf::timespan> model_down_until;
 
   std::vector<std::string> trace;
 
@@ -88,6 +90,11 @@ struct sim_world {
   }
 
   bool database_down() const { return outage_until && elapsed() < *outage_until; }
+
+  bool model_down(const std::string& model) const {
+    auto it = model_down_until.find(model);
+    return it != model_down_until.end() && elapsed() < it->second;
+  }
 
   static std::string stamp(caf::timespan t) {
     char buf[32];

@@ -97,6 +97,8 @@ config::pipeline_config scaled(config::pipeline_config p, const sim_world& w) {
     s.retry.backoff = w.real(s.retry.backoff);
     s.retry.backoff_max = w.real(s.retry.backoff_max);
   }
+  for (auto& m : p.models)
+    m.max_unavailable = w.real(m.max_unavailable);
   return p;
 }
 
@@ -333,6 +335,15 @@ void harness::fire(const timeline_event& ev) {
     world_->log("timeline: the database is down for " + config::format_duration(ev.duration));
     world_->outage_until = now + ev.duration;
     world_->refused.clear();
+    break;
+  case event_kind::model_down:
+    if (!pipeline_->find_model(ev.model)) {
+      fail("timeline: no model " + ev.model + " in the pipeline");
+      break;
+    }
+    world_->log("timeline: the server of model " + ev.model + " is down for " +
+                config::format_duration(ev.duration) + " (connections refused)");
+    world_->model_down_until[ev.model] = now + ev.duration;
     break;
   case event_kind::in_doubt:
     world_->log("timeline: the next " + std::to_string(ev.times) + " " + ev.operation +

@@ -147,19 +147,20 @@ void log_rescued(sim_world& world, const std::vector<rescued_message>& rescued,
 
 } // namespace
 
-std::vector<rescued_message> traced_store::rescue_expired(const std::string& rescuer) {
+std::vector<rescued_message> traced_store::rescue_expired(const std::string& rescuer,
+                                                          int max_lost) {
   std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("rescue_expired");
-  auto rescued = inner_->rescue_expired(rescuer);
+  auto rescued = inner_->rescue_expired(rescuer, max_lost);
   log_rescued(*world_, rescued, rescuer, "(lease expired)");
   return rescued;
 }
 
 std::vector<rescued_message> traced_store::rescue_node(const std::string& dead,
-                                                       const std::string& rescuer) {
+                                                       const std::string& rescuer, int max_lost) {
   std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("rescue_node");
-  auto rescued = inner_->rescue_node(dead, rescuer);
+  auto rescued = inner_->rescue_node(dead, rescuer, max_lost);
   log_rescued(*world_, rescued, rescuer, "(its node is gone)");
   return rescued;
 }

@@ -27,9 +27,12 @@ public:
   fail(const std::vector<persistence::failure>& batch) override;
   std::vector<persistence::fence_result>
   release(const std::string& node, const std::vector<persistence::lease>& leases) override;
-  std::vector<persistence::rescued_message> rescue_expired(const std::string& rescuer) override;
-  std::vector<persistence::rescued_message> rescue_node(const std::string& dead,
-                                                        const std::string& rescuer) override;
+  std::vector<persistence::rescued_message>
+  rescue_expired(const std::string& rescuer,
+                 int max_lost = persistence::default_max_lost_attempts) override;
+  std::vector<persistence::rescued_message>
+  rescue_node(const std::string& dead, const std::string& rescuer,
+              int max_lost = persistence::default_max_lost_attempts) override;
   void report_node(const persistence::node_report& report) override;
   std::vector<persistence::node_report> nodes() override;
   std::vector<persistence::stage_counts> counts() override;

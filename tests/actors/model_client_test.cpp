@@ -291,6 +291,20 @@ CAF_TEST(http_500_is_a_retryable_error_with_its_status) {
   CAF_CHECK(contains(reply.error, "HTTP 500 from " + server.endpoint() + "/api/chat: "));
   CAF_CHECK(contains(reply.error, "llama runner process has terminated"));
   CAF_CHECK(one_line(reply.error));
+  CAF_CHECK(!reply.unavailable); // the server answered: the call failed, not the server
+}
+
+CAF_TEST(http_502_503_504_say_the_server_is_unavailable) {
+  for (int status : {502, 503, 504}) {
+    fake_server server;
+    CAF_REQUIRE(server.running());
+    server.answer(status, "upstream connect error");
+    auto reply = call_model(ollama_model(server.endpoint()), "", "", "x", 5s);
+    CAF_CHECK(!reply.ok);
+    CAF_CHECK(reply.retryable);
+    CAF_CHECK(reply.unavailable);
+    CAF_CHECK_EQUAL(reply.http_status, status);
+  }
 }
 
 CAF_TEST(a_404_for_an_unknown_model_is_not_retryable) {
@@ -385,6 +399,7 @@ CAF_TEST(a_call_slower_than_its_timeout_times_out_promptly) {
   auto took = std::chrono::steady_clock::now() - started;
   CAF_CHECK(!reply.ok);
   CAF_CHECK(reply.retryable);
+  CAF_CHECK(!reply.unavailable); // connected, then hung: a hung call, not a down server
   CAF_CHECK_EQUAL(reply.http_status, 0);
   CAF_CHECK(contains(reply.error, "timed out after 200ms"));
   CAF_CHECK(took >= 190ms);
@@ -392,13 +407,14 @@ CAF_TEST(a_call_slower_than_its_timeout_times_out_promptly) {
   CAF_CHECK(reply.latency_ms < 2000);
 }
 
-CAF_TEST(a_refused_connection_is_a_retryable_error) {
+CAF_TEST(a_refused_connection_says_the_server_is_unavailable) {
   refusing_port nobody;
   CAF_REQUIRE(nobody.port() > 0);
   auto endpoint = "http://127.0.0.1:" + std::to_string(nobody.port());
   auto reply = call_model(ollama_model(endpoint), "", "", "x", 2s);
   CAF_CHECK(!reply.ok);
   CAF_CHECK(reply.retryable);
+  CAF_CHECK(reply.unavailable);
   CAF_CHECK_EQUAL(reply.http_status, 0);
   CAF_CHECK(contains(reply.error, "cannot connect to " + endpoint + "/api/chat"));
   CAF_CHECK(reply.latency_ms < 2000);

@@ -86,15 +86,19 @@ CAF_TEST(store_messages_round_trip) {
   round_trip(std::vector<rescued_message>{{5, "alma", "node-b", true}});
   round_trip(heartbeat_request{"node-a", {{1, 2}}, millis{30000}});
   round_trip(release_request{"node-a", {{1, 2}}});
-  round_trip(rescue_request{"node-c"});
+  round_trip(rescue_request{"node-c", 3});
   round_trip(census_request{});
   node_report n{"node-a",
                 time_point{std::chrono::seconds{1700000000}},
                 time_point{std::chrono::seconds{1700000005}},
                 std::nullopt,
-                {{"doomed", "gave up"}}};
+                {{"doomed", "gave up"}},
+                {}};
   round_trip(n);
   n.stopped_at = n.seen_at;
+  round_trip(n);
+  n.unavailable_models["mistral"] = {time_point{std::chrono::seconds{1700000001}},
+                                     "cannot connect to http://gpu-1:11434/api/chat", 12};
   round_trip(n);
   round_trip(work_census{{{"alma", 1, 2, 3, 4}}});
 }
@@ -103,6 +107,8 @@ CAF_TEST(execution_messages_round_trip) {
   round_trip(execution_started{{42, 9}, 1234});
   round_trip(execution_succeeded{{42, 9}, "merged", json{{"duplicate_of", "SQL"}}, "mistral"});
   round_trip(execution_failed{{42, 9}, "HTTP 500", true, "qwen"});
+  round_trip(execution_failed{{42, 9}, "HTTP 503", true, "qwen", true});
+  round_trip(model_waiting{{42, 9}, "qwen", "cannot connect to http://gpu-1:11434/api/chat"});
   round_trip(execution_timeout{{42, 9}, 17});
   round_trip(model_call{{42, 9}, "alma", "system", "task: dedupe\nskill: SQL", millis{20000}});
   round_trip(model_answer{{42, 9}, "{\"verdict\": \"passed\"}", "mistral", 12.5});
@@ -118,6 +124,12 @@ CAF_TEST(runtime_messages_round_trip) {
   round_trip(drain_request{millis{20000}});
   round_trip(drain_report{"alma", 3, 2});
   round_trip(pipeline_drained{{"doomed"}});
+}
+
+CAF_TEST(model_messages_round_trip) {
+  round_trip(model_availability{"mistral", true, {}});
+  round_trip(model_availability{
+      "mistral", false, {time_point{std::chrono::seconds{1700000001}}, "HTTP 503 from proxy", 4}});
 }
 
 CAF_TEST(supervision_messages_round_trip) {

@@ -428,15 +428,43 @@ CAF_TEST(rescue_touches_only_expired_leases) {
   CAF_CHECK(s.rescue_expired("node-c").empty());
 }
 
-CAF_TEST(rescue_of_a_last_attempt_dead_letters_it) {
+// Issue 9, defect 3: an outage longer than the lease cost every leased
+// message an attempt. A lost lease is the node's fault, not the item's.
+CAF_TEST(a_lost_attempt_does_not_count_against_max_attempts) {
   auto run_id = enqueue_n("alma", 1, 1);
   claim("alma", 1, "node-a", 100ms);
   advance(200ms);
   auto rescued = s.rescue_expired("node-c");
   CAF_REQUIRE_EQUAL(rescued.size(), 1u);
-  CAF_CHECK(rescued[0].dead);
+  CAF_CHECK(!rescued[0].dead);
+  CAF_CHECK_EQUAL(counts_of("alma").ready, 1);
+  // Its one counted attempt is still to come: the failure of the second
+  // execution is its last.
+  auto again = claim("alma", 1);
+  CAF_REQUIRE_EQUAL(again.size(), 1u);
+  CAF_CHECK_EQUAL(again[0].attempt, 2);
+  CAF_CHECK_EQUAL(again[0].lost, 1);
+  CAF_CHECK_EQUAL(again[0].counted_attempt(), 1);
+  s.fail({failed(again[0], 0ms)});
   CAF_CHECK_EQUAL(counts_of("alma").dead, 1);
   CAF_CHECK(run_of(run_id).finished());
+}
+
+CAF_TEST(rescue_dead_letters_after_max_lost_attempts_naming_them) {
+  auto run_id = enqueue_n("alma", 1, 3);
+  for (int i = 1; i <= 3; ++i) {
+    CAF_REQUIRE_EQUAL(claim("alma", 1, "node-a", 100ms).size(), 1u);
+    advance(200ms);
+    auto rescued = s.rescue_expired("node-c", 3);
+    CAF_REQUIRE_EQUAL(rescued.size(), 1u);
+    CAF_CHECK_EQUAL(rescued[0].dead, i == 3);
+  }
+  CAF_CHECK_EQUAL(counts_of("alma").dead, 1);
+  CAF_CHECK(run_of(run_id).finished());
+  auto lost = attempts_with(attempt_result::lost);
+  CAF_CHECK_EQUAL(lost.size(), 3u);
+  auto item = item_of(run_id, 0);
+  CAF_CHECK_EQUAL(item.sink.value_or(""), "dead");
 }
 
 CAF_TEST(heartbeat_extends_held_leases_and_reports_lost_ones) {
@@ -541,6 +569,19 @@ CAF_TEST(nodes_report_liveness_and_failed_stages) {
   r.stopped_at = r.started_at;
   s.report_node(r);
   CAF_CHECK(s.nodes().at(0).stopped_at.has_value());
+  // A model it cannot reach, for `turing status`.
+  r.unavailable_models["mistral"] = {r.started_at + std::chrono::seconds(5),
+                                     "cannot connect to http://gpu-1:11434/api/chat", 7};
+  s.report_node(r);
+  auto outage = s.nodes().at(0).unavailable_models;
+  CAF_REQUIRE_EQUAL(outage.size(), 1u);
+  CAF_CHECK_EQUAL(outage["mistral"].error, "cannot connect to http://gpu-1:11434/api/chat");
+  CAF_CHECK_EQUAL(outage["mistral"].waiting, 7);
+  CAF_CHECK(std::chrono::abs(outage["mistral"].since - (r.started_at + std::chrono::seconds(5))) <
+            std::chrono::microseconds(1));
+  r.unavailable_models.clear();
+  s.report_node(r);
+  CAF_CHECK(s.nodes().at(0).unavailable_models.empty());
 }
 
 #ifdef TURING_FIXTURE_VIRTUAL_CLOCK
