@@ -16,9 +16,8 @@ inline constexpr const char* ready_channel = "turing_ready";
 
 /// How it works: every method runs one transaction on this object's own
 /// connection, opened on first use and opened again after it broke. Rows are
-/// locked in id order (messages, then items, then runs), FOR NO KEY UPDATE so
-/// that the key-share locks of foreign keys (new messages referencing their
-/// run) do not conflict with them; serialisation failures and deadlocks are retried, a
+/// locked in id order (messages, then items, then runs), FOR NO KEY UPDATE;
+/// serialisation failures and deadlocks are retried, a
 /// broken connection is retried once unless the commit's fate is unknown.
 /// Not thread-safe: one actor owns one pg_store.
 ///

@@ -101,9 +101,9 @@ CAF_TEST(concurrent_claimers_never_claim_a_message_twice) {
 }
 
 CAF_TEST(concurrent_batches_of_two_stages_of_one_run_never_deadlock) {
-  // Stage a hands items on to stage b (new messages take key-share locks on
-  // their run through the foreign key) while stage b finishes items: the mix
-  // that once deadlocked (when each finish updated the run row).
+  // Stage a hands items on to stage b while stage b finishes items: the mix
+  // that once deadlocked (when each finish updated the run row, and new
+  // messages took key-share locks on it through a foreign key).
   pg_store setup{dsn};
   constexpr int total = 400;
   auto run_id = enqueue_n(setup, "a", total);
