@@ -138,26 +138,30 @@ caf::behavior lease_keeper(caf::stateful_actor<lease_keeper_state>* self,
                   self->state.heartbeat_in_flight = false;
                   spdlog::debug("lease keeper: extended {} leases, {} lost", count - lost.size(),
                                 lost.size());
+                  // One line per heartbeat however many were lost: an outage
+                  // longer than the lease loses every lease at once.
+                  std::vector<lease> told;
                   for (const auto& l : lost) {
                     for (auto& [owner, leases] : self->state.by_owner) {
                       auto it = leases.find(l.message_id);
                       if (it == leases.end() || it->second != l.epoch)
                         continue;
                       leases.erase(it);
-                      spdlog::warn(
-                          "lease keeper: lease of message {} epoch {} was lost; telling its "
-                          "owner to stop",
-                          l.message_id, l.epoch);
+                      told.push_back(l);
                       if (auto h = caf::actor_cast<caf::actor>(owner))
                         self->send(h, lease_lost{l});
                     }
                   }
+                  if (!told.empty())
+                    spdlog::warn("lease keeper: {} lease(s) lost (rescued meanwhile): {}; telling "
+                                 "their owners to stop",
+                                 told.size(), describe(told));
                 },
                 [=](caf::error& e) {
                   self->state.heartbeat_in_flight = false;
-                  spdlog::warn(
-                      "lease keeper: heartbeat of {} leases failed ({}); retrying in {} ms", count,
-                      self->system().render(e), options.heartbeat_interval.count());
+                  spdlog::log(persistence::secondhand_level(options.outage),
+                              "lease keeper: heartbeat of {} leases failed ({}); retrying in {} ms",
+                              count, self->system().render(e), options.heartbeat_interval.count());
                 });
       },
   };

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "actors/actor_directory.hpp"
+#include "persistence/outage_log.hpp"
 #include "persistence/types.hpp"
 
 #include <caf/actor.hpp>
@@ -22,6 +23,9 @@ struct lease_keeper_options {
   std::function<persistence::time_point()> wall_clock = [] {
     return persistence::wall_clock::now();
   };
+  /// Where database failures are told (first, summaries, end); none in the
+  /// simulation, where each failure is a warning of its own.
+  std::shared_ptr<persistence::outage_log> outage;
 };
 
 /// How it works: owners report leases_taken and leases_ended; the keeper

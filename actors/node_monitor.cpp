@@ -46,8 +46,9 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
     self->request(store, std::chrono::seconds(30), self->state.report)
         .then([](bool) {},
               [=](caf::error& e) {
-                spdlog::warn("node monitor: could not report node {}: {}", o.node,
-                             self->system().render(e));
+                spdlog::log(persistence::secondhand_level(o.outage),
+                            "node monitor: could not report node {}: {}", o.node,
+                            self->system().render(e));
               });
   };
   self->send(self, census_tick_atom::value);
@@ -152,7 +153,8 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
                 },
                 [=](caf::error& e) {
                   self->state.census_in_flight = false;
-                  spdlog::warn("node monitor: census failed: {}", self->system().render(e));
+                  spdlog::log(persistence::secondhand_level(o.outage),
+                              "node monitor: census failed: {}", self->system().render(e));
                 });
       },
   };

@@ -5,6 +5,7 @@
 
 #include "actors/actor_directory.hpp"
 #include "config/pipeline_config.hpp"
+#include "persistence/outage_log.hpp"
 #include "persistence/types.hpp"
 
 #include <caf/actor.hpp>
@@ -30,6 +31,9 @@ struct node_monitor_options {
   std::function<persistence::time_point()> wall_clock = [] {
     return persistence::wall_clock::now();
   };
+  /// Where database failures are told (first, summaries, end); none in the
+  /// simulation, where each failure is a warning of its own.
+  std::shared_ptr<persistence::outage_log> outage;
 };
 
 /// How it works: it is the supervision tree's observer (child_started,

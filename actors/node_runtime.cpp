@@ -65,22 +65,23 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
 
   std::vector<child_spec> persistence;
   persistence.push_back(named_child(dir, "store", [o](caf::event_based_actor* sup) {
-    return spawn_store_pool(sup->system(), o.make_store, o.store_workers, o.detached);
+    return spawn_store_pool(sup->system(), o.make_store, o.store_workers, o.detached, o.outage);
   }));
   if (!o.listen_connection_string.empty())
     persistence.push_back(named_child(dir, "ready_listener", [o](caf::event_based_actor* sup) {
-      return sup->spawn(ready_listener, o.listen_connection_string);
+      return sup->spawn(ready_listener, o.listen_connection_string, o.outage);
     }));
   persistence.push_back(
       named_child(dir, "lease_keeper", [o, dir, runtime](caf::event_based_actor* sup) {
         return spawn_lease_keeper(sup->system(),
                                   lease_keeper_options{o.node, runtime.heartbeat_interval,
-                                                       runtime.lease_ttl, o.wall_clock},
+                                                       runtime.lease_ttl, o.wall_clock, o.outage},
                                   dir);
       }));
   persistence.push_back(named_child(dir, "rescuer", [o, dir, runtime](caf::event_based_actor* sup) {
     return sup->spawn(
-        rescuer, rescuer_options{o.node, runtime.rescue_interval, runtime.max_lost_attempts}, dir);
+        rescuer,
+        rescuer_options{o.node, runtime.rescue_interval, runtime.max_lost_attempts, o.outage}, dir);
   }));
 
   std::vector<child_spec> models;
@@ -104,6 +105,7 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
     pump.dir = dir;
     pump.simulated_scripts = o.simulated_scripts;
     pump.wall_clock = o.wall_clock;
+    pump.outage = o.outage;
     if (o.random_seed != 0)
       pump.random_seed = o.random_seed + stages.size();
     std::vector<child_spec> stage_children{

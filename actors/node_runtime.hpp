@@ -44,6 +44,10 @@ struct node_options {
   std::function<persistence::time_point()> wall_clock = [] {
     return persistence::wall_clock::now();
   };
+  /// Where database outages are told, shared by the store workers, the
+  /// ready listener, the lease keeper, the rescuer and the pumps; none in the
+  /// simulation (each failure is then a warning of its own).
+  std::shared_ptr<persistence::outage_log> outage;
 };
 
 /// How it works:

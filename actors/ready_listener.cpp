@@ -26,8 +26,9 @@ namespace {
 
 class listener_thread {
 public:
-  listener_thread(caf::actor_system& sys, std::string dsn)
-      : sys_(sys), dsn_(std::move(dsn)), thread_([this] { loop(); }) {}
+  listener_thread(caf::actor_system& sys, std::string dsn,
+                  std::shared_ptr<persistence::outage_log> outage)
+      : sys_(sys), dsn_(std::move(dsn)), outage_(std::move(outage)), thread_([this] { loop(); }) {}
   ~listener_thread() {
     {
       std::lock_guard<std::mutex> guard{mutex_};
@@ -67,7 +68,8 @@ private:
           conn = std::make_unique<pqxx::connection>(dsn_);
           receiver = std::make_unique<forwarder>(*conn, sys_);
           if (reported_down)
-            spdlog::info("ready listener: listening again on {}", persistence::ready_channel);
+            spdlog::log(outage_ ? spdlog::level::debug : spdlog::level::info,
+                        "ready listener: listening again on {}", persistence::ready_channel);
           reported_down = false;
           caf::anon_send(any_ready_group(sys_), work_available{""});
         }
@@ -75,7 +77,11 @@ private:
       } catch (const std::exception& e) {
         receiver.reset();
         conn.reset();
-        if (!reported_down)
+        // Usually the first to notice an outage (it waits on the socket): the
+        // outage log tells it, and the store's first success tells its end.
+        if (!reported_down && outage_)
+          outage_->unreachable("ready listener (pumps poll meanwhile)", one_line(e.what()));
+        else if (!reported_down)
           spdlog::warn("ready listener: connection lost ({}); pumps fall back to polling until "
                        "it returns",
                        e.what());
@@ -85,8 +91,18 @@ private:
     }
   }
 
+  static std::string one_line(std::string text) {
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
+      text.pop_back();
+    for (auto& c : text)
+      if (c == '\n')
+        c = ' ';
+    return text;
+  }
+
   caf::actor_system& sys_;
   std::string dsn_;
+  std::shared_ptr<persistence::outage_log> outage_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stop_ = false;
@@ -99,9 +115,11 @@ struct listener_state {
 
 } // namespace
 
-caf::behavior ready_listener(caf::event_based_actor* self, std::string connection_string) {
+caf::behavior ready_listener(caf::event_based_actor* self, std::string connection_string,
+                             std::shared_ptr<persistence::outage_log> outage) {
   auto state = std::make_shared<listener_state>();
-  state->thread = std::make_unique<listener_thread>(self->system(), connection_string);
+  state->thread =
+      std::make_unique<listener_thread>(self->system(), connection_string, std::move(outage));
   // The thread ends with the actor: the behavior owns the state.
   return {[state](caf::get_atom) { return state->thread != nullptr; }};
 }

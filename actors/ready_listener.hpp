@@ -2,10 +2,13 @@
 // that work arrived there, so they claim at once instead of at the next poll.
 #pragma once
 
+#include "persistence/outage_log.hpp"
+
 #include <caf/actor_system.hpp>
 #include <caf/behavior.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/group.hpp>
+#include <memory>
 #include <string>
 
 namespace turing::actors {
@@ -22,6 +25,7 @@ caf::group any_ready_group(caf::actor_system& sys);
 /// within that time. A broken connection is reopened after a pause, then
 /// every pump is told to look, since notifications sent meanwhile are lost.
 /// Correctness never depends on it: pumps also poll.
-caf::behavior ready_listener(caf::event_based_actor* self, std::string connection_string);
+caf::behavior ready_listener(caf::event_based_actor* self, std::string connection_string,
+                             std::shared_ptr<persistence::outage_log> outage = nullptr);
 
 } // namespace turing::actors

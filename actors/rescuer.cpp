@@ -71,7 +71,8 @@ caf::behavior rescuer(caf::event_based_actor* self, rescuer_options options,
                 },
                 [=](caf::error& e) {
                   self->delayed_send(self, options.interval, rescue_tick_atom::value);
-                  spdlog::warn("rescuer: pass {} failed: {}", pass, self->system().render(e));
+                  spdlog::log(persistence::secondhand_level(options.outage),
+                              "rescuer: pass {} failed: {}", pass, self->system().render(e));
                 });
       },
   };

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "actors/actor_directory.hpp"
+#include "persistence/outage_log.hpp"
 #include "persistence/types.hpp"
 
 #include <caf/behavior.hpp>
@@ -17,6 +18,9 @@ struct rescuer_options {
   persistence::millis interval{5000};
   /// Lost attempts a message may have before it is dead-lettered.
   int max_lost = persistence::default_max_lost_attempts;
+  /// Where database failures are told (first, summaries, end); none in the
+  /// simulation, where each failure is a warning of its own.
+  std::shared_ptr<persistence::outage_log> outage;
 };
 
 /// How it works: a timer message to itself, never a thread that could be

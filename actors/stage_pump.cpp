@@ -208,11 +208,15 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
               // fences every entry by (id, epoch), so a retry that meets a
               // re-claimed message applies only the current epoch's result.
               pending.insert(pending.begin(), batch.begin(), batch.end());
-              if (!st.write_error_reported)
-                spdlog::warn("stage {}: writing {} {} failed ({}); retrying every {}", o.stage,
-                             batch.size(), what, self->system().render(e),
-                             config::format_duration(runtime.poll_interval));
-              st.write_error_reported = true;
+              // While the outage log tells a database outage, this is part of it (debug,
+              // and no "works again" line); otherwise one warning until writes work.
+              if (!st.write_error_reported) {
+                auto level = persistence::secondhand_level(o.outage);
+                spdlog::log(level, "stage {}: writing {} {} failed ({}); retrying every {}",
+                            o.stage, batch.size(), what, self->system().render(e),
+                            config::format_duration(runtime.poll_interval));
+                st.write_error_reported = level >= spdlog::level::warn;
+              }
               self->delayed_send(self, runtime.poll_interval, flush_retry_atom::value);
             });
   };
@@ -440,11 +444,13 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
             [=](caf::error& e) {
               auto& st = self->state;
               st.claiming = false;
-              if (!st.claim_error_reported)
-                spdlog::warn("stage {}: claim failed ({}); retrying every {}", o.stage,
-                             self->system().render(e),
-                             config::format_duration(runtime.poll_interval));
-              st.claim_error_reported = true;
+              if (!st.claim_error_reported) {
+                auto level = persistence::secondhand_level(o.outage);
+                spdlog::log(level, "stage {}: claim failed ({}); retrying every {}", o.stage,
+                            self->system().render(e),
+                            config::format_duration(runtime.poll_interval));
+                st.claim_error_reported = level >= spdlog::level::warn;
+              }
               (*check_drained)();
             });
   };

@@ -7,6 +7,7 @@
 #include "actors/builtin_registry.hpp"
 #include "actors/script_runner.hpp"
 #include "config/pipeline_config.hpp"
+#include "persistence/outage_log.hpp"
 #include "persistence/types.hpp"
 
 #include <caf/actor.hpp>
@@ -44,6 +45,9 @@ struct stage_pump_options {
   std::function<persistence::time_point()> wall_clock = [] {
     return persistence::wall_clock::now();
   };
+  /// Where database failures are told (first, summaries, end); none in the
+  /// simulation, where each failure is a warning of its own.
+  std::shared_ptr<persistence::outage_log> outage;
 };
 
 /// How it works (the ownership rule):

@@ -2,6 +2,7 @@
 #include "actors/store_actor.hpp"
 
 #include "messages/registry.hpp"
+#include "persistence/store_error.hpp"
 
 #include <caf/actor_pool.hpp>
 #include <caf/all.hpp>
@@ -18,13 +19,40 @@ struct store_worker_state {
   static inline const char* name = "store_worker";
 };
 
-/// Runs one store operation; a store_error becomes an error reply.
+using fence_list = std::vector<std::pair<int64_t, int64_t>>;
+
+template <class Entry> fence_list fences_of(const std::vector<Entry>& batch) {
+  fence_list out;
+  out.reserve(batch.size());
+  for (const auto& e : batch)
+    out.emplace_back(e.fence.message_id, e.fence.epoch);
+  return out;
+}
+
+/// Runs one store operation; a store_error becomes an error reply. With an
+/// outage log, an unreachable database is told there (once, then summed up)
+/// rather than once per failed operation, and every success ends an outage;
+/// `written` names the results a write carried, the outage's "writes waiting".
 template <class F>
-auto guarded(const char* what, F&& operation) -> caf::result<decltype(operation())> {
+auto guarded(const std::shared_ptr<outage_log>& outage, const char* what, F&& operation,
+             const fence_list* written = nullptr) -> caf::result<decltype(operation())> {
   try {
-    return operation();
+    auto result = operation();
+    if (outage) {
+      outage->reachable();
+      if (written)
+        outage->writes_done(*written);
+    }
+    return result;
   } catch (const std::exception& e) {
-    spdlog::warn("store: {} failed: {}", what, e.what());
+    auto* failure = dynamic_cast<const store_error*>(&e);
+    if (outage && failure && failure->code() == store_errc::unavailable) {
+      outage->unreachable(what, e.what());
+      if (written)
+        outage->writes_failed(*written);
+    } else {
+      spdlog::warn("store: {} failed: {}", what, e.what());
+    }
     return caf::make_error(caf::sec::runtime_error, std::string(what) + ": " + e.what());
   }
 }
@@ -95,34 +123,43 @@ std::vector<fence_result> fail_isolating(store& db, const std::vector<failure>& 
       });
 }
 
-caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self, store_factory make) {
+caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self, store_factory make,
+                           std::shared_ptr<outage_log> outage) {
   self->state.db = make();
   auto& db = *self->state.db;
   return {
-      [&db](claim_request& r) { return guarded("claim", [&] { return db.claim(r); }); },
-      [&db](std::vector<completion>& batch) {
-        return guarded("complete", [&] { return complete_isolating(db, batch); });
+      [&db, outage](claim_request& r) {
+        return guarded(outage, "claim", [&] { return db.claim(r); });
       },
-      [&db](std::vector<failure>& batch) {
-        return guarded("fail", [&] { return fail_isolating(db, batch); });
+      [&db, outage](std::vector<completion>& batch) {
+        auto written = fences_of(batch);
+        return guarded(
+            outage, "complete", [&] { return complete_isolating(db, batch); }, &written);
       },
-      [&db](heartbeat_request& r) {
-        return guarded("heartbeat", [&] { return db.heartbeat(r.node, r.leases, r.lease_ttl); });
+      [&db, outage](std::vector<failure>& batch) {
+        auto written = fences_of(batch);
+        return guarded(
+            outage, "fail", [&] { return fail_isolating(db, batch); }, &written);
       },
-      [&db](release_request& r) {
-        return guarded("release", [&] { return db.release(r.node, r.leases); });
+      [&db, outage](heartbeat_request& r) {
+        return guarded(outage, "heartbeat",
+                       [&] { return db.heartbeat(r.node, r.leases, r.lease_ttl); });
       },
-      [&db](rescue_request& r) {
-        return guarded("rescue", [&] { return db.rescue_expired(r.rescuer_node, r.max_lost); });
+      [&db, outage](release_request& r) {
+        return guarded(outage, "release", [&] { return db.release(r.node, r.leases); });
       },
-      [&db](node_report& r) {
-        return guarded("report_node", [&] {
+      [&db, outage](rescue_request& r) {
+        return guarded(outage, "rescue",
+                       [&] { return db.rescue_expired(r.rescuer_node, r.max_lost); });
+      },
+      [&db, outage](node_report& r) {
+        return guarded(outage, "report_node", [&] {
           db.report_node(r);
           return true;
         });
       },
-      [&db](census_request&) {
-        return guarded("census", [&] {
+      [&db, outage](census_request&) {
+        return guarded(outage, "census", [&] {
           work_census census;
           for (const auto& c : db.live_counts())
             census.stages.push_back({c.stage, c.ready, c.delayed, c.running, c.dead});
@@ -135,10 +172,12 @@ caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self, store_
 } // namespace
 
 caf::actor spawn_store_pool(caf::actor_system& sys, const store_factory& make, size_t workers,
-                            bool detached) {
+                            bool detached, std::shared_ptr<persistence::outage_log> outage) {
   if (!detached)
-    return sys.spawn(store_worker, make);
-  auto spawn_one = [&sys, make] { return sys.spawn<caf::detached>(store_worker, make); };
+    return sys.spawn(store_worker, make, outage);
+  auto spawn_one = [&sys, make, outage] {
+    return sys.spawn<caf::detached>(store_worker, make, outage);
+  };
   return caf::actor_pool::make(sys.dummy_execution_unit(), std::max<size_t>(workers, 1), spawn_one,
                                caf::actor_pool::round_robin());
 }

@@ -2,6 +2,7 @@
 // that own messages never block on the database themselves.
 #pragma once
 
+#include "persistence/outage_log.hpp"
 #include "persistence/store.hpp"
 
 #include <caf/actor.hpp>
@@ -20,8 +21,11 @@ using store_factory = std::function<std::unique_ptr<persistence::store>()>;
 /// of a database error (the next request reconnects). With PostgreSQL the
 /// workers are detached (their own threads) and sit behind a round-robin
 /// pool; in deterministic simulation one scheduled worker serves a memory
-/// store on the test scheduler.
+/// store on the test scheduler. With an outage log, an unreachable database
+/// is told there (first failure, summaries, end) instead of one warning per
+/// failed operation.
 caf::actor spawn_store_pool(caf::actor_system& sys, const store_factory& make, size_t workers,
-                            bool detached);
+                            bool detached,
+                            std::shared_ptr<persistence::outage_log> outage = nullptr);
 
 } // namespace turing::actors

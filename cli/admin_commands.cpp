@@ -20,7 +20,7 @@ int migrate_command(const std::filesystem::path& config_file) {
 int check_command(const std::filesystem::path& config_file) {
   auto builtins = make_builtins();
   auto config = load_checked_config(config_file, builtins);
-  auto db = open_database(config);
+  auto db = open_database(config, /*may_initialise=*/false);
   persistence::pg_store store{db.connection_string};
   auto violations = store.check_invariants();
   for (const auto& v : violations)

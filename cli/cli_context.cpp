@@ -38,7 +38,7 @@ config::pipeline_config load_checked_config(const std::filesystem::path& file,
   return std::move(*loaded.config);
 }
 
-database_handle open_database(const config::pipeline_config& config) {
+database_handle open_database(const config::pipeline_config& config, bool may_initialise) {
   database_handle db;
   if (!config.database.url.empty()) {
     db.connection_string = config.database.url;
@@ -47,6 +47,7 @@ database_handle open_database(const config::pipeline_config& config) {
   } else {
     persistence::embedded_cluster_options options;
     options.data_dir = config.database.data_dir;
+    options.may_initialise = may_initialise;
     auto cluster = persistence::embedded_cluster::ensure_running(options);
     db.connection_string = cluster.connection_string();
     db.description = "embedded cluster at " + cluster.cluster_dir().string();

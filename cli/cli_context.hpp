@@ -34,7 +34,9 @@ struct database_handle {
 
 /// Opens the configured database: the URL (or TURING_DATABASE_URL), else the
 /// embedded cluster under data_dir, started or reused. Applies migrations.
-/// Logs what it found. Throws cluster_error or store_error.
-database_handle open_database(const config::pipeline_config& config);
+/// Logs what it found. Throws cluster_error or store_error. Commands that only
+/// read pass `may_initialise = false`: a data_dir without a cluster is then an
+/// error naming it, and nothing is created.
+database_handle open_database(const config::pipeline_config& config, bool may_initialise = true);
 
 } // namespace turing::cli

@@ -13,7 +13,7 @@ namespace turing::cli {
 int record_command(const record_options& o) {
   auto builtins = make_builtins();
   auto pipeline = load_checked_config(o.config, builtins);
-  auto db = open_database(pipeline);
+  auto db = open_database(pipeline, /*may_initialise=*/false);
   persistence::pg_store store{db.connection_string};
   int64_t run_id = 0;
   if (o.run_id) {

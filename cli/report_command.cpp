@@ -14,7 +14,7 @@ namespace turing::cli {
 int report_command(const report_options& options) {
   auto builtins = make_builtins();
   auto config = load_checked_config(options.config, builtins);
-  auto db = open_database(config);
+  auto db = open_database(config, /*may_initialise=*/false);
   persistence::pg_store store{db.connection_string};
   std::optional<persistence::run_status> run;
   if (options.run_id) {

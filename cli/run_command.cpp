@@ -92,11 +92,16 @@ int run_command(const run_options& options) {
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
   auto dir = std::make_shared<actors::actor_directory>();
+  // Every actor that talks to the database tells an outage here: its first
+  // failure, a summary every 10 s, its end; not one warning per failure.
+  auto outage = std::make_shared<persistence::outage_log>(
+      persistence::outage_log::options{db.description, std::chrono::seconds(10), {}, {}});
 
   actors::node_monitor_options monitor_options;
   monitor_options.pipeline = pipeline;
   monitor_options.dir = dir;
   monitor_options.node = node;
+  monitor_options.outage = outage;
   if (options.until_drained)
     monitor_options.drained_listener = caf::actor_cast<caf::actor>(self);
   auto monitor = actors::spawn_node_monitor(sys, monitor_options);
@@ -110,6 +115,7 @@ int run_command(const run_options& options) {
   node_opts.store_workers = 4;
   node_opts.listen_connection_string = dsn;
   node_opts.observer = monitor;
+  node_opts.outage = outage;
   auto root = actors::spawn_node(sys, node_opts, dir);
   self->monitor(root);
   spdlog::info("node {}: running {} stage(s) and {} model endpoint(s) from {}", node,

@@ -53,7 +53,7 @@ nlohmann::json to_json(const persistence::stage_counts& c, time_point now) {
 int status_command(const status_options& options) {
   auto builtins = make_builtins();
   auto config = load_checked_config(options.config, builtins);
-  auto db = open_database(config);
+  auto db = open_database(config, /*may_initialise=*/false);
   persistence::pg_store store{db.connection_string};
   auto counts = store.counts();
   auto runs = store.runs(false);

@@ -829,6 +829,13 @@ embedded_cluster embedded_cluster::ensure_running(const embedded_cluster_options
     throw cluster_error("embedded cluster under " + l.data_dir.string() +
                         ": database and user must not be empty");
   // Checked before anything is created: a bad path should leave no trace.
+  std::error_code exists_ec;
+  if (!options.may_initialise && !fs::exists(l.cluster_dir / "PG_VERSION", exists_ec))
+    throw cluster_error(
+        "no turing database under " + l.data_dir.string() + " (" +
+        (fs::exists(l.data_dir, exists_ec) ? "the directory has no cluster" : "no such directory") +
+        "); is data_dir right? Only turing run, enqueue, migrate and db start "
+        "create one");
   check_socket_path(l);
   check_shell_safe(l);
   auto tools = locate_tools();

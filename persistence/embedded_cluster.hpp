@@ -21,6 +21,10 @@ struct embedded_cluster_options {
   /// How long to wait for the postmaster to accept connections, and for one
   /// that is already starting or stopping to settle.
   std::chrono::seconds start_timeout{60};
+  /// False for commands that only read (status, report, check, record): a
+  /// data_dir without a cluster is then a cluster_error naming it, and
+  /// nothing is created there (no initdb, no directories, no lock file).
+  bool may_initialise = true;
 };
 
 /// The cluster could not be brought up; the message is one line naming the

@@ -439,7 +439,8 @@ template <class F> auto pg_store::in_transaction(const char* what, F&& body) {
       if (attempt >= 2)
         throw store_error(store_errc::unavailable,
                           std::string(what) + ": database connection lost: " + e.what());
-      spdlog::warn("store: {}: connection lost, reconnecting once", what);
+      // Debug: if the reconnect fails too, the store actor's outage log tells it.
+      spdlog::debug("store: {}: connection lost, reconnecting once", what);
     } catch (const pqxx::sql_error& e) {
       if (is_retryable_sqlstate(e.sqlstate()) && attempt < max_tries) {
         ++rolled_back_;
