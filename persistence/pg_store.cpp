@@ -941,18 +941,28 @@ std::vector<fence_result> pg_store::release(const std::string& node,
         SELECT id, item_id, run_id, stage, attempt, epoch, $2, started_at,
                greatest(turing.now(), started_at), 'released', 'released at shutdown of ' || $2
         FROM released)
-      SELECT id, stage FROM released)sql",
+      SELECT id, stage, epoch FROM released
+      UNION ALL
+      -- Released under this very epoch before this statement: an earlier try
+      -- of this write committed although its caller was told it failed.
+      SELECT m.id, NULL, m.epoch FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
+      WHERE m.state = 'ready'
+        AND EXISTS (SELECT 1 FROM turing.attempts a WHERE a.message_id = m.id
+                    AND a.epoch = m.epoch AND a.result = 'released' AND a.node = $2))sql",
                             fences_json(leases).dump(), node);
-    std::set<int64_t> applied;
+    // By (id, epoch), never by id alone (see complete()).
+    std::set<std::pair<int64_t, int64_t>> applied;
     std::set<std::string> notify;
     for (const auto& row : r) {
-      applied.insert(row[0].as<int64_t>());
-      notify.insert(row[1].as<std::string>());
+      applied.insert({row[0].as<int64_t>(), row[2].as<int64_t>()});
+      if (!row[1].is_null())
+        notify.insert(row[1].as<std::string>());
     }
     notify_stages(session_->statements, tx, notify);
     std::vector<fence_result> results;
     for (const auto& l : leases)
-      results.push_back(applied.count(l.message_id) ? fence_result::applied : fence_result::stale);
+      results.push_back(applied.count({l.message_id, l.epoch}) ? fence_result::applied
+                                                               : fence_result::stale);
     return results;
   });
 }
