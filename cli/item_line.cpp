@@ -1,0 +1,52 @@
+// Checking one JSON Lines item: JSON syntax, an object, storable by
+// PostgreSQL, a usable key. Every failure is a reason, never an exception.
+#include "cli/item_line.hpp"
+
+#include "persistence/storable_text.hpp"
+
+#include <cstdint>
+
+namespace turing::cli {
+
+parsed_line parse_item_line(const std::string& line, const std::string& key_field) {
+  parsed_line out;
+  if (line.find_first_not_of(" \t\r") == std::string::npos)
+    return out;
+  nlohmann::json item;
+  try {
+    item = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::parse_error& e) {
+    // nlohmann names the byte and the reason (ill-formed UTF-8 included).
+    std::string what = e.what();
+    auto colon = what.find("parse error");
+    out.error = "not valid JSON: " +
+                persistence::storable_text(colon == std::string::npos ? what : what.substr(colon));
+    return out;
+  }
+  if (!item.is_object()) {
+    out.error = "an item must be a JSON object, got " + std::string(item.type_name());
+    return out;
+  }
+  // What PostgreSQL would refuse ("\u0000", a bad byte) is named here, before
+  // any item of the file is written.
+  if (auto why = persistence::unstorable_json(item)) {
+    out.error = "PostgreSQL cannot store this item: " + *why;
+    return out;
+  }
+  persistence::new_item n;
+  if (auto k = item.find(key_field); k != item.end()) {
+    if (k->is_string())
+      n.key = k->get<std::string>();
+    else if (k->is_number_integer())
+      n.key = std::to_string(k->get<int64_t>());
+    else {
+      out.error = "field '" + key_field + "' must be a string or an integer";
+      return out;
+    }
+  }
+  n.payload = std::move(item);
+  out.item = std::move(n);
+  return out;
+}
+
+} // namespace turing::cli
