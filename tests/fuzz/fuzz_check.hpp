@@ -23,8 +23,8 @@ inline bool has_line_break(std::string_view text) {
   return text.find_first_of("\r\n") != std::string_view::npos;
 }
 
-[[noreturn]] inline void contract_broken(const char* condition, const char* what,
-                                         const char* file, int line) {
+[[noreturn]] inline void contract_broken(const char* condition, const char* what, const char* file,
+                                         int line) {
   std::fprintf(stderr, "%s:%d: contract broken: %s (%s)\n", file, line, what, condition);
   std::abort();
 }
@@ -32,8 +32,8 @@ inline bool has_line_break(std::string_view text) {
 } // namespace turing::fuzz
 
 /// Aborts (a finding) when `condition` is false; `what` says which contract.
-#define FUZZ_REQUIRE(condition, what)                                                             \
-  do {                                                                                            \
-    if (!(condition))                                                                             \
-      ::turing::fuzz::contract_broken(#condition, what, __FILE__, __LINE__);                      \
+#define FUZZ_REQUIRE(condition, what)                                                              \
+  do {                                                                                             \
+    if (!(condition))                                                                              \
+      ::turing::fuzz::contract_broken(#condition, what, __FILE__, __LINE__);                       \
   } while (false)
