@@ -15,12 +15,16 @@ parsed_line parse_item_line(const std::string& line, const std::string& key_fiel
   nlohmann::json item;
   try {
     item = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
-    // nlohmann names the byte and the reason (ill-formed UTF-8 included).
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error names the byte and the reason (ill-formed UTF-8 included);
+    // out_of_range is a number no double holds (1e400), also bad input.
     std::string what = e.what();
-    auto colon = what.find("parse error");
-    out.error = "not valid JSON: " +
-                persistence::storable_text(colon == std::string::npos ? what : what.substr(colon));
+    auto reason = what.find("parse error");
+    if (reason == std::string::npos) {
+      auto tag_end = what.find("] "); // "[json.exception.out_of_range.406] "
+      reason = tag_end == std::string::npos ? 0 : tag_end + 2;
+    }
+    out.error = "not valid JSON: " + persistence::storable_text(what.substr(reason));
     return out;
   }
   if (!item.is_object()) {
