@@ -41,6 +41,8 @@ parsed_line parse_item_line(const std::string& line, const std::string& key_fiel
   if (auto k = item.find(key_field); k != item.end()) {
     if (k->is_string())
       n.key = k->get<std::string>();
+    else if (k->is_number_unsigned()) // past INT64_MAX: as int64 it would wrap
+      n.key = std::to_string(k->get<uint64_t>());
     else if (k->is_number_integer())
       n.key = std::to_string(k->get<int64_t>());
     else {

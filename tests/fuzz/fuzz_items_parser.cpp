@@ -21,6 +21,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                    "an accepted item is storable");
       if (parsed.item->key)
         FUZZ_REQUIRE(!persistence::unstorable_text(*parsed.item->key), "a key is storable");
+      // An integer key is its decimal text, so two different integers never
+      // share a key (and one would never be skipped as the other's duplicate).
+      auto key_field = parsed.item->payload.find("key");
+      if (key_field != parsed.item->payload.end() && key_field->is_number_integer())
+        FUZZ_REQUIRE(parsed.item->key == key_field->dump(), "an integer key is its decimal text");
     } else if (!parsed.error.empty()) {
       FUZZ_REQUIRE(!persistence::unstorable_text(parsed.error), "an error is storable text");
       FUZZ_REQUIRE(!fuzz::has_line_break(parsed.error), "an error is one line");
