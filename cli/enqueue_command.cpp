@@ -3,8 +3,8 @@
 // written (the error names file:line), so a file is enqueued whole or not at all.
 #include "cli/cli_context.hpp"
 #include "cli/commands.hpp"
+#include "cli/item_line.hpp"
 #include "persistence/pg_store.hpp"
-#include "persistence/storable_text.hpp"
 
 #include <cstdio>
 #include <fstream>
@@ -17,53 +17,6 @@ namespace turing::cli {
 namespace {
 
 constexpr size_t max_reported_errors = 20;
-
-/// One line of the file as an item, or why it is not one.
-struct parsed_line {
-  std::optional<persistence::new_item> item; ///< empty for a blank line or an error
-  std::string error;
-};
-
-parsed_line parse_line(const std::string& line, const std::string& key_field) {
-  parsed_line out;
-  if (line.find_first_not_of(" \t\r") == std::string::npos)
-    return out;
-  nlohmann::json item;
-  try {
-    item = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
-    // nlohmann names the byte and the reason (ill-formed UTF-8 included).
-    std::string what = e.what();
-    auto colon = what.find("parse error");
-    out.error = "not valid JSON: " +
-                persistence::storable_text(colon == std::string::npos ? what : what.substr(colon));
-    return out;
-  }
-  if (!item.is_object()) {
-    out.error = "an item must be a JSON object, got " + std::string(item.type_name());
-    return out;
-  }
-  // What PostgreSQL would refuse ("\u0000", a bad byte) is named here, before
-  // any item of the file is written.
-  if (auto why = persistence::unstorable_json(item)) {
-    out.error = "PostgreSQL cannot store this item: " + *why;
-    return out;
-  }
-  persistence::new_item n;
-  if (auto k = item.find(key_field); k != item.end()) {
-    if (k->is_string())
-      n.key = k->get<std::string>();
-    else if (k->is_number_integer())
-      n.key = std::to_string(k->get<int64_t>());
-    else {
-      out.error = "field '" + key_field + "' must be a string or an integer";
-      return out;
-    }
-  }
-  n.payload = std::move(item);
-  out.item = std::move(n);
-  return out;
-}
 
 /// The file's items, read line by line (never the whole file at once); the
 /// store rewinds it if its transaction has to start over.
@@ -80,7 +33,7 @@ public:
   std::optional<persistence::new_item> next() override {
     std::string line;
     while (std::getline(in_, line)) {
-      auto parsed = parse_line(line, key_field_);
+      auto parsed = parse_item_line(line, key_field_);
       if (parsed.item)
         return std::move(parsed.item);
       if (!parsed.error.empty()) // the file changed since it was checked
@@ -101,7 +54,7 @@ int64_t check_items(std::istream& in, const std::string& name, const std::string
   int64_t items = 0;
   std::string line;
   for (size_t number = 1; std::getline(in, line); ++number) {
-    auto parsed = parse_line(line, key_field);
+    auto parsed = parse_item_line(line, key_field);
     if (parsed.item)
       ++items;
     if (parsed.error.empty())

@@ -13,6 +13,9 @@ namespace turing::replay {
 
 namespace {
 
+/// The most items one enqueue may generate with `count`.
+constexpr int64_t max_generated_items = 100000;
+
 json to_json(const toml::node& n) {
   if (auto t = n.as_table()) {
     json out = json::object();
@@ -271,6 +274,13 @@ public:
     auto prefix = str(t, path, "key_prefix").value_or("k");
     auto payload =
         json_value(t, path, "payload", "payload_json").value_or(json{{"name", "item {i}"}});
+    // Generated items are held in memory; a mistyped count (or a fuzzer's)
+    // must be an error, not an allocation that never ends.
+    if (count && (*count < 0 || *count > max_generated_items)) {
+      error(t.get("count"), path + ".count",
+            "must be between 0 and " + std::to_string(max_generated_items));
+      count.reset();
+    }
     for (int64_t i = 0; count && i < *count; ++i)
       e.items.push_back(
           {prefix + std::to_string(i), substitute_index(payload, static_cast<int>(i))});
