@@ -197,11 +197,15 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
   };
 
   // A call found the server down: it waits, first in line, unspent.
-  auto wait_for_server = [=](model_endpoint_state::running_call& rc, const std::string& error) {
+  auto wait_for_server = [=](model_endpoint_state::running_call& rc, const std::string& error,
+                             bool at_back) {
     auto& st = self->state;
     --st.active;
     rc.slot_freed = true;
-    st.queue.push_front({rc.call, rc.owner});
+    if (at_back)
+      st.queue.push_back({rc.call, rc.owner});
+    else
+      st.queue.push_front({rc.call, rc.owner});
     if (!st.down) {
       st.down.emplace();
       auto& d = *st.down;
@@ -312,18 +316,19 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
         auto& st = self->state;
         if (msg.connection_dropped && !rc->abandoned &&
             st.dropped_once.insert(key_of(rc->call.fence)).second) {
-          // Most likely a restart of the server: the call goes to the back
-          // of the queue; if the server is gone, the next calls find out.
-          spdlog::info("model {}: connection dropped during the call for message {}; running it "
-                       "once more: {}",
-                       model.name, rc->call.fence.message_id, msg.error);
-          --st.active;
-          rc->slot_freed = true;
+          // Most likely the server went away mid-call (a restart): the call
+          // waits like a refused one, but at the back of the queue, so that
+          // a call cut twice (a prompt that crashes the server) fails then.
+          if (st.down)
+            spdlog::debug("model {}: connection dropped during the call for message {}: {}",
+                          model.name, rc->call.fence.message_id, msg.error);
+          else
+            spdlog::info("model {}: connection dropped during the call for message {}; it runs "
+                         "once more once the server answers: {}",
+                         model.name, rc->call.fence.message_id, msg.error);
           if (rc->probe && st.down)
-            st.down->probe_in_flight = false, st.down->probe_due = true;
-          self->send(rc->owner, model_waiting{rc->call.fence, model.name, msg.error});
-          st.queue.push_back({rc->call, rc->owner});
-          dispatch();
+            st.down->probe_in_flight = false;
+          wait_for_server(*rc, msg.error, true);
           return;
         }
         if (!msg.unavailable) {
@@ -346,7 +351,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
           self->send(rc->owner, std::move(msg));
           return;
         }
-        wait_for_server(*rc, msg.error);
+        wait_for_server(*rc, msg.error, false);
       },
       [=](probe_atom, int64_t id) {
         auto& st = self->state;
