@@ -923,7 +923,12 @@ std::vector<fence_result> pg_store::release(const std::string& node,
                                             const std::vector<lease>& leases) {
   if (leases.empty())
     return {};
+  auto ids = id_array(leases, [](const lease& l) { return l.message_id; });
   return in_transaction("release", [&](pqxx::work& tx) {
+    // Locked first, in a statement of its own: a retry whose earlier try is
+    // still committing waits here, and the statement below then sees that
+    // commit (one statement's snapshot would predate it: "stale").
+    lock_in_order(session_->statements, tx, "messages", ids);
     auto r = tx.exec_params(R"sql(
       WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, epoch bigint)),
       held AS (
