@@ -1,6 +1,7 @@
 // Assembly of a node's supervision tree.
 #include "actors/node_runtime.hpp"
 
+#include "actors/history_pruner.hpp"
 #include "actors/lease_keeper.hpp"
 #include "actors/model_endpoint.hpp"
 #include "actors/ready_listener.hpp"
@@ -83,6 +84,15 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
         rescuer,
         rescuer_options{o.node, runtime.rescue_interval, runtime.max_lost_attempts, o.outage}, dir);
   }));
+
+  if (runtime.retain_done.count() > 0)
+    persistence.push_back(
+        named_child(dir, "history_pruner", [o, dir, runtime](caf::event_based_actor* sup) {
+          history_pruner_options pruner;
+          pruner.retain = runtime.retain_done;
+          pruner.outage = o.outage;
+          return sup->spawn(history_pruner, pruner, dir);
+        }));
 
   std::vector<child_spec> models;
   for (const auto& m : o.pipeline->models)

@@ -1,4 +1,5 @@
-// The stage pump.
+// The stage pump: one class, its paths (claim, dispatch, results, flush,
+// drain, crashes) each a member function small enough to read at once.
 #include "actors/stage_pump.hpp"
 
 #include "actors/job_runner.hpp"
@@ -40,9 +41,31 @@ std::string ids_of(const std::vector<lease>& leases) {
   return leases.size() > 8 ? out + ",…" : out;
 }
 
-} // namespace
+/// Results of one kind (completions or failures) on their way to the store:
+/// an independent group commit, so one kind failing never starves the other.
+template <class Result> struct result_queue {
+  std::vector<Result> pending; ///< waiting for the next flush
+  size_t in_flight = 0;        ///< being written; their leases end once durable
+  int batches = 0;             ///< batches being written
+};
 
-struct stage_pump_state {
+class stage_pump final : public caf::event_based_actor {
+public:
+  stage_pump(caf::actor_config& cfg, stage_pump_options options)
+      : caf::event_based_actor(cfg), o_(std::move(options)), pipeline_(*o_.pipeline),
+        runtime_(pipeline_.runtime), stage_(pipeline_.find_stage(o_.stage)) {
+    if (stage_)
+      timeout_ = pipeline_.timeout_of(*stage_);
+    if (o_.random_seed != 0)
+      rng_.seed(o_.random_seed);
+  }
+
+  const char* name() const override { return "stage_pump"; }
+
+protected:
+  caf::behavior make_behavior() override;
+
+private:
   struct execution {
     claimed_message job;
     caf::actor_addr executor;
@@ -50,467 +73,572 @@ struct stage_pump_state {
     int64_t pid = 0;
   };
 
-  const config::stage_config* stage = nullptr;
-  config::millis timeout{0};
-  std::map<int64_t, execution> running; ///< by message id
-  std::vector<completion> completions;  ///< waiting for the next flush
-  std::vector<failure> failures;
-  size_t completions_in_flight = 0; ///< written now; their leases end once durable
-  size_t failures_in_flight = 0;
-  int completion_batches = 0; ///< batches being written
-  int failure_batches = 0;
-  bool claiming = false;
-  bool write_error_reported = false;
-  bool claim_error_reported = false;
-  bool draining = false;
-  caf::response_promise drain_promise;
-  int64_t drain_finished = 0;
-  std::deque<std::chrono::steady_clock::time_point> crashes;
-  int64_t generations = 0;
-  std::mt19937_64 rng{std::random_device{}()};
-  caf::actor_addr monitored_endpoint; ///< the model endpoint of a model stage
-  /// Results not yet durable: buffered or being written.
-  size_t unwritten() const {
-    return completions.size() + failures.size() + completions_in_flight + failures_in_flight;
-  }
-  static inline const char* name = "stage_pump";
-};
+  // -- claim path -------------------------------------------------------------
+  void try_claim();
+  void on_claimed(std::vector<claimed_message>& jobs, int limit);
+  void on_claim_failed(const caf::error& e);
 
-namespace {
+  // -- dispatch path ----------------------------------------------------------
+  void dispatch(const claimed_message& job);
+  void start_builtin(execution& e);
+  void start_script(execution& e);
+  void start_model(execution& e);
+  void arm_deadline(execution& e, config::millis after);
+  void stop_execution(const execution& e);
 
-caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump_options o) {
-  auto& st = self->state;
-  const auto& pipeline = *o.pipeline;
-  st.stage = pipeline.find_stage(o.stage);
-  if (!st.stage) {
-    self->quit(caf::make_error(caf::sec::invalid_argument, "no stage " + o.stage));
-    return {};
-  }
-  st.timeout = pipeline.timeout_of(*st.stage);
-  const auto& stage = *st.stage;
-  const auto& runtime = pipeline.runtime;
-  if (o.random_seed != 0)
-    self->state.rng.seed(o.random_seed);
-  auto log_id = [stage_name = o.stage](const claimed_message& m) {
-    return "stage " + stage_name + " message " + std::to_string(m.id) + " (item " +
-           std::to_string(m.item_id) + ", run " + std::to_string(m.run_id) + ", attempt " +
-           std::to_string(m.counted_attempt()) + "/" + std::to_string(m.max_attempts) +
-           (m.lost > 0 ? " after " + std::to_string(m.lost) + " lost" : std::string{}) +
-           ", epoch " + std::to_string(m.epoch) + ")";
-  };
+  // -- results ----------------------------------------------------------------
+  void finish_success(const lease& fence, const std::string& outcome, const json& output,
+                      const std::string& model);
+  void finish_failure(const lease& fence, attempt_result kind, const std::string& error,
+                      bool retryable, const std::string& model);
+  template <class Result> void record_late(Result late, const char* what);
+  void ended(const lease& fence);
+
+  // -- flush path -------------------------------------------------------------
+  void flush();
+  template <class Result> void write_batch(result_queue<Result>& queue, const char* what);
+  template <class Result>
+  void on_written(result_queue<Result>& queue, const std::vector<Result>& batch,
+                  const std::vector<fence_result>& results, const char* what);
+  template <class Result>
+  void on_write_failed(result_queue<Result>& queue, std::vector<Result> batch, const caf::error& e,
+                       const char* what);
+
+  // -- drain path -------------------------------------------------------------
+  caf::response_promise on_drain(const drain_request& req);
+  void on_drain_deadline();
+  void check_drained();
+
+  // -- crashes ----------------------------------------------------------------
+  void on_down(const caf::down_msg& dm);
+  void on_worker_crash(const execution& e, const caf::error& reason);
 
   // -- helpers ----------------------------------------------------------------
+  execution* find(const lease& fence);
+  template <class Message> void tell_keeper(Message msg);
+  std::string log_id(const claimed_message& m) const;
+  size_t unwritten() const {
+    return completions_.pending.size() + failures_.pending.size() + completions_.in_flight +
+           failures_.in_flight;
+  }
 
-  auto find = [=](const lease& fence) -> stage_pump_state::execution* {
-    auto it = self->state.running.find(fence.message_id);
-    if (it == self->state.running.end() || it->second.job.epoch != fence.epoch)
-      return nullptr;
-    return &it->second;
-  };
+  const stage_pump_options o_;
+  const config::pipeline_config& pipeline_;
+  const config::runtime_config& runtime_;
+  const config::stage_config* stage_;
+  config::millis timeout_{0};
+  std::map<int64_t, execution> running_; ///< by message id
+  result_queue<completion> completions_;
+  result_queue<failure> failures_;
+  bool claiming_ = false;
+  bool write_error_reported_ = false;
+  bool claim_error_reported_ = false;
+  bool draining_ = false;
+  caf::response_promise drain_promise_;
+  int64_t drain_finished_ = 0;
+  std::deque<std::chrono::steady_clock::time_point> crashes_;
+  int64_t generations_ = 0;
+  std::mt19937_64 rng_{std::random_device{}()};
+  caf::actor_addr monitored_endpoint_; ///< the model endpoint of a model stage
+};
 
-  auto arm_deadline = [=](stage_pump_state::execution& e, config::millis after) {
-    e.generation = ++self->state.generations;
-    self->delayed_send(self, after, execution_timeout{e.job.fencing(), e.generation});
-  };
+// -- helpers --------------------------------------------------------------------
 
-  // Stops an execution that no longer matters: kills a script's process
-  // group, frees a model call's slot. A builtin's thread cannot be killed
-  // safely; it finishes and its result is stale.
-  auto stop_execution = [=](const stage_pump_state::execution& e) {
-    if (e.pid > 0)
-      kill_process_group(static_cast<pid_t>(e.pid));
-    if (stage.handler == config::handler_kind::model)
-      if (auto endpoint = o.dir->get("model/" + stage.model))
-        self->send(endpoint, execution_abandoned{e.job.fencing()});
-    // A worker pool then reports nothing more for it and replaces the killed child.
-    if (stage.handler == config::handler_kind::script && stage.mode == config::script_mode::worker)
-      if (auto pool = o.dir->get(script_pool_name(o.stage)))
-        self->send(pool, execution_abandoned{e.job.fencing()});
-  };
+stage_pump::execution* stage_pump::find(const lease& fence) {
+  auto it = running_.find(fence.message_id);
+  if (it == running_.end() || it->second.job.epoch != fence.epoch)
+    return nullptr;
+  return &it->second;
+}
 
-  auto tell_keeper = [=](auto msg) {
-    if (auto keeper = o.dir->get("lease_keeper"))
-      self->send(keeper, std::move(msg));
-  };
+template <class Message> void stage_pump::tell_keeper(Message msg) {
+  if (auto keeper = o_.dir->get("lease_keeper"))
+    send(keeper, std::move(msg));
+}
 
-  // A result for an execution this pump no longer owns: the store records it
-  // as a late result (its epoch fails the fence) and applies nothing.
-  auto record_late = [=](auto batch, const char* what, const lease& fence) {
-    spdlog::warn("stage {}: late {} for message {} epoch {}: no longer owned here; recorded, not "
-                 "applied",
-                 o.stage, what, fence.message_id, fence.epoch);
-    if (auto store = o.dir->get("store"))
-      self->request(store, store_timeout, std::move(batch))
-          .then([](const std::vector<fence_result>&) {},
-                [=](caf::error& e) {
-                  spdlog::warn("stage {}: could not record late result of message {}: {}", o.stage,
-                               fence.message_id, self->system().render(e));
-                });
-  };
+std::string stage_pump::log_id(const claimed_message& m) const {
+  return "stage " + o_.stage + " message " + std::to_string(m.id) + " (item " +
+         std::to_string(m.item_id) + ", run " + std::to_string(m.run_id) + ", attempt " +
+         std::to_string(m.counted_attempt()) + "/" + std::to_string(m.max_attempts) +
+         (m.lost > 0 ? " after " + std::to_string(m.lost) + " lost" : std::string{}) + ", epoch " +
+         std::to_string(m.epoch) + ")";
+}
 
-  auto check_drained = std::make_shared<std::function<void()>>();
-  auto try_claim = std::make_shared<std::function<void()>>();
-  auto flush = std::make_shared<std::function<void()>>();
+// -- claim path -----------------------------------------------------------------
 
-  *check_drained = [=] {
-    auto& st = self->state;
-    if (!st.draining || !st.running.empty() || st.unwritten() > 0 || st.claiming ||
-        st.drain_promise.pending() == false)
-      return;
-    st.drain_promise.deliver(drain_report{o.stage, st.drain_finished, 0});
-  };
+void stage_pump::try_claim() {
+  int free = stage_->concurrency - static_cast<int>(running_.size());
+  // Results waiting to become durable bound the claims too: a database
+  // that refuses writes stops claiming instead of piling results up.
+  auto max_unwritten = 2 * static_cast<size_t>(std::max(stage_->concurrency, runtime_.claim_batch));
+  if (draining_ || claiming_ || free <= 0 || unwritten() >= max_unwritten)
+    return;
+  auto store = o_.dir->get("store");
+  if (!store)
+    return;
+  claiming_ = true;
+  int limit = std::min(free, runtime_.claim_batch);
+  request(store, store_timeout, claim_request{o_.stage, o_.node, limit, runtime_.lease_ttl})
+      .then([=](std::vector<claimed_message>& jobs) { on_claimed(jobs, limit); },
+            [=](caf::error& e) { on_claim_failed(e); });
+}
 
-  // Completions and failures are written as two independent group commits:
-  // one kind failing never starves the other. A batch goes at once when none
-  // is in flight; while one is written the next accumulates, and a second
-  // goes beside it only once the queue is deep (PostgreSQL then runs both).
-  auto write_batch = [=](auto& pending, size_t& in_flight, int& batches, const char* what) {
-    constexpr int max_batches = 2;
-    constexpr size_t deep_queue = 64;
-    if (pending.empty() || batches >= max_batches || (batches > 0 && pending.size() < deep_queue))
-      return;
-    auto store = o.dir->get("store");
-    if (!store) {
-      self->delayed_send(self, runtime.poll_interval, flush_retry_atom::value);
-      return;
-    }
-    auto batch = std::move(pending);
-    pending.clear();
-    in_flight += batch.size();
-    ++batches;
-    self->request(store, store_timeout, batch)
-        .then(
-            [=, &in_flight, &batches](const std::vector<fence_result>& results) {
-              auto& st = self->state;
-              in_flight -= batch.size();
-              --batches;
-              if (st.write_error_reported) {
-                spdlog::info("stage {}: writing results works again", o.stage);
-                st.write_error_reported = false;
-              }
-              std::vector<lease> written;
-              for (size_t i = 0; i < batch.size(); ++i) {
-                written.push_back(batch[i].fence);
-                if (i < results.size() && results[i] == fence_result::stale)
-                  spdlog::warn("stage {}: {} of message {} epoch {} was fenced out (its lease "
-                               "was lost meanwhile); recorded as a late result",
-                               o.stage, what, batch[i].fence.message_id, batch[i].fence.epoch);
-              }
-              tell_keeper(leases_ended{std::move(written)});
-              (*flush)();
-              (*try_claim)();
-            },
-            [=, &in_flight, &batches, &pending](caf::error& e) {
-              auto& st = self->state;
-              in_flight -= batch.size();
-              --batches;
-              // Kept, in order, before what arrived meanwhile; the store
-              // fences every entry by (id, epoch), so a retry that meets a
-              // re-claimed message applies only the current epoch's result.
-              pending.insert(pending.begin(), batch.begin(), batch.end());
-              // While the outage log tells a database outage, this is part of it (debug,
-              // and no "works again" line); otherwise one warning until writes work.
-              if (!st.write_error_reported) {
-                auto level = persistence::secondhand_level(o.outage);
-                spdlog::log(level, "stage {}: writing {} {} failed ({}); retrying every {}",
-                            o.stage, batch.size(), what, self->system().render(e),
-                            config::format_duration(runtime.poll_interval));
-                st.write_error_reported = level >= spdlog::level::warn;
-              }
-              self->delayed_send(self, runtime.poll_interval, flush_retry_atom::value);
-            });
-  };
+void stage_pump::on_claimed(std::vector<claimed_message>& jobs, int limit) {
+  claiming_ = false;
+  if (claim_error_reported_) {
+    spdlog::info("stage {}: claiming works again", o_.stage);
+    claim_error_reported_ = false;
+  }
+  if (jobs.empty()) {
+    check_drained();
+    return;
+  }
+  leases_taken taken;
+  for (const auto& j : jobs)
+    taken.leases.push_back(j.fencing());
+  tell_keeper(taken);
+  spdlog::debug("stage {}: claimed {} ({})", o_.stage, jobs.size(), ids_of(taken.leases));
+  if (draining_) {
+    // A drain began while this claim was on its way: give these back
+    // untouched; the work in flight keeps its grace period.
+    if (auto store = o_.dir->get("store"))
+      request(store, store_timeout, release_request{o_.node, taken.leases})
+          .then(
+              [=](const std::vector<fence_result>&) {
+                tell_keeper(leases_ended{taken.leases});
+                check_drained();
+              },
+              [=](caf::error&) { check_drained(); });
+    return;
+  }
+  for (const auto& j : jobs)
+    dispatch(j);
+  if (static_cast<int>(jobs.size()) == limit)
+    try_claim();
+}
 
-  *flush = [=] {
-    auto& st = self->state;
-    write_batch(st.completions, st.completions_in_flight, st.completion_batches, "completion");
-    write_batch(st.failures, st.failures_in_flight, st.failure_batches, "failure");
-    (*check_drained)();
-  };
+void stage_pump::on_claim_failed(const caf::error& e) {
+  claiming_ = false;
+  if (!claim_error_reported_) {
+    auto level = persistence::secondhand_level(o_.outage);
+    spdlog::log(level, "stage {}: claim failed ({}); retrying every {}", o_.stage,
+                system().render(e), config::format_duration(runtime_.poll_interval));
+    claim_error_reported_ = level >= spdlog::level::warn;
+  }
+  check_drained();
+}
 
-  auto finish_failure = [=](const lease& fence, attempt_result kind, const std::string& error,
-                            bool retryable, const std::string& model) {
-    auto* e = find(fence);
-    failure f;
-    f.fence = fence;
-    f.node = o.node;
-    f.result = kind;
-    f.error = error;
-    f.model = model;
-    f.retryable = retryable;
-    if (!e) {
-      f.started_at = o.wall_clock();
-      record_late(std::vector<failure>{f}, to_string(kind), fence);
-      return;
-    }
-    f.attempt = e->job.attempt;
-    f.started_at = e->job.started_at;
-    bool last = !retryable || e->job.counted_attempt() >= e->job.max_attempts;
-    f.retry_after = last ? config::millis{0}
-                         : retry_backoff(stage.retry, e->job.counted_attempt(), self->state.rng);
-    if (last)
-      spdlog::error("{} {}: {}; dead-lettered{}", log_id(e->job), to_string(kind), error,
-                    retryable ? " after its last attempt" : " (not retryable)");
-    else
-      spdlog::warn("{} {}: {}; retry in {}", log_id(e->job), to_string(kind), error,
-                   config::format_duration(f.retry_after));
-    self->state.failures.push_back(std::move(f));
-    self->state.running.erase(fence.message_id);
-    if (self->state.draining)
-      ++self->state.drain_finished;
-    (*flush)();
-  };
+// -- dispatch path --------------------------------------------------------------
 
-  auto finish_success = [=](const lease& fence, const std::string& outcome, const json& output,
-                            const std::string& model) {
-    auto* e = find(fence);
-    completion c;
-    c.fence = fence;
-    c.node = o.node;
-    c.outcome = outcome;
-    c.output = output;
-    c.model = model;
-    if (!e) {
-      c.started_at = o.wall_clock();
-      record_late(std::vector<completion>{c}, "result", fence);
+void stage_pump::dispatch(const claimed_message& job) {
+  if (auto old = running_.find(job.id); old != running_.end()) {
+    // Claimed again while this pump still runs it: its lease was rescued
+    // (a database outage longer than the lease, a clock jump). The old
+    // execution is stopped, never left running beside the new one, so the
+    // stage's concurrency holds; its result, if any, is fenced out.
+    spdlog::warn("{}: claimed again at epoch {} while epoch {} still ran here; stopping the "
+                 "old execution",
+                 log_id(old->second.job), job.epoch, old->second.job.epoch);
+    stop_execution(old->second);
+    tell_keeper(leases_ended{{old->second.job.fencing()}});
+    running_.erase(old);
+  }
+  auto& e = running_[job.id];
+  e.job = job;
+  switch (stage_->handler) {
+  case config::handler_kind::builtin:
+    return start_builtin(e);
+  case config::handler_kind::script:
+    return start_script(e);
+  case config::handler_kind::model:
+    return start_model(e);
+  }
+}
+
+void stage_pump::start_builtin(execution& e) {
+  const auto* fn = o_.builtins->find(stage_->function);
+  if (!fn) {
+    finish_failure(e.job.fencing(), attempt_result::failed,
+                   "builtin " + stage_->function + " is not registered", false, "");
+    return;
+  }
+  // On the scheduler's threads, never a thread per job: a builtin is a
+  // quick C++ function by contract (slow or blocking work is a script).
+  auto owner = caf::actor_cast<caf::actor>(this);
+  auto worker = spawn<caf::monitored>(builtin_job, owner, e.job, stage_->function, *fn);
+  e.executor = worker.address();
+  arm_deadline(e, timeout_);
+}
+
+void stage_pump::start_script(execution& e) {
+  script_spec spec{stage_->command, stage_->working_dir, stage_->env};
+  auto owner = caf::actor_cast<caf::actor>(this);
+  caf::actor worker;
+  if (o_.simulated_scripts) {
+    worker = o_.simulated_scripts(this, owner, e.job, spec);
+    monitor(worker);
+  } else if (stage_->mode == config::script_mode::worker) {
+    // A long-lived child of the stage's pool (spawned beside this pump) runs it.
+    worker = o_.dir->get(script_pool_name(o_.stage));
+    if (!worker) {
+      finish_failure(e.job.fencing(), attempt_result::failed,
+                     "script worker pool of stage " + o_.stage + " is not running", true, "");
       return;
     }
-    if (auto why = persistence::unstorable_json(output)) {
-      // Caught here rather than by the store, so that the failure follows the
-      // stage's retry policy: a model may answer better next time.
-      finish_failure(fence, attempt_result::failed, "output cannot be stored: " + *why,
-                     stage.handler == config::handler_kind::model, model);
-      return;
-    }
-    auto routed = route(pipeline, stage, outcome, next_payload(e->job.payload, output));
-    if (!routed.ok) {
-      finish_failure(fence, attempt_result::failed, routed.error, false, model);
-      return;
-    }
-    c.attempt = e->job.attempt;
-    c.started_at = e->job.started_at;
-    c.deliveries = std::move(routed.deliveries);
-    spdlog::debug("{} completed: {}", log_id(e->job), outcome);
-    self->state.completions.push_back(std::move(c));
-    self->state.running.erase(fence.message_id);
-    if (self->state.draining)
-      ++self->state.drain_finished;
-    (*flush)();
+    send(worker, script_call{e.job.fencing(),
+                             e.job.payload.dump(-1, ' ', false, json::error_handler_t::replace)});
+  } else {
+    worker = spawn<caf::detached + caf::monitored>(script_job, owner, e.job, spec);
+  }
+  e.executor = worker.address();
+  arm_deadline(e, timeout_);
+}
+
+void stage_pump::start_model(execution& e) {
+  auto prompt = config::render_template(stage_->prompt, e.job.payload);
+  if (!prompt.ok()) {
+    std::string missing;
+    for (const auto& p : prompt.unresolved)
+      missing += (missing.empty() ? "{" : ", {") + p + "}";
+    finish_failure(e.job.fencing(), attempt_result::failed,
+                   "prompt has unresolved placeholder(s) " + missing + "; no call made", false,
+                   stage_->model);
+    return;
+  }
+  auto endpoint = o_.dir->get("model/" + stage_->model);
+  if (!endpoint) {
+    finish_failure(e.job.fencing(), attempt_result::failed,
+                   "model endpoint " + stage_->model + " is not running", true, stage_->model);
+    return;
+  }
+  // The HTTP call gets a little longer than our deadline, so that our
+  // timeout, not the socket's, decides; the thread still ends.
+  auto call_timeout = timeout_ + config::millis{2000};
+  send(endpoint,
+       model_call{e.job.fencing(), o_.stage, stage_->system_prompt, prompt.text, call_timeout});
+  e.executor = endpoint.address();
+  // A call waiting out a model outage has no deadline; if the endpoint
+  // dies meanwhile (its queue with it), this pump must hear of it.
+  if (monitored_endpoint_ != endpoint.address()) {
+    monitor(endpoint);
+    monitored_endpoint_ = endpoint.address();
+  }
+  // Until the call leaves the endpoint's queue the deadline is loose;
+  // execution_started re-arms it to the stage timeout.
+  arm_deadline(e, timeout_ * 3 + runtime_.lease_ttl);
+}
+
+void stage_pump::arm_deadline(execution& e, config::millis after) {
+  e.generation = ++generations_;
+  delayed_send(this, after, execution_timeout{e.job.fencing(), e.generation});
+}
+
+// Stops an execution that no longer matters: kills a script's process
+// group, frees a model call's slot. A builtin's thread cannot be killed
+// safely; it finishes and its result is stale.
+void stage_pump::stop_execution(const execution& e) {
+  if (e.pid > 0)
+    kill_process_group(static_cast<pid_t>(e.pid));
+  if (stage_->handler == config::handler_kind::model)
+    if (auto endpoint = o_.dir->get("model/" + stage_->model))
+      send(endpoint, execution_abandoned{e.job.fencing()});
+  // A worker pool then reports nothing more for it and replaces the killed child.
+  if (stage_->handler == config::handler_kind::script &&
+      stage_->mode == config::script_mode::worker)
+    if (auto pool = o_.dir->get(script_pool_name(o_.stage)))
+      send(pool, execution_abandoned{e.job.fencing()});
+}
+
+// -- results --------------------------------------------------------------------
+
+void stage_pump::finish_success(const lease& fence, const std::string& outcome, const json& output,
+                                const std::string& model) {
+  auto* e = find(fence);
+  completion c;
+  c.fence = fence;
+  c.node = o_.node;
+  c.outcome = outcome;
+  c.output = output;
+  c.model = model;
+  if (!e) {
+    c.started_at = o_.wall_clock();
+    record_late(std::move(c), "result");
+    return;
+  }
+  if (auto why = persistence::unstorable_json(output)) {
+    // Caught here rather than by the store, so that the failure follows the
+    // stage's retry policy: a model may answer better next time.
+    finish_failure(fence, attempt_result::failed, "output cannot be stored: " + *why,
+                   stage_->handler == config::handler_kind::model, model);
+    return;
+  }
+  auto routed = route(pipeline_, *stage_, outcome, next_payload(e->job.payload, output));
+  if (!routed.ok) {
+    finish_failure(fence, attempt_result::failed, routed.error, false, model);
+    return;
+  }
+  c.attempt = e->job.attempt;
+  c.started_at = e->job.started_at;
+  c.deliveries = std::move(routed.deliveries);
+  spdlog::debug("{} completed: {}", log_id(e->job), outcome);
+  completions_.pending.push_back(std::move(c));
+  ended(fence);
+}
+
+void stage_pump::finish_failure(const lease& fence, attempt_result kind, const std::string& error,
+                                bool retryable, const std::string& model) {
+  auto* e = find(fence);
+  failure f;
+  f.fence = fence;
+  f.node = o_.node;
+  f.result = kind;
+  f.error = error;
+  f.model = model;
+  f.retryable = retryable;
+  if (!e) {
+    f.started_at = o_.wall_clock();
+    record_late(std::move(f), to_string(kind));
+    return;
+  }
+  f.attempt = e->job.attempt;
+  f.started_at = e->job.started_at;
+  bool last = !retryable || e->job.counted_attempt() >= e->job.max_attempts;
+  f.retry_after =
+      last ? config::millis{0} : retry_backoff(stage_->retry, e->job.counted_attempt(), rng_);
+  if (last)
+    spdlog::error("{} {}: {}; dead-lettered{}", log_id(e->job), to_string(kind), error,
+                  retryable ? " after its last attempt" : " (not retryable)");
+  else
+    spdlog::warn("{} {}: {}; retry in {}", log_id(e->job), to_string(kind), error,
+                 config::format_duration(f.retry_after));
+  failures_.pending.push_back(std::move(f));
+  ended(fence);
+}
+
+/// The execution is over and its result queued: free its slot, write soon.
+void stage_pump::ended(const lease& fence) {
+  running_.erase(fence.message_id);
+  if (draining_)
+    ++drain_finished_;
+  flush();
+}
+
+// A result for an execution this pump no longer owns: the store records it
+// as a late result (its epoch fails the fence) and applies nothing.
+template <class Result> void stage_pump::record_late(Result late, const char* what) {
+  auto fence = late.fence;
+  spdlog::warn("stage {}: late {} for message {} epoch {}: no longer owned here; recorded, not "
+               "applied",
+               o_.stage, what, fence.message_id, fence.epoch);
+  if (auto store = o_.dir->get("store"))
+    request(store, store_timeout, std::vector<Result>{std::move(late)})
+        .then([](const std::vector<fence_result>&) {},
+              [=](caf::error& e) {
+                spdlog::warn("stage {}: could not record late result of message {}: {}", o_.stage,
+                             fence.message_id, system().render(e));
+              });
+}
+
+// -- flush path -----------------------------------------------------------------
+
+void stage_pump::flush() {
+  write_batch(completions_, "completion");
+  write_batch(failures_, "failure");
+  check_drained();
+}
+
+// A batch goes at once when none is in flight; while one is written the
+// next accumulates, and a second goes beside it only once the queue is deep
+// (PostgreSQL then runs both).
+template <class Result>
+void stage_pump::write_batch(result_queue<Result>& queue, const char* what) {
+  constexpr int max_batches = 2;
+  constexpr size_t deep_queue = 64;
+  if (queue.pending.empty() || queue.batches >= max_batches ||
+      (queue.batches > 0 && queue.pending.size() < deep_queue))
+    return;
+  auto store = o_.dir->get("store");
+  if (!store) {
+    delayed_send(this, runtime_.poll_interval, flush_retry_atom::value);
+    return;
+  }
+  auto batch = std::move(queue.pending);
+  queue.pending.clear();
+  queue.in_flight += batch.size();
+  ++queue.batches;
+  request(store, store_timeout, batch)
+      .then(
+          [=, &queue](const std::vector<fence_result>& results) {
+            on_written(queue, batch, results, what);
+          },
+          [=, &queue](caf::error& e) { on_write_failed(queue, batch, e, what); });
+}
+
+template <class Result>
+void stage_pump::on_written(result_queue<Result>& queue, const std::vector<Result>& batch,
+                            const std::vector<fence_result>& results, const char* what) {
+  queue.in_flight -= batch.size();
+  --queue.batches;
+  if (write_error_reported_) {
+    spdlog::info("stage {}: writing results works again", o_.stage);
+    write_error_reported_ = false;
+  }
+  std::vector<lease> written;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    written.push_back(batch[i].fence);
+    if (i < results.size() && results[i] == fence_result::stale)
+      spdlog::warn("stage {}: {} of message {} epoch {} was fenced out (its lease "
+                   "was lost meanwhile); recorded as a late result",
+                   o_.stage, what, batch[i].fence.message_id, batch[i].fence.epoch);
+  }
+  tell_keeper(leases_ended{std::move(written)});
+  flush();
+  try_claim();
+}
+
+template <class Result>
+void stage_pump::on_write_failed(result_queue<Result>& queue, std::vector<Result> batch,
+                                 const caf::error& e, const char* what) {
+  queue.in_flight -= batch.size();
+  --queue.batches;
+  // Kept, in order, before what arrived meanwhile; the store fences every
+  // entry by (id, epoch), so a retry that meets a re-claimed message
+  // applies only the current epoch's result.
+  queue.pending.insert(queue.pending.begin(), batch.begin(), batch.end());
+  // While the outage log tells a database outage, this is part of it (debug,
+  // and no "works again" line); otherwise one warning until writes work.
+  if (!write_error_reported_) {
+    auto level = persistence::secondhand_level(o_.outage);
+    spdlog::log(level, "stage {}: writing {} {} failed ({}); retrying every {}", o_.stage,
+                batch.size(), what, system().render(e),
+                config::format_duration(runtime_.poll_interval));
+    write_error_reported_ = level >= spdlog::level::warn;
+  }
+  delayed_send(this, runtime_.poll_interval, flush_retry_atom::value);
+}
+
+// -- drain path -----------------------------------------------------------------
+
+caf::response_promise stage_pump::on_drain(const drain_request& req) {
+  draining_ = true;
+  drain_promise_ = make_response_promise();
+  spdlog::info("stage {}: draining: {} in flight, grace {}", o_.stage, running_.size(),
+               config::format_duration(req.grace));
+  delayed_send(this, req.grace, drain_deadline_atom::value);
+  check_drained();
+  return drain_promise_;
+}
+
+void stage_pump::check_drained() {
+  if (!draining_ || !running_.empty() || unwritten() > 0 || claiming_ || !drain_promise_.pending())
+    return;
+  drain_promise_.deliver(drain_report{o_.stage, drain_finished_, 0});
+}
+
+// The grace period is over: what still runs is stopped and released, its
+// attempt not consumed.
+void stage_pump::on_drain_deadline() {
+  if (running_.empty()) {
+    check_drained();
+    return;
+  }
+  std::vector<lease> leases;
+  for (auto& [id, e] : running_) {
+    stop_execution(e);
+    leases.push_back(e.job.fencing());
+  }
+  running_.clear();
+  auto report = [=](int64_t released) {
+    if (drain_promise_.pending())
+      drain_promise_.deliver(drain_report{o_.stage, drain_finished_, released});
   };
+  auto store = o_.dir->get("store");
+  if (!store) {
+    report(0);
+    return;
+  }
+  request(store, store_timeout, release_request{o_.node, leases})
+      .then(
+          [=](const std::vector<fence_result>& results) {
+            int64_t released = std::count(results.begin(), results.end(), fence_result::applied);
+            spdlog::info("stage {}: released {} message(s) at shutdown, attempts not consumed: {}",
+                         o_.stage, released, ids_of(leases));
+            tell_keeper(leases_ended{leases});
+            report(released);
+          },
+          [=](caf::error& e) {
+            spdlog::warn("stage {}: releasing {} failed ({}); they return when their leases "
+                         "expire",
+                         o_.stage, ids_of(leases), system().render(e));
+            report(0);
+          });
+}
 
-  auto dispatch = [=](const claimed_message& job) {
-    if (auto old = self->state.running.find(job.id); old != self->state.running.end()) {
-      // Claimed again while this pump still runs it: its lease was rescued
-      // (a database outage longer than the lease, a clock jump). The old
-      // execution is stopped, never left running beside the new one, so the
-      // stage's concurrency holds; its result, if any, is fenced out.
-      spdlog::warn("{}: claimed again at epoch {} while epoch {} still ran here; stopping the "
-                   "old execution",
-                   log_id(old->second.job), job.epoch, old->second.job.epoch);
-      stop_execution(old->second);
-      tell_keeper(leases_ended{{old->second.job.fencing()}});
-      self->state.running.erase(old);
-    }
-    auto& e = self->state.running[job.id];
-    e.job = job;
-    switch (stage.handler) {
-    case config::handler_kind::builtin: {
-      const auto* fn = o.builtins->find(stage.function);
-      if (!fn) {
-        finish_failure(job.fencing(), attempt_result::failed,
-                       "builtin " + stage.function + " is not registered", false, "");
-        return;
-      }
-      // On the scheduler's threads, never a thread per job: a builtin is a
-      // quick C++ function by contract (slow or blocking work is a script).
-      auto owner = caf::actor_cast<caf::actor>(self);
-      auto worker = self->spawn<caf::monitored>(builtin_job, owner, job, stage.function, *fn);
-      e.executor = worker.address();
-      arm_deadline(e, self->state.timeout);
-      return;
-    }
-    case config::handler_kind::script: {
-      script_spec spec{stage.command, stage.working_dir, stage.env};
-      auto owner = caf::actor_cast<caf::actor>(self);
-      caf::actor worker;
-      if (o.simulated_scripts) {
-        worker = o.simulated_scripts(self, owner, job, spec);
-        self->monitor(worker);
-      } else if (stage.mode == config::script_mode::worker) {
-        // A long-lived child of the stage's pool (spawned beside this pump) runs it.
-        worker = o.dir->get(script_pool_name(o.stage));
-        if (!worker) {
-          finish_failure(job.fencing(), attempt_result::failed,
-                         "script worker pool of stage " + o.stage + " is not running", true, "");
-          return;
-        }
-        self->send(worker,
-                   script_call{job.fencing(),
-                               job.payload.dump(-1, ' ', false, json::error_handler_t::replace)});
-      } else {
-        worker = self->spawn<caf::detached + caf::monitored>(script_job, owner, job, spec);
-      }
-      e.executor = worker.address();
-      arm_deadline(e, self->state.timeout);
-      return;
-    }
-    case config::handler_kind::model: {
-      auto prompt = config::render_template(stage.prompt, job.payload);
-      if (!prompt.ok()) {
-        std::string missing;
-        for (const auto& p : prompt.unresolved)
-          missing += (missing.empty() ? "{" : ", {") + p + "}";
-        finish_failure(job.fencing(), attempt_result::failed,
-                       "prompt has unresolved placeholder(s) " + missing + "; no call made", false,
-                       stage.model);
-        return;
-      }
-      auto endpoint = o.dir->get("model/" + stage.model);
-      if (!endpoint) {
-        finish_failure(job.fencing(), attempt_result::failed,
-                       "model endpoint " + stage.model + " is not running", true, stage.model);
-        return;
-      }
-      // The HTTP call gets a little longer than our deadline, so that our
-      // timeout, not the socket's, decides; the thread still ends.
-      auto call_timeout = self->state.timeout + config::millis{2000};
-      self->send(endpoint, model_call{job.fencing(), o.stage, stage.system_prompt, prompt.text,
-                                      call_timeout});
-      e.executor = endpoint.address();
-      // A call waiting out a model outage has no deadline; if the endpoint
-      // dies meanwhile (its queue with it), this pump must hear of it.
-      if (self->state.monitored_endpoint != endpoint.address()) {
-        self->monitor(endpoint);
-        self->state.monitored_endpoint = endpoint.address();
-      }
-      // Until the call leaves the endpoint's queue the deadline is loose;
-      // execution_started re-arms it to the stage timeout.
-      arm_deadline(e, self->state.timeout * 3 + runtime.lease_ttl);
-      return;
-    }
-    }
-  };
+// -- crashes --------------------------------------------------------------------
 
-  *try_claim = [=] {
-    auto& st = self->state;
-    int free = stage.concurrency - static_cast<int>(st.running.size());
-    // Results waiting to become durable bound the claims too: a database
-    // that refuses writes stops claiming instead of piling results up.
-    auto max_unwritten = 2 * static_cast<size_t>(std::max(stage.concurrency, runtime.claim_batch));
-    if (st.draining || st.claiming || free <= 0 || st.unwritten() >= max_unwritten)
-      return;
-    auto store = o.dir->get("store");
-    if (!store)
-      return;
-    st.claiming = true;
-    int limit = std::min(free, runtime.claim_batch);
-    self->request(store, store_timeout, claim_request{o.stage, o.node, limit, runtime.lease_ttl})
-        .then(
-            [=](std::vector<claimed_message>& jobs) {
-              auto& st = self->state;
-              st.claiming = false;
-              if (st.claim_error_reported) {
-                spdlog::info("stage {}: claiming works again", o.stage);
-                st.claim_error_reported = false;
-              }
-              if (jobs.empty()) {
-                (*check_drained)();
-                return;
-              }
-              leases_taken taken;
-              for (const auto& j : jobs)
-                taken.leases.push_back(j.fencing());
-              tell_keeper(taken);
-              spdlog::debug("stage {}: claimed {} ({})", o.stage, jobs.size(),
-                            ids_of(taken.leases));
-              if (st.draining) {
-                // A drain began while this claim was on its way: give these back
-                // untouched; the work in flight keeps its grace period.
-                if (auto store = o.dir->get("store"))
-                  self->request(store, store_timeout, release_request{o.node, taken.leases})
-                      .then(
-                          [=](const std::vector<fence_result>&) {
-                            tell_keeper(leases_ended{taken.leases});
-                            (*check_drained)();
-                          },
-                          [=](caf::error&) { (*check_drained)(); });
-                return;
-              }
-              for (const auto& j : jobs)
-                dispatch(j);
-              if (static_cast<int>(jobs.size()) == limit)
-                (*try_claim)();
-            },
-            [=](caf::error& e) {
-              auto& st = self->state;
-              st.claiming = false;
-              if (!st.claim_error_reported) {
-                auto level = persistence::secondhand_level(o.outage);
-                spdlog::log(level, "stage {}: claim failed ({}); retrying every {}", o.stage,
-                            self->system().render(e),
-                            config::format_duration(runtime.poll_interval));
-                st.claim_error_reported = level >= spdlog::level::warn;
-              }
-              (*check_drained)();
-            });
-  };
+void stage_pump::on_down(const caf::down_msg& dm) {
+  if (dm.source == monitored_endpoint_) {
+    // The endpoint's queue died with it: every call still there or running
+    // is lost. Its supervisor starts a new one for the next calls.
+    monitored_endpoint_ = caf::actor_addr{};
+    std::vector<lease> lost;
+    for (auto& [id, e] : running_)
+      if (e.executor == dm.source)
+        lost.push_back(e.job.fencing());
+    for (const auto& fence : lost)
+      finish_failure(fence, attempt_result::crashed,
+                     "model endpoint " + stage_->model + " stopped: " + system().render(dm.reason),
+                     true, stage_->model);
+    return;
+  }
+  for (auto& [id, e] : running_) {
+    if (e.executor != dm.source)
+      continue;
+    if (dm.reason && dm.reason != caf::exit_reason::normal)
+      on_worker_crash(e, dm.reason);
+    // else the result arrived before the exit, as messages from one actor do
+    return;
+  }
+}
 
-  // -- lifecycle --------------------------------------------------------------
+void stage_pump::on_worker_crash(const execution& e, const caf::error& reason) {
+  auto now = clock().now(); // virtual in the simulation
+  crashes_.push_back(now);
+  while (!crashes_.empty() && now - crashes_.front() > o_.crash_period)
+    crashes_.pop_front();
+  finish_failure(e.job.fencing(), attempt_result::crashed,
+                 "worker crashed: " + system().render(reason), true, "");
+  if (static_cast<int>(crashes_.size()) > o_.crash_intensity) {
+    spdlog::error("stage {}: {} worker crashes within {}; the pump gives up", o_.stage,
+                  crashes_.size(), config::format_duration(o_.crash_period));
+    quit(caf::make_error(caf::sec::runtime_error, "stage " + o_.stage + ": workers crashed " +
+                                                      std::to_string(crashes_.size()) +
+                                                      " times within " +
+                                                      config::format_duration(o_.crash_period)));
+  }
+}
 
-  self->join(ready_group(self->system(), o.stage));
-  self->join(any_ready_group(self->system()));
-  self->set_down_handler([=](caf::down_msg& dm) {
-    auto& st = self->state;
-    if (dm.source == st.monitored_endpoint) {
-      // The endpoint's queue died with it: every call still there or running
-      // is lost. Its supervisor starts a new one for the next calls.
-      st.monitored_endpoint = caf::actor_addr{};
-      std::vector<lease> lost;
-      for (auto& [id, e] : st.running)
-        if (e.executor == dm.source)
-          lost.push_back(e.job.fencing());
-      for (const auto& fence : lost)
-        finish_failure(fence, attempt_result::crashed,
-                       "model endpoint " + stage.model +
-                           " stopped: " + self->system().render(dm.reason),
-                       true, stage.model);
-      return;
-    }
-    for (auto& [id, e] : st.running) {
-      if (e.executor != dm.source)
-        continue;
-      if (!dm.reason || dm.reason == caf::exit_reason::normal)
-        return; // the result arrived before the exit, as messages from one actor do
-      auto now = self->clock().now(); // virtual in the simulation
-      st.crashes.push_back(now);
-      while (!st.crashes.empty() && now - st.crashes.front() > o.crash_period)
-        st.crashes.pop_front();
-      auto reason = self->system().render(dm.reason);
-      finish_failure(e.job.fencing(), attempt_result::crashed, "worker crashed: " + reason, true,
-                     "");
-      if (static_cast<int>(st.crashes.size()) > o.crash_intensity) {
-        spdlog::error("stage {}: {} worker crashes within {}; the pump gives up", o.stage,
-                      st.crashes.size(), config::format_duration(o.crash_period));
-        self->quit(caf::make_error(caf::sec::runtime_error,
-                                   "stage " + o.stage + ": workers crashed " +
-                                       std::to_string(st.crashes.size()) + " times within " +
-                                       config::format_duration(o.crash_period)));
-      }
-      return;
-    }
-  });
-  self->send(self, poll_tick_atom::value);
+// -- behavior -------------------------------------------------------------------
 
+caf::behavior stage_pump::make_behavior() {
+  if (!stage_) {
+    quit(caf::make_error(caf::sec::invalid_argument, "no stage " + o_.stage));
+    return {};
+  }
+  join(ready_group(system(), o_.stage));
+  join(any_ready_group(system()));
+  set_down_handler([=](caf::down_msg& dm) { on_down(dm); });
+  send(this, poll_tick_atom::value);
   return {
       [=](work_available& w) {
-        if (w.stage.empty() || w.stage == o.stage)
-          (*try_claim)();
+        if (w.stage.empty() || w.stage == o_.stage)
+          try_claim();
       },
       [=](poll_tick_atom) {
-        self->delayed_send(self, runtime.poll_interval, poll_tick_atom::value);
-        (*try_claim)();
+        delayed_send(this, runtime_.poll_interval, poll_tick_atom::value);
+        try_claim();
       },
-      [=](flush_retry_atom) { (*flush)(); },
+      [=](flush_retry_atom) { flush(); },
       // The stage supervisor's liveness probe: any reply shows the mailbox is
       // processed (void: an empty one at once), so a hung pump gets restarted.
       [](probe_atom) {},
@@ -519,14 +647,14 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
         if (!e)
           return;
         e->pid = msg.pid;
-        if (stage.handler == config::handler_kind::model)
-          arm_deadline(*e, self->state.timeout);
+        if (stage_->handler == config::handler_kind::model)
+          arm_deadline(*e, timeout_);
       },
       [=](model_waiting& msg) {
         // Waiting out an outage is not running: no deadline until the call
         // leaves the endpoint's queue again (execution_started re-arms it).
         if (auto* e = find(msg.fence)) {
-          e->generation = ++self->state.generations;
+          e->generation = ++generations_;
           spdlog::debug("{}: waiting for model {}: {}", log_id(e->job), msg.model, msg.reason);
         }
       },
@@ -534,7 +662,7 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
         finish_success(msg.fence, msg.outcome, msg.output, msg.model);
       },
       [=](model_answer& msg) {
-        auto checked = check_reply(stage, msg.content);
+        auto checked = check_reply(*stage_, msg.content);
         if (checked.ok)
           finish_success(msg.fence, checked.result.outcome, checked.result.output, msg.model);
         else
@@ -551,9 +679,8 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
           return; // the result won the race, or the deadline was re-armed
         stop_execution(*e);
         finish_failure(msg.fence, attempt_result::timeout,
-                       "timed out after " + config::format_duration(self->state.timeout) +
-                           " (stage timeout)",
-                       true, stage.handler == config::handler_kind::model ? stage.model : "");
+                       "timed out after " + config::format_duration(timeout_) + " (stage timeout)",
+                       true, stage_->handler == config::handler_kind::model ? stage_->model : "");
       },
       [=](lease_lost& msg) {
         auto* e = find(msg.fence);
@@ -562,67 +689,19 @@ caf::behavior stage_pump(caf::stateful_actor<stage_pump_state>* self, stage_pump
         spdlog::warn("{}: lease lost (rescued elsewhere); stopping it, writing nothing",
                      log_id(e->job));
         stop_execution(*e);
-        self->state.running.erase(msg.fence.message_id);
-        (*check_drained)();
-        (*try_claim)();
+        running_.erase(msg.fence.message_id);
+        check_drained();
+        try_claim();
       },
-      [=](drain_request& req) {
-        auto& st = self->state;
-        st.draining = true;
-        st.drain_promise = self->make_response_promise();
-        spdlog::info("stage {}: draining: {} in flight, grace {}", o.stage, st.running.size(),
-                     config::format_duration(req.grace));
-        self->delayed_send(self, req.grace, drain_deadline_atom::value);
-        (*check_drained)();
-        return st.drain_promise;
-      },
-      [=](drain_deadline_atom) {
-        auto& st = self->state;
-        if (st.running.empty()) {
-          (*check_drained)();
-          return;
-        }
-        std::vector<lease> leases;
-        for (auto& [id, e] : st.running) {
-          stop_execution(e);
-          leases.push_back(e.job.fencing());
-        }
-        st.running.clear();
-        auto store = o.dir->get("store");
-        auto report = [=](int64_t released) {
-          auto& st = self->state;
-          if (st.drain_promise.pending())
-            st.drain_promise.deliver(drain_report{o.stage, st.drain_finished, released});
-        };
-        if (!store) {
-          report(0);
-          return;
-        }
-        self->request(store, store_timeout, release_request{o.node, leases})
-            .then(
-                [=](const std::vector<fence_result>& results) {
-                  int64_t released =
-                      std::count(results.begin(), results.end(), fence_result::applied);
-                  spdlog::info(
-                      "stage {}: released {} message(s) at shutdown, attempts not consumed: {}",
-                      o.stage, released, ids_of(leases));
-                  tell_keeper(leases_ended{leases});
-                  report(released);
-                },
-                [=](caf::error& e) {
-                  spdlog::warn("stage {}: releasing {} failed ({}); they return when their leases "
-                               "expire",
-                               o.stage, ids_of(leases), self->system().render(e));
-                  report(0);
-                });
-      },
+      [=](drain_request& req) { return on_drain(req); },
+      [=](drain_deadline_atom) { on_drain_deadline(); },
   };
 }
 
 } // namespace
 
 caf::actor spawn_stage_pump(caf::actor_system& sys, stage_pump_options options) {
-  return sys.spawn(stage_pump, std::move(options));
+  return sys.spawn<stage_pump>(std::move(options));
 }
 
 } // namespace turing::actors

@@ -152,6 +152,10 @@ caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self, store_
         return guarded(outage, "rescue",
                        [&] { return db.rescue_expired(r.rescuer_node, r.max_lost); });
       },
+      [&db, outage](prune_request& r) {
+        return guarded(outage, "prune_history",
+                       [&] { return db.prune_history(r.older_than, r.limit); });
+      },
       [&db, outage](node_report& r) {
         return guarded(outage, "report_node", [&] {
           db.report_node(r);

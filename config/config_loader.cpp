@@ -189,6 +189,7 @@ private:
       rt.claim_batch = static_cast<int>(*n);
     if (auto n = r.integer("max_lost_attempts", 1, 1000000))
       rt.max_lost_attempts = static_cast<int>(*n);
+    read_retention(r, table->get("retain_done"));
     bool lease_ok = lease_ttl || table->get("lease_ttl") == nullptr;
     bool heartbeat_ok = heartbeat || table->get("heartbeat_interval") == nullptr;
     if (lease_ok && heartbeat_ok && rt.heartbeat_interval >= rt.lease_ttl) {
@@ -198,6 +199,27 @@ private:
                        "): a lease would expire between heartbeats");
     }
     r.finish();
+  }
+
+  /// `runtime.retain_done`: a duration, or "forever" to keep every done message.
+  void read_retention(table_reader& r, const toml::node* node) {
+    if (node == nullptr)
+      return;
+    auto text = node->value<std::string>();
+    if (text && *text == "forever") {
+      r.string("retain_done"); // marks the key as read
+      config_.runtime.retain_done = millis{0};
+      return;
+    }
+    if (text && !parse_duration(*text)) {
+      r.string("retain_done");
+      r.error("retain_done", "malformed duration '" + *text +
+                                 "' (write e.g. \"7d\", \"36h\", or \"forever\" to keep done "
+                                 "messages)");
+      return;
+    }
+    if (auto d = r.duration("retain_done"))
+      config_.runtime.retain_done = *d;
   }
 
   /// `model_endpoint`: the endpoint of every model that names none, so a

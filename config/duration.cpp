@@ -17,7 +17,8 @@ struct unit {
 
 // "ms" is tried before "m" so that "250ms" is not read as 250 minutes
 // followed by a stray "s".
-constexpr unit units[] = {{"h", 3'600'000, 0}, {"ms", 1, 3}, {"m", 60'000, 1}, {"s", 1'000, 2}};
+constexpr unit units[] = {
+    {"d", 86'400'000, 0}, {"h", 3'600'000, 1}, {"ms", 1, 4}, {"m", 60'000, 2}, {"s", 1'000, 3}};
 
 } // namespace
 
@@ -73,7 +74,7 @@ std::string format_duration(millis d) {
       ms = -ms;
   }
   constexpr std::pair<std::int64_t, const char*> parts[] = {
-      {3'600'000, "h"}, {60'000, "m"}, {1'000, "s"}, {1, "ms"}};
+      {86'400'000, "d"}, {3'600'000, "h"}, {60'000, "m"}, {1'000, "s"}, {1, "ms"}};
   for (const auto& [size, suffix] : parts) {
     if (ms >= size) {
       out += std::to_string(ms / size);

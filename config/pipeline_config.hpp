@@ -42,6 +42,10 @@ struct runtime_config {
   /// partition) this many times is dead-lettered; such lost attempts do not
   /// count against a stage's max_attempts, which bounds failures.
   int max_lost_attempts = 10;
+  /// History retention: done messages (and their attempts) of items that
+  /// finished longer ago than this are removed by the runtime; 0 keeps them
+  /// forever. Totals in status and report do not change.
+  millis retain_done{std::chrono::hours(24 * 7)};
   /// A stage pump that leaves its supervisor's liveness probe unanswered
   /// this long is deemed stalled, killed and restarted (field report,
   /// incident 15).

@@ -33,6 +33,8 @@ inline void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<heartbeat_request>("turing::heartbeat_request");
   cfg.add_message_type<release_request>("turing::release_request");
   cfg.add_message_type<rescue_request>("turing::rescue_request");
+  cfg.add_message_type<prune_request>("turing::prune_request");
+  cfg.add_message_type<prune_result>("turing::prune_result");
   cfg.add_message_type<census_request>("turing::census_request");
   cfg.add_message_type<stage_work>("turing::stage_work");
   cfg.add_message_type<work_census>("turing::work_census");

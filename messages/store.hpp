@@ -24,6 +24,10 @@ inline caf::error parse_json_into(const std::string& text, json& out) {
 
 } // namespace detail
 
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, prune_result& x) {
+  return f(caf::meta::type_name("turing::prune_result"), x.messages, x.attempts);
+}
+
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, lease& x) {
   return f(caf::meta::type_name("turing::lease"), x.message_id, x.epoch);
 }
@@ -110,6 +114,14 @@ struct rescue_request {
   int max_lost = persistence::default_max_lost_attempts;
 };
 
+/// History retention, one batch: remove up to `limit` done messages (and
+/// their attempts) of items finished over `older_than` ago; the reply is a
+/// prune_result.
+struct prune_request {
+  persistence::millis older_than{0};
+  int limit = 0;
+};
+
 /// How much work is ready, delayed or running in all stages; the reply is a
 /// work_census.
 struct census_request {};
@@ -141,6 +153,10 @@ typename Inspector::result_type inspect(Inspector& f, release_request& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, rescue_request& x) {
   return f(caf::meta::type_name("turing::rescue_request"), x.rescuer_node, x.max_lost);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, prune_request& x) {
+  return f(caf::meta::type_name("turing::prune_request"), x.older_than, x.limit);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, census_request&) {

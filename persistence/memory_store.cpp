@@ -441,6 +441,41 @@ void memory_store::report_node(const node_report& report) {
   n.seen_at = std::max(now, report.started_at);
 }
 
+prune_result memory_store::prune_history(millis older_than, int limit) {
+  check_available("prune_history");
+  auto cutoff = clock_() - older_than;
+  std::vector<const message_row*> victims;
+  for (const auto& [id, m] : messages_) {
+    if (m.state != message_state::done || !(*m.finished_at < cutoff))
+      continue;
+    auto item = items_.find(m.item_id);
+    if (item != items_.end() && item->second.finished_at && *item->second.finished_at < cutoff)
+      victims.push_back(&m);
+  }
+  // Oldest first, as pg_store's index scan; by id among equals.
+  std::sort(victims.begin(), victims.end(), [](const message_row* a, const message_row* b) {
+    return std::tie(*a->finished_at, a->id) < std::tie(*b->finished_at, b->id);
+  });
+  if (victims.size() > static_cast<size_t>(std::max(limit, 0)))
+    victims.resize(static_cast<size_t>(std::max(limit, 0)));
+  std::set<int64_t> ids;
+  for (const auto* m : victims)
+    ids.insert(m->id);
+  prune_result out;
+  auto before = attempts_.size();
+  attempts_.erase(std::remove_if(attempts_.begin(), attempts_.end(),
+                                 [&](const attempt_record& a) { return ids.count(a.message_id); }),
+                  attempts_.end());
+  out.attempts = static_cast<int64_t>(before - attempts_.size());
+  for (auto id : ids) {
+    auto it = messages_.find(id);
+    pruned_done_[it->second.stage] += 1;
+    messages_.erase(it);
+    ++out.messages;
+  }
+  return out;
+}
+
 std::vector<node_report> memory_store::nodes() {
   check_available("nodes");
   std::vector<node_report> out;
@@ -478,6 +513,11 @@ std::vector<stage_counts> memory_store::counts() {
       c.dead += 1;
       break;
     }
+  }
+  for (const auto& [stage, pruned] : pruned_done_) {
+    auto& c = by_stage[stage];
+    c.stage = stage;
+    c.done += pruned;
   }
   std::vector<stage_counts> out;
   for (auto& [stage, c] : by_stage)

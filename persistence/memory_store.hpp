@@ -44,6 +44,7 @@ public:
                                            const std::string& rescuer_node,
                                            int max_lost = default_max_lost_attempts) override;
 
+  prune_result prune_history(millis older_than, int limit) override;
   void report_node(const node_report& report) override;
   std::vector<node_report> nodes() override;
   std::vector<stage_counts> counts() override;
@@ -115,6 +116,8 @@ private:
   std::map<std::pair<int64_t, std::string>, join_row> joins_;
   std::vector<attempt_record> attempts_;
   std::map<std::string, node_report> nodes_;
+  /// Done messages removed by retention, per stage: counts() still counts them.
+  std::map<std::string, int64_t> pruned_done_;
 };
 
 } // namespace turing::persistence

@@ -250,6 +250,27 @@ END
 $$;
 )sql";
 
+// History retention: done messages of long-finished items are removed with
+// their attempts (runtime.retain_done). The tallies keep counting them:
+// `pruned` says how many of a stage's done messages are gone, so the
+// invariant "tallied done = done rows" becomes "tallied done = done rows +
+// pruned". The partial index finds the oldest done messages without a scan.
+// The audit log stays append-only for everything else: retention's
+// transaction says what it is (turing.retention = on, local to it).
+const char* history_retention = R"sql(
+ALTER TABLE turing.stage_tallies ADD COLUMN pruned bigint NOT NULL DEFAULT 0 CHECK (pruned >= 0);
+CREATE INDEX messages_done_idx ON turing.messages (finished_at) WHERE state = 'done';
+CREATE OR REPLACE FUNCTION turing.refuse_attempt_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'DELETE' AND current_setting('turing.retention', true) = 'on' THEN
+    RETURN OLD;
+  END IF;
+  RAISE EXCEPTION 'turing.attempts is append-only: % refused', TG_OP
+    USING ERRCODE = 'integrity_constraint_violation';
+END
+$$;
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
@@ -264,6 +285,7 @@ const std::vector<migration>& all_migrations() {
       {8, "messages.lost: lost attempts bounded apart from failures", lost_attempts},
       {9, "no foreign-key triggers on the hot path; turing check verifies references",
        no_foreign_keys},
+      {10, "history retention: stage_tallies.pruned, messages_done_idx", history_retention},
   };
   return list;
 }

@@ -981,11 +981,12 @@ std::vector<rescued_message> pg_store::rescue_expired(const std::string& rescuer
       WITH gone AS (
         DELETE FROM turing.stage_tallies t WHERE backend <> 0
           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.pid = t.backend)
-        RETURNING stage, done, dead)
-      INSERT INTO turing.stage_tallies AS t (stage, backend, done, dead)
-      SELECT stage, 0, sum(done), sum(dead) FROM gone GROUP BY stage
+        RETURNING stage, done, dead, pruned)
+      INSERT INTO turing.stage_tallies AS t (stage, backend, done, dead, pruned)
+      SELECT stage, 0, sum(done), sum(dead), sum(pruned) FROM gone GROUP BY stage
       ON CONFLICT (stage, backend) DO UPDATE SET done = t.done + EXCLUDED.done,
-                                                dead = t.dead + EXCLUDED.dead)sql");
+                                                dead = t.dead + EXCLUDED.dead,
+                                                pruned = t.pruned + EXCLUDED.pruned)sql");
     session_->statements.exec(tx, R"sql(
       WITH gone AS (
         DELETE FROM turing.run_tallies t WHERE backend <> 0
@@ -1267,6 +1268,36 @@ std::vector<sink_count> pg_store::result_counts(int64_t run_id, const std::strin
   });
 }
 
+prune_result pg_store::prune_history(millis older_than, int limit) {
+  return in_transaction("prune_history", [&](pqxx::work& tx) {
+    // The audit log's trigger lets this transaction, and only it, delete.
+    session_->statements.exec(tx, "SELECT set_config('turing.retention', 'on', true)");
+    // Oldest first, from messages_done_idx. SKIP LOCKED: a row a writer holds
+    // (a late result being recorded) waits for the next pass; a late result
+    // that comes after its message is gone finds nothing to record against.
+    auto r = session_->statements.exec(tx, R"sql(
+      WITH cutoff AS (SELECT turing.now() - $1::double precision * interval '1 millisecond' AS at),
+      victims AS (
+        SELECT m.id, m.stage FROM turing.messages m, cutoff
+        WHERE m.state = 'done' AND m.finished_at < cutoff.at
+          AND EXISTS (SELECT 1 FROM turing.items i WHERE i.id = m.item_id
+                      AND i.finished_at < cutoff.at)
+        ORDER BY m.finished_at LIMIT $2
+        FOR UPDATE OF m SKIP LOCKED),
+      gone_attempts AS (
+        DELETE FROM turing.attempts a USING victims v WHERE a.message_id = v.id RETURNING a.id),
+      gone AS (
+        DELETE FROM turing.messages m USING victims v WHERE m.id = v.id RETURNING m.stage),
+      tally AS (
+        INSERT INTO turing.stage_tallies AS t (stage, backend, pruned)
+        SELECT stage, pg_backend_pid(), count(*) FROM gone GROUP BY stage
+        ON CONFLICT (stage, backend) DO UPDATE SET pruned = t.pruned + EXCLUDED.pruned)
+      SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM gone_attempts))sql",
+                                       static_cast<double>(older_than.count()), limit);
+    return prune_result{r[0][0].as<int64_t>(), r[0][1].as<int64_t>()};
+  });
+}
+
 std::vector<std::string> pg_store::check_invariants() {
   // Each query returns one text column: a violation naming its ids.
   static const char* checks[] = {
@@ -1290,15 +1321,18 @@ std::vector<std::string> pg_store::check_invariants() {
           FULL JOIN (SELECT run_id, sink, sum(finished) AS finished FROM turing.run_tallies
                      GROUP BY run_id, sink) t ON t.run_id = i.run_id AND t.sink = i.sink
           WHERE coalesce(i.n, 0) <> coalesce(t.finished, 0))sql",
+      // Done messages removed by retention stay tallied: done rows + pruned.
       R"sql(SELECT 'stage ' || coalesce(m.stage, t.stage) || ' tallies ' || coalesce(t.done, 0)
-                 || ' done and ' || coalesce(t.dead, 0) || ' dead, but holds '
+                 || ' done' || CASE WHEN coalesce(t.pruned, 0) > 0
+                                    THEN ' (' || t.pruned || ' of them pruned)' ELSE '' END
+                 || ' and ' || coalesce(t.dead, 0) || ' dead, but holds '
                  || coalesce(m.done, 0) || ' done and ' || coalesce(m.dead, 0) || ' dead messages'
           FROM (SELECT stage, count(*) FILTER (WHERE state = 'done') AS done,
                        count(*) FILTER (WHERE state = 'dead') AS dead
                 FROM turing.messages GROUP BY stage) m
-          FULL JOIN (SELECT stage, sum(done) AS done, sum(dead) AS dead FROM turing.stage_tallies
-                     GROUP BY stage) t ON t.stage = m.stage
-          WHERE coalesce(m.done, 0) <> coalesce(t.done, 0)
+          FULL JOIN (SELECT stage, sum(done) AS done, sum(dead) AS dead, sum(pruned) AS pruned
+                     FROM turing.stage_tallies GROUP BY stage) t ON t.stage = m.stage
+          WHERE coalesce(m.done, 0) <> coalesce(t.done, 0) - coalesce(t.pruned, 0)
              OR coalesce(m.dead, 0) <> coalesce(t.dead, 0))sql",
       R"sql(SELECT 'run ' || r.id || ' has items_total ' || r.items_total || ' but '
                  || count(i.id) || ' items'

@@ -55,6 +55,7 @@ public:
                                            const std::string& rescuer_node,
                                            int max_lost = default_max_lost_attempts) override;
 
+  prune_result prune_history(millis older_than, int limit) override;
   void report_node(const node_report& report) override;
   std::vector<node_report> nodes() override;
   std::vector<stage_counts> counts() override;

@@ -80,6 +80,12 @@ public:
                                                    const std::string& rescuer_node,
                                                    int max_lost = default_max_lost_attempts) = 0;
 
+  /// History retention: removes up to `limit` done messages that finished
+  /// more than `older_than` ago, of items that finished that long ago too,
+  /// with their attempts. Live, dead and in-flight items' messages stay; the
+  /// stage and run totals (tallies) still count what was removed.
+  virtual prune_result prune_history(millis older_than, int limit) = 0;
+
   /// Records a node's report (upsert by name); seen_at is the store's now.
   virtual void report_node(const node_report& report) = 0;
 

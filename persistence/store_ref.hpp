@@ -35,6 +35,9 @@ public:
                                            int max_lost = default_max_lost_attempts) override {
     return target_.rescue_node(dead, rescuer, max_lost);
   }
+  prune_result prune_history(millis older_than, int limit) override {
+    return target_.prune_history(older_than, limit);
+  }
   void report_node(const node_report& r) override { target_.report_node(r); }
   std::vector<node_report> nodes() override { return target_.nodes(); }
   std::vector<stage_counts> counts() override { return target_.counts(); }

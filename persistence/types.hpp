@@ -152,6 +152,13 @@ struct rescued_message {
   bool dead = false;
 };
 
+/// What one pass of history retention removed: done messages of items
+/// finished before the cutoff, and their attempts.
+struct prune_result {
+  int64_t messages = 0;
+  int64_t attempts = 0;
+};
+
 // -- reports ------------------------------------------------------------------
 
 struct stage_counts {

@@ -165,6 +165,17 @@ std::vector<rescued_message> traced_store::rescue_node(const std::string& dead,
   return rescued;
 }
 
+prune_result traced_store::prune_history(millis older_than, int limit) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
+  reachable("prune_history");
+  auto pruned = inner_->prune_history(older_than, limit);
+  if (pruned.messages > 0)
+    world_->log("retention removed " + std::to_string(pruned.messages) + " done message(s) and " +
+                std::to_string(pruned.attempts) + " attempt(s) finished over " +
+                config::format_duration(older_than) + " ago");
+  return pruned;
+}
+
 void traced_store::report_node(const node_report& report) {
   std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("report_node");

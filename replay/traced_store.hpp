@@ -33,6 +33,7 @@ public:
   std::vector<persistence::rescued_message>
   rescue_node(const std::string& dead, const std::string& rescuer,
               int max_lost = persistence::default_max_lost_attempts) override;
+  persistence::prune_result prune_history(persistence::millis older_than, int limit) override;
   void report_node(const persistence::node_report& report) override;
   std::vector<persistence::node_report> nodes() override;
   std::vector<persistence::stage_counts> counts() override;

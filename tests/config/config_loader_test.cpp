@@ -336,6 +336,30 @@ routes = { ok = "out" }
   CAF_CHECK_EQUAL(r.config->runtime.stall_timeout.count(), 90'000);
 }
 
+CAF_TEST(retain_done_defaults_to_a_week_and_reads_a_duration_or_forever) {
+  auto text = [](const std::string& line) {
+    return "sinks = [\"out\"]\n[runtime]\n" + line + R"(
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "out" }
+)";
+  };
+  auto r = load(text(""));
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.config->runtime.retain_done.count(), 7LL * 86'400'000);
+  r = load(text("retain_done = \"36h\""));
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.config->runtime.retain_done.count(), 36LL * 3'600'000);
+  r = load(text("retain_done = \"30d\""));
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.config->runtime.retain_done.count(), 30LL * 86'400'000);
+  r = load(text("retain_done = \"forever\""));
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.config->runtime.retain_done.count(), 0);
+}
+
 CAF_TEST(environment_overrides_database_url_only_when_non_empty) {
   auto r = load_full();
   CAF_REQUIRE(r.ok());

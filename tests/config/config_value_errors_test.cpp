@@ -146,6 +146,27 @@ routes = { ok = "done" }
   CAF_CHECK_EQUAL(bare.errors.size(), 1u);
 }
 
+CAF_TEST(retain_done_takes_a_duration_or_forever_and_names_anything_else) {
+  auto text = [](const std::string& value) {
+    return "sinks = [\"done\"]\n[runtime]\nretain_done = " + value + R"(
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "done" }
+)";
+  };
+  auto never = load(text("\"never\""));
+  CHECK_ERROR(never, "runtime.retain_done", 3, "malformed duration 'never'");
+  CHECK_ERROR(never, "runtime.retain_done", 3, "\"forever\" to keep done messages");
+  CAF_CHECK_EQUAL(never.errors.size(), 1u);
+  auto zero = load(text("\"0s\""));
+  CHECK_ERROR(zero, "runtime.retain_done", 3, "must be greater than 0");
+  auto number = load(text("7"));
+  CHECK_ERROR(number, "runtime.retain_done", 3, "expected a duration string");
+  CAF_CHECK_EQUAL(number.errors.size(), 1u);
+}
+
 CAF_TEST(wrong_types_and_out_of_range_numbers_are_rejected) {
   auto r = load(R"(sinks = ["done"]
 [runtime]

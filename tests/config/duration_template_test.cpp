@@ -29,13 +29,16 @@ CAF_TEST(durations_parse_every_unit_and_combinations) {
   CAF_CHECK_EQUAL(ms_of("1h"), 3'600'000);
   CAF_CHECK_EQUAL(ms_of("1m30s"), 90'000);
   CAF_CHECK_EQUAL(ms_of("1h2m3s4ms"), 3'723'004);
+  CAF_CHECK_EQUAL(ms_of("7d"), 604'800'000);
+  CAF_CHECK_EQUAL(ms_of("1d12h"), 129'600'000);
   CAF_CHECK_EQUAL(ms_of("90s"), 90'000);
   CAF_CHECK_EQUAL(ms_of("0s"), 0);
 }
 
 CAF_TEST(malformed_durations_are_rejected) {
-  for (auto text : {"", "30", "s", "1.5s", "-1s", "30 s", " 30s", "30s ", "1x", "30S", "1s1m",
-                    "1s1s", "1m1h", "ms", "1ms2s", "99999999999999999999s", "9999999999999h"})
+  for (auto text :
+       {"", "30", "s", "1.5s", "-1s", "30 s", " 30s", "30s ", "1x", "30S", "1s1m", "1s1s", "1m1h",
+        "1h1d", "1d1d", "ms", "1ms2s", "99999999999999999999s", "9999999999999h"})
     CAF_CHECK(!parse_duration(text).has_value());
 }
 
@@ -44,6 +47,8 @@ CAF_TEST(durations_format_canonically_and_round_trip) {
   CAF_CHECK_EQUAL(format_duration(seconds{30}), "30s");
   CAF_CHECK_EQUAL(format_duration(seconds{90}), "1m30s");
   CAF_CHECK_EQUAL(format_duration(hours{2}), "2h");
+  CAF_CHECK_EQUAL(format_duration(hours{24 * 7}), "7d");
+  CAF_CHECK_EQUAL(format_duration(hours{36}), "1d12h");
   CAF_CHECK_EQUAL(format_duration(millis{3'723'004}), "1h2m3s4ms");
   CAF_CHECK_EQUAL(format_duration(millis{0}), "0s");
   CAF_CHECK_EQUAL(format_duration(millis{-1500}), "-1s500ms");

@@ -676,6 +676,62 @@ CAF_TEST(a_backoff_holds_a_failed_message_until_the_clock_reaches_it) {
   CAF_CHECK_EQUAL(us_since_start(again[0].started_at), 5025000);
 }
 
+CAF_TEST(retention_removes_done_history_of_finished_items_and_keeps_the_totals) {
+  auto run_id = enqueue_n("alma", 3);
+  auto ms = claim("alma", 3);
+  s.complete({done(ms[0], {to_stage("commit")}), done(ms[1], {to_sink("committed")})});
+  s.fail({failed(ms[2], 0ms, false)}); // dead: kept for the dead-letter workflow
+  s.complete({done(claim("commit", 1).at(0), {to_sink("committed")})});
+  // An item still in flight keeps its done messages, however old.
+  enqueue_request open_item;
+  open_item.stage = "alma";
+  open_item.label = "open";
+  open_item.max_attempts = 3;
+  open_item.items.push_back({"open", json{{"n", 99}}});
+  auto open_run = s.enqueue(open_item).run_id;
+  s.complete({done(claim("alma", 1).at(0), {to_stage("commit")})});
+  advance(10min);
+  CAF_CHECK_EQUAL(s.prune_history(15min, 100).messages, 0); // not old enough
+  advance(10min);
+  // Oldest first, at most `limit` per call.
+  auto first = s.prune_history(15min, 1);
+  CAF_CHECK_EQUAL(first.messages, 1);
+  CAF_CHECK_EQUAL(first.attempts, 1);
+  auto rest = s.prune_history(15min, 100);
+  CAF_CHECK_EQUAL(rest.messages, 2);
+  CAF_CHECK_EQUAL(rest.attempts, 2);
+  CAF_CHECK_EQUAL(s.prune_history(15min, 100).messages, 0);
+  // Totals are unchanged: status and report still tell the whole run.
+  CAF_CHECK_EQUAL(counts_of("alma").done, 3);
+  CAF_CHECK_EQUAL(counts_of("alma").dead, 1);
+  CAF_CHECK_EQUAL(counts_of("commit").done, 1);
+  CAF_CHECK_EQUAL(counts_of("commit").ready, 1);
+  auto sinks = s.sink_counts(run_id);
+  CAF_REQUIRE_EQUAL(sinks.size(), 2u);
+  CAF_CHECK_EQUAL(sinks[0].sink, "committed");
+  CAF_CHECK_EQUAL(sinks[0].items, 2);
+  CAF_CHECK_EQUAL(sinks[1].items, 1);
+  CAF_CHECK(run_of(run_id).finished());
+  CAF_CHECK(!run_of(open_run).finished());
+  // Left: the dead message's failure and the open item's completion.
+  auto left = s.attempts(std::nullopt);
+  CAF_REQUIRE_EQUAL(left.size(), 2u);
+  CAF_CHECK(left[0].result == attempt_result::failed);
+  CAF_CHECK(left[1].result == attempt_result::completed);
+  CAF_CHECK_EQUAL(left[1].run_id, open_run);
+  auto violations = s.check_invariants();
+  CAF_CHECK(violations.empty());
+  for (const auto& v : violations)
+    CAF_MESSAGE(v);
+  // The open item finishes and its history ages out like any other.
+  s.complete({done(claim("commit", 1).at(0), {to_sink("committed")})});
+  advance(20min);
+  CAF_CHECK_EQUAL(s.prune_history(15min, 100).messages, 2);
+  CAF_CHECK_EQUAL(counts_of("alma").done, 3);
+  CAF_CHECK_EQUAL(counts_of("commit").done, 2);
+  CAF_CHECK(s.check_invariants().empty());
+}
+
 #endif // TURING_FIXTURE_VIRTUAL_CLOCK
 
 CAF_TEST_FIXTURE_SCOPE_END()
