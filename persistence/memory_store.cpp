@@ -353,6 +353,17 @@ std::vector<fence_result> memory_store::release(const std::string& node,
   std::set<std::string> ready_stages;
   for (const auto& l : leases) {
     auto it = messages_.find(l.message_id);
+    if (it != messages_.end() && it->second.epoch == l.epoch &&
+        it->second.state == message_state::ready &&
+        std::any_of(attempts_.begin(), attempts_.end(), [&](const attempt_record& a) {
+          return a.message_id == l.message_id && a.epoch == l.epoch &&
+                 a.result == attempt_result::released && a.node == node;
+        })) {
+      // Released under this very epoch already: an earlier try of this
+      // write committed although its caller was told it failed.
+      results.push_back(fence_result::applied);
+      continue;
+    }
     if (it == messages_.end() || it->second.epoch != l.epoch ||
         it->second.state != message_state::running || it->second.owner_node != node) {
       results.push_back(fence_result::stale);

@@ -317,6 +317,21 @@ CAF_TEST(a_failure_retried_after_an_in_doubt_commit_is_applied_once) {
   CAF_CHECK(s.check_invariants().empty());
 }
 
+CAF_TEST(a_release_retried_after_an_in_doubt_commit_is_applied_once) {
+  enqueue_n("alma", 1, 3);
+  auto m = claim("alma", 1).at(0);
+  CAF_CHECK(s.release("node-a", {m.fencing()}).at(0) == fence_result::applied);
+  auto attempts_before = s.attempts(std::nullopt).size();
+  CAF_CHECK(s.release("node-a", {m.fencing()}).at(0) == fence_result::applied);
+  CAF_CHECK_EQUAL(s.attempts(std::nullopt).size(), attempts_before);
+  CAF_CHECK_EQUAL(counts_of("alma").ready, 1);
+  // Claimed again (a new epoch), the old lease's release is stale.
+  auto again = claim("alma", 1).at(0);
+  CAF_CHECK_EQUAL(again.attempt, 1);
+  CAF_CHECK(s.release("node-a", {m.fencing()}).at(0) == fence_result::stale);
+  CAF_CHECK(s.check_invariants().empty());
+}
+
 CAF_TEST(a_join_fires_once_when_all_its_inputs_have_arrived) {
   auto run_id = enqueue_n("carl", 1);
   auto carl = claim("carl", 1).at(0);
