@@ -96,7 +96,7 @@ CAF_TEST(a_model_server_down_for_60s_costs_no_attempts_and_the_run_ends_as_undis
   // The outage lasts its full length; nothing may die meanwhile.
   std::this_thread::sleep_until(stopped_at + outage);
   CAF_CHECK(node.running());
-  CAF_CHECK_EQUAL(sink_counts(run_id)["dead"], 0);
+  CAF_CHECK_EQUAL(items_in(run_id, "dead"), 0);
   auto sim_again = restart_simulator(dir, port);
 
   auto rc = node.wait(180s);

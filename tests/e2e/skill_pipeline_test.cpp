@@ -141,7 +141,7 @@ CAF_TEST(a_hung_model_slows_only_its_stage_which_times_out_retries_and_dead_lett
   CAF_CHECK_EQUAL(by_stage["clara_b"].dead, reached);
   CAF_CHECK_EQUAL(by_stage["clara_b"].done, 0);
   CAF_CHECK_EQUAL(by_stage["commit"].done, 0);
-  CAF_CHECK_EQUAL(sink_counts(run_id)["dead"], reached);
+  CAF_CHECK_EQUAL(items_in(run_id, "dead"), reached);
   int64_t timeouts = 0;
   for (const auto& a : s.attempts(run_id))
     if (a.stage == "clara_b" && a.result == attempt_result::timeout)
