@@ -73,6 +73,7 @@ protected:
     o_.simulated_scripts = nullptr;
     o_.outage.reset();
     running_.clear();
+    drain_promise_ = caf::response_promise{}; // it holds the drainer, which holds us
     completions_.pending.clear();
     failures_.pending.clear();
   }
