@@ -17,6 +17,12 @@
 
 namespace turing::persistence {
 
+// Statements that find messages by id test their state as `(m.state = 'x')
+// IS TRUE`: the same test, but one the planner cannot match to the partial
+// indexes on state. Matched, it ANDs the id lookup with a scan of the whole
+// partial index, which on a busy queue holds hundreds of thousands of dead
+// entries between vacuums (a 191-row completion took 42 ms instead of 2).
+
 namespace {
 
 // SQL fragments converting between timestamptz and integer microseconds
@@ -637,7 +643,7 @@ std::vector<lease> pg_store::heartbeat(const std::string& node, const std::vecto
       WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, epoch bigint)),
       held AS (
         SELECT m.id FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
-        WHERE m.state = 'running' AND m.owner_node = $2
+        WHERE (m.state = 'running') IS TRUE AND m.owner_node = $2
         ORDER BY m.id FOR NO KEY UPDATE OF m SKIP LOCKED),
       extended AS (
         UPDATE turing.messages m SET heartbeat_at = turing.now(),
@@ -645,8 +651,8 @@ std::vector<lease> pg_store::heartbeat(const std::string& node, const std::vecto
         FROM held WHERE m.id = held.id RETURNING m.id)
       SELECT x.id, x.epoch FROM x
       WHERE NOT EXISTS (SELECT 1 FROM turing.messages m WHERE m.id = x.id AND m.epoch = x.epoch
-                        AND (m.state IN ('done', 'dead')
-                             OR (m.state = 'running' AND m.owner_node = $2))))sql",
+                        AND ((m.state IN ('done', 'dead')
+                              OR (m.state = 'running' AND m.owner_node = $2)) IS TRUE)))sql",
                        fences_json(leases).dump(), node, static_cast<double>(lease_ttl.count()));
     std::vector<lease> lost;
     for (const auto& row : r)
@@ -677,7 +683,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       done AS (
         UPDATE turing.messages m SET state = 'done', lease_expires_at = NULL,
           finished_at = greatest(turing.now(), m.started_at), outcome = x.outcome, output = x.output
-        FROM x WHERE m.id = x.id AND m.epoch = x.epoch AND m.state = 'running'
+        FROM x WHERE m.id = x.id AND m.epoch = x.epoch AND (m.state = 'running') IS TRUE
           AND m.id = ANY($2::bigint[])
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, m.owner_node,
                   m.started_at, m.finished_at, m.outcome, m.output, x.model),
@@ -696,7 +702,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       -- this write committed although its caller was told it failed.
       SELECT m.id, m.epoch, m.item_id, m.run_id, m.stage, false
       FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
-      WHERE m.state = 'done' AND m.id = ANY($2::bigint[]))sql",
+      WHERE (m.state = 'done') IS TRUE AND m.id = ANY($2::bigint[]))sql",
                                           fences.dump(), ids);
     struct applied_message {
       int64_t item_id, run_id;
@@ -861,7 +867,7 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
           finished_at = CASE WHEN x.retryable AND m.attempt - m.lost < m.max_attempts THEN NULL
                              ELSE greatest(turing.now(), m.started_at) END,
           last_error = x.error
-        FROM x WHERE m.id = x.id AND m.epoch = x.epoch AND m.state = 'running'
+        FROM x WHERE m.id = x.id AND m.epoch = x.epoch AND (m.state = 'running') IS TRUE
           AND m.id = ANY($2::bigint[])
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, x.node, m.started_at,
                   x.result, x.error, x.model,
@@ -881,7 +887,7 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
       -- this write committed although its caller was told it failed.
       SELECT m.id, m.item_id, false, m.stage, -1, m.epoch
       FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
-      WHERE m.state IN ('ready', 'dead') AND m.id = ANY($2::bigint[])
+      WHERE (m.state IN ('ready', 'dead')) IS TRUE AND m.id = ANY($2::bigint[])
         AND EXISTS (SELECT 1 FROM turing.attempts a WHERE a.message_id = m.id
                     AND a.epoch = m.epoch AND a.result IN ('failed', 'timeout', 'crashed')))sql",
                                        rows.dump(), ids);
@@ -933,7 +939,8 @@ std::vector<fence_result> pg_store::release(const std::string& node,
       WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, epoch bigint)),
       held AS (
         SELECT m.id FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
-        WHERE m.state = 'running' AND m.owner_node = $2 ORDER BY m.id FOR NO KEY UPDATE OF m),
+        WHERE (m.state = 'running') IS TRUE AND m.owner_node = $2
+        ORDER BY m.id FOR NO KEY UPDATE OF m),
       released AS (
         UPDATE turing.messages m SET state = 'ready', attempt = m.attempt - 1, owner_node = NULL,
           lease_expires_at = NULL, available_at = turing.now()
@@ -951,7 +958,7 @@ std::vector<fence_result> pg_store::release(const std::string& node,
       -- Released under this very epoch before this statement: an earlier try
       -- of this write committed although its caller was told it failed.
       SELECT m.id, NULL, m.epoch FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
-      WHERE m.state = 'ready'
+      WHERE (m.state = 'ready') IS TRUE
         AND EXISTS (SELECT 1 FROM turing.attempts a WHERE a.message_id = m.id
                     AND a.epoch = m.epoch AND a.result = 'released' AND a.node = $2))sql",
                             fences_json(leases).dump(), node);
