@@ -130,10 +130,12 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
         !o.simulated_scripts)
       stage_children.insert(
           stage_children.begin(),
-          named_child(dir, script_pool_name(s.name), [s](caf::event_based_actor* sup) {
+          named_child(dir, script_pool_name(s.name), [s, runtime](caf::event_based_actor* sup) {
+            // A reply line may hold the whole payload, plus its outcome.
+            auto max_line = runtime.max_payload + (std::size_t{1} << 20);
             return spawn_script_worker_pool(
                 sup->system(),
-                {s.name, script_spec{s.command, s.working_dir, s.env}, s.concurrency});
+                {s.name, script_spec{s.command, s.working_dir, s.env}, s.concurrency, max_line});
           }));
     stages.push_back(named_supervisor(
         dir, supervision::supervisor_child(

@@ -3,6 +3,7 @@
 // the {"outcome", "output"} contract. Every child-side problem becomes a one-line error.
 #include "actors/script_runner.hpp"
 
+#include "config/byte_size.hpp"
 #include "persistence/storable_text.hpp"
 
 #include <algorithm>
@@ -29,7 +30,6 @@ namespace turing::actors {
 
 namespace {
 
-constexpr std::size_t stdout_limit = std::size_t{16} << 20;
 constexpr std::size_t stderr_tail_bytes = 2048;
 constexpr std::size_t stdout_excerpt_bytes = 200;
 constexpr std::size_t io_chunk = 64 * 1024;
@@ -475,7 +475,7 @@ script_result run_script(const script_spec& spec, const std::string& input,
       if (out_slot >= 0 && (fds[out_slot].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL))) {
         ssize_t n = ::read(out_r.get(), buffer.get(), io_chunk);
         if (n > 0) {
-          if (out.size() + static_cast<std::size_t>(n) > stdout_limit) {
+          if (out.size() + static_cast<std::size_t>(n) > spec.max_stdout) {
             // A runaway script must not exhaust our memory: stop it and everything it started.
             stdout_overflow = true;
             kill_process_group(pid);
@@ -529,7 +529,8 @@ script_result run_script(const script_spec& spec, const std::string& input,
       !io_error.empty() ? io_error
       : waited != pid // e.g. SIGCHLD set to SIG_IGN by the application: children auto-reaped
           ? "cannot collect exit status: " + errno_text(wait_errno)
-          : stdout_overflow ? std::string("stdout exceeds 16 MiB") : std::string();
+          : stdout_overflow ? "stdout exceeds " + config::format_byte_size(spec.max_stdout)
+                            : std::string();
   return judge_script_exit(std::move(r), out, transport_problem);
 }
 

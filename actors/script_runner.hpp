@@ -19,6 +19,9 @@ struct script_spec {
                                           // environment) BEFORE spawning
   std::filesystem::path working_dir;      // empty = inherit
   std::map<std::string, std::string> env; // added to (overriding) the parent's environment
+  /// A one-shot script whose stdout grows past this is killed (runtime.max_payload: its
+  /// output could never be stored anyway, and our memory stays bounded).
+  std::size_t max_stdout = std::size_t{16} << 20;
 };
 
 struct script_result {

@@ -9,10 +9,12 @@
 #include "actors/routing.hpp"
 #include "actors/script_runner.hpp"
 #include "actors/script_worker_pool.hpp"
+#include "config/byte_size.hpp"
 #include "config/duration.hpp"
 #include "config/prompt_template.hpp"
 #include "messages/registry.hpp"
 #include "messages/supervision.hpp"
+#include "persistence/payload_size.hpp"
 #include "persistence/storable_text.hpp"
 
 #include <caf/all.hpp>
@@ -105,6 +107,7 @@ private:
   void finish_failure(const lease& fence, attempt_result kind, const std::string& error,
                       bool retryable, const std::string& model);
   template <class Result> void record_late(Result late, const char* what);
+  std::optional<std::string> oversized_delivery(const std::vector<delivery>& ds) const;
   void ended(const lease& fence);
 
   // -- flush path -------------------------------------------------------------
@@ -284,7 +287,7 @@ void stage_pump::start_builtin(execution& e) {
 }
 
 void stage_pump::start_script(execution& e) {
-  script_spec spec{stage_->command, stage_->working_dir, stage_->env};
+  script_spec spec{stage_->command, stage_->working_dir, stage_->env, runtime_.max_payload};
   auto owner = caf::actor_cast<caf::actor>(this);
   caf::actor worker;
   if (o_.simulated_scripts) {
@@ -316,6 +319,14 @@ void stage_pump::start_model(execution& e) {
     finish_failure(e.job.fencing(), attempt_result::failed,
                    "prompt has unresolved placeholder(s) " + missing + "; no call made", false,
                    stage_->model);
+    return;
+  }
+  if (auto size = prompt.text.size() + stage_->system_prompt.size(); size > runtime_.max_prompt) {
+    finish_failure(e.job.fencing(), attempt_result::failed,
+                   "prompt is " + config::format_byte_size(size) + " (" + std::to_string(size) +
+                       " bytes with the system prompt), over runtime.max_prompt " +
+                       config::format_byte_size(runtime_.max_prompt) + "; no call made",
+                   false, stage_->model);
     return;
   }
   auto endpoint = o_.dir->get("model/" + stage_->model);
@@ -390,6 +401,10 @@ void stage_pump::finish_success(const lease& fence, const std::string& outcome, 
     finish_failure(fence, attempt_result::failed, routed.error, false, model);
     return;
   }
+  if (auto why = oversized_delivery(routed.deliveries)) {
+    finish_failure(fence, attempt_result::failed, *why, false, model);
+    return;
+  }
   c.attempt = e->job.attempt;
   c.started_at = e->job.started_at;
   c.deliveries = std::move(routed.deliveries);
@@ -426,6 +441,19 @@ void stage_pump::finish_failure(const lease& fence, attempt_result kind, const s
                  config::format_duration(f.retry_after));
   failures_.pending.push_back(std::move(f));
   ended(fence);
+}
+
+/// Why a delivery's payload is over runtime.max_payload, or nothing. Not
+/// retried: the same input makes the same output again, as a rule.
+std::optional<std::string> stage_pump::oversized_delivery(const std::vector<delivery>& ds) const {
+  for (const auto& d : ds) {
+    auto size = json_text_size(d.payload);
+    if (size > runtime_.max_payload)
+      return "output makes the payload for " + d.target + " " + config::format_byte_size(size) +
+             " (" + std::to_string(size) + " bytes), over runtime.max_payload " +
+             config::format_byte_size(runtime_.max_payload);
+  }
+  return std::nullopt;
 }
 
 /// The execution is over and its result queued: free its slot, write soon.

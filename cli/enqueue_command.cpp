@@ -4,6 +4,8 @@
 #include "cli/cli_context.hpp"
 #include "cli/commands.hpp"
 #include "cli/item_line.hpp"
+#include "config/byte_size.hpp"
+#include "persistence/payload_size.hpp"
 #include "persistence/pg_store.hpp"
 
 #include <cstdio>
@@ -49,13 +51,22 @@ private:
 
 /// Checks every line; prints the first errors as file:line: reason. Returns
 /// the number of items.
-int64_t check_items(std::istream& in, const std::string& name, const std::string& key_field) {
+int64_t check_items(std::istream& in, const std::string& name, const std::string& key_field,
+                    std::uint64_t max_payload) {
   std::vector<std::string> errors;
   int64_t items = 0;
   std::string line;
   for (size_t number = 1; std::getline(in, line); ++number) {
     auto parsed = parse_item_line(line, key_field);
-    if (parsed.item)
+    // Stored compact, a payload is rarely longer than its line (only number
+    // forms such as 1e5 print longer): count exactly only for long lines.
+    if (parsed.item && line.size() > max_payload / 2) {
+      auto size = persistence::json_text_size(parsed.item->payload);
+      if (size > max_payload)
+        parsed.error = "item is " + config::format_byte_size(size) + " (" + std::to_string(size) +
+                       " bytes), over runtime.max_payload " + config::format_byte_size(max_payload);
+    }
+    if (parsed.item && parsed.error.empty())
       ++items;
     if (parsed.error.empty())
       continue;
@@ -127,7 +138,7 @@ int enqueue_command(const enqueue_options& options) {
     std::cerr << "turing enqueue: cannot read " << name << "\n";
     throw usage_error("unreadable " + name);
   }
-  auto count = check_items(in, name, options.key_field);
+  auto count = check_items(in, name, options.key_field, config.runtime.max_payload);
   auto db = open_database(config);
   persistence::pg_store store{db.connection_string};
   persistence::enqueue_request request;

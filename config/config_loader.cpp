@@ -190,6 +190,12 @@ private:
     if (auto n = r.integer("max_lost_attempts", 1, 1000000))
       rt.max_lost_attempts = static_cast<int>(*n);
     read_retention(r, table->get("retain_done"));
+    // A jsonb value cannot exceed 255 MB in PostgreSQL.
+    constexpr std::uint64_t max_size = std::uint64_t{255} << 20;
+    if (auto n = r.byte_size("max_payload", 1024, max_size))
+      rt.max_payload = *n;
+    if (auto n = r.byte_size("max_prompt", 256, max_size))
+      rt.max_prompt = *n;
     bool lease_ok = lease_ttl || table->get("lease_ttl") == nullptr;
     bool heartbeat_ok = heartbeat || table->get("heartbeat_interval") == nullptr;
     if (lease_ok && heartbeat_ok && rt.heartbeat_interval >= rt.lease_ttl) {

@@ -4,6 +4,7 @@
 
 #include "config/duration.hpp"
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -46,6 +47,13 @@ struct runtime_config {
   /// finished longer ago than this are removed by the runtime; 0 keeps them
   /// forever. Totals in status and report do not change.
   millis retain_done{std::chrono::hours(24 * 7)};
+  /// The largest payload an item may carry at any stage (its input with the
+  /// outputs laid over it, as the next stage receives it). `turing enqueue`
+  /// refuses bigger items; an output that would make a payload bigger fails
+  /// its attempt without a retry.
+  std::uint64_t max_payload = std::uint64_t{16} << 20;
+  /// The largest prompt a model stage may send, checked when it is rendered.
+  std::uint64_t max_prompt = std::uint64_t{1} << 20;
   /// A stage pump that leaves its supervisor's liveness probe unanswered
   /// this long is deemed stalled, killed and restarted (field report,
   /// incident 15).

@@ -139,6 +139,34 @@ std::optional<millis> table_reader::duration(std::string_view key) {
   return value;
 }
 
+std::optional<std::uint64_t> table_reader::byte_size(std::string_view key, std::uint64_t min,
+                                                     std::uint64_t max) {
+  auto* node = get(key);
+  if (node == nullptr)
+    return std::nullopt;
+  std::optional<std::uint64_t> value;
+  if (auto* i = node->as_integer()) {
+    if (i->get() >= 0)
+      value = static_cast<std::uint64_t>(i->get());
+  } else if (auto* s = node->as_string()) {
+    value = parse_byte_size(s->get());
+  } else {
+    error(key, "expected a size such as \"16MB\" or an integer of bytes, got " +
+                   std::string{type_name(*node)});
+    return std::nullopt;
+  }
+  if (!value) {
+    error(key, "malformed size (write e.g. \"512KB\", \"16MB\", \"1GB\" or a number of bytes)");
+    return std::nullopt;
+  }
+  if (*value < min || *value > max) {
+    error(key, "size " + format_byte_size(*value) + " is out of range [" + format_byte_size(min) +
+                   ", " + format_byte_size(max) + "]");
+    return std::nullopt;
+  }
+  return value;
+}
+
 std::optional<std::vector<std::string>> table_reader::strings(std::string_view key) {
   auto* node = get(key);
   if (node == nullptr)

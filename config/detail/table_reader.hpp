@@ -3,6 +3,7 @@
 // getter asked for, which is how typos like `concurency` are caught.
 #pragma once
 
+#include "config/byte_size.hpp"
 #include "config/detail/diagnostics.hpp"
 #include "config/duration.hpp"
 
@@ -46,6 +47,9 @@ public:
   std::optional<double> number(std::string_view key, double min, double max);
   /// A duration string greater than zero.
   std::optional<millis> duration(std::string_view key);
+  /// A size: a string such as "16MB" or an integer of bytes, within [min, max].
+  std::optional<std::uint64_t> byte_size(std::string_view key, std::uint64_t min,
+                                         std::uint64_t max);
   /// An array of strings; nullopt if any element is not a string.
   std::optional<std::vector<std::string>> strings(std::string_view key);
   const toml::table* subtable(std::string_view key);

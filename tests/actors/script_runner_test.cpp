@@ -231,9 +231,18 @@ sys.stdout.write('"input_bytes":%d}}' % n)
 CAF_TEST(stdout_beyond_16_mib_kills_the_script) {
   auto r = run_script(sh("yes"), "");
   CAF_CHECK(!r.ok);
-  CAF_CHECK_EQUAL(r.error, "stdout exceeds 16 MiB");
+  CAF_CHECK_EQUAL(r.error, "stdout exceeds 16 MB");
   CAF_CHECK_EQUAL(r.term_signal, SIGKILL);
   CAF_CHECK_EQUAL(r.exit_status, -1);
+}
+
+CAF_TEST(stdout_beyond_the_specs_max_stdout_kills_the_script) {
+  auto spec = sh("head -c 300000 /dev/zero | tr '\\0' x; sleep 30");
+  spec.max_stdout = 256 * 1024; // runtime.max_payload = "256KB"
+  auto r = run_script(spec, "");
+  CAF_CHECK(!r.ok);
+  CAF_CHECK_EQUAL(r.error, "stdout exceeds 256 KB");
+  CAF_CHECK_EQUAL(r.term_signal, SIGKILL);
 }
 
 CAF_TEST(on_started_receives_a_pid_that_leads_its_own_process_group) {

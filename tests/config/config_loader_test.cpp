@@ -360,6 +360,29 @@ routes = { ok = "out" }
   CAF_CHECK_EQUAL(r.config->runtime.retain_done.count(), 0);
 }
 
+CAF_TEST(max_payload_and_max_prompt_default_to_16_and_1_mb_and_read_sizes_or_bytes) {
+  auto text = [](const std::string& lines) {
+    return "sinks = [\"out\"]\n[runtime]\n" + lines + R"(
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "out" }
+)";
+  };
+  auto r = load(text(""));
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.config->runtime.max_payload, std::uint64_t{16} << 20);
+  CAF_CHECK_EQUAL(r.config->runtime.max_prompt, std::uint64_t{1} << 20);
+  r = load(text("max_payload = \"50MB\"\nmax_prompt = \"512 KiB\""));
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.config->runtime.max_payload, std::uint64_t{50} << 20);
+  CAF_CHECK_EQUAL(r.config->runtime.max_prompt, std::uint64_t{512} << 10);
+  r = load(text("max_payload = 2048"));
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.config->runtime.max_payload, 2048u);
+}
+
 CAF_TEST(environment_overrides_database_url_only_when_non_empty) {
   auto r = load_full();
   CAF_REQUIRE(r.ok());

@@ -167,6 +167,27 @@ routes = { ok = "done" }
   CAF_CHECK_EQUAL(number.errors.size(), 1u);
 }
 
+CAF_TEST(max_payload_names_a_malformed_or_out_of_range_size) {
+  auto text = [](const std::string& value) {
+    return "sinks = [\"done\"]\n[runtime]\nmax_payload = " + value + R"(
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "done" }
+)";
+  };
+  auto unit = load(text("\"16 megabytes\""));
+  CHECK_ERROR(unit, "runtime.max_payload", 3, "malformed size");
+  CAF_CHECK_EQUAL(unit.errors.size(), 1u);
+  auto huge = load(text("\"1GB\""));
+  CHECK_ERROR(huge, "runtime.max_payload", 3, "size 1 GB is out of range [1 KB, 255 MB]");
+  auto tiny = load(text("10"));
+  CHECK_ERROR(tiny, "runtime.max_payload", 3, "size 10 B is out of range");
+  auto boolean = load(text("true"));
+  CHECK_ERROR(boolean, "runtime.max_payload", 3, "expected a size such as \"16MB\"");
+}
+
 CAF_TEST(wrong_types_and_out_of_range_numbers_are_rejected) {
   auto r = load(R"(sinks = ["done"]
 [runtime]

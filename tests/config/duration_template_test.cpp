@@ -2,6 +2,7 @@
 // rule that an unresolved placeholder never reaches the text (incident 12).
 #define CAF_SUITE config_duration_template
 
+#include "config/byte_size.hpp"
 #include "config/duration.hpp"
 #include "config/prompt_template.hpp"
 
@@ -118,4 +119,19 @@ CAF_TEST(template_syntax_errors_name_the_offset) {
     CAF_CHECK_EQUAL(error->offset, c.offset);
     CAF_CHECK(error->message.find(c.phrase) != std::string::npos);
   }
+}
+
+CAF_TEST(byte_sizes_parse_units_and_format_for_messages) {
+  CAF_CHECK_EQUAL(parse_byte_size("16MB").value_or(0), std::uint64_t{16} << 20);
+  CAF_CHECK_EQUAL(parse_byte_size("16 MiB").value_or(0), std::uint64_t{16} << 20);
+  CAF_CHECK_EQUAL(parse_byte_size("512kb").value_or(0), std::uint64_t{512} << 10);
+  CAF_CHECK_EQUAL(parse_byte_size("1GB").value_or(0), std::uint64_t{1} << 30);
+  CAF_CHECK_EQUAL(parse_byte_size("300").value_or(0), 300u);
+  CAF_CHECK(!parse_byte_size("MB"));
+  CAF_CHECK(!parse_byte_size("16 TB"));
+  CAF_CHECK(!parse_byte_size("-5MB"));
+  CAF_CHECK(!parse_byte_size("99999999999999999999"));
+  CAF_CHECK_EQUAL(format_byte_size(300), "300 B");
+  CAF_CHECK_EQUAL(format_byte_size(std::uint64_t{16} << 20), "16 MB");
+  CAF_CHECK_EQUAL(format_byte_size(1536), "1.5 KB");
 }

@@ -286,6 +286,36 @@ CAF_TEST(an_items_file_with_a_line_postgresql_refuses_enqueues_nothing_and_names
   CAF_CHECK_EQUAL(runs[0].items_total, 6000);
 }
 
+CAF_TEST(an_item_over_max_payload_enqueues_nothing_and_names_its_line_and_size) {
+  // Issue 10: the limit is checked before anything is written.
+  auto config = write_owl_config(dir, dsn, "http://127.0.0.1:9",
+                                 {{"[runtime]\n", "[runtime]\nmax_payload = \"4KB\"\n"}});
+  {
+    pqxx::connection c{dsn};
+    migrate(c);
+  }
+  auto file = dir.path / "big.jsonl";
+  {
+    std::ofstream out{file};
+    out << "{\"key\": \"k1\", \"name\": \"small\"}\n";
+    out << "{\"key\": \"k2\", \"name\": \"" << std::string(5000, 'x') << "\"}\n";
+    out << "{\"key\": \"k3\", \"name\": \"" << std::string(4000, 'y')
+        << "\"}\n"; // 4,022 bytes: fits
+  }
+  std::string out;
+  auto rc = run_turing(
+      dir, {"enqueue", "--config", config.string(), "--stage", "lucy", "--file", file.string()},
+      &out);
+  CAF_MESSAGE(out);
+  CAF_CHECK_EQUAL(rc, 2);
+  CAF_CHECK(out.find("big.jsonl:2: item is 4.9 KB (5022 bytes), over runtime.max_payload 4 KB") !=
+            std::string::npos);
+  CAF_CHECK(out.find("big.jsonl:3:") == std::string::npos);
+  CAF_CHECK(out.find("nothing was enqueued") != std::string::npos);
+  pg_store s{dsn};
+  CAF_CHECK(s.runs(false).empty());
+}
+
 CAF_TEST(an_unreachable_database_is_one_line_and_a_non_zero_exit) {
   auto config = dir.path / "nodb.toml";
   std::ofstream{config} << "sinks = [\"done\"]\n"
