@@ -1,6 +1,7 @@
 // The lease keeper.
 #include "actors/lease_keeper.hpp"
 
+#include "actors/store_actor.hpp"
 #include "messages/registry.hpp"
 
 #include <caf/all.hpp>
@@ -127,7 +128,8 @@ caf::behavior lease_keeper(caf::stateful_actor<lease_keeper_state>* self,
             req.leases.push_back({id, epoch});
         if (req.leases.empty())
           return;
-        auto store = dir->get("store");
+        // Its own connection: a heartbeat never queues behind a bulk write.
+        auto store = dir->get(liveness_store_name);
         if (!store)
           return;
         auto count = req.leases.size();

@@ -68,6 +68,9 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
   persistence.push_back(named_child(dir, "store", [o](caf::event_based_actor* sup) {
     return spawn_store_pool(sup->system(), o.make_store, o.store_workers, o.detached, o.outage);
   }));
+  persistence.push_back(named_child(dir, liveness_store_name, [o](caf::event_based_actor* sup) {
+    return spawn_store_pool(sup->system(), o.make_store, 1, o.detached, o.outage);
+  }));
   if (!o.listen_connection_string.empty())
     persistence.push_back(named_child(dir, "ready_listener", [o](caf::event_based_actor* sup) {
       return sup->spawn(ready_listener, o.listen_connection_string, o.outage);

@@ -1,6 +1,7 @@
 // The rescuer.
 #include "actors/rescuer.hpp"
 
+#include "actors/store_actor.hpp"
 #include "messages/registry.hpp"
 
 #include <caf/all.hpp>
@@ -25,7 +26,7 @@ caf::behavior rescuer(caf::event_based_actor* self, rescuer_options options,
   self->send(self, rescue_tick_atom::value);
   return {
       [=](rescue_tick_atom) {
-        auto store = dir->get("store");
+        auto store = dir->get(liveness_store_name); // beside the heartbeats, away from bulk
         if (!store) {
           self->delayed_send(self, options.interval, rescue_tick_atom::value);
           return;

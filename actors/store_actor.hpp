@@ -12,6 +12,11 @@
 
 namespace turing::actors {
 
+/// The store worker the lease keeper and the rescuer use: a connection of its
+/// own, so that heartbeats and rescues never queue behind a bulk write (a
+/// batch of large payloads) in the pool that serves the pumps.
+inline constexpr const char* liveness_store_name = "liveness_store";
+
 /// Makes one store (one connection) for one store worker.
 using store_factory = std::function<std::unique_ptr<persistence::store>()>;
 
