@@ -8,6 +8,7 @@
 // Runs the real `turing` binary (enqueue, run --until-drained) on generated
 // configs of `turing.pass` builtins; rates come from the attempts table
 // (first claim to last completion), so process start-up is not counted.
+#include "bench/bench_support.hpp"
 #include "persistence/embedded_cluster.hpp"
 #include "persistence/migrations.hpp"
 
@@ -30,8 +31,7 @@
 #include <unistd.h>
 #include <vector>
 
-namespace fs = std::filesystem;
-using clock_type = std::chrono::steady_clock;
+using namespace turing::bench;
 
 namespace {
 
@@ -44,61 +44,8 @@ struct options {
   std::string only; ///< comma-separated case names; empty = all
 };
 
-double seconds_since(clock_type::time_point t) {
-  return std::chrono::duration<double>(clock_type::now() - t).count();
-}
-
 bool wanted(const options& o, const std::string& name) {
   return o.only.empty() || ("," + o.only + ",").find("," + name + ",") != std::string::npos;
-}
-
-// -- processes ------------------------------------------------------------------
-
-struct process_result {
-  int status = -1;
-  double seconds = 0;
-  long peak_rss_kb = 0; ///< VmHWM, sampled while it ran
-};
-
-long peak_rss_kb(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0)
-      return std::strtol(line.c_str() + 6, nullptr, 10);
-  return 0;
-}
-
-/// Runs argv, output to `log`; samples its peak RSS every 50 ms.
-process_result run(const std::vector<std::string>& argv, const fs::path& log) {
-  auto start = clock_type::now();
-  pid_t pid = fork();
-  if (pid == 0) {
-    FILE* f = std::fopen(log.c_str(), "a");
-    if (f) {
-      dup2(fileno(f), 1);
-      dup2(fileno(f), 2);
-    }
-    std::vector<char*> args;
-    for (const auto& a : argv)
-      args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  process_result r;
-  for (;;) {
-    r.peak_rss_kb = std::max(r.peak_rss_kb, peak_rss_kb(pid));
-    int status = 0;
-    auto done = waitpid(pid, &status, WNOHANG);
-    if (done == pid) {
-      r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  r.seconds = seconds_since(start);
-  return r;
 }
 
 // -- the database -----------------------------------------------------------------
@@ -128,28 +75,6 @@ double update_loop_per_second(const std::string& dsn, int n, int connections) {
   for (auto& t : threads)
     t.join();
   return n / seconds_since(start);
-}
-
-struct drain_figures {
-  int64_t attempts = 0;
-  double seconds = 0; ///< first claim to last completion
-  double per_second() const { return seconds > 0 ? attempts / seconds : 0; }
-};
-
-drain_figures drain_of_run(const std::string& dsn, int64_t run_id) {
-  pqxx::connection c{dsn};
-  pqxx::work tx{c};
-  auto r =
-      tx.exec_params1("SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at)) "
-                      "FROM turing.attempts WHERE run_id = $1 AND result = 'completed'",
-                      run_id);
-  return {r[0].as<int64_t>(), r[1].is_null() ? 0.0 : r[1].as<double>()};
-}
-
-int64_t last_run(const std::string& dsn) {
-  pqxx::connection c{dsn};
-  pqxx::work tx{c};
-  return tx.exec1("SELECT coalesce(max(id), 0) FROM turing.runs")[0].as<int64_t>();
 }
 
 /// Ready-to-claimed delays (ms) of every message after the first stage of a run.

@@ -1,0 +1,43 @@
+// What the benchmarks share: running the turing binary while sampling its
+// peak RSS, and reading a run's drain figures from the attempts table.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace turing::bench {
+
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t);
+
+struct process_result {
+  int status = -1;
+  double seconds = 0;
+  long peak_rss_kb = 0; ///< VmHWM, sampled while it ran
+};
+
+/// VmHWM of a live process, in KB (0 once it is gone).
+long peak_rss_kb(pid_t pid);
+
+/// Runs argv, output appended to `log`; samples its peak RSS every 50 ms.
+process_result run(const std::vector<std::string>& argv, const fs::path& log);
+
+struct drain_figures {
+  int64_t attempts = 0;
+  double seconds = 0; ///< first claim to last completion
+  double per_second() const { return seconds > 0 ? attempts / seconds : 0; }
+};
+
+/// Completed attempts of a run and the time from its first claim to its last completion.
+drain_figures drain_of_run(const std::string& dsn, int64_t run_id);
+
+/// The newest run's id (0 when there is none).
+int64_t last_run(const std::string& dsn);
+
+} // namespace turing::bench
