@@ -57,6 +57,13 @@ std::string iso_timestamp(time_point t) {
   return buf;
 }
 
+/// Parses a JSON field in place: a payload of megabytes is not first copied
+/// into a std::string.
+json parse_field(const pqxx::field& f) {
+  const char* text = f.c_str();
+  return json::parse(text, text + f.size());
+}
+
 std::optional<time_point> opt_time(const pqxx::field& f) {
   if (f.is_null())
     return std::nullopt;
@@ -68,7 +75,7 @@ std::string opt_text(const pqxx::field& f) {
 }
 
 json opt_json(const pqxx::field& f) {
-  return f.is_null() ? json{} : json::parse(f.as<std::string>());
+  return f.is_null() ? json{} : parse_field(f);
 }
 
 /// A PostgreSQL array literal of text, each element quoted and escaped.
@@ -618,7 +625,7 @@ std::vector<claimed_message> pg_store::claim(const claim_request& request) {
       m.item_id = row[1].as<int64_t>();
       m.run_id = row[2].as<int64_t>();
       m.stage = request.stage;
-      m.payload = json::parse(row[3].as<std::string>());
+      m.payload = parse_field(row[3]);
       m.attempt = row[4].as<int>();
       m.max_attempts = row[5].as<int>();
       m.epoch = row[6].as<int64_t>();
@@ -806,7 +813,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
                               {"item_id", a.item_id},
                               {"parent_id", a.parent_id},
                               {"stage", a.d->target},
-                              {"payload", json::parse(fired[0][0].as<std::string>())},
+                              {"payload", parse_field(fired[0][0])},
                               {"max_attempts", a.d->max_attempts}});
       effects.branch_started(a.item_id);
       notify.insert(a.d->target);
@@ -1218,7 +1225,7 @@ std::vector<item_record> pg_store::items(int64_t run_id) {
       i.run_id = row[1].as<int64_t>();
       if (!row[2].is_null())
         i.key = row[2].as<std::string>();
-      i.payload = json::parse(row[3].as<std::string>());
+      i.payload = parse_field(row[3]);
       i.open_branches = row[4].as<int>();
       if (!row[5].is_null())
         i.sink = row[5].as<std::string>();
