@@ -3,17 +3,6 @@
 
 namespace turing::actors {
 
-persistence::json next_payload(const persistence::json& input, const persistence::json& output) {
-  if (!output.is_object())
-    return output.is_null() ? input : output;
-  if (!input.is_object())
-    return output;
-  auto merged = input;
-  for (auto it = output.begin(); it != output.end(); ++it)
-    merged[it.key()] = it.value();
-  return merged;
-}
-
 routing_result route(const config::pipeline_config& pipeline, const config::stage_config& stage,
                      const std::string& outcome, const persistence::json& payload) {
   routing_result out;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "config/pipeline_config.hpp"
+#include "persistence/next_payload.hpp"
 #include "persistence/types.hpp"
 
 #include <string>
@@ -10,10 +11,7 @@
 
 namespace turing::actors {
 
-/// The payload downstream stages receive: the input with the handler's
-/// output laid over it (output keys win), so context such as an item's name
-/// travels along; a non-object output replaces the input.
-persistence::json next_payload(const persistence::json& input, const persistence::json& output);
+using persistence::next_payload;
 
 struct routing_result {
   bool ok = false;

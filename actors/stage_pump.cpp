@@ -14,7 +14,7 @@
 #include "config/prompt_template.hpp"
 #include "messages/registry.hpp"
 #include "messages/supervision.hpp"
-#include "persistence/payload_size.hpp"
+#include "persistence/next_payload.hpp"
 #include "persistence/storable_text.hpp"
 
 #include <caf/all.hpp>
@@ -107,7 +107,8 @@ private:
   void finish_failure(const lease& fence, attempt_result kind, const std::string& error,
                       bool retryable, const std::string& model);
   template <class Result> void record_late(Result late, const char* what);
-  std::optional<std::string> oversized_delivery(const std::vector<delivery>& ds) const;
+  std::optional<std::string> oversized_payload(const json& input, const json& output,
+                                               const std::vector<delivery>& ds) const;
   void ended(const lease& fence);
 
   // -- flush path -------------------------------------------------------------
@@ -396,15 +397,18 @@ void stage_pump::finish_success(const lease& fence, const std::string& outcome, 
                    stage_->handler == config::handler_kind::model, model);
     return;
   }
-  auto routed = route(pipeline_, *stage_, outcome, next_payload(e->job.payload, output));
+  // The store derives each delivery's payload (the claimed payload with this
+  // output laid over it): only its size is checked here, without a copy.
+  auto routed = route(pipeline_, *stage_, outcome, json());
   if (!routed.ok) {
     finish_failure(fence, attempt_result::failed, routed.error, false, model);
     return;
   }
-  if (auto why = oversized_delivery(routed.deliveries)) {
+  if (auto why = oversized_payload(e->job.payload, output, routed.deliveries)) {
     finish_failure(fence, attempt_result::failed, *why, false, model);
     return;
   }
+  c.derived_payloads = true;
   c.attempt = e->job.attempt;
   c.started_at = e->job.started_at;
   c.deliveries = std::move(routed.deliveries);
@@ -443,17 +447,18 @@ void stage_pump::finish_failure(const lease& fence, attempt_result kind, const s
   ended(fence);
 }
 
-/// Why a delivery's payload is over runtime.max_payload, or nothing. Not
-/// retried: the same input makes the same output again, as a rule.
-std::optional<std::string> stage_pump::oversized_delivery(const std::vector<delivery>& ds) const {
-  for (const auto& d : ds) {
-    auto size = json_text_size(d.payload);
-    if (size > runtime_.max_payload)
-      return "output makes the payload for " + d.target + " " + config::format_byte_size(size) +
-             " (" + std::to_string(size) + " bytes), over runtime.max_payload " +
-             config::format_byte_size(runtime_.max_payload);
-  }
-  return std::nullopt;
+/// Why the payload this output hands on is over runtime.max_payload, or
+/// nothing. Not retried: the same input makes the same output again, as a rule.
+std::optional<std::string> stage_pump::oversized_payload(const json& input, const json& output,
+                                                         const std::vector<delivery>& ds) const {
+  if (ds.empty())
+    return std::nullopt;
+  auto size = next_payload_text_size(input, output);
+  if (size <= runtime_.max_payload)
+    return std::nullopt;
+  return "output makes the payload for " + ds.front().target + " " +
+         config::format_byte_size(size) + " (" + std::to_string(size) +
+         " bytes), over runtime.max_payload " + config::format_byte_size(runtime_.max_payload);
 }
 
 /// The execution is over and its result queued: free its slot, write soon.

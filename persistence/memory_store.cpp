@@ -4,6 +4,7 @@
 
 #include "persistence/detail/item_effects.hpp"
 #include "persistence/detail/refusals.hpp"
+#include "persistence/next_payload.hpp"
 
 #include <algorithm>
 #include <tuple>
@@ -254,16 +255,19 @@ std::vector<fence_result> memory_store::complete(const std::vector<completion>& 
       effects.branch_started(m.item_id);
       ready_stages.insert(stage);
     };
+    // Derived here, once, as pg_store derives it in SQL.
+    json derived = c.derived_payloads ? next_payload(m.payload, c.output) : json();
     for (const auto& d : c.deliveries) {
+      const json& payload = c.derived_payloads ? derived : d.payload;
       switch (d.type) {
       case delivery::kind::stage:
-        start_message(d.target, d.payload, d.max_attempts);
+        start_message(d.target, payload, d.max_attempts);
         break;
       case delivery::kind::join: {
         auto& j = joins_[{m.item_id, d.target}];
         if (j.expected.empty())
           j.expected = d.join_inputs;
-        j.inputs[m.stage] = d.payload;
+        j.inputs[m.stage] = payload;
         bool all_in = std::all_of(j.expected.begin(), j.expected.end(),
                                   [&](const auto& s) { return j.inputs.contains(s); });
         if (all_in && !j.fired) {
@@ -273,7 +277,7 @@ std::vector<fence_result> memory_store::complete(const std::vector<completion>& 
         break;
       }
       case delivery::kind::sink:
-        effects.reached_sink(m.item_id, d.target, d.payload);
+        effects.reached_sink(m.item_id, d.target, payload);
         break;
       }
     }

@@ -302,6 +302,22 @@ END
 $$;
 )sql";
 
+// Payloads derived in the database: a completion names the message it
+// completes, and the payload each next stage (or sink, or join) receives is
+// computed here from that message's payload and output, exactly as the C++
+// next_payload() does, so the runtime never sends a payload back. Inlined
+// into the statements that use it (a plain SQL expression).
+const char* derived_payloads = R"sql(
+CREATE FUNCTION turing.next_payload(input jsonb, output jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE
+    WHEN output IS NULL OR jsonb_typeof(output) = 'null' THEN input
+    WHEN jsonb_typeof(output) <> 'object' OR jsonb_typeof(input) IS DISTINCT FROM 'object'
+      THEN output
+    ELSE input || output END
+$$;
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
@@ -319,6 +335,7 @@ const std::vector<migration>& all_migrations() {
       {10, "history retention: stage_tallies.pruned, messages_done_idx", history_retention},
       {11, "queue tables vacuumed and analysed after 1-2 % of their rows change", queue_vacuum},
       {12, "payload columns compressed with lz4", lz4_payloads},
+      {13, "turing.next_payload: payloads derived in the database", derived_payloads},
   };
   return list;
 }

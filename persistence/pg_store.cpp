@@ -176,7 +176,8 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
     rows.push_back({{"item_id", item_id},
                     {"delta", e.branch_delta},
                     {"sink", e.sink ? json(*e.sink) : json()},
-                    {"result", e.sink ? e.result : json()},
+                    {"result", e.sink && !e.result_of ? e.result : json()},
+                    {"result_of", e.sink && e.result_of ? json(*e.result_of) : json()},
                     {"dead", e.dead}});
   }
   if (rows.empty())
@@ -185,12 +186,16 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
   lock_in_order(sc, tx, "items", ids);
   auto finished = sc.exec(tx, R"sql(
     WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
-               AS d(item_id bigint, delta integer, sink text, result jsonb, dead boolean))
+               AS d(item_id bigint, delta integer, sink text, result jsonb, result_of bigint,
+                    dead boolean))
     UPDATE turing.items i SET
       open_branches = i.open_branches + d.delta,
       sink = CASE WHEN d.dead THEN 'dead' WHEN i.sink = 'dead' THEN i.sink
                   ELSE coalesce(d.sink, i.sink) END,
       result = CASE WHEN d.dead OR i.sink = 'dead' THEN i.result
+                    WHEN d.result_of IS NOT NULL
+                      THEN (SELECT turing.next_payload(m.payload, m.output) FROM turing.messages m
+                            WHERE m.id = d.result_of)
                     ELSE coalesce(d.result, i.result) END,
       finished_at = CASE WHEN i.open_branches + d.delta = 0
                          THEN greatest(turing.now(), i.created_at) END
@@ -730,6 +735,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       int64_t item_id, run_id, parent_id;
       const delivery* d;
       std::string from_stage;
+      bool derived; ///< its payload is derived from message parent_id
     };
     std::vector<join_arrival> arrivals;
     detail::item_effects effects;
@@ -770,16 +776,23 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
                                   {"item_id", item_id},
                                   {"parent_id", c.fence.message_id},
                                   {"stage", d.target},
-                                  {"payload", d.payload},
                                   {"max_attempts", d.max_attempts}});
+          if (c.derived_payloads)
+            new_messages.back()["derived_from"] = c.fence.message_id;
+          else
+            new_messages.back()["payload"] = d.payload;
           effects.branch_started(item_id);
           notify.insert(d.target);
           break;
         case delivery::kind::join:
-          arrivals.push_back({item_id, run_id, c.fence.message_id, &d, from_stage});
+          arrivals.push_back(
+              {item_id, run_id, c.fence.message_id, &d, from_stage, c.derived_payloads});
           break;
         case delivery::kind::sink:
-          effects.reached_sink(item_id, d.target, d.payload);
+          if (c.derived_payloads)
+            effects.reached_sink_derived(item_id, d.target, c.fence.message_id);
+          else
+            effects.reached_sink(item_id, d.target, d.payload);
           break;
         }
       }
@@ -793,27 +806,32 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       // Two statements: an outer UPDATE cannot see what a data-modifying CTE
       // of the same statement wrote. The upsert holds the row lock, so no
       // sibling arrival can slip in between.
-      auto arrived = session_->statements.exec(tx, R"sql(
+      auto arrived = session_->statements.exec(
+          tx, R"sql(
         INSERT INTO turing.joins AS j (item_id, stage, expected, inputs)
-        VALUES ($1, $2, $3::text[], jsonb_build_object($4::text, $5::jsonb))
+        VALUES ($1, $2, $3::text[], jsonb_build_object($4::text,
+          CASE WHEN $5::text = '' THEN (SELECT turing.next_payload(m.payload, m.output)
+                                        FROM turing.messages m WHERE m.id = $6::bigint)
+               ELSE $5::text::jsonb END))
         ON CONFLICT (item_id, stage) DO UPDATE SET inputs = j.inputs || EXCLUDED.inputs
         RETURNING fired_at IS NULL AND expected <@ ARRAY(SELECT jsonb_object_keys(inputs)))sql",
-                                               a.item_id, a.d->target, text_array(a.d->join_inputs),
-                                               a.from_stage, a.d->payload.dump());
+          a.item_id, a.d->target, text_array(a.d->join_inputs), a.from_stage,
+          a.derived ? std::string() : a.d->payload.dump(), a.parent_id);
       if (!arrived[0][0].as<bool>())
         continue;
       auto fired = session_->statements.exec(
           tx,
           "UPDATE turing.joins SET fired_at = turing.now() WHERE item_id = $1 "
-          "AND stage = $2 AND fired_at IS NULL RETURNING inputs::text",
+          "AND stage = $2 AND fired_at IS NULL RETURNING 1",
           a.item_id, a.d->target);
       if (fired.empty())
         continue;
+      // Its payload, every input by stage, is taken from the join's row.
       new_messages.push_back({{"run_id", a.run_id},
                               {"item_id", a.item_id},
                               {"parent_id", a.parent_id},
                               {"stage", a.d->target},
-                              {"payload", parse_field(fired[0][0])},
+                              {"from_join", true},
                               {"max_attempts", a.d->max_attempts}});
       effects.branch_started(a.item_id);
       notify.insert(a.d->target);
@@ -822,10 +840,19 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       session_->statements.exec(tx, R"sql(
         INSERT INTO turing.messages (run_id, item_id, parent_id, stage, payload, max_attempts,
                                      available_at, created_at)
-        SELECT run_id, item_id, parent_id, stage, payload, max_attempts, turing.now(), turing.now()
+        SELECT x.run_id, x.item_id, x.parent_id, x.stage,
+               -- Scalar subqueries: always one index probe per row (a join
+               -- may be planned as a hash join over the whole table).
+               CASE WHEN x.derived_from IS NOT NULL
+                      THEN (SELECT turing.next_payload(m.payload, m.output) FROM turing.messages m
+                            WHERE m.id = x.derived_from)
+                    WHEN x.from_join THEN (SELECT j.inputs FROM turing.joins j
+                                           WHERE j.item_id = x.item_id AND j.stage = x.stage)
+                    ELSE x.payload END,
+               x.max_attempts, turing.now(), turing.now()
         FROM jsonb_to_recordset($1::jsonb)
           AS x(run_id bigint, item_id bigint, parent_id bigint, stage text, payload jsonb,
-               max_attempts integer))sql",
+               derived_from bigint, from_join boolean, max_attempts integer))sql",
                                 new_messages.dump());
     apply_item_effects(session_->statements, tx, effects);
     record_late(session_->statements, tx, late);

@@ -128,6 +128,11 @@ struct completion {
   json output;
   std::string model;
   std::vector<delivery> deliveries;
+  /// Every delivery's payload is next_payload(the claimed payload, output):
+  /// the store derives it from the rows it holds and the deliveries carry
+  /// none, so a payload of megabytes is never sent back (the pump's way).
+  /// false: each delivery carries its payload.
+  bool derived_payloads = false;
 };
 
 struct failure {

@@ -14,6 +14,9 @@ struct item_effect {
   int branch_delta = 0;
   std::optional<std::string> sink; ///< the sink reached, with its result
   nlohmann::json result;
+  /// Instead of `result`: the message whose payload with its output laid
+  /// over is the result (pg_store derives it in SQL).
+  std::optional<int64_t> result_of;
   bool dead = false;
 };
 
@@ -28,6 +31,13 @@ public:
     auto& e = (*this)[item];
     e.sink = sink;
     e.result = result;
+    e.result_of.reset();
+  }
+  void reached_sink_derived(int64_t item, const std::string& sink, int64_t message_id) {
+    auto& e = (*this)[item];
+    e.sink = sink;
+    e.result = nullptr;
+    e.result_of = message_id;
   }
   void dead_branch(int64_t item) {
     auto& e = (*this)[item];

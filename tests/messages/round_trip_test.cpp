@@ -75,6 +75,9 @@ CAF_TEST(store_messages_round_trip) {
   c.deliveries.push_back(
       {delivery::kind::join, "compare", json{{"domain", "technology"}}, 3, {"clara_a", "clara_b"}});
   round_trip(std::vector<completion>{c});
+  c.derived_payloads = true;
+  c.deliveries.push_back({delivery::kind::stage, "alma", json(), 3, {}});
+  round_trip(std::vector<completion>{c});
   failure f;
   f.fence = {42, 9};
   f.result = attempt_result::timeout;

@@ -2,6 +2,7 @@
 // so the max_payload checks at enqueue and after each stage measure truly.
 #define CAF_SUITE payload_size
 
+#include "persistence/next_payload.hpp"
 #include "persistence/payload_size.hpp"
 
 #include <caf/test/unit_test.hpp>
@@ -40,4 +41,17 @@ CAF_TEST(objects_and_arrays_count_keys_brackets_and_commas) {
   big["document"] = std::string(5 << 20, 'x');
   big["skills"] = json::array({"C++", "SQL"});
   CAF_CHECK_EQUAL(json_text_size(big), dumped(big));
+}
+
+CAF_TEST(next_payload_text_size_is_the_size_of_the_merged_payload) {
+  using turing::persistence::next_payload;
+  using turing::persistence::next_payload_text_size;
+  auto input = json::parse(R"({"name":"Rust","n":3,"doc":"a\nb"})");
+  for (const auto& output :
+       {json(), json::object(), json::parse(R"({"n":4,"verdict":"ok"})"),
+        json::parse(R"({"name":"C++"})"), json::array({1, 2}), json("replaced")})
+    CAF_CHECK_EQUAL(next_payload_text_size(input, output), dumped(next_payload(input, output)));
+  CAF_CHECK_EQUAL(next_payload_text_size(json::array({1}), json::object({{"a", 1}})),
+                  dumped(json::object({{"a", 1}})));
+  CAF_CHECK_EQUAL(next_payload_text_size(json::object(), json::object()), 2u);
 }

@@ -352,6 +352,46 @@ CAF_TEST(a_join_fires_once_when_all_its_inputs_have_arrived) {
   CAF_CHECK(run_of(run_id).finished());
 }
 
+CAF_TEST(derived_payloads_are_the_claimed_payload_with_the_output_laid_over_it) {
+  // The pump's way: deliveries carry no payload; the store derives each one.
+  auto derived = [&](const claimed_message& m, json output, std::vector<delivery> ds) {
+    auto c = done(m, std::move(ds));
+    c.output = std::move(output);
+    c.derived_payloads = true;
+    for (auto& d : c.deliveries)
+      d.payload = json();
+    return c;
+  };
+  auto run_id = enqueue_n("carl", 2);
+  auto carl = claim("carl", 2);
+  s.complete({derived(carl[0], json{{"n", 100}, {"domain", "tech"}},
+                      {to_stage("clara_a"), to_stage("clara_b")}),
+              derived(carl[1], json(), {to_stage("clara_a"), to_stage("clara_b")})});
+  auto a = claim("clara_a", 5);
+  auto b = claim("clara_b", 5);
+  CAF_REQUIRE_EQUAL(a.size(), 2u);
+  CAF_REQUIRE_EQUAL(b.size(), 2u);
+  // Output keys win; input keys the output lacks travel along.
+  CAF_CHECK_EQUAL(a[0].payload, (json{{"n", 100}, {"domain", "tech"}}));
+  // A null output hands on the input as it was.
+  CAF_CHECK_EQUAL(a[1].payload, (json{{"n", 1}}));
+  std::vector<std::string> inputs{"clara_a", "clara_b"};
+  s.complete({derived(a[0], json{{"verdict", "a"}}, {to_join("compare", inputs, json())}),
+              derived(b[0], json{{"verdict", "b"}}, {to_join("compare", inputs, json())})});
+  auto joined = claim("compare", 5);
+  CAF_REQUIRE_EQUAL(joined.size(), 1u);
+  CAF_CHECK_EQUAL(joined[0].payload["clara_a"],
+                  (json{{"n", 100}, {"domain", "tech"}, {"verdict", "a"}}));
+  CAF_CHECK_EQUAL(joined[0].payload["clara_b"],
+                  (json{{"n", 100}, {"domain", "tech"}, {"verdict", "b"}}));
+  // A non-object output replaces the payload; a sink keeps it as the result.
+  s.complete({derived(joined[0], json::array({"x", 2}), {to_sink("committed")})});
+  CAF_CHECK_EQUAL(item_of(run_id, 0).result, json::array({"x", 2}));
+  CAF_CHECK(item_of(run_id, 0).finished);
+  s.complete({derived(a[1], json{{"tag", "kept"}}, {to_sink("rejected")})});
+  CAF_CHECK_EQUAL(item_of(run_id, 1).result, (json{{"n", 1}, {"tag", "kept"}}));
+}
+
 CAF_TEST(a_join_whose_one_side_died_finishes_the_item_as_dead) {
   auto run_id = enqueue_n("carl", 1);
   auto carl = claim("carl", 1).at(0);
