@@ -8,11 +8,11 @@
 namespace turing::actors {
 
 caf::behavior builtin_job(caf::event_based_actor* self, caf::actor owner,
-                          persistence::claimed_message job, std::string function_name,
-                          builtin_function function) {
-  auto fence = job.fencing();
+                          std::shared_ptr<const persistence::claimed_message> job,
+                          std::string function_name, builtin_function function) {
+  auto fence = job->fencing();
   try {
-    auto r = function(job.payload);
+    auto r = function(job->payload);
     self->send(owner, execution_succeeded{fence, r.outcome, std::move(r.output), ""});
     self->quit();
   } catch (const handler_failure& e) {
@@ -29,9 +29,10 @@ caf::behavior builtin_job(caf::event_based_actor* self, caf::actor owner,
 }
 
 caf::behavior script_job(caf::event_based_actor* self, caf::actor owner,
-                         persistence::claimed_message job, script_spec spec) {
-  auto fence = job.fencing();
-  auto r = run_script(spec, job.payload.dump(), [&](pid_t pid) {
+                         std::shared_ptr<const persistence::claimed_message> job,
+                         script_spec spec) {
+  auto fence = job->fencing();
+  auto r = run_script(spec, job->payload.dump(), [&](pid_t pid) {
     self->send(owner, execution_started{fence, static_cast<int64_t>(pid)});
   });
   if (r.ok)

@@ -9,6 +9,7 @@
 #include <caf/actor.hpp>
 #include <caf/behavior.hpp>
 #include <caf/event_based_actor.hpp>
+#include <memory>
 
 namespace turing::actors {
 
@@ -17,12 +18,12 @@ namespace turing::actors {
 /// exception ends the actor abnormally: its owner monitors it and records
 /// the attempt as crashed.
 caf::behavior builtin_job(caf::event_based_actor* self, caf::actor owner,
-                          persistence::claimed_message job, std::string function_name,
-                          builtin_function function);
+                          std::shared_ptr<const persistence::claimed_message> job,
+                          std::string function_name, builtin_function function);
 
 /// Runs the script with the payload on stdin. Sends execution_started with
 /// the child's process group first, so the owner can kill it at its deadline.
 caf::behavior script_job(caf::event_based_actor* self, caf::actor owner,
-                         persistence::claimed_message job, script_spec spec);
+                         std::shared_ptr<const persistence::claimed_message> job, script_spec spec);
 
 } // namespace turing::actors

@@ -82,7 +82,9 @@ protected:
 
 private:
   struct execution {
-    claimed_message job;
+    /// Shared with the job actor that runs it: a payload of megabytes is not
+    /// copied to start an execution.
+    std::shared_ptr<const claimed_message> job;
     caf::actor_addr executor;
     int64_t generation = 0;
     int64_t pid = 0;
@@ -94,7 +96,7 @@ private:
   void on_claim_failed(const caf::error& e);
 
   // -- dispatch path ----------------------------------------------------------
-  void dispatch(const claimed_message& job);
+  void dispatch(claimed_message&& job);
   void start_builtin(execution& e);
   void start_script(execution& e);
   void start_model(execution& e);
@@ -163,7 +165,7 @@ private:
 
 stage_pump::execution* stage_pump::find(const lease& fence) {
   auto it = running_.find(fence.message_id);
-  if (it == running_.end() || it->second.job.epoch != fence.epoch)
+  if (it == running_.end() || it->second.job->epoch != fence.epoch)
     return nullptr;
   return &it->second;
 }
@@ -228,8 +230,8 @@ void stage_pump::on_claimed(std::vector<claimed_message>& jobs, int limit) {
               [=](caf::error&) { check_drained(); });
     return;
   }
-  for (const auto& j : jobs)
-    dispatch(j);
+  for (auto& j : jobs)
+    dispatch(std::move(j)); // the reply is ours alone: moved, not copied
   if (static_cast<int>(jobs.size()) == limit)
     try_claim();
 }
@@ -247,7 +249,7 @@ void stage_pump::on_claim_failed(const caf::error& e) {
 
 // -- dispatch path --------------------------------------------------------------
 
-void stage_pump::dispatch(const claimed_message& job) {
+void stage_pump::dispatch(claimed_message&& job) {
   if (auto old = running_.find(job.id); old != running_.end()) {
     // Claimed again while this pump still runs it: its lease was rescued
     // (a database outage longer than the lease, a clock jump). The old
@@ -255,13 +257,13 @@ void stage_pump::dispatch(const claimed_message& job) {
     // stage's concurrency holds; its result, if any, is fenced out.
     spdlog::warn("{}: claimed again at epoch {} while epoch {} still ran here; stopping the "
                  "old execution",
-                 log_id(old->second.job), job.epoch, old->second.job.epoch);
+                 log_id(*old->second.job), job.epoch, old->second.job->epoch);
     stop_execution(old->second);
-    tell_keeper(leases_ended{{old->second.job.fencing()}});
+    tell_keeper(leases_ended{{old->second.job->fencing()}});
     running_.erase(old);
   }
   auto& e = running_[job.id];
-  e.job = job;
+  e.job = std::make_shared<const claimed_message>(std::move(job));
   switch (stage_->handler) {
   case config::handler_kind::builtin:
     return start_builtin(e);
@@ -275,7 +277,7 @@ void stage_pump::dispatch(const claimed_message& job) {
 void stage_pump::start_builtin(execution& e) {
   const auto* fn = o_.builtins->find(stage_->function);
   if (!fn) {
-    finish_failure(e.job.fencing(), attempt_result::failed,
+    finish_failure(e.job->fencing(), attempt_result::failed,
                    "builtin " + stage_->function + " is not registered", false, "");
     return;
   }
@@ -292,18 +294,18 @@ void stage_pump::start_script(execution& e) {
   auto owner = caf::actor_cast<caf::actor>(this);
   caf::actor worker;
   if (o_.simulated_scripts) {
-    worker = o_.simulated_scripts(this, owner, e.job, spec);
+    worker = o_.simulated_scripts(this, owner, *e.job, spec);
     monitor(worker);
   } else if (stage_->mode == config::script_mode::worker) {
     // A long-lived child of the stage's pool (spawned beside this pump) runs it.
     worker = o_.dir->get(script_pool_name(o_.stage));
     if (!worker) {
-      finish_failure(e.job.fencing(), attempt_result::failed,
+      finish_failure(e.job->fencing(), attempt_result::failed,
                      "script worker pool of stage " + o_.stage + " is not running", true, "");
       return;
     }
-    send(worker, script_call{e.job.fencing(),
-                             e.job.payload.dump(-1, ' ', false, json::error_handler_t::replace)});
+    send(worker, script_call{e.job->fencing(),
+                             e.job->payload.dump(-1, ' ', false, json::error_handler_t::replace)});
   } else {
     worker = spawn<caf::detached + caf::monitored>(script_job, owner, e.job, spec);
   }
@@ -312,18 +314,18 @@ void stage_pump::start_script(execution& e) {
 }
 
 void stage_pump::start_model(execution& e) {
-  auto prompt = config::render_template(stage_->prompt, e.job.payload);
+  auto prompt = config::render_template(stage_->prompt, e.job->payload);
   if (!prompt.ok()) {
     std::string missing;
     for (const auto& p : prompt.unresolved)
       missing += (missing.empty() ? "{" : ", {") + p + "}";
-    finish_failure(e.job.fencing(), attempt_result::failed,
+    finish_failure(e.job->fencing(), attempt_result::failed,
                    "prompt has unresolved placeholder(s) " + missing + "; no call made", false,
                    stage_->model);
     return;
   }
   if (auto size = prompt.text.size() + stage_->system_prompt.size(); size > runtime_.max_prompt) {
-    finish_failure(e.job.fencing(), attempt_result::failed,
+    finish_failure(e.job->fencing(), attempt_result::failed,
                    "prompt is " + config::format_byte_size(size) + " (" + std::to_string(size) +
                        " bytes with the system prompt), over runtime.max_prompt " +
                        config::format_byte_size(runtime_.max_prompt) + "; no call made",
@@ -332,7 +334,7 @@ void stage_pump::start_model(execution& e) {
   }
   auto endpoint = o_.dir->get("model/" + stage_->model);
   if (!endpoint) {
-    finish_failure(e.job.fencing(), attempt_result::failed,
+    finish_failure(e.job->fencing(), attempt_result::failed,
                    "model endpoint " + stage_->model + " is not running", true, stage_->model);
     return;
   }
@@ -340,7 +342,7 @@ void stage_pump::start_model(execution& e) {
   // timeout, not the socket's, decides; the thread still ends.
   auto call_timeout = timeout_ + config::millis{2000};
   send(endpoint,
-       model_call{e.job.fencing(), o_.stage, stage_->system_prompt, prompt.text, call_timeout});
+       model_call{e.job->fencing(), o_.stage, stage_->system_prompt, prompt.text, call_timeout});
   e.executor = endpoint.address();
   // A call waiting out a model outage has no deadline; if the endpoint
   // dies meanwhile (its queue with it), this pump must hear of it.
@@ -355,7 +357,7 @@ void stage_pump::start_model(execution& e) {
 
 void stage_pump::arm_deadline(execution& e, config::millis after) {
   e.generation = ++generations_;
-  delayed_send(this, after, execution_timeout{e.job.fencing(), e.generation});
+  delayed_send(this, after, execution_timeout{e.job->fencing(), e.generation});
 }
 
 // Stops an execution that no longer matters: kills a script's process
@@ -366,12 +368,12 @@ void stage_pump::stop_execution(const execution& e) {
     kill_process_group(static_cast<pid_t>(e.pid));
   if (stage_->handler == config::handler_kind::model)
     if (auto endpoint = o_.dir->get("model/" + stage_->model))
-      send(endpoint, execution_abandoned{e.job.fencing()});
+      send(endpoint, execution_abandoned{e.job->fencing()});
   // A worker pool then reports nothing more for it and replaces the killed child.
   if (stage_->handler == config::handler_kind::script &&
       stage_->mode == config::script_mode::worker)
     if (auto pool = o_.dir->get(script_pool_name(o_.stage)))
-      send(pool, execution_abandoned{e.job.fencing()});
+      send(pool, execution_abandoned{e.job->fencing()});
 }
 
 // -- results --------------------------------------------------------------------
@@ -404,15 +406,15 @@ void stage_pump::finish_success(const lease& fence, const std::string& outcome, 
     finish_failure(fence, attempt_result::failed, routed.error, false, model);
     return;
   }
-  if (auto why = oversized_payload(e->job.payload, output, routed.deliveries)) {
+  if (auto why = oversized_payload(e->job->payload, output, routed.deliveries)) {
     finish_failure(fence, attempt_result::failed, *why, false, model);
     return;
   }
   c.derived_payloads = true;
-  c.attempt = e->job.attempt;
-  c.started_at = e->job.started_at;
+  c.attempt = e->job->attempt;
+  c.started_at = e->job->started_at;
   c.deliveries = std::move(routed.deliveries);
-  spdlog::debug("{} completed: {}", log_id(e->job), outcome);
+  spdlog::debug("{} completed: {}", log_id(*e->job), outcome);
   completions_.pending.push_back(std::move(c));
   ended(fence);
 }
@@ -432,16 +434,16 @@ void stage_pump::finish_failure(const lease& fence, attempt_result kind, const s
     record_late(std::move(f), to_string(kind));
     return;
   }
-  f.attempt = e->job.attempt;
-  f.started_at = e->job.started_at;
-  bool last = !retryable || e->job.counted_attempt() >= e->job.max_attempts;
+  f.attempt = e->job->attempt;
+  f.started_at = e->job->started_at;
+  bool last = !retryable || e->job->counted_attempt() >= e->job->max_attempts;
   f.retry_after =
-      last ? config::millis{0} : retry_backoff(stage_->retry, e->job.counted_attempt(), rng_);
+      last ? config::millis{0} : retry_backoff(stage_->retry, e->job->counted_attempt(), rng_);
   if (last)
-    spdlog::error("{} {}: {}; dead-lettered{}", log_id(e->job), to_string(kind), error,
+    spdlog::error("{} {}: {}; dead-lettered{}", log_id(*e->job), to_string(kind), error,
                   retryable ? " after its last attempt" : " (not retryable)");
   else
-    spdlog::warn("{} {}: {}; retry in {}", log_id(e->job), to_string(kind), error,
+    spdlog::warn("{} {}: {}; retry in {}", log_id(*e->job), to_string(kind), error,
                  config::format_duration(f.retry_after));
   failures_.pending.push_back(std::move(f));
   ended(fence);
@@ -591,7 +593,7 @@ void stage_pump::on_drain_deadline() {
   std::vector<lease> leases;
   for (auto& [id, e] : running_) {
     stop_execution(e);
-    leases.push_back(e.job.fencing());
+    leases.push_back(e.job->fencing());
   }
   running_.clear();
   auto report = [=](int64_t released) {
@@ -630,7 +632,7 @@ void stage_pump::on_down(const caf::down_msg& dm) {
     std::vector<lease> lost;
     for (auto& [id, e] : running_)
       if (e.executor == dm.source)
-        lost.push_back(e.job.fencing());
+        lost.push_back(e.job->fencing());
     for (const auto& fence : lost)
       finish_failure(fence, attempt_result::crashed,
                      "model endpoint " + stage_->model + " stopped: " + system().render(dm.reason),
@@ -652,7 +654,7 @@ void stage_pump::on_worker_crash(const execution& e, const caf::error& reason) {
   crashes_.push_back(now);
   while (!crashes_.empty() && now - crashes_.front() > o_.crash_period)
     crashes_.pop_front();
-  finish_failure(e.job.fencing(), attempt_result::crashed,
+  finish_failure(e.job->fencing(), attempt_result::crashed,
                  "worker crashed: " + system().render(reason), true, "");
   if (static_cast<int>(crashes_.size()) > o_.crash_intensity) {
     spdlog::error("stage {}: {} worker crashes within {}; the pump gives up", o_.stage,
@@ -701,7 +703,7 @@ caf::behavior stage_pump::make_behavior() {
         // leaves the endpoint's queue again (execution_started re-arms it).
         if (auto* e = find(msg.fence)) {
           e->generation = ++generations_;
-          spdlog::debug("{}: waiting for model {}: {}", log_id(e->job), msg.model, msg.reason);
+          spdlog::debug("{}: waiting for model {}: {}", log_id(*e->job), msg.model, msg.reason);
         }
       },
       [=](execution_succeeded& msg) {
@@ -733,7 +735,7 @@ caf::behavior stage_pump::make_behavior() {
         if (!e)
           return;
         spdlog::warn("{}: lease lost (rescued elsewhere); stopping it, writing nothing",
-                     log_id(e->job));
+                     log_id(*e->job));
         stop_execution(*e);
         running_.erase(msg.fence.message_id);
         check_drained();

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <malloc.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -23,6 +24,11 @@ void set_up_logging(const std::string& level) {
 } // namespace
 
 int main(int argc, char** argv) {
+  // Payloads of megabytes come and go all the time: keep every block of
+  // 1 MB or more in its own mapping, returned to the system when freed.
+  // glibc's default threshold rises to 32 MB after the first such free, and
+  // the heap then holds on to freed payloads (5 MB items: 283 -> 236 MB RSS).
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   using namespace turing::cli;
   CLI::App app{"turing: a self-healing runtime for durable pipelines of actors"};
   app.require_subcommand(1);
