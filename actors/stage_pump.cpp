@@ -197,7 +197,9 @@ void stage_pump::try_claim() {
     return;
   claiming_ = true;
   int limit = std::min(free, runtime_.claim_batch);
-  request(store, store_timeout, claim_request{o_.stage, o_.node, limit, runtime_.lease_ttl})
+  request(store, store_timeout,
+          claim_request{o_.stage, o_.node, limit, runtime_.lease_ttl,
+                        static_cast<int64_t>(runtime_.claim_bytes)})
       .then([=](std::vector<claimed_message>& jobs) { on_claimed(jobs, limit); },
             [=](caf::error& e) { on_claim_failed(e); });
 }

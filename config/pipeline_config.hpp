@@ -52,6 +52,9 @@ struct runtime_config {
   /// refuses bigger items; an output that would make a payload bigger fails
   /// its attempt without a retry.
   std::uint64_t max_payload = std::uint64_t{16} << 20;
+  /// Payload bytes one claim takes at most (the first message always): a
+  /// stage of large payloads claims a few at a time instead of claim_batch.
+  std::uint64_t claim_bytes = std::uint64_t{32} << 20;
   /// The largest prompt a model stage may send, checked when it is rendered.
   std::uint64_t max_prompt = std::uint64_t{1} << 20;
   /// A stage pump that leaves its supervisor's liveness probe unanswered

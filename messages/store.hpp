@@ -33,7 +33,8 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, claim_request& x) {
-  return f(caf::meta::type_name("turing::claim_request"), x.stage, x.node, x.limit, x.lease_ttl);
+  return f(caf::meta::type_name("turing::claim_request"), x.stage, x.node, x.limit, x.lease_ttl,
+           x.max_bytes);
 }
 
 template <class Inspector>

@@ -5,6 +5,7 @@
 #include "persistence/detail/item_effects.hpp"
 #include "persistence/detail/refusals.hpp"
 #include "persistence/next_payload.hpp"
+#include "persistence/payload_size.hpp"
 
 #include <algorithm>
 #include <tuple>
@@ -149,6 +150,13 @@ std::vector<claimed_message> memory_store::claim(const claim_request& request) {
   });
   if (ready.size() > static_cast<size_t>(request.limit))
     ready.resize(request.limit);
+  if (request.max_bytes > 0) {
+    int64_t before = 0;
+    size_t taken = 0;
+    for (; taken < ready.size() && before < request.max_bytes; ++taken)
+      before += static_cast<int64_t>(json_text_size(ready[taken]->payload));
+    ready.resize(taken);
+  }
   std::vector<claimed_message> out;
   for (auto* m : ready) {
     m->state = message_state::running;

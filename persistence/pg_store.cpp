@@ -607,12 +607,18 @@ std::vector<claimed_message> pg_store::claim(const claim_request& request) {
     throw store_error(store_errc::invalid_argument, "claim: limit must be >= 1");
   return in_transaction("claim", [&](pqxx::work& tx) {
     auto r = session_->statements.exec(tx, R"sql(
-      WITH picked AS (
-        SELECT id FROM turing.messages
+      WITH candidates AS (
+        SELECT id, available_at, pg_column_size(payload) AS bytes FROM turing.messages
         WHERE stage = $1 AND state = 'ready' AND available_at <= turing.now()
         ORDER BY available_at, id
         LIMIT $3
-        FOR NO KEY UPDATE SKIP LOCKED)
+        FOR NO KEY UPDATE SKIP LOCKED),
+      -- The byte budget ($5, 0 for none): taken while the bytes before are
+      -- under it. pg_column_size is the stored (compressed) size: no detoasting.
+      picked AS (
+        SELECT id FROM (SELECT id, sum(bytes) OVER (ORDER BY available_at, id) - bytes AS before
+                        FROM candidates) c
+        WHERE $5::bigint <= 0 OR before < $5::bigint)
       UPDATE turing.messages m SET
         state = 'running', attempt = m.attempt + 1, epoch = m.epoch + 1, owner_node = $2,
         started_at = turing.now(), heartbeat_at = turing.now(),
@@ -621,7 +627,8 @@ std::vector<claimed_message> pg_store::claim(const claim_request& request) {
       RETURNING m.id, m.item_id, m.run_id, m.payload::text, m.attempt, m.max_attempts, m.epoch,
                 )sql" TS_US("m.started_at") R"sql(, m.lost)sql",
                                        request.stage, request.node, request.limit,
-                                       static_cast<double>(request.lease_ttl.count()));
+                                       static_cast<double>(request.lease_ttl.count()),
+                                       request.max_bytes);
     std::vector<claimed_message> out;
     out.reserve(r.size());
     for (const auto& row : r) {

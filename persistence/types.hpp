@@ -69,6 +69,11 @@ struct claim_request {
   std::string node;
   int limit = 1;
   millis lease_ttl{30000};
+  /// Payload bytes one claim takes at most, in claim order: a message is
+  /// taken while the bytes before it are under the budget, so the first
+  /// always is. Bounds the memory a claim of large payloads holds at once.
+  /// 0: no budget. Bytes as stored (pg_store: compressed; memory_store: JSON text).
+  int64_t max_bytes = 0;
 };
 
 /// The fencing token of one execution: every write about it presents both.

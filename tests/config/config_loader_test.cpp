@@ -360,7 +360,7 @@ routes = { ok = "out" }
   CAF_CHECK_EQUAL(r.config->runtime.retain_done.count(), 0);
 }
 
-CAF_TEST(max_payload_and_max_prompt_default_to_16_and_1_mb_and_read_sizes_or_bytes) {
+CAF_TEST(payload_sizes_default_to_16_1_and_32_mb_and_read_sizes_or_bytes) {
   auto text = [](const std::string& lines) {
     return "sinks = [\"out\"]\n[runtime]\n" + lines + R"(
 [stages.only]
@@ -381,6 +381,10 @@ routes = { ok = "out" }
   r = load(text("max_payload = 2048"));
   CAF_REQUIRE(r.ok());
   CAF_CHECK_EQUAL(r.config->runtime.max_payload, 2048u);
+  CAF_CHECK_EQUAL(r.config->runtime.claim_bytes, std::uint64_t{32} << 20);
+  r = load(text("claim_bytes = \"4MB\""));
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.config->runtime.claim_bytes, std::uint64_t{4} << 20);
 }
 
 CAF_TEST(environment_overrides_database_url_only_when_non_empty) {

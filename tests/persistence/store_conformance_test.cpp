@@ -167,6 +167,32 @@ CAF_TEST(claim_takes_the_oldest_up_to_its_limit_and_bumps_epochs) {
   CAF_CHECK(c.oldest_started_at.has_value());
 }
 
+CAF_TEST(a_claim_stops_at_its_byte_budget_but_always_takes_one) {
+  enqueue_request r;
+  r.stage = "read";
+  r.label = "test";
+  r.max_attempts = 3;
+  // Text that neither lz4 nor pglz shrinks much: stored sizes stay near 100 KB.
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 4; ++i) {
+    std::string text;
+    while (text.size() < 100'000) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      text += static_cast<char>(' ' + 1 + x % 94);
+      if (text.back() == '"' || text.back() == '\\')
+        text.back() = 'q';
+    }
+    r.items.push_back({"k" + std::to_string(i), json{{"document", text}}});
+  }
+  s.enqueue(r);
+  claim_request budget{"read", "node-a", 10, 30s, 150'000};
+  CAF_CHECK_EQUAL(s.claim(budget).size(), 2u); // 0 and ~100 KB before: under 150 KB
+  budget.max_bytes = 1;
+  CAF_CHECK_EQUAL(s.claim(budget).size(), 1u); // the first, whatever its size
+  budget.max_bytes = 0;
+  CAF_CHECK_EQUAL(s.claim(budget).size(), 1u); // no budget: what is left
+}
+
 CAF_TEST(completion_routes_the_output_to_every_target_stage) {
   auto run_id = enqueue_n("carl", 1);
   auto m = claim("carl", 1).at(0);
