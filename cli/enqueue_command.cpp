@@ -24,29 +24,28 @@ constexpr size_t max_reported_errors = 20;
 /// store rewinds it if its transaction has to start over.
 class jsonl_items final : public persistence::item_source {
 public:
-  jsonl_items(std::istream& in, std::string key_field)
-      : in_(in), key_field_(std::move(key_field)) {}
+  explicit jsonl_items(std::istream& in) : in_(in) {}
 
   void rewind() override {
     in_.clear();
     in_.seekg(0);
   }
 
+  /// A checked line as it is: PostgreSQL parses it and reads its key.
   std::optional<persistence::new_item> next() override {
     std::string line;
     while (std::getline(in_, line)) {
-      auto parsed = parse_item_line(line, key_field_);
-      if (parsed.item)
-        return std::move(parsed.item);
-      if (!parsed.error.empty()) // the file changed since it was checked
-        throw usage_error("the items file changed while it was enqueued: " + parsed.error);
+      if (line.find_first_not_of(" \t\r") == std::string::npos)
+        continue; // blank, as the check read it
+      persistence::new_item item;
+      item.payload_text = std::move(line);
+      return item;
     }
     return std::nullopt;
   }
 
 private:
   std::istream& in_;
-  std::string key_field_;
 };
 
 /// Checks every line; prints the first errors as file:line: reason. Returns
@@ -145,7 +144,8 @@ int enqueue_command(const enqueue_options& options) {
   request.stage = options.stage;
   request.label = options.label.empty() ? options.file.filename().string() : options.label;
   request.max_attempts = stage->retry.max_attempts;
-  jsonl_items items{in, options.key_field};
+  request.key_field = options.key_field;
+  jsonl_items items{in};
   auto total = store.enqueue_all(request, items);
   spdlog::info("enqueue: run {}: {} item(s) of {} into stage {} in one transaction, {} duplicate "
                "key(s) skipped",

@@ -572,8 +572,12 @@ enqueue_result pg_store::enqueue_all(const enqueue_request& request, item_source
       std::vector<new_item> one(1);
       while (auto item = items.next()) {
         one[0] = std::move(*item);
-        detail::refuse_unstorable(one);
         const char* key = one[0].key ? one[0].key->c_str() : nullptr;
+        if (!one[0].payload_text.empty()) { // checked by its reader; PostgreSQL parses it
+          copy << std::make_tuple(given++, key, one[0].payload_text);
+          continue;
+        }
+        detail::refuse_unstorable(one);
         copy << std::make_tuple(given++, key, one[0].payload.dump());
       }
       copy.complete();
@@ -581,10 +585,16 @@ enqueue_result pg_store::enqueue_all(const enqueue_request& request, item_source
     // The two sorts keep items and messages in file order; in memory, not
     // spilled to disk, for files of a few hundred thousand lines.
     tx.exec("SET LOCAL work_mem = '64MB'");
-    out.enqueued = tx.exec_params1(R"sql(
+    out.enqueued =
+        tx.exec_params1(R"sql(
       WITH now AS (SELECT turing.now() AS at),
       ins AS (INSERT INTO turing.items (run_id, key, payload, open_branches, created_at)
-              SELECT $1, x.key, x.payload, 1, now.at
+              -- An item given as text takes its key from key_field ($4), as
+              -- turing enqueue's check read it: a string, or an integer's digits.
+              SELECT $1, coalesce(x.key, CASE WHEN jsonb_typeof(x.payload -> $4::text)
+                                                   IN ('string', 'number')
+                                              THEN x.payload ->> $4::text END),
+                     x.payload, 1, now.at
               FROM turing_enqueue_staging x, now ORDER BY x.ord
               ON CONFLICT (key) DO NOTHING RETURNING id, payload, created_at),
       msg AS (INSERT INTO turing.messages (run_id, item_id, stage, payload, max_attempts,
@@ -592,8 +602,8 @@ enqueue_result pg_store::enqueue_all(const enqueue_request& request, item_source
               SELECT $1, ins.id, $2, ins.payload, $3, ins.created_at, ins.created_at
               FROM ins ORDER BY ins.id RETURNING 1)
       SELECT count(*) FROM msg)sql",
-                                   out.run_id, request.stage, request.max_attempts)[0]
-                       .as<int64_t>();
+                        out.run_id, request.stage, request.max_attempts, request.key_field)[0]
+            .as<int64_t>();
     out.duplicates = given - out.enqueued;
     add_to_run(tx, out);
     if (out.enqueued > 0)

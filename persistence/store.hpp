@@ -41,8 +41,16 @@ public:
     auto all = request;
     all.items.clear();
     items.rewind();
-    while (auto item = items.next())
+    while (auto item = items.next()) {
+      if (!item->payload_text.empty()) {
+        item->payload = json::parse(item->payload_text);
+        item->payload_text.clear();
+        if (auto k = item->payload.find(request.key_field);
+            !request.key_field.empty() && k != item->payload.end())
+          item->key = k->is_string() ? k->get<std::string>() : k->dump();
+      }
       all.items.push_back(std::move(*item));
+    }
     return enqueue(all);
   }
 

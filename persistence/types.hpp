@@ -36,6 +36,11 @@ struct new_item {
   /// enqueueing the same file twice does not duplicate work.
   std::optional<std::string> key;
   json payload;
+  /// Instead of `payload` and `key`: the item as JSON object text, already
+  /// checked storable (a line of `turing enqueue`). The store parses it and
+  /// takes the key from the request's key_field, so a large item is never
+  /// parsed and written out again on its way in.
+  std::string payload_text{};
 };
 
 struct enqueue_request {
@@ -45,6 +50,9 @@ struct enqueue_request {
   std::vector<new_item> items;
   /// Append to this run instead of creating one (chunked enqueue of a big file).
   std::optional<int64_t> run_id;
+  /// The field an item given as text takes its key from (a string or an
+  /// integer); empty: such items have no key.
+  std::string key_field;
 };
 
 /// Items read one at a time (a file streamed line by line), from the start

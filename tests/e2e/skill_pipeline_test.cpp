@@ -286,6 +286,44 @@ CAF_TEST(an_items_file_with_a_line_postgresql_refuses_enqueues_nothing_and_names
   CAF_CHECK_EQUAL(runs[0].items_total, 6000);
 }
 
+CAF_TEST(enqueue_takes_keys_from_the_key_field_and_skips_keys_it_has) {
+  // Lines go to PostgreSQL as they are; the key is read there, as the check
+  // read it: a string, or an integer's digits (past INT64_MAX too).
+  auto config = write_owl_config(dir, dsn, "http://127.0.0.1:9");
+  {
+    pqxx::connection c{dsn};
+    migrate(c);
+  }
+  auto file = dir.path / "keyed.jsonl";
+  std::ofstream{file} << "{\"id\": \"s-1\", \"name\": \"a\"}\n"
+                      << "  \n"
+                      << "{\"id\": 42, \"name\": \"b\"}\n"
+                      << "{\"id\": 18446744073709551615, \"name\": \"c\"}\n"
+                      << "{\"name\": \"no key\", \"n\": 1.50}\n"
+                      << "{\"id\": \"s-1\", \"name\": \"a again\"}\n";
+  std::string out;
+  auto args = std::vector<std::string>{"enqueue", "--config", config.string(), "--stage", "lucy",
+                                       "--file", file.string(), "--key-field", "id"};
+  CAF_REQUIRE_EQUAL(run_turing(dir, args, &out), 0);
+  CAF_CHECK(out.find("enqueued 4 into lucy (1 duplicates skipped)") != std::string::npos);
+  CAF_REQUIRE_EQUAL(run_turing(dir, args, &out), 0);
+  CAF_CHECK(out.find("enqueued 0 into lucy (5 duplicates skipped)") == std::string::npos);
+  CAF_CHECK(out.find("enqueued 1 into lucy (4 duplicates skipped)") != std::string::npos);
+  CAF_MESSAGE(out);
+  pg_store s{dsn};
+  auto runs = s.runs(false);
+  CAF_REQUIRE_EQUAL(runs.size(), 2u);
+  auto first = std::min(runs[0].id, runs[1].id);
+  auto items = s.items(first);
+  CAF_REQUIRE_EQUAL(items.size(), 4u);
+  CAF_CHECK_EQUAL(items[0].key.value_or(""), "s-1");
+  CAF_CHECK_EQUAL(items[0].payload["name"], "a");
+  CAF_CHECK_EQUAL(items[1].key.value_or(""), "42");
+  CAF_CHECK_EQUAL(items[2].key.value_or(""), "18446744073709551615");
+  CAF_CHECK(!items[3].key.has_value());
+  CAF_CHECK_EQUAL(items[3].payload["n"], 1.5);
+}
+
 CAF_TEST(an_item_over_max_payload_enqueues_nothing_and_names_its_line_and_size) {
   // Issue 10: the limit is checked before anything is written.
   auto config = write_owl_config(dir, dsn, "http://127.0.0.1:9",
