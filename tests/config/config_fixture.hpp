@@ -56,6 +56,16 @@ struct config_fixture {
     return parse_config(text, "pipeline.toml", dir.path(), builtins);
   }
 
+  /// A one-stage pipeline whose [runtime] table (line 2; its keys from line
+  /// 3 on) holds `runtime_lines`, its sink named `sink`.
+  static std::string with_runtime(const std::string& runtime_lines,
+                                  const std::string& sink = "done") {
+    return "sinks = [\"" + sink + "\"]\n[runtime]\n" + runtime_lines +
+           "\n[stages.only]\nhandler = \"builtin\"\nentry = true\nfunction = "
+           "\"owl.normalize\"\nroutes = { ok = \"" +
+           sink + "\" }\n";
+  }
+
   /// The first error on `key` whose message contains `phrase`; logs every
   /// error when there is none, so that a failing test shows what it got.
   static const config_error* find_error(const load_result& result, std::string_view key,

@@ -337,15 +337,7 @@ routes = { ok = "out" }
 }
 
 CAF_TEST(retain_done_defaults_to_a_week_and_reads_a_duration_or_forever) {
-  auto text = [](const std::string& line) {
-    return "sinks = [\"out\"]\n[runtime]\n" + line + R"(
-[stages.only]
-handler = "builtin"
-entry = true
-function = "owl.normalize"
-routes = { ok = "out" }
-)";
-  };
+  auto text = [](const std::string& lines) { return with_runtime(lines, "out"); };
   auto r = load(text(""));
   CAF_REQUIRE(r.ok());
   CAF_CHECK_EQUAL(r.config->runtime.retain_done.count(), 7LL * 86'400'000);
@@ -361,15 +353,7 @@ routes = { ok = "out" }
 }
 
 CAF_TEST(payload_sizes_default_to_16_1_and_32_mb_and_read_sizes_or_bytes) {
-  auto text = [](const std::string& lines) {
-    return "sinks = [\"out\"]\n[runtime]\n" + lines + R"(
-[stages.only]
-handler = "builtin"
-entry = true
-function = "owl.normalize"
-routes = { ok = "out" }
-)";
-  };
+  auto text = [](const std::string& lines) { return with_runtime(lines, "out"); };
   auto r = load(text(""));
   CAF_REQUIRE(r.ok());
   CAF_CHECK_EQUAL(r.config->runtime.max_payload, std::uint64_t{16} << 20);

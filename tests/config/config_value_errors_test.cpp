@@ -147,15 +147,7 @@ routes = { ok = "done" }
 }
 
 CAF_TEST(retain_done_takes_a_duration_or_forever_and_names_anything_else) {
-  auto text = [](const std::string& value) {
-    return "sinks = [\"done\"]\n[runtime]\nretain_done = " + value + R"(
-[stages.only]
-handler = "builtin"
-entry = true
-function = "owl.normalize"
-routes = { ok = "done" }
-)";
-  };
+  auto text = [](const std::string& value) { return with_runtime("retain_done = " + value); };
   auto never = load(text("\"never\""));
   CHECK_ERROR(never, "runtime.retain_done", 3, "malformed duration 'never'");
   CHECK_ERROR(never, "runtime.retain_done", 3, "\"forever\" to keep done messages");
@@ -168,15 +160,7 @@ routes = { ok = "done" }
 }
 
 CAF_TEST(max_payload_names_a_malformed_or_out_of_range_size) {
-  auto text = [](const std::string& value) {
-    return "sinks = [\"done\"]\n[runtime]\nmax_payload = " + value + R"(
-[stages.only]
-handler = "builtin"
-entry = true
-function = "owl.normalize"
-routes = { ok = "done" }
-)";
-  };
+  auto text = [](const std::string& value) { return with_runtime("max_payload = " + value); };
   auto unit = load(text("\"16 megabytes\""));
   CHECK_ERROR(unit, "runtime.max_payload", 3, "malformed size");
   CAF_CHECK_EQUAL(unit.errors.size(), 1u);
