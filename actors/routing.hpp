@@ -1,17 +1,15 @@
 // Routing: turns a handler's outcome into the deliveries the store carries
-// out (next stages, joins, sinks), and builds the payload each one receives.
+// out (next stages, joins, sinks). The pump gives no payload: the store
+// derives each one (persistence/next_payload.hpp).
 #pragma once
 
 #include "config/pipeline_config.hpp"
-#include "persistence/next_payload.hpp"
 #include "persistence/types.hpp"
 
 #include <string>
 #include <vector>
 
 namespace turing::actors {
-
-using persistence::next_payload;
 
 struct routing_result {
   bool ok = false;

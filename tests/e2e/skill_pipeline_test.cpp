@@ -302,8 +302,8 @@ CAF_TEST(enqueue_takes_keys_from_the_key_field_and_skips_keys_it_has) {
                       << "{\"name\": \"no key\", \"n\": 1.50}\n"
                       << "{\"id\": \"s-1\", \"name\": \"a again\"}\n";
   std::string out;
-  auto args = std::vector<std::string>{"enqueue", "--config", config.string(), "--stage", "lucy",
-                                       "--file", file.string(), "--key-field", "id"};
+  auto args = std::vector<std::string>{"enqueue", "--config",    config.string(), "--stage", "lucy",
+                                       "--file",  file.string(), "--key-field",   "id"};
   CAF_REQUIRE_EQUAL(run_turing(dir, args, &out), 0);
   CAF_CHECK(out.find("enqueued 4 into lucy (1 duplicates skipped)") != std::string::npos);
   CAF_REQUIRE_EQUAL(run_turing(dir, args, &out), 0);
