@@ -41,7 +41,8 @@ struct options {
   int64_t rss_items = 0; ///< items for the RSS and enqueue case
   bool peers = false;
   std::string database;
-  std::string only; ///< comma-separated case names; empty = all
+  std::string only;      ///< comma-separated case names; empty = all
+  int payload_bytes = 0; ///< a "text" of this many bytes in each item
 };
 
 bool wanted(const options& o, const std::string& name) {
@@ -159,11 +160,27 @@ fs::path write_chain_config(const fs::path& dir, const std::string& name, int st
   return path;
 }
 
-fs::path write_items(const fs::path& dir, const std::string& name, int64_t n) {
+/// Items {"n": i}, with a "text" of `payload_bytes` printable characters
+/// when that is above 0 (a xorshift sequence: it compresses about as little
+/// as prose).
+fs::path write_items(const fs::path& dir, const std::string& name, int64_t n, int payload_bytes) {
   auto path = dir / (name + ".jsonl");
   std::ofstream out{path};
-  for (int64_t i = 0; i < n; ++i)
-    out << "{\"n\":" << i << "}\n";
+  uint64_t x = 88172645463325252ull;
+  std::string text;
+  for (int64_t i = 0; i < n; ++i) {
+    out << "{\"n\":" << i;
+    if (payload_bytes > 0) {
+      text.clear();
+      while (static_cast<int>(text.size()) < payload_bytes) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        char c = static_cast<char>('0' + x % 75);
+        text += c == '\\' ? 'q' : c;
+      }
+      out << ",\"text\":\"" << text << '"';
+    }
+    out << "}\n";
+  }
   return path;
 }
 
@@ -185,7 +202,7 @@ struct chain_result {
 
 chain_result run_chain(const bench_env& env, const std::string& name, int stages, int64_t items) {
   auto config = write_chain_config(env.dir, name, stages, env.dsn);
-  auto file = write_items(env.dir, name, items);
+  auto file = write_items(env.dir, name, items, env.o.payload_bytes);
   chain_result r;
   r.enqueue = run({env.turing, "--log-level", "warn", "enqueue", "--config", config.string(),
                    "--stage", "s1", "--file", file.string(), "--label", name},
@@ -360,10 +377,13 @@ options parse(int argc, char** argv) {
       o.database = value();
     else if (flag == "--only")
       o.only = value();
+    else if (flag == "--payload-bytes")
+      o.payload_bytes = std::stoi(value());
     else {
       std::fprintf(stderr,
                    "usage: pipeline_bench [--items N] [--history N] [--rss-items N] [--peers] "
-                   "[--database URL] [--only baseline,one,chain,latency,history,rss]\n");
+                   "[--database URL] [--only baseline,one,chain,latency,history,rss] "
+                   "[--payload-bytes N]\n");
       std::exit(2);
     }
   }
@@ -397,7 +417,8 @@ int main(int argc, char** argv) {
     pqxx::connection c{env.dsn};
     turing::persistence::migrate(c);
   }
-  std::printf("pipeline_bench: %d items per case, %s, %u cores; log %s\n\n", env.o.items,
+  std::printf("pipeline_bench: %d items per case of %d payload bytes, %s, %u cores; log %s\n\n",
+              env.o.items, env.o.payload_bytes,
               embedded ? "embedded cluster (unix socket, fsync on)" : "--database",
               std::thread::hardware_concurrency(), env.log.c_str());
   std::printf("| %-52s | %22s | %7s |\n", "case", "figure", "ratio");

@@ -283,8 +283,7 @@ ALTER TABLE turing.items SET (autovacuum_vacuum_scale_factor = 0.02,
   autovacuum_analyze_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0);
 )sql";
 
-// Payloads are large JSON documents copied into every stage's message row:
-// lz4 compresses them about as well as the default pglz at a fraction of
+// Payloads are large JSON documents: lz4 compresses them about as well as the default pglz at a fraction of
 // the CPU. A server built without lz4 keeps pglz (the migration still
 // applies; only new values are affected either way).
 const char* lz4_payloads = R"sql(
@@ -318,6 +317,73 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 )sql";
 
+// Payloads stored once. A message whose payload is large stores none: it is
+// assembled when claimed, from the item's input (an entry message), the
+// join's inputs (a join's message) or its parent's payload with the parent's
+// output laid over it, so a document of megabytes is stored once per item,
+// not once per stage. Small payloads (under the TOAST threshold, where a copy
+// costs less than a lookup) are still stored in the row. A join keeps, per
+// input whose payload is large, the message it came from (arrived_from), and
+// builds that input when the join's message is claimed.
+const char* payloads_stored_once = R"sql(
+ALTER TABLE turing.messages ALTER COLUMN payload DROP NOT NULL;
+ALTER TABLE turing.joins ADD COLUMN arrived_from jsonb NOT NULL DEFAULT '{}'::jsonb;
+
+-- The payload a message is claimed with.
+CREATE FUNCTION turing.message_payload(message bigint) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  at bigint := message;
+  p jsonb;
+  parent bigint;
+  item bigint;
+  join_inputs jsonb;
+  join_refs jsonb;
+  ref record;
+  outputs jsonb[] := '{}';
+  o jsonb;
+BEGIN
+  LOOP
+    SELECT m.payload, m.parent_id, m.item_id, j.inputs, j.arrived_from
+      INTO p, parent, item, join_inputs, join_refs
+      FROM turing.messages m
+      LEFT JOIN turing.joins j ON j.item_id = m.item_id AND j.stage = m.stage
+     WHERE m.id = at;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'turing.message_payload: message % (from message %) is gone', at, message
+        USING ERRCODE = 'no_data_found';
+    END IF;
+    EXIT WHEN p IS NOT NULL;
+    IF join_inputs IS NOT NULL THEN      -- a join's message: its inputs by stage
+      p := join_inputs;
+      FOR ref IN SELECT key, value FROM jsonb_each(join_refs) LOOP
+        p := p || jsonb_build_object(ref.key, turing.payload_after(ref.value::text::bigint));
+      END LOOP;
+      EXIT;
+    END IF;
+    IF parent IS NULL THEN               -- an entry message: the item's input
+      SELECT i.payload INTO p FROM turing.items i WHERE i.id = item;
+      EXIT;
+    END IF;
+    SELECT m.output INTO o FROM turing.messages m WHERE m.id = parent;
+    outputs := array_prepend(o, outputs);
+    at := parent;
+  END LOOP;
+  FOREACH o IN ARRAY outputs LOOP
+    p := turing.next_payload(p, o);
+  END LOOP;
+  RETURN p;
+END
+$$;
+
+-- The payload a completed message hands on: its own with its output laid over.
+CREATE FUNCTION turing.payload_after(message bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+  SELECT turing.next_payload(coalesce(m.payload, turing.message_payload(m.id)), m.output)
+  FROM turing.messages m WHERE m.id = message
+$$;
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
@@ -336,6 +402,7 @@ const std::vector<migration>& all_migrations() {
       {11, "queue tables vacuumed and analysed after 1-2 % of their rows change", queue_vacuum},
       {12, "payload columns compressed with lz4", lz4_payloads},
       {13, "turing.next_payload: payloads derived in the database", derived_payloads},
+      {14, "large payloads stored once per item, assembled when claimed", payloads_stored_once},
   };
   return list;
 }

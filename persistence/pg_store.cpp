@@ -29,6 +29,12 @@ namespace {
 // since the epoch, exactly (a double would lose the last digit).
 #define TS_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 
+// A payload whose stored size is at most this is copied into the message
+// that receives it; a larger one is not stored again but assembled when the
+// message is claimed (turing.message_payload, migration 14). Below the TOAST
+// threshold a copy costs less than the lookups that would replace it.
+#define STORED_INLINE(size) "(" size " <= 2000)"
+
 time_point from_us(int64_t us) {
   return time_point{std::chrono::microseconds{us}};
 }
@@ -194,8 +200,10 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
                   ELSE coalesce(d.sink, i.sink) END,
       result = CASE WHEN d.dead OR i.sink = 'dead' THEN i.result
                     WHEN d.result_of IS NOT NULL
-                      THEN (SELECT turing.next_payload(m.payload, m.output) FROM turing.messages m
-                            WHERE m.id = d.result_of)
+                      THEN (SELECT turing.next_payload(coalesce(m.payload,
+                                                                turing.message_payload(m.id)),
+                                                       m.output)
+                            FROM turing.messages m WHERE m.id = d.result_of)
                     ELSE coalesce(d.result, i.result) END,
       finished_at = CASE WHEN i.open_branches + d.delta = 0
                          THEN greatest(turing.now(), i.created_at) END
@@ -541,7 +549,9 @@ enqueue_result pg_store::enqueue(const enqueue_request& request) {
               ON CONFLICT (key) DO NOTHING RETURNING id, payload),
       msg AS (INSERT INTO turing.messages (run_id, item_id, stage, payload, max_attempts,
                                            available_at, created_at)
-              SELECT $2, ins.id, $3, ins.payload, $4, turing.now(), turing.now()
+              SELECT $2, ins.id, $3,
+                     CASE WHEN )sql" STORED_INLINE("pg_column_size(ins.payload)") R"sql(
+                          THEN ins.payload END, $4, turing.now(), turing.now()
               FROM ins ORDER BY ins.id RETURNING 1)
       SELECT count(*) FROM msg)sql",
                                    rows.dump(), out.run_id, request.stage, request.max_attempts)[0]
@@ -599,7 +609,9 @@ enqueue_result pg_store::enqueue_all(const enqueue_request& request, item_source
               ON CONFLICT (key) DO NOTHING RETURNING id, payload, created_at),
       msg AS (INSERT INTO turing.messages (run_id, item_id, stage, payload, max_attempts,
                                            available_at, created_at)
-              SELECT $1, ins.id, $2, ins.payload, $3, ins.created_at, ins.created_at
+              SELECT $1, ins.id, $2,
+                     CASE WHEN )sql" STORED_INLINE("pg_column_size(ins.payload)") R"sql(
+                          THEN ins.payload END, $3, ins.created_at, ins.created_at
               FROM ins ORDER BY ins.id RETURNING 1)
       SELECT count(*) FROM msg)sql",
                         out.run_id, request.stage, request.max_attempts, request.key_field)[0]
@@ -618,7 +630,12 @@ std::vector<claimed_message> pg_store::claim(const claim_request& request) {
   return in_transaction("claim", [&](pqxx::work& tx) {
     auto r = session_->statements.exec(tx, R"sql(
       WITH candidates AS (
-        SELECT id, available_at, pg_column_size(payload) AS bytes FROM turing.messages
+        SELECT id, available_at,
+               -- A payload stored once is counted at its item's input size.
+               coalesce(pg_column_size(payload),
+                        (SELECT pg_column_size(i.payload) FROM turing.items i
+                         WHERE i.id = item_id)) AS bytes
+        FROM turing.messages
         WHERE stage = $1 AND state = 'ready' AND available_at <= turing.now()
         ORDER BY available_at, id
         LIMIT $3
@@ -634,7 +651,8 @@ std::vector<claimed_message> pg_store::claim(const claim_request& request) {
         started_at = turing.now(), heartbeat_at = turing.now(),
         lease_expires_at = turing.now() + $4::double precision * interval '1 millisecond'
       FROM picked WHERE m.id = picked.id
-      RETURNING m.id, m.item_id, m.run_id, m.payload::text, m.attempt, m.max_attempts, m.epoch,
+      RETURNING m.id, m.item_id, m.run_id,
+                coalesce(m.payload, turing.message_payload(m.id))::text, m.attempt, m.max_attempts, m.epoch,
                 )sql" TS_US("m.started_at") R"sql(, m.lost)sql",
                                        request.stage, request.node, request.limit,
                                        static_cast<double>(request.lease_ttl.count()),
@@ -824,14 +842,29 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       // of the same statement wrote. The upsert holds the row lock, so no
       // sibling arrival can slip in between.
       auto arrived = session_->statements.exec(
-          tx, R"sql(
-        INSERT INTO turing.joins AS j (item_id, stage, expected, inputs)
-        VALUES ($1, $2, $3::text[], jsonb_build_object($4::text,
-          CASE WHEN $5::text = '' THEN (SELECT turing.next_payload(m.payload, m.output)
-                                        FROM turing.messages m WHERE m.id = $6::bigint)
-               ELSE $5::text::jsonb END))
-        ON CONFLICT (item_id, stage) DO UPDATE SET inputs = j.inputs || EXCLUDED.inputs
-        RETURNING fired_at IS NULL AND expected <@ ARRAY(SELECT jsonb_object_keys(inputs)))sql",
+          tx,
+          R"sql(
+        WITH arrival AS (
+          -- A derived input too large to copy is kept as the message it
+          -- comes from (arrived_from) and built when the join is claimed.
+          SELECT CASE WHEN $5::text <> '' THEN $5::text::jsonb
+                      WHEN )sql" STORED_INLINE("pg_column_size(m.payload) + "
+                                               "coalesce(pg_column_size(m.output), 0)") R"sql(
+                        THEN turing.next_payload(m.payload, m.output) END AS payload
+          FROM (SELECT 1) one
+          LEFT JOIN turing.messages m ON m.id = $6::bigint AND $5::text = '')
+        INSERT INTO turing.joins AS j (item_id, stage, expected, inputs, arrived_from)
+        SELECT $1, $2, $3::text[],
+               CASE WHEN a.payload IS NULL THEN '{}'::jsonb
+                    ELSE jsonb_build_object($4::text, a.payload) END,
+               CASE WHEN a.payload IS NULL THEN jsonb_build_object($4::text, $6::bigint)
+                    ELSE '{}'::jsonb END
+        FROM arrival a
+        ON CONFLICT (item_id, stage) DO UPDATE SET inputs = j.inputs || EXCLUDED.inputs,
+                                                   arrived_from = j.arrived_from
+                                                                  || EXCLUDED.arrived_from
+        RETURNING fired_at IS NULL
+                  AND expected <@ ARRAY(SELECT jsonb_object_keys(inputs || arrived_from)))sql",
           a.item_id, a.d->target, text_array(a.d->join_inputs), a.from_stage,
           a.derived ? std::string() : a.d->payload.dump(), a.parent_id);
       if (!arrived[0][0].as<bool>())
@@ -854,23 +887,31 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       notify.insert(a.d->target);
     }
     if (!new_messages.empty())
-      session_->statements.exec(tx, R"sql(
+      session_->statements.exec(
+          tx,
+          R"sql(
         INSERT INTO turing.messages (run_id, item_id, parent_id, stage, payload, max_attempts,
                                      available_at, created_at)
         SELECT x.run_id, x.item_id, x.parent_id, x.stage,
                -- Scalar subqueries: always one index probe per row (a join
                -- may be planned as a hash join over the whole table).
+               -- A payload too large to copy is left NULL: assembled when
+               -- claimed from its parent (or its join's row).
                CASE WHEN x.derived_from IS NOT NULL
-                      THEN (SELECT turing.next_payload(m.payload, m.output) FROM turing.messages m
-                            WHERE m.id = x.derived_from)
-                    WHEN x.from_join THEN (SELECT j.inputs FROM turing.joins j
+                      THEN (SELECT CASE WHEN )sql" STORED_INLINE(
+              "pg_column_size(m.payload) + coalesce(pg_column_size(m.output), 0)")
+              R"sql( THEN turing.next_payload(m.payload, m.output) END
+                            FROM turing.messages m WHERE m.id = x.derived_from)
+                    WHEN x.from_join THEN (SELECT CASE WHEN j.arrived_from = '{}'::jsonb
+                                                       THEN j.inputs END
+                                           FROM turing.joins j
                                            WHERE j.item_id = x.item_id AND j.stage = x.stage)
                     ELSE x.payload END,
                x.max_attempts, turing.now(), turing.now()
         FROM jsonb_to_recordset($1::jsonb)
           AS x(run_id bigint, item_id bigint, parent_id bigint, stage text, payload jsonb,
                derived_from bigint, from_join boolean, max_attempts integer))sql",
-                                new_messages.dump());
+          new_messages.dump());
     apply_item_effects(session_->statements, tx, effects);
     record_late(session_->statements, tx, late);
     notify_stages(session_->statements, tx, notify);

@@ -3,6 +3,7 @@
 #define CAF_SUITE pg_store
 #include "persistence/migrations.hpp"
 #include "persistence/pg_store.hpp"
+#include "tests/support/incompressible_text.hpp"
 #include "tests/support/pg_test_cluster.hpp"
 
 #include <atomic>
@@ -508,6 +509,63 @@ CAF_TEST(a_store_without_a_clock_stamps_the_database_time) {
   // The server shares this machine's clock; allow for rounding to microseconds.
   CAF_CHECK(m.started_at >= before - 1ms);
   CAF_CHECK(m.started_at <= after + 1ms);
+}
+
+CAF_TEST(a_large_payload_is_stored_once_however_many_stages_it_passes) {
+  pg_store s{dsn};
+  auto document = turing::testing::incompressible_text(200'000);
+  enqueue_request r;
+  r.stage = "s0";
+  r.items = {{"big", json{{"document", document}}}, {"small", json{{"n", 1}}}};
+  s.enqueue(r);
+  const int stages = 6;
+  for (int k = 0; k < stages; ++k) {
+    auto claimed = s.claim({"s" + std::to_string(k), "n", 5, 30s});
+    CAF_REQUIRE_EQUAL(claimed.size(), 2u);
+    std::vector<completion> batch;
+    for (const auto& m : claimed) {
+      // Every stage so far added its key, and the document travelled along.
+      for (int earlier = 0; earlier < k; ++earlier)
+        CAF_CHECK_EQUAL(m.payload.value("by_s" + std::to_string(earlier), -1), earlier);
+      if (m.payload.contains("document"))
+        CAF_CHECK(m.payload["document"] == document);
+      completion c;
+      c.fence = m.fencing();
+      c.attempt = m.attempt;
+      c.node = "n";
+      c.started_at = m.started_at;
+      c.outcome = "ok";
+      c.output = json{{"by_s" + std::to_string(k), k}};
+      c.derived_payloads = true;
+      delivery d;
+      d.type = k + 1 < stages ? delivery::kind::stage : delivery::kind::sink;
+      d.target = k + 1 < stages ? "s" + std::to_string(k + 1) : "done";
+      c.deliveries.push_back(d);
+      batch.push_back(c);
+    }
+    s.complete(batch);
+  }
+  pqxx::connection c{dsn};
+  pqxx::work tx{c};
+  // The large item's messages hold no copy; the small one's hold theirs.
+  auto copies = tx.exec("SELECT i.key, count(m.payload), count(*) FROM turing.messages m "
+                        "JOIN turing.items i ON i.id = m.item_id GROUP BY i.key ORDER BY i.key");
+  CAF_REQUIRE_EQUAL(copies.size(), 2u);
+  CAF_CHECK_EQUAL(copies[0][0].as<std::string>(), "big");
+  CAF_CHECK_EQUAL(copies[0][1].as<int>(), 0);
+  CAF_CHECK_EQUAL(copies[0][2].as<int>(), stages);
+  CAF_CHECK_EQUAL(copies[1][1].as<int>(), stages);
+  // The document is in the database twice: the item's input and its result.
+  auto stored = tx.exec_params1(
+      "SELECT pg_column_size(i.payload), pg_column_size(i.result), "
+      "  (SELECT coalesce(sum(pg_column_size(m.payload)), 0) + sum(pg_column_size(m.output)) "
+      "   FROM turing.messages m WHERE m.item_id = i.id), i.result->>'document' = $1 "
+      "FROM turing.items i WHERE i.key = 'big'",
+      document);
+  CAF_CHECK_GREATER(stored[0].as<int64_t>(), 150'000);
+  CAF_CHECK_GREATER(stored[1].as<int64_t>(), 150'000);
+  CAF_CHECK_LESS(stored[2].as<int64_t>(), 1'000);
+  CAF_CHECK(stored[3].as<bool>());
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -6,6 +6,7 @@
 #define CAF_SUITE memory_store_conformance
 #endif
 #include "tests/persistence/store_fixture.hpp"
+#include "tests/support/incompressible_text.hpp"
 
 #include <algorithm>
 #include <caf/test/unit_test.hpp>
@@ -39,6 +40,15 @@ struct fixture : turing::testing::store_fixture {
     c.outcome = outcome;
     c.output = json{{"from", m.stage}, {"n", m.payload.value("n", -1)}};
     c.deliveries = std::move(deliveries);
+    return c;
+  }
+  /// The pump's way: deliveries carry no payload; the store derives each one.
+  completion derived(const claimed_message& m, json output, std::vector<delivery> deliveries) {
+    auto c = done(m, std::move(deliveries));
+    c.output = std::move(output);
+    c.derived_payloads = true;
+    for (auto& d : c.deliveries)
+      d.payload = json();
     return c;
   }
   failure failed(const claimed_message& m, millis retry_after = 0ms, bool retryable = true) {
@@ -172,18 +182,10 @@ CAF_TEST(a_claim_stops_at_its_byte_budget_but_always_takes_one) {
   r.stage = "read";
   r.label = "test";
   r.max_attempts = 3;
-  // Text that neither lz4 nor pglz shrinks much: stored sizes stay near 100 KB.
-  uint64_t x = 88172645463325252ull;
-  for (int i = 0; i < 4; ++i) {
-    std::string text;
-    while (text.size() < 100'000) {
-      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-      text += static_cast<char>(' ' + 1 + x % 94);
-      if (text.back() == '"' || text.back() == '\\')
-        text.back() = 'q';
-    }
-    r.items.push_back({"k" + std::to_string(i), json{{"document", text}}});
-  }
+  // Stored sizes stay near 100 KB.
+  for (int i = 0; i < 4; ++i)
+    r.items.push_back({"k" + std::to_string(i),
+                       json{{"document", turing::testing::incompressible_text(100'000, i + 1)}}});
   s.enqueue(r);
   claim_request budget{"read", "node-a", 10, 30s, 150'000};
   CAF_CHECK_EQUAL(s.claim(budget).size(), 2u); // 0 and ~100 KB before: under 150 KB
@@ -379,15 +381,6 @@ CAF_TEST(a_join_fires_once_when_all_its_inputs_have_arrived) {
 }
 
 CAF_TEST(derived_payloads_are_the_claimed_payload_with_the_output_laid_over_it) {
-  // The pump's way: deliveries carry no payload; the store derives each one.
-  auto derived = [&](const claimed_message& m, json output, std::vector<delivery> ds) {
-    auto c = done(m, std::move(ds));
-    c.output = std::move(output);
-    c.derived_payloads = true;
-    for (auto& d : c.deliveries)
-      d.payload = json();
-    return c;
-  };
   auto run_id = enqueue_n("carl", 2);
   auto carl = claim("carl", 2);
   s.complete({derived(carl[0], json{{"n", 100}, {"domain", "tech"}},
@@ -416,6 +409,51 @@ CAF_TEST(derived_payloads_are_the_claimed_payload_with_the_output_laid_over_it) 
   CAF_CHECK(item_of(run_id, 0).finished);
   s.complete({derived(a[1], json{{"tag", "kept"}}, {to_sink("rejected")})});
   CAF_CHECK_EQUAL(item_of(run_id, 1).result, (json{{"n", 1}, {"tag", "kept"}}));
+}
+
+CAF_TEST(a_join_over_two_large_branches_fires_once_with_both) {
+  // 300 KB that does not compress: PostgreSQL stores it once and assembles
+  // each stage's payload when it is claimed; the payloads seen are the same.
+  auto document = turing::testing::incompressible_text(300'000);
+  enqueue_request r;
+  r.stage = "carl";
+  r.label = "test";
+  r.items = {{"big", json{{"document", document}}}};
+  auto run_id = s.enqueue(r).run_id;
+  auto carl = claim("carl", 1).at(0);
+  CAF_CHECK(carl.payload["document"] == document);
+  s.complete({derived(carl, json{{"domain", "tech"}}, {to_stage("clara_a"), to_stage("clara_b")})});
+  auto a = claim("clara_a", 5);
+  auto b = claim("clara_b", 5);
+  CAF_REQUIRE_EQUAL(a.size(), 1u);
+  CAF_REQUIRE_EQUAL(b.size(), 1u);
+  CAF_CHECK(a[0].payload["document"] == document);
+  CAF_CHECK_EQUAL(b[0].payload["domain"], "tech");
+  std::vector<std::string> inputs{"clara_a", "clara_b"};
+  s.complete({derived(a[0], json{{"verdict", "a"}}, {to_join("compare", inputs, json())})});
+  CAF_CHECK(claim("compare", 5).empty());
+  s.complete({derived(b[0], json{{"verdict", "b"}}, {to_join("compare", inputs, json())})});
+  auto joined = claim("compare", 5);
+  CAF_REQUIRE_EQUAL(joined.size(), 1u);
+  CAF_CHECK(claim("compare", 5).empty());
+  for (auto [side, verdict] : {std::pair{"clara_a", "a"}, std::pair{"clara_b", "b"}}) {
+    CAF_CHECK(joined[0].payload[side]["document"] == document);
+    CAF_CHECK_EQUAL(joined[0].payload[side]["domain"], "tech");
+    CAF_CHECK_EQUAL(joined[0].payload[side]["verdict"], verdict);
+  }
+  // A stage after the join sees the join's payload with its output laid over.
+  s.complete({derived(joined[0], json{{"agreed", false}}, {to_stage("arbitrator")})});
+  auto arbitrator = claim("arbitrator", 5);
+  CAF_REQUIRE_EQUAL(arbitrator.size(), 1u);
+  CAF_CHECK(arbitrator[0].payload["clara_b"]["document"] == document);
+  CAF_CHECK_EQUAL(arbitrator[0].payload["agreed"], false);
+  s.complete({derived(arbitrator[0], json{{"skill", "owl"}}, {to_sink("committed")})});
+  auto item = item_of(run_id, 0);
+  CAF_CHECK(item.finished);
+  CAF_CHECK(item.result["clara_a"]["document"] == document);
+  CAF_CHECK_EQUAL(item.result["skill"], "owl");
+  CAF_CHECK(run_of(run_id).finished());
+  CAF_CHECK(s.check_invariants().empty());
 }
 
 CAF_TEST(a_join_whose_one_side_died_finishes_the_item_as_dead) {
