@@ -15,6 +15,7 @@
 #include "messages/registry.hpp"
 #include "messages/supervision.hpp"
 #include "persistence/next_payload.hpp"
+#include "persistence/payload_size.hpp"
 #include "persistence/storable_text.hpp"
 
 #include <caf/all.hpp>
@@ -111,6 +112,7 @@ private:
   template <class Result> void record_late(Result late, const char* what);
   std::optional<std::string> oversized_payload(const json& input, const json& output,
                                                const std::vector<delivery>& ds) const;
+  std::optional<std::string> oversized_join(const claimed_message& job) const;
   void ended(const lease& fence);
 
   // -- flush path -------------------------------------------------------------
@@ -266,6 +268,10 @@ void stage_pump::dispatch(claimed_message&& job) {
   }
   auto& e = running_[job.id];
   e.job = std::make_shared<const claimed_message>(std::move(job));
+  if (auto why = oversized_join(*e.job)) {
+    finish_failure(e.job->fencing(), attempt_result::failed, *why, false, "");
+    return;
+  }
   switch (stage_->handler) {
   case config::handler_kind::builtin:
     return start_builtin(e);
@@ -463,6 +469,23 @@ std::optional<std::string> stage_pump::oversized_payload(const json& input, cons
   return "output makes the payload for " + ds.front().target + " " +
          config::format_byte_size(size) + " (" + std::to_string(size) +
          " bytes), over runtime.max_payload " + config::format_byte_size(runtime_.max_payload);
+}
+
+/// Why a join's payload (every input by stage) is over runtime.max_payload,
+/// or nothing. Each input was within the limit when it was handed on; their
+/// sum need not be, and only here is the payload whole. Not retried.
+std::optional<std::string> stage_pump::oversized_join(const claimed_message& job) const {
+  if (stage_->join.empty())
+    return std::nullopt;
+  auto size = persistence::json_text_size(job.payload);
+  if (size <= runtime_.max_payload)
+    return std::nullopt;
+  std::string inputs;
+  for (const auto& up : stage_->join)
+    inputs += (inputs.empty() ? "" : ", ") + up;
+  return "the join of " + inputs + " makes a payload of " + config::format_byte_size(size) + " (" +
+         std::to_string(size) + " bytes), over runtime.max_payload " +
+         config::format_byte_size(runtime_.max_payload);
 }
 
 /// The execution is over and its result queued: free its slot, write soon.
