@@ -32,7 +32,7 @@ caf::behavior script_job(caf::event_based_actor* self, caf::actor owner,
                          std::shared_ptr<const persistence::claimed_message> job,
                          script_spec spec) {
   auto fence = job->fencing();
-  auto r = run_script(spec, job->payload.dump(), [&](pid_t pid) {
+  auto r = run_script_streamed(spec, job->payload, [&](pid_t pid) {
     self->send(owner, execution_started{fence, static_cast<int64_t>(pid)});
   });
   if (r.ok)

@@ -14,6 +14,8 @@
 #include <cstring>
 #include <fcntl.h>
 #include <memory>
+#include <optional>
+#include <ostream>
 #include <poll.h>
 #include <pthread.h>
 #include <spawn.h>
@@ -21,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <system_error>
+#include <thread>
 #include <unistd.h>
 #include <utility>
 
@@ -271,6 +274,84 @@ struct child_guard {
   }
 };
 
+// Writes a JSON document to a child's stdin from a thread of its own, 64 KB
+// at a time, so that a payload of megabytes is never also held as text.
+// Blocking writes: a child that stops reading holds the thread until it
+// exits or is killed at its deadline; EPIPE then ends the writing quietly.
+class json_stdin_writer {
+public:
+  json_stdin_writer(unique_fd fd, const nlohmann::json& input)
+      : fd_(std::move(fd)), input_(input), thread_([this] { run(); }) {}
+  json_stdin_writer(const json_stdin_writer&) = delete;
+  json_stdin_writer& operator=(const json_stdin_writer&) = delete;
+  ~json_stdin_writer() { join(); }
+  void join() {
+    if (thread_.joinable())
+      thread_.join();
+  }
+
+private:
+  class fd_buffer : public std::streambuf {
+  public:
+    fd_buffer(int fd, sigpipe_guard& guard) : fd_(fd), guard_(guard) {
+      setp(buffer_.get(), buffer_.get() + io_chunk);
+    }
+
+  protected:
+    int_type overflow(int_type c) override {
+      if (!drain())
+        return traits_type::eof();
+      if (!traits_type::eq_int_type(c, traits_type::eof())) {
+        *pptr() = traits_type::to_char_type(c);
+        pbump(1);
+      }
+      return traits_type::not_eof(c);
+    }
+    int sync() override { return drain() ? 0 : -1; }
+
+  private:
+    bool drain() {
+      const char* at = pbase();
+      auto left = static_cast<std::size_t>(pptr() - pbase());
+      while (!broken_ && left > 0) {
+        ssize_t n = ::write(fd_, at, left);
+        if (n >= 0) {
+          at += n;
+          left -= static_cast<std::size_t>(n);
+        } else if (errno != EINTR) {
+          if (errno == EPIPE)
+            guard_.note_epipe();
+          broken_ = true; // the script stopped reading: its exit status and stdout decide
+        }
+      }
+      setp(buffer_.get(), buffer_.get() + io_chunk);
+      return !broken_;
+    }
+    int fd_;
+    sigpipe_guard& guard_;
+    std::unique_ptr<char[]> buffer_ = std::make_unique<char[]>(io_chunk);
+    bool broken_ = false;
+  };
+
+  void run() {
+    sigpipe_guard no_sigpipe; // the mask is per thread: this one writes
+    try {
+      fd_buffer buffer{fd_.get(), no_sigpipe};
+      std::ostream out{&buffer};
+      out << input_; // the same text as input_.dump(); a broken pipe makes the rest no-ops
+      out.flush();
+    } catch (...) {
+      // Text the serializer refuses (invalid UTF-8 cannot come from the store): the script
+      // gets a cut input and fails on it; nothing here may throw out of its thread.
+    }
+    fd_.reset(); // EOF tells the script its input is complete
+  }
+
+  unique_fd fd_;
+  const nlohmann::json& input_;
+  std::thread thread_; // last: started once the members it uses exist
+};
+
 script_result cannot_start(const script_spec& spec, const std::string& why) {
   script_result r;
   std::string name = spec.command.empty() ? std::string() : spec.command.front();
@@ -394,8 +475,18 @@ started_child spawn_child(const script_spec& spec) {
 
 } // namespace
 
-script_result run_script(const script_spec& spec, const std::string& input,
-                         const std::function<void(pid_t)>& on_started) {
+namespace {
+
+/// run_script with its input as text (`text`) or as a document streamed to
+/// stdin from a thread (`document`); exactly one of them is given.
+script_result run_child(const script_spec& spec, const std::string* text,
+                        const nlohmann::json* document,
+                        const std::function<void(pid_t)>& on_started) {
+  static const std::string no_text;
+  const std::string& input = text ? *text : no_text;
+  // Declared before the child's guard, so destroyed after it: the guard
+  // kills the child first, which ends a blocked write with EPIPE.
+  std::optional<json_stdin_writer> writer;
   auto child = spawn_child(spec);
   if (child.pid == 0) {
     script_result r;
@@ -410,6 +501,8 @@ script_result run_script(const script_spec& spec, const std::string& input,
 
   if (on_started)
     on_started(pid);
+  if (document)
+    writer.emplace(std::move(in_w), *document);
 
   // --- I/O: feed stdin, drain stdout and stderr, all at once ----------------------------------
   // A child may write megabytes before it reads its input; serving the three pipes from one
@@ -512,6 +605,8 @@ script_result run_script(const script_spec& spec, const std::string& input,
   } while (waited < 0 && errno == EINTR);
   int wait_errno = errno;
   guard.reaped = true;
+  if (writer)
+    writer->join(); // the child is gone: its stdin's read end is closed
 
   script_result r;
   r.pid = pid;
@@ -532,6 +627,18 @@ script_result run_script(const script_spec& spec, const std::string& input,
           : stdout_overflow ? "stdout exceeds " + config::format_byte_size(spec.max_stdout)
                             : std::string();
   return judge_script_exit(std::move(r), out, transport_problem);
+}
+
+} // namespace
+
+script_result run_script(const script_spec& spec, const std::string& input,
+                         const std::function<void(pid_t)>& on_started) {
+  return run_child(spec, &input, nullptr, on_started);
+}
+
+script_result run_script_streamed(const script_spec& spec, const nlohmann::json& input,
+                                  const std::function<void(pid_t)>& on_started) {
+  return run_child(spec, nullptr, &input, on_started);
 }
 
 // --- worker mode: a long-lived child, one JSON line in and one out per request -------------

@@ -53,6 +53,13 @@ struct script_result {
 script_result run_script(const script_spec& spec, const std::string& input,
                          const std::function<void(pid_t)>& on_started = {});
 
+/// run_script with `input` streamed to stdin as JSON text from a thread of its
+/// own, 64 KB at a time, never held as one string: a payload of megabytes
+/// costs no copy. `input` must outlive the call (it is read until the child
+/// has taken it all or is gone).
+script_result run_script_streamed(const script_spec& spec, const nlohmann::json& input,
+                                  const std::function<void(pid_t)>& on_started = {});
+
 /// Judges a finished child by the contract: a signal or a non-zero exit
 /// status fails, else stdout must be one JSON object with a non-empty string
 /// "outcome". `r` carries exit_status, term_signal and stderr_tail; `out` is

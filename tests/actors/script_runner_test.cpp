@@ -260,6 +260,69 @@ CAF_TEST(on_started_receives_a_pid_that_leads_its_own_process_group) {
   CAF_CHECK_EQUAL(r.pid, seen);
 }
 
+CAF_TEST(a_streamed_payload_reaches_the_script_whole) {
+  // 3 MB of nested JSON with text outside ASCII: the script echoes its stdin
+  // inside its output, which must then equal the payload.
+  nlohmann::json payload{{"title", "Flügel — 翼"}, {"n", 42}, {"pieces", nlohmann::json::array()}};
+  for (int i = 0; i < 30'000; ++i)
+    payload["pieces"].push_back(
+        {{"i", i}, {"text", std::string(80, static_cast<char>('a' + i % 26))}});
+  auto r = run_script_streamed(sh(R"(printf '{"outcome":"echoed","output":'; cat; printf '}')"),
+                               payload);
+  CAF_REQUIRE(r.ok);
+  CAF_CHECK_EQUAL(r.outcome, "echoed");
+  CAF_CHECK(r.output == payload);
+}
+
+CAF_TEST(a_child_that_stops_reading_a_streamed_payload_is_judged_by_its_exit) {
+  auto previous = std::signal(SIGPIPE, SIG_DFL); // a stray SIGPIPE would end the test
+  nlohmann::json payload{{"document", std::string(4 << 20, 'x')}};
+  auto r =
+      run_script_streamed(sh(R"(head -c 10 >/dev/null; echo '{"outcome":"read-ten"}')"), payload);
+  CAF_CHECK(r.ok);
+  CAF_CHECK_EQUAL(r.outcome, "read-ten");
+  auto failing = run_script_streamed(sh("echo gave up >&2; exit 1"), payload);
+  CAF_CHECK_EQUAL(failing.error, "exit status 1; stderr: gave up");
+  std::signal(SIGPIPE, previous);
+}
+
+CAF_TEST(a_streamed_payload_to_a_child_that_never_reads_ends_when_its_group_is_killed) {
+  // 4 MB cannot fit in a pipe: the writer blocks until the deadline kills the child.
+  nlohmann::json payload{{"document", std::string(4 << 20, 'x')}};
+  std::mutex mx;
+  std::condition_variable cv;
+  pid_t started = 0;
+  bool finished = false;
+  script_result r;
+  std::thread runner([&] {
+    auto result = run_script_streamed(sh("exec sleep 60"), payload, [&](pid_t pid) {
+      std::lock_guard<std::mutex> lock(mx);
+      started = pid;
+      cv.notify_all();
+    });
+    std::lock_guard<std::mutex> lock(mx);
+    r = std::move(result);
+    finished = true;
+    cv.notify_all();
+  });
+  pid_t pgid = 0;
+  {
+    std::unique_lock<std::mutex> lock(mx);
+    CAF_REQUIRE(cv.wait_for(lock, 10s, [&] { return started != 0; }));
+    pgid = started;
+  }
+  kill_process_group(pgid);
+  bool returned = false;
+  {
+    std::unique_lock<std::mutex> lock(mx);
+    returned = cv.wait_for(lock, 10s, [&] { return finished; });
+  }
+  CAF_REQUIRE(returned);
+  runner.join();
+  CAF_CHECK(!r.ok);
+  CAF_CHECK_EQUAL(r.term_signal, SIGKILL);
+}
+
 CAF_TEST(kill_process_group_at_a_deadline_kills_the_script_and_its_grandchild) {
   temp_dir dir;
   auto pid_file = dir.path / "grandchild.pid";
