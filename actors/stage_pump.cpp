@@ -2,6 +2,7 @@
 // drain, crashes) each a member function small enough to read at once.
 #include "actors/stage_pump.hpp"
 
+#include "actors/deadline_queue.hpp"
 #include "actors/job_runner.hpp"
 #include "actors/model_client.hpp"
 #include "actors/ready_listener.hpp"
@@ -31,6 +32,7 @@ namespace {
 using namespace persistence;
 using poll_tick_atom = caf::atom_constant<caf::atom("polltick")>;
 using drain_deadline_atom = caf::atom_constant<caf::atom("draindl")>;
+using deadline_tick_atom = caf::atom_constant<caf::atom("deadltick")>;
 using flush_retry_atom = caf::atom_constant<caf::atom("flushrtry")>;
 
 /// Request timeouts towards the store: generous, since a store worker may be
@@ -76,6 +78,7 @@ protected:
     o_.simulated_scripts = nullptr;
     o_.outage.reset();
     running_.clear();
+    deadlines_.clear();
     drain_promise_ = caf::response_promise{}; // it holds the drainer, which holds us
     completions_.pending.clear();
     failures_.pending.clear();
@@ -87,7 +90,7 @@ private:
     /// copied to start an execution.
     std::shared_ptr<const claimed_message> job;
     caf::actor_addr executor;
-    int64_t generation = 0;
+    std::optional<deadline_queue<caf::actor_clock::time_point>::key> deadline;
     int64_t pid = 0;
   };
 
@@ -102,6 +105,10 @@ private:
   void start_script(execution& e);
   void start_model(execution& e);
   void arm_deadline(execution& e, config::millis after);
+  void disarm_deadline(execution& e);
+  void schedule_deadline_tick();
+  void on_deadline_tick(uint64_t tick);
+  void forget(int64_t message_id);
   void stop_execution(const execution& e);
 
   // -- results ----------------------------------------------------------------
@@ -158,7 +165,9 @@ private:
   caf::response_promise drain_promise_;
   int64_t drain_finished_ = 0;
   std::deque<std::chrono::steady_clock::time_point> crashes_;
-  int64_t generations_ = 0;
+  deadline_queue<caf::actor_clock::time_point> deadlines_;
+  uint64_t ticks_ = 0;                                   ///< the last tick scheduled
+  std::optional<caf::actor_clock::time_point> tick_due_; ///< when tick ticks_ comes
   std::mt19937_64 rng_{std::random_device{}()};
   caf::actor_addr monitored_endpoint_; ///< the model endpoint of a model stage
 };
@@ -264,7 +273,7 @@ void stage_pump::dispatch(claimed_message&& job) {
                  log_id(*old->second.job), job.epoch, old->second.job->epoch);
     stop_execution(old->second);
     tell_keeper(leases_ended{{old->second.job->fencing()}});
-    running_.erase(old);
+    forget(job.id);
   }
   auto& e = running_[job.id];
   e.job = std::make_shared<const claimed_message>(std::move(job));
@@ -364,8 +373,53 @@ void stage_pump::start_model(execution& e) {
 }
 
 void stage_pump::arm_deadline(execution& e, config::millis after) {
-  e.generation = ++generations_;
-  delayed_send(this, after, execution_timeout{e.job->fencing(), e.generation});
+  disarm_deadline(e);
+  e.deadline = deadlines_.arm(e.job->id, clock().now() + after);
+  schedule_deadline_tick();
+}
+
+void stage_pump::disarm_deadline(execution& e) {
+  if (e.deadline)
+    deadlines_.disarm(*e.deadline);
+  e.deadline.reset();
+}
+
+/// One delayed message for the earliest deadline; a later deadline waits
+/// for the tick before it. Deadlines come in time order when the timeout is
+/// fixed, so at most one tick is pending then.
+void stage_pump::schedule_deadline_tick() {
+  auto earliest = deadlines_.earliest();
+  if (!earliest || (tick_due_ && *tick_due_ <= *earliest))
+    return;
+  tick_due_ = *earliest;
+  auto wait = std::max(caf::actor_clock::duration_type::zero(), *earliest - clock().now());
+  delayed_send(this, wait, deadline_tick_atom::value, ++ticks_);
+}
+
+void stage_pump::on_deadline_tick(uint64_t tick) {
+  if (tick == ticks_)
+    tick_due_.reset(); // an older tick (superseded by an earlier deadline) changes nothing
+  for (auto id : deadlines_.expire(clock().now())) {
+    auto it = running_.find(id);
+    if (it == running_.end())
+      continue;
+    auto& e = it->second;
+    e.deadline.reset();
+    stop_execution(e);
+    finish_failure(e.job->fencing(), attempt_result::timeout,
+                   "timed out after " + config::format_duration(timeout_) + " (stage timeout)",
+                   true, stage_->handler == config::handler_kind::model ? stage_->model : "");
+  }
+  schedule_deadline_tick();
+}
+
+/// Drops an execution and its deadline.
+void stage_pump::forget(int64_t message_id) {
+  auto it = running_.find(message_id);
+  if (it == running_.end())
+    return;
+  disarm_deadline(it->second);
+  running_.erase(it);
 }
 
 // Stops an execution that no longer matters: kills a script's process
@@ -490,7 +544,7 @@ std::optional<std::string> stage_pump::oversized_join(const claimed_message& job
 
 /// The execution is over and its result queued: free its slot, write soon.
 void stage_pump::ended(const lease& fence) {
-  running_.erase(fence.message_id);
+  forget(fence.message_id);
   if (draining_)
     ++drain_finished_;
   flush();
@@ -621,6 +675,7 @@ void stage_pump::on_drain_deadline() {
     leases.push_back(e.job->fencing());
   }
   running_.clear();
+  deadlines_.clear();
   auto report = [=](int64_t released) {
     if (drain_promise_.pending())
       drain_promise_.deliver(drain_report{o_.stage, drain_finished_, released});
@@ -727,7 +782,7 @@ caf::behavior stage_pump::make_behavior() {
         // Waiting out an outage is not running: no deadline until the call
         // leaves the endpoint's queue again (execution_started re-arms it).
         if (auto* e = find(msg.fence)) {
-          e->generation = ++generations_;
+          disarm_deadline(*e);
           spdlog::debug("{}: waiting for model {}: {}", log_id(*e->job), msg.model, msg.reason);
         }
       },
@@ -746,15 +801,7 @@ caf::behavior stage_pump::make_behavior() {
       [=](execution_failed& msg) {
         finish_failure(msg.fence, attempt_result::failed, msg.error, msg.retryable, msg.model);
       },
-      [=](execution_timeout& msg) {
-        auto* e = find(msg.fence);
-        if (!e || e->generation != msg.generation)
-          return; // the result won the race, or the deadline was re-armed
-        stop_execution(*e);
-        finish_failure(msg.fence, attempt_result::timeout,
-                       "timed out after " + config::format_duration(timeout_) + " (stage timeout)",
-                       true, stage_->handler == config::handler_kind::model ? stage_->model : "");
-      },
+      [=](deadline_tick_atom, uint64_t tick) { on_deadline_tick(tick); },
       [=](lease_lost& msg) {
         auto* e = find(msg.fence);
         if (!e)
@@ -762,7 +809,7 @@ caf::behavior stage_pump::make_behavior() {
         spdlog::warn("{}: lease lost (rescued elsewhere); stopping it, writing nothing",
                      log_id(*e->job));
         stop_execution(*e);
-        running_.erase(msg.fence.message_id);
+        forget(msg.fence.message_id);
         check_drained();
         try_claim();
       },

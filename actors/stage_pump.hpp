@@ -56,9 +56,9 @@ struct stage_pump_options {
 ///   stage's concurrency in flight. Every claim is reported to the lease
 ///   keeper, which keeps the leases alive while this actor lives.
 /// - Each execution runs elsewhere (a job actor, a model endpoint); the pump
-///   schedules execution_timeout{id, epoch, generation} to itself. Whichever
-///   of result and timeout is handled first wins; the other finds no entry
-///   and is stale. A stale result is still sent to the store, which records
+///   keeps its deadline in a deadline_queue served by one timer message.
+///   Whichever of result and deadline is handled first wins; the other finds
+///   no entry and is stale. A stale result is still sent to the store, which records
 ///   it as a late result and applies nothing.
 /// - Completions and failures are written in batches: while one batch is in
 ///   flight the next accumulates (group commit), so batching costs no delay.

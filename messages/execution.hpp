@@ -54,14 +54,6 @@ struct model_waiting {
   std::string reason;
 };
 
-/// The owner's deadline for one execution, sent to itself. `generation`
-/// tells a re-armed deadline from an earlier one, since a delayed message
-/// cannot be cancelled.
-struct execution_timeout {
-  persistence::lease fence;
-  int64_t generation = 0;
-};
-
 /// A prompt for a model endpoint, on behalf of the owner that claimed `fence`.
 struct model_call {
   persistence::lease fence;
@@ -123,11 +115,6 @@ typename Inspector::result_type inspect(Inspector& f, execution_failed& x) {
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, model_waiting& x) {
   return f(caf::meta::type_name("turing::model_waiting"), x.fence, x.model, x.reason);
-}
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, execution_timeout& x) {
-  return f(caf::meta::type_name("turing::execution_timeout"), x.fence, x.generation);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, model_call& x) {

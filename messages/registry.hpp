@@ -44,7 +44,6 @@ inline void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<model_waiting>("turing::model_waiting");
   cfg.add_message_type<persistence::model_outage>("turing::model_outage");
   cfg.add_message_type<model_availability>("turing::model_availability");
-  cfg.add_message_type<execution_timeout>("turing::execution_timeout");
   cfg.add_message_type<model_call>("turing::model_call");
   cfg.add_message_type<model_answer>("turing::model_answer");
   cfg.add_message_type<script_call>("turing::script_call");

@@ -112,7 +112,6 @@ CAF_TEST(execution_messages_round_trip) {
   round_trip(execution_failed{{42, 9}, "HTTP 500", true, "qwen"});
   round_trip(execution_failed{{42, 9}, "HTTP 503", true, "qwen", true});
   round_trip(model_waiting{{42, 9}, "qwen", "cannot connect to http://gpu-1:11434/api/chat"});
-  round_trip(execution_timeout{{42, 9}, 17});
   round_trip(model_call{{42, 9}, "alma", "system", "task: dedupe\nskill: SQL", millis{20000}});
   round_trip(model_answer{{42, 9}, "{\"verdict\": \"passed\"}", "mistral", 12.5});
   round_trip(script_call{{42, 9}, "{\"key\": \"s0001\"}"});
