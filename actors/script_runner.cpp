@@ -13,6 +13,7 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <istream>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -150,6 +151,14 @@ std::string one_line(std::string_view s) {
     }
   }
   return out;
+}
+
+/// What stdout_excerpt() reads of a stdout: past its leading white space, a
+/// little more than the excerpt.
+std::string stdout_excerpt_source(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
+    s.remove_prefix(1);
+  return std::string(s.substr(0, stdout_excerpt_bytes + 56));
 }
 
 std::string stdout_excerpt(std::string_view s) {
@@ -352,6 +361,98 @@ private:
   std::thread thread_; // last: started once the members it uses exist
 };
 
+// Parses a child's stdout as it arrives, from a thread of its own, so that
+// an output of megabytes is never also held as text. Keeps what the stdout
+// contract's errors quote (the start of the text, whether it was blank) and
+// stops a child whose stdout passes its limit.
+class json_stdout_reader {
+public:
+  json_stdout_reader(unique_fd fd, std::size_t max_bytes, pid_t group)
+      : fd_(std::move(fd)), max_bytes_(max_bytes), group_(group), thread_([this] { run(); }) {}
+  json_stdout_reader(const json_stdout_reader&) = delete;
+  json_stdout_reader& operator=(const json_stdout_reader&) = delete;
+  ~json_stdout_reader() { join(); }
+  void join() {
+    if (thread_.joinable())
+      thread_.join();
+  }
+  /// After join(): what the child wrote, parsed (discarded if not one JSON value).
+  parsed_stdout take() { return std::move(parsed_); }
+  bool overflowed() const { return overflow_; }
+
+private:
+  class fd_buffer : public std::streambuf {
+  public:
+    explicit fd_buffer(json_stdout_reader& owner) : owner_(owner) {}
+
+  protected:
+    int_type underflow() override {
+      if (gptr() < egptr())
+        return traits_type::to_int_type(*gptr());
+      for (;;) {
+        if (owner_.overflow_ || !owner_.fd_)
+          return traits_type::eof();
+        ssize_t n = ::read(owner_.fd_.get(), buffer_.get(), io_chunk);
+        if (n < 0 && errno == EINTR)
+          continue;
+        if (n <= 0) {
+          owner_.fd_.reset();
+          return traits_type::eof();
+        }
+        owner_.seen(std::string_view(buffer_.get(), static_cast<std::size_t>(n)));
+        if (owner_.overflow_)
+          return traits_type::eof();
+        setg(buffer_.get(), buffer_.get(), buffer_.get() + n);
+        return traits_type::to_int_type(*gptr());
+      }
+    }
+
+  private:
+    json_stdout_reader& owner_;
+    std::unique_ptr<char[]> buffer_ = std::make_unique<char[]>(io_chunk);
+  };
+
+  /// Counts, keeps the start for error excerpts, and kills a runaway child.
+  void seen(std::string_view chunk) {
+    total_ += chunk.size();
+    if (total_ > max_bytes_) {
+      overflow_ = true;
+      kill_process_group(group_); // our memory stays bounded; it and what it started stop
+      return;
+    }
+    for (char c : chunk) {
+      if (parsed_.blank && std::isspace(static_cast<unsigned char>(c)))
+        continue;
+      parsed_.blank = false;
+      if (parsed_.head.size() >= head_bytes)
+        break;
+      parsed_.head += c;
+    }
+  }
+
+  void run() {
+    fd_buffer buffer{*this};
+    std::istream in{&buffer};
+    parsed_.document = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    // A parse that stopped early leaves the rest unread: drain it, or the
+    // child would block writing to a full pipe.
+    while (buffer.sbumpc() != std::streambuf::traits_type::eof()) {
+    }
+    fd_.reset();
+  }
+
+  // More than stdout_excerpt() quotes, so that the excerpt is the same as
+  // from the whole text.
+  static constexpr std::size_t head_bytes = stdout_excerpt_bytes + 56;
+  unique_fd fd_;
+  std::size_t max_bytes_;
+  pid_t group_;
+  std::size_t total_ = 0;
+  bool overflow_ = false;
+  parsed_stdout parsed_;
+  std::thread thread_; // last: started once the members it uses exist
+};
+
 script_result cannot_start(const script_spec& spec, const std::string& why) {
   script_result r;
   std::string name = spec.command.empty() ? std::string() : spec.command.front();
@@ -487,6 +588,7 @@ script_result run_child(const script_spec& spec, const std::string* text,
   // Declared before the child's guard, so destroyed after it: the guard
   // kills the child first, which ends a blocked write with EPIPE.
   std::optional<json_stdin_writer> writer;
+  std::optional<json_stdout_reader> reader;
   auto child = spawn_child(spec);
   if (child.pid == 0) {
     script_result r;
@@ -501,8 +603,10 @@ script_result run_child(const script_spec& spec, const std::string* text,
 
   if (on_started)
     on_started(pid);
-  if (document)
+  if (document) {
     writer.emplace(std::move(in_w), *document);
+    reader.emplace(std::move(out_r), spec.max_stdout, pid);
+  }
 
   // --- I/O: feed stdin, drain stdout and stderr, all at once ----------------------------------
   // A child may write megabytes before it reads its input; serving the three pipes from one
@@ -607,6 +711,10 @@ script_result run_child(const script_spec& spec, const std::string* text,
   guard.reaped = true;
   if (writer)
     writer->join(); // the child is gone: its stdin's read end is closed
+  if (reader) {
+    reader->join(); // stdout reached EOF (or its limit)
+    stdout_overflow = reader->overflowed();
+  }
 
   script_result r;
   r.pid = pid;
@@ -626,6 +734,8 @@ script_result run_child(const script_spec& spec, const std::string* text,
           ? "cannot collect exit status: " + errno_text(wait_errno)
           : stdout_overflow ? "stdout exceeds " + config::format_byte_size(spec.max_stdout)
                             : std::string();
+  if (reader)
+    return judge_script_exit(std::move(r), reader->take(), transport_problem);
   return judge_script_exit(std::move(r), out, transport_problem);
 }
 
@@ -881,6 +991,16 @@ script_result serve_script_worker(const script_spec& spec, script_worker_control
 
 script_result judge_script_exit(script_result r, const std::string& out,
                                 const std::string& transport_problem) {
+  parsed_stdout parsed;
+  parsed.document = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  parsed.blank = std::all_of(out.begin(), out.end(),
+                             [](char c) { return std::isspace(static_cast<unsigned char>(c)); });
+  parsed.head = stdout_excerpt_source(out);
+  return judge_script_exit(std::move(r), std::move(parsed), transport_problem);
+}
+
+script_result judge_script_exit(script_result r, parsed_stdout out,
+                                const std::string& transport_problem) {
   auto fail = [&](std::string problem) {
     if (!r.stderr_tail.empty())
       problem += "; stderr: " + r.stderr_tail;
@@ -896,15 +1016,14 @@ script_result judge_script_exit(script_result r, const std::string& out,
     return fail("exit status " + std::to_string(r.exit_status));
 
   // --- the stdout contract: exactly one JSON object with a string "outcome" -----------------
-  auto doc = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  auto& doc = out.document;
   if (doc.is_discarded()) {
-    if (std::all_of(out.begin(), out.end(),
-                    [](char c) { return std::isspace(static_cast<unsigned char>(c)); }))
+    if (out.blank)
       return fail("stdout is empty");
-    return fail("stdout is not JSON: " + stdout_excerpt(out));
+    return fail("stdout is not JSON: " + stdout_excerpt(out.head));
   }
   if (!doc.is_object())
-    return fail("stdout is not a JSON object: " + stdout_excerpt(out));
+    return fail("stdout is not a JSON object: " + stdout_excerpt(out.head));
   auto outcome = doc.find("outcome");
   if (outcome == doc.end() || !outcome->is_string())
     return fail("stdout has no string field 'outcome'");

@@ -69,6 +69,19 @@ script_result run_script_streamed(const script_spec& spec, const nlohmann::json&
 script_result judge_script_exit(script_result r, const std::string& out,
                                 const std::string& transport_problem = "");
 
+/// A child's stdout as the contract reads it: parsed (discarded if it is not
+/// one JSON value), whether it was blank, and its start (past leading white
+/// space) for the error excerpts.
+struct parsed_stdout {
+  nlohmann::json document;
+  bool blank = true;
+  std::string head;
+};
+
+/// judge_script_exit for a stdout parsed as it arrived (run_script_streamed).
+script_result judge_script_exit(script_result r, parsed_stdout out,
+                                const std::string& transport_problem = {});
+
 // --- worker mode ---------------------------------------------------------------------------
 
 /// What serve_script_worker reports, from its own thread.

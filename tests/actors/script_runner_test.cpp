@@ -323,6 +323,40 @@ CAF_TEST(a_streamed_payload_to_a_child_that_never_reads_ends_when_its_group_is_k
   CAF_CHECK_EQUAL(r.term_signal, SIGKILL);
 }
 
+CAF_TEST(a_streamed_run_judges_stdout_by_the_same_contract_as_a_whole_one) {
+  // Parsed as it arrives or read whole first: the same verdict, the same words.
+  nlohmann::json payload{{"n", 1}};
+  std::vector<std::string> scripts{
+      R"(echo '{"outcome":"passed","output":{"x":1}}')",
+      "true",
+      "printf '   \n\t  '",
+      "printf '  \n  '; head -c 300 /dev/zero | tr '\\0' x",
+      R"(echo '[1, 2]')",
+      R"(echo '{"outcome":"passed"} trailing')",
+      R"(echo '{"output":{}}')",
+      R"(echo '{"outcome":""}')",
+      R"(printf '{"outcome":"ok","output":"'; head -c 100000 /dev/zero | tr '\0' y; printf '"}')",
+  };
+  for (const auto& script : scripts) {
+    auto whole = run_script(sh("cat >/dev/null; " + script), payload.dump());
+    auto streamed = run_script_streamed(sh("cat >/dev/null; " + script), payload);
+    CAF_MESSAGE("script: " << script.substr(0, 60));
+    CAF_CHECK_EQUAL(streamed.ok, whole.ok);
+    CAF_CHECK_EQUAL(streamed.error, whole.error);
+    CAF_CHECK_EQUAL(streamed.outcome, whole.outcome);
+    CAF_CHECK(streamed.output == whole.output);
+  }
+}
+
+CAF_TEST(stdout_beyond_max_stdout_kills_a_streamed_script) {
+  auto spec = sh("head -c 300000 /dev/zero | tr '\\0' x; sleep 30");
+  spec.max_stdout = 256 * 1024;
+  auto r = run_script_streamed(spec, nlohmann::json{{"n", 1}});
+  CAF_CHECK(!r.ok);
+  CAF_CHECK_EQUAL(r.error, "stdout exceeds 256 KB");
+  CAF_CHECK_EQUAL(r.term_signal, SIGKILL);
+}
+
 CAF_TEST(kill_process_group_at_a_deadline_kills_the_script_and_its_grandchild) {
   temp_dir dir;
   auto pid_file = dir.path / "grandchild.pid";
