@@ -4,6 +4,7 @@
 
 #include "persistence/detail/item_effects.hpp"
 #include "persistence/detail/refusals.hpp"
+#include "persistence/json_parse.hpp"
 #include "persistence/storable_text.hpp"
 
 #include <algorithm>
@@ -64,10 +65,10 @@ std::string iso_timestamp(time_point t) {
 }
 
 /// Parses a JSON field in place: a payload of megabytes is not first copied
-/// into a std::string.
+/// into a std::string, nor its strings copied out of the parser's buffer.
 json parse_field(const pqxx::field& f) {
   const char* text = f.c_str();
-  return json::parse(text, text + f.size());
+  return parse_json_moving(text, text + f.size());
 }
 
 std::optional<time_point> opt_time(const pqxx::field& f) {
