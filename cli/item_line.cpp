@@ -2,6 +2,7 @@
 // PostgreSQL, a usable key. Every failure is a reason, never an exception.
 #include "cli/item_line.hpp"
 
+#include "persistence/json_parse.hpp"
 #include "persistence/storable_text.hpp"
 
 #include <cstdint>
@@ -14,7 +15,7 @@ parsed_line parse_item_line(const std::string& line, const std::string& key_fiel
     return out;
   nlohmann::json item;
   try {
-    item = nlohmann::json::parse(line);
+    item = persistence::parse_json_moving(line.data(), line.data() + line.size());
   } catch (const nlohmann::json::exception& e) {
     // parse_error names the byte and the reason (ill-formed UTF-8 included);
     // out_of_range is a number no double holds (1e400), also bad input.
