@@ -115,7 +115,10 @@ caf::behavior script_worker_pool(caf::stateful_actor<pool_state>* self,
 
   auto hand_over = [=](slot& s, call c) {
     self->send(c.owner, execution_started{c.fence, static_cast<int64_t>(s.pid)});
-    s.control->send(c.input + "\n");
+    // The request line is handed on, not copied: a payload of megabytes
+    // exists once as text on its way to the child.
+    c.input += '\n';
+    s.control->send(std::move(c.input));
     s.current = std::move(c);
     s.state = slot::status::busy;
   };

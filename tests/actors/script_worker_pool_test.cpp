@@ -43,6 +43,9 @@ while True:
         continue
     if what == "hang":
         time.sleep(3600)
+    if what == "measure":
+        print(json.dumps({"outcome": "ok", "output": {"bytes": len(raw)}}), flush=True)
+        continue
     if what == "huge":
         sys.stdout.write("x" * (2 << 20))
         sys.stdout.flush()
@@ -300,6 +303,16 @@ CAF_TEST(an_abandoned_call_still_queued_is_never_started) {
   // Neither abandoned execution is reported: the next message is this one's.
   next(event::started, fence);
   next(event::succeeded, fence);
+}
+
+CAF_TEST(a_request_of_megabytes_reaches_its_child_whole) {
+  start(1);
+  nlohmann::json payload{{"do", "measure"}, {"document", std::string(20 << 20, 'x')}};
+  auto fence = call(payload);
+  next(event::started, fence);
+  auto done = next(event::succeeded, fence);
+  CAF_CHECK_EQUAL(done.output.at("bytes").get<std::size_t>(), payload.dump().size() + 1);
+  run_ok(1); // and the child serves on
 }
 
 CAF_TEST(stopping_the_pool_ends_its_children) {
