@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <libpq-fe.h>
+#include <map>
 #include <memory>
 #include <optional>
 #include <signal.h>
@@ -90,8 +91,11 @@ std::string with_pid(const std::string& pid_file_text, pid_t pid) {
 
 /// Live postmasters serving `cluster_dir`, found by their -D argument (the
 /// postmaster keeps its argv; backends retitle themselves and carry no -D).
+/// A child the postmaster has just forked (a backend, an autovacuum worker)
+/// still shows the postmaster's argv until it retitles itself: a process
+/// whose parent matches too is such a child, not a second postmaster.
 int count_postmasters(const fs::path& cluster_dir) {
-  int count = 0;
+  std::map<pid_t, pid_t> parent_of; // every process with -D cluster_dir
   for (auto& entry : fs::directory_iterator("/proc")) {
     auto name = entry.path().filename().string();
     if (!std::all_of(name.begin(), name.end(), ::isdigit))
@@ -110,9 +114,20 @@ int count_postmasters(const fs::path& cluster_dir) {
     if (args.empty() || fs::path(args[0]).filename() != "postgres")
       continue;
     for (size_t i = 0; i + 1 < args.size(); ++i)
-      if (args[i] == "-D" && fs::path(args[i + 1]) == cluster_dir)
-        ++count;
+      if (args[i] == "-D" && fs::path(args[i + 1]) == cluster_dir) {
+        // /proc/<pid>/stat: "pid (comm) state ppid ...", comm may hold spaces.
+        auto stat = read_file(entry.path() / "stat");
+        auto close = stat.rfind(')');
+        long ppid = 0;
+        if (close != std::string::npos)
+          std::sscanf(stat.c_str() + close + 1, " %*c %ld", &ppid);
+        parent_of[static_cast<pid_t>(std::stol(name))] = static_cast<pid_t>(ppid);
+        break;
+      }
   }
+  int count = 0;
+  for (const auto& [pid, ppid] : parent_of)
+    count += parent_of.count(ppid) == 0 ? 1 : 0;
   return count;
 }
 
