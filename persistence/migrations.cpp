@@ -283,9 +283,9 @@ ALTER TABLE turing.items SET (autovacuum_vacuum_scale_factor = 0.02,
   autovacuum_analyze_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0);
 )sql";
 
-// Payloads are large JSON documents: lz4 compresses them about as well as the default pglz at a fraction of
-// the CPU. A server built without lz4 keeps pglz (the migration still
-// applies; only new values are affected either way).
+// Payloads are large JSON documents: lz4 compresses them about as well as the default pglz at a
+// fraction of the CPU. A server built without lz4 keeps pglz (the migration still applies; only new
+// values are affected either way).
 const char* lz4_payloads = R"sql(
 DO $$
 BEGIN

@@ -74,6 +74,53 @@ template <class Predicate> bool eventually(Predicate done, std::chrono::millisec
   return true;
 }
 
+/// A script run on a thread of its own, as a job actor runs it, so that the
+/// test can act (kill its group at a "deadline") while it runs.
+class background_run {
+public:
+  /// `run(on_started)` runs the script and returns its result.
+  template <class Run> explicit background_run(Run run) {
+    runner_ = std::thread([this, run] {
+      auto result = run([this](pid_t pid) {
+        std::lock_guard<std::mutex> lock(mx_);
+        started_ = pid;
+        cv_.notify_all();
+      });
+      std::lock_guard<std::mutex> lock(mx_);
+      result_ = std::move(result);
+      finished_ = true;
+      cv_.notify_all();
+    });
+  }
+  ~background_run() {
+    if (runner_.joinable())
+      runner_.join();
+  }
+  /// The child's pid once it exists, 0 if it did not start within `limit`.
+  pid_t started(std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> lock(mx_);
+    cv_.wait_for(lock, limit, [&] { return started_ != 0; });
+    return started_;
+  }
+  /// Whether the run returned within `limit`; then result() is its result.
+  bool finished(std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> lock(mx_);
+    return cv_.wait_for(lock, limit, [&] { return finished_; });
+  }
+  script_result result() {
+    runner_.join();
+    return std::move(result_);
+  }
+
+private:
+  std::mutex mx_;
+  std::condition_variable cv_;
+  pid_t started_ = 0;
+  bool finished_ = false;
+  script_result result_;
+  std::thread runner_;
+};
+
 } // namespace
 
 CAF_TEST(a_script_reads_stdin_and_returns_its_outcome) {
@@ -289,36 +336,14 @@ CAF_TEST(a_child_that_stops_reading_a_streamed_payload_is_judged_by_its_exit) {
 CAF_TEST(a_streamed_payload_to_a_child_that_never_reads_ends_when_its_group_is_killed) {
   // 4 MB cannot fit in a pipe: the writer blocks until the deadline kills the child.
   nlohmann::json payload{{"document", std::string(4 << 20, 'x')}};
-  std::mutex mx;
-  std::condition_variable cv;
-  pid_t started = 0;
-  bool finished = false;
-  script_result r;
-  std::thread runner([&] {
-    auto result = run_script_streamed(sh("exec sleep 60"), payload, [&](pid_t pid) {
-      std::lock_guard<std::mutex> lock(mx);
-      started = pid;
-      cv.notify_all();
-    });
-    std::lock_guard<std::mutex> lock(mx);
-    r = std::move(result);
-    finished = true;
-    cv.notify_all();
-  });
-  pid_t pgid = 0;
-  {
-    std::unique_lock<std::mutex> lock(mx);
-    CAF_REQUIRE(cv.wait_for(lock, 10s, [&] { return started != 0; }));
-    pgid = started;
-  }
+  background_run run{[&](auto on_started) {
+    return run_script_streamed(sh("exec sleep 60"), payload, on_started);
+  }};
+  pid_t pgid = run.started(10s);
+  CAF_REQUIRE_GREATER(pgid, 0);
   kill_process_group(pgid);
-  bool returned = false;
-  {
-    std::unique_lock<std::mutex> lock(mx);
-    returned = cv.wait_for(lock, 10s, [&] { return finished; });
-  }
-  CAF_REQUIRE(returned);
-  runner.join();
+  CAF_REQUIRE(run.finished(10s));
+  auto r = run.result();
   CAF_CHECK(!r.ok);
   CAF_CHECK_EQUAL(r.term_signal, SIGKILL);
 }
@@ -364,31 +389,11 @@ CAF_TEST(kill_process_group_at_a_deadline_kills_the_script_and_its_grandchild) {
   // becoming their subreaper lets this test reap the killed grandchild itself.
   CAF_REQUIRE_EQUAL(::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
 
-  std::mutex mx;
-  std::condition_variable cv;
-  pid_t started = 0;
-  bool finished = false;
-  script_result r;
   auto spec = script_spec{
       {"sh", "-c", R"(sleep 60 & echo $! > "$1"; sleep 60)", "sh", pid_file.string()}, {}, {}};
-  std::thread runner([&] {
-    auto result = run_script(spec, "", [&](pid_t pid) {
-      std::lock_guard<std::mutex> lock(mx);
-      started = pid;
-      cv.notify_all();
-    });
-    std::lock_guard<std::mutex> lock(mx);
-    r = std::move(result);
-    finished = true;
-    cv.notify_all();
-  });
-
-  pid_t pgid = 0;
-  {
-    std::unique_lock<std::mutex> lock(mx);
-    CAF_REQUIRE(cv.wait_for(lock, 10s, [&] { return started != 0; }));
-    pgid = started;
-  }
+  background_run run{[&](auto on_started) { return run_script(spec, "", on_started); }};
+  pid_t pgid = run.started(10s);
+  CAF_REQUIRE_GREATER(pgid, 0);
   // Kill only once the grandchild exists, or there would be nothing to prove.
   pid_t grandchild = 0;
   bool spawned = eventually(
@@ -402,14 +407,10 @@ CAF_TEST(kill_process_group_at_a_deadline_kills_the_script_and_its_grandchild) {
 
   auto deadline_hit = std::chrono::steady_clock::now();
   kill_process_group(pgid);
-  bool returned = false;
-  {
-    std::unique_lock<std::mutex> lock(mx);
-    returned = cv.wait_for(lock, 10s, [&] { return finished; });
-  }
+  bool returned = run.finished(10s);
   auto took = std::chrono::steady_clock::now() - deadline_hit;
-  CAF_CHECK(returned);
-  runner.join();
+  CAF_REQUIRE(returned);
+  auto r = run.result();
   CAF_CHECK(took < 5s);
   CAF_CHECK(!r.ok);
   CAF_CHECK(starts_with(r.error, "killed by signal 9"));
