@@ -1,6 +1,7 @@
 // Assembly of a node's supervision tree.
 #include "actors/node_runtime.hpp"
 
+#include "actors/group_writer.hpp"
 #include "actors/history_pruner.hpp"
 #include "actors/lease_keeper.hpp"
 #include "actors/model_endpoint.hpp"
@@ -67,6 +68,9 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
   std::vector<child_spec> persistence;
   persistence.push_back(named_child(dir, "store", [o](caf::event_based_actor* sup) {
     return spawn_store_pool(sup->system(), o.make_store, o.store_workers, o.detached, o.outage);
+  }));
+  persistence.push_back(named_child(dir, group_writer_name, [dir](caf::event_based_actor* sup) {
+    return spawn_group_writer(sup->system(), group_writer_options{}, dir);
   }));
   persistence.push_back(named_child(dir, liveness_store_name, [o](caf::event_based_actor* sup) {
     return spawn_store_pool(sup->system(), o.make_store, 1, o.detached, o.outage);

@@ -53,7 +53,8 @@ struct node_options {
 /// How it works:
 ///
 ///     root (one_for_one)
-///     ├── persistence (one_for_one): store, ready_listener, lease_keeper, rescuer
+///     ├── persistence (one_for_one): store, writer, liveness_store, ready_listener,
+///     │   lease_keeper, rescuer, history_pruner
 ///     ├── models (one_for_one): model/<name> per configured model
 ///     └── pipeline (one_for_one): stage/<name> supervisors, temporary
 ///         └── stage/<name> (one_for_one): pump/<name>

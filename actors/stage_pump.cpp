@@ -3,6 +3,7 @@
 #include "actors/stage_pump.hpp"
 
 #include "actors/deadline_queue.hpp"
+#include "actors/group_writer.hpp"
 #include "actors/job_runner.hpp"
 #include "actors/model_client.hpp"
 #include "actors/ready_listener.hpp"
@@ -584,8 +585,11 @@ void stage_pump::write_batch(result_queue<Result>& queue, const char* what) {
   if (queue.pending.empty() || queue.batches >= max_batches ||
       (queue.batches > 0 && queue.pending.size() < deep_queue))
     return;
-  auto store = o_.dir->get("store");
-  if (!store) {
+  // The node's group writer merges this batch with the other pumps' ones.
+  auto writer = o_.dir->get(group_writer_name);
+  if (!writer)
+    writer = o_.dir->get("store");
+  if (!writer) {
     delayed_send(this, runtime_.poll_interval, flush_retry_atom::value);
     return;
   }
@@ -593,7 +597,7 @@ void stage_pump::write_batch(result_queue<Result>& queue, const char* what) {
   queue.pending.clear();
   queue.in_flight += batch.size();
   ++queue.batches;
-  request(store, store_timeout, batch)
+  request(writer, store_timeout, batch)
       .then(
           [=, &queue](const std::vector<fence_result>& results) {
             on_written(queue, batch, results, what);

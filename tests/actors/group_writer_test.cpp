@@ -1,0 +1,191 @@
+// group_writer on CAF's deterministic test scheduler, before a store that
+// holds its replies until told: batches of several pumps share one write,
+// each pump gets its own slice of the results, and a failed write fails all.
+#define CAF_SUITE group_writer
+#include "actors/group_writer.hpp"
+#include "messages/registry.hpp"
+
+#include <caf/all.hpp>
+#include <caf/test/dsl.hpp>
+#include <map>
+#include <memory>
+#include <vector>
+
+using namespace turing;
+using namespace turing::actors;
+using namespace turing::persistence;
+
+namespace {
+
+using answer_atom = caf::atom_constant<caf::atom("tanswer")>;
+using refuse_atom = caf::atom_constant<caf::atom("trefuse")>;
+
+/// What the fake store saw, and what each fake pump got back.
+struct record {
+  std::vector<size_t> writes; ///< rows of each write, in arrival order
+  std::vector<caf::response_promise> held;
+  std::vector<std::vector<int64_t>> held_ids;
+  std::map<std::string, std::vector<fence_result>> replies;
+  std::map<std::string, int> errors;
+};
+using record_ptr = std::shared_ptr<record>;
+
+/// Holds every write until answer_atom (an even id is applied, an odd one
+/// stale, so a misplaced slice shows) or refuse_atom (an error for all).
+caf::behavior held_store(caf::event_based_actor* self, record_ptr r) {
+  return {
+      [=](std::vector<completion>& batch) {
+        r->writes.push_back(batch.size());
+        std::vector<int64_t> ids;
+        for (const auto& c : batch)
+          ids.push_back(c.fence.message_id);
+        r->held_ids.push_back(ids);
+        r->held.push_back(self->make_response_promise());
+        return r->held.back();
+      },
+      [=](answer_atom) {
+        for (size_t i = 0; i < r->held.size(); ++i) {
+          std::vector<fence_result> results;
+          for (auto id : r->held_ids[i])
+            results.push_back(id % 2 == 0 ? fence_result::applied : fence_result::stale);
+          r->held[i].deliver(results);
+        }
+        r->held.clear();
+        r->held_ids.clear();
+      },
+      [=](refuse_atom) {
+        for (auto& p : r->held)
+          p.deliver(caf::make_error(caf::sec::runtime_error, "database unreachable"));
+        r->held.clear();
+        r->held_ids.clear();
+      },
+  };
+}
+
+/// A pump's flush, reduced to its request: sends `ids` as completions.
+void fake_pump(caf::event_based_actor* self, caf::actor writer, record_ptr r, std::string name,
+               std::vector<int64_t> ids) {
+  std::vector<completion> batch;
+  for (auto id : ids) {
+    completion c;
+    c.fence = lease{id, 1};
+    c.outcome = "ok";
+    batch.push_back(c);
+  }
+  self->request(writer, caf::infinite, std::move(batch))
+      .then([=](const std::vector<fence_result>& got) { r->replies[name] = got; },
+            [=](caf::error&) { r->errors[name] += 1; });
+}
+
+struct fixture : test_coordinator_fixture<> {
+  record_ptr r = std::make_shared<record>();
+  std::shared_ptr<actor_directory> dir = std::make_shared<actor_directory>();
+  caf::actor writer;
+
+  void start(group_writer_options o) {
+    dir->put("store", sys.spawn(held_store, r));
+    writer = spawn_group_writer(sys, o, dir);
+    sched.run();
+  }
+
+  // sched.run(), not run(): virtual time stands still, so the 60 s request
+  // timeouts never fire while the store holds its replies.
+  void send_from(const std::string& name, std::vector<int64_t> ids) {
+    sys.spawn(fake_pump, writer, r, name, std::move(ids));
+    sched.run();
+  }
+
+  void answer() {
+    caf::anon_send(dir->get("store"), answer_atom::value);
+    sched.run();
+  }
+
+  ~fixture() {
+    caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(dir->get("store"), caf::exit_reason::user_shutdown);
+    sched.run();
+    dir->clear();
+  }
+};
+
+const std::vector<fence_result> applied_stale = {fence_result::applied, fence_result::stale};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(group_writer_tests, fixture)
+
+CAF_TEST(batches_sent_while_one_is_written_share_the_next_write) {
+  group_writer_options o;
+  o.max_in_flight = 1;
+  start(o);
+  send_from("a", {2, 3});
+  CAF_CHECK_EQUAL(r->writes, (std::vector<size_t>{2})); // no linger when idle
+  send_from("b", {4, 5, 6});
+  send_from("c", {7});
+  CAF_CHECK_EQUAL(r->writes.size(), 1u); // both wait for the write in flight
+  answer();
+  CAF_CHECK_EQUAL(r->writes, (std::vector<size_t>{2, 4})); // b and c in one
+  CAF_CHECK_EQUAL(r->replies["a"], applied_stale);
+  CAF_CHECK(r->replies.count("b") == 0);
+  answer();
+  CAF_CHECK_EQUAL(r->replies["b"],
+                  (std::vector<fence_result>{fence_result::applied, fence_result::stale,
+                                             fence_result::applied}));
+  CAF_CHECK_EQUAL(r->replies["c"], (std::vector<fence_result>{fence_result::stale}));
+  CAF_CHECK(r->errors.empty());
+}
+
+CAF_TEST(a_deep_queue_is_written_beside_the_batch_in_flight) {
+  group_writer_options o;
+  o.max_in_flight = 2;
+  o.deep_queue = 3;
+  start(o);
+  send_from("a", {2});
+  send_from("b", {4, 6}); // shallow: waits
+  CAF_CHECK_EQUAL(r->writes, (std::vector<size_t>{1}));
+  send_from("c", {8}); // three rows waiting: deep enough
+  CAF_CHECK_EQUAL(r->writes, (std::vector<size_t>{1, 3}));
+  send_from("d", {10, 12, 14}); // two writes in flight: waits whatever its depth
+  CAF_CHECK_EQUAL(r->writes.size(), 2u);
+  answer();
+  CAF_CHECK_EQUAL(r->writes, (std::vector<size_t>{1, 3, 3}));
+  answer();
+  CAF_CHECK_EQUAL(r->replies.size(), 4u);
+}
+
+CAF_TEST(a_write_never_holds_more_than_max_rows_but_never_splits_a_batch) {
+  group_writer_options o;
+  o.max_in_flight = 1;
+  o.max_rows = 3;
+  start(o);
+  send_from("a", {2});
+  send_from("b", {4, 6});
+  send_from("c", {8, 10});
+  send_from("d", {12, 14, 16, 18}); // larger than max_rows alone
+  answer();
+  answer();
+  answer();
+  answer();
+  CAF_CHECK_EQUAL(r->writes, (std::vector<size_t>{1, 2, 2, 4}));
+  CAF_CHECK_EQUAL(r->replies["d"].size(), 4u);
+}
+
+CAF_TEST(a_failed_write_fails_every_batch_in_it_and_the_next_write_goes) {
+  group_writer_options o;
+  o.max_in_flight = 1;
+  start(o);
+  send_from("a", {2});
+  send_from("b", {4});
+  send_from("c", {6});
+  answer(); // a done; b and c now in one write
+  caf::anon_send(dir->get("store"), refuse_atom::value);
+  sched.run();
+  CAF_CHECK_EQUAL(r->errors["b"], 1);
+  CAF_CHECK_EQUAL(r->errors["c"], 1);
+  send_from("b", {4}); // the pump sends it again
+  CAF_CHECK_EQUAL(r->writes, (std::vector<size_t>{1, 2, 1}));
+  answer();
+  CAF_CHECK_EQUAL(r->replies["b"], (std::vector<fence_result>{fence_result::applied}));
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
