@@ -4,6 +4,7 @@
 #include "actors/model_client.hpp"
 
 #include "config/duration.hpp"
+#include "messages/execution.hpp"
 #include "persistence/storable_text.hpp"
 
 #include <algorithm>
@@ -107,33 +108,6 @@ std::optional<endpoint_parts> split_endpoint(const std::string& endpoint) {
   return parts;
 }
 
-/// The error for a non-2xx answer; the body is quoted because servers put
-/// the reason there ({"error":"model 'x' not found, try pulling it first"}).
-void describe_http_error(const config::model_config& model, const std::string& url,
-                         const std::string& api_key, int status, const std::string& body,
-                         model_reply& reply) {
-  auto quoted = body.empty() ? std::string{"(empty body)"} : one_line(body);
-  reply.retryable = !(status == 400 || status == 401 || status == 403 || status == 404);
-  reply.unavailable = status == 502 || status == 503 || status == 504;
-  if (status == 404) {
-    // Both APIs answer an unknown model with 404 and a body naming it; a 404
-    // without that is a wrong path (an endpoint with a stray prefix, or the
-    // wrong api for the server).
-    if (lower(body).find("model") != std::string::npos)
-      reply.error = "model '" + model.model + "' not found (HTTP 404) at " + url + ": " + quoted;
-    else
-      reply.error = "HTTP 404 from " + url + ": " + quoted +
-                    " (no such path: check the model's endpoint and api)";
-    return;
-  }
-  reply.error = "HTTP " + std::to_string(status) + " from " + url + ": " + quoted;
-  if (status == 401 || status == 403)
-    reply.error += model.api_key_env.empty() ? " (no api key sent: set api_key_env)"
-                   : api_key.empty()
-                       ? " (api key sent is empty: $" + model.api_key_env + " is unset or empty)"
-                       : " (check the api key in $" + model.api_key_env + ")";
-}
-
 /// The error when no HTTP response arrived. httplib reports a read timeout
 /// as a plain read error, so the elapsed time tells a timeout from a
 /// connection the server dropped.
@@ -146,26 +120,31 @@ void describe_transport_error(httplib::Error error, const std::string& url,
   case httplib::Error::Connection:
     reply.error = "cannot connect to " + url + " (connection refused, host unreachable or unknown)";
     reply.unavailable = true;
+    reply.fault = model_fault::unavailable;
     return;
   case httplib::Error::ConnectionTimeout:
     reply.error =
         "timed out after " + config::format_duration(connect_timeout) + " connecting to " + url;
     reply.unavailable = true;
+    reply.fault = model_fault::unavailable;
     return;
   case httplib::Error::Read:
     reply.error =
         waited_out ? "timed out after " + config::format_duration(timeout) + " waiting for " + url
                    : "connection to " + url + " closed before a full response";
     reply.connection_dropped = !waited_out;
+    reply.fault = waited_out ? model_fault::timeout : model_fault::connection;
     return;
   case httplib::Error::Write:
     reply.error = waited_out ? "timed out after " + config::format_duration(timeout) +
                                    " sending the request to " + url
                              : "connection to " + url + " closed while sending the request";
     reply.connection_dropped = !waited_out;
+    reply.fault = waited_out ? model_fault::timeout : model_fault::connection;
     return;
   default:
     reply.error = "request to " + url + " failed: " + httplib::to_string(error);
+    reply.fault = model_fault::connection;
     return;
   }
 }
@@ -184,6 +163,8 @@ bool describe_tls_error(httplib::Error error, const config::model_config& model,
     if (const char* text = ERR_reason_error_string(code))
       reason = text;
   ERR_clear_error();
+  reply.fault =
+      error == httplib::Error::SSLConnection ? model_fault::connection : model_fault::configuration;
   auto trust_hint = model.ca_file.empty()
                         ? std::string{"the system CA store does not trust it: set ca_file to the "
                                       "server's CA bundle"}
@@ -318,6 +299,85 @@ std::optional<json> find_object(const std::string& content, std::string* error) 
 
 } // namespace
 
+bool says_context_overflow(const std::string& body) {
+  auto text = lower(body);
+  for (const char* phrase :
+       {"context_length_exceeded", "context length", "context window", "maximum context",
+        "prompt is too long", "too many tokens", "exceeds the context", "input is too long"})
+    if (text.find(phrase) != std::string::npos)
+      return true;
+  return false;
+}
+
+std::optional<std::chrono::milliseconds>
+parse_retry_after(const std::string& value, std::chrono::system_clock::time_point now) {
+  constexpr std::chrono::milliseconds cap{3600 * 1000};
+  auto first = value.find_first_not_of(" \t");
+  if (first == std::string::npos)
+    return std::nullopt;
+  auto text = value.substr(first, value.find_last_not_of(" \t") - first + 1);
+  if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    if (text.size() > 9)
+      return cap;
+    return std::min(cap, std::chrono::milliseconds{std::stoll(text) * 1000});
+  }
+  // An HTTP-date: "Wed, 21 Oct 2015 07:28:00 GMT".
+  std::tm tm{};
+  const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (end == nullptr || *end != '\0')
+    return std::nullopt;
+  auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
+  auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(at - now);
+  return std::clamp(delay, std::chrono::milliseconds{0}, cap);
+}
+
+/// The body is quoted because servers put the reason there
+/// ({"error":"model 'x' not found, try pulling it first"}).
+void classify_http_failure(const config::model_config& model, const std::string& url,
+                           const std::string& api_key, int status, const std::string& body,
+                           bool has_retry_after, model_reply& reply) {
+  auto quoted = body.empty() ? std::string{"(empty body)"} : one_line(body);
+  reply.fault = model_fault::http_status;
+  reply.retryable = !(status == 400 || status == 401 || status == 403 || status == 404);
+  reply.unavailable = false;
+  reply.error = "HTTP " + std::to_string(status) + " from " + url + ": " + quoted;
+  auto busy = lower(body).find("server busy") != std::string::npos;
+  if (status == 429 || (status == 503 && (has_retry_after || busy))) {
+    reply.fault = model_fault::throttled;
+    reply.retryable = true;
+    return;
+  }
+  if (status == 502 || status == 503 || status == 504) {
+    reply.fault = model_fault::unavailable;
+    reply.unavailable = true;
+    return;
+  }
+  if ((status == 400 || status == 413 || status == 422 || status == 500) &&
+      says_context_overflow(body)) {
+    reply.fault = model_fault::context_overflow;
+    reply.retryable = false; // the same prompt overflows the same model again
+    return;
+  }
+  if (status == 404) {
+    // Both APIs answer an unknown model with 404 and a body naming it; a 404
+    // without that is a wrong path (an endpoint with a stray prefix, or the
+    // wrong api for the server).
+    reply.fault = model_fault::configuration;
+    if (lower(body).find("model") != std::string::npos)
+      reply.error = "model '" + model.model + "' not found (HTTP 404) at " + url + ": " + quoted;
+    else
+      reply.error += " (no such path: check the model's endpoint and api)";
+    return;
+  }
+  if (status == 401 || status == 403) {
+    reply.fault = model_fault::configuration;
+    reply.error += model.api_key_env.empty() ? " (no api key sent: set api_key_env)"
+                   : api_key.empty()
+                       ? " (api key sent is empty: $" + model.api_key_env + " is unset or empty)"
+                       : " (check the api key in $" + model.api_key_env + ")";
+  }
+}
+
 std::string request_path(config::model_api api) {
   return api == config::model_api::openai ? "/v1/chat/completions" : "/api/chat";
 }
@@ -407,6 +467,7 @@ model_reply call_model(const config::model_config& model, const std::string& api
       reply.error = "endpoint '" + one_line(model.endpoint) +
                     "' is not an http:// or https:// URL with a host";
       reply.retryable = false;
+      reply.fault = model_fault::configuration;
       return done();
     }
     auto path = parts->prefix + request_path(model.api);
@@ -415,6 +476,7 @@ model_reply call_model(const config::model_config& model, const std::string& api
     if (!client.is_valid()) {
       reply.error = "cannot make an HTTP client for " + url;
       reply.retryable = false;
+      reply.fault = model_fault::configuration;
       return done();
     }
     if (parts->scheme == "https") {
@@ -448,13 +510,18 @@ model_reply call_model(const config::model_config& model, const std::string& api
     reply.http_status = result->status;
     if (result->status < 200 || result->status >= 300) {
       // Masked before it is quoted: a cut-off key would escape mask() later.
-      describe_http_error(model, url, api_key, result->status, mask(result->body, api_key), reply);
+      auto retry_after = result->get_header_value("Retry-After");
+      if (!retry_after.empty())
+        reply.retry_after = parse_retry_after(retry_after, std::chrono::system_clock::now());
+      classify_http_failure(model, url, api_key, result->status, mask(result->body, api_key),
+                            !retry_after.empty(), reply);
       return done();
     }
     std::string error;
     auto content = extract_content(model.api, mask(result->body, api_key), &error);
     if (!content) {
       reply.error = error + " (from " + url + ")";
+      reply.fault = model_fault::garbage_reply;
       return done();
     }
     reply.ok = true;
@@ -462,8 +529,10 @@ model_reply call_model(const config::model_config& model, const std::string& api
     return done();
   } catch (const std::exception& e) {
     reply.error = "model call failed: " + one_line(e.what());
+    reply.fault = model_fault::connection;
   } catch (...) {
     reply.error = "model call failed: unknown exception";
+    reply.fault = model_fault::connection;
   }
   reply.ok = false;
   return done();

@@ -32,6 +32,10 @@ struct model_reply {
   /// The connection closed before a full response, well before the timeout:
   /// the server went away mid-call (a restart) or crashed on this call.
   bool connection_dropped = false;
+  /// The fault class (messages/execution.hpp, model_fault), empty when ok.
+  std::string fault;
+  /// The server's Retry-After (HTTP 429, 503), when it sent one we can read.
+  std::optional<std::chrono::milliseconds> retry_after;
   /// 0 when no HTTP response arrived.
   int http_status = 0;
   double latency_ms = 0;
@@ -53,6 +57,25 @@ struct model_reply {
 model_reply call_model(const config::model_config& model, const std::string& api_key,
                        const std::string& system_prompt, const std::string& prompt,
                        std::chrono::milliseconds timeout);
+
+/// Pure: sets reply's error, fault, retryable and unavailable for a non-2xx
+/// answer. 429, and 503 with a Retry-After or Ollama's "server busy", are
+/// back-pressure (throttled); other 502/503/504 mean the server is not there
+/// (unavailable); a 400/413/422/500 whose body says the prompt is beyond the
+/// model's context is a context overflow (not retryable on the same model);
+/// 400/401/403/404 are not retryable.
+void classify_http_failure(const config::model_config& model, const std::string& url,
+                           const std::string& api_key, int status, const std::string& body,
+                           bool has_retry_after, model_reply& reply);
+
+/// Pure: whether an error body says the prompt exceeds the model's context
+/// ("context_length_exceeded", "maximum context length", "prompt is too long"…).
+bool says_context_overflow(const std::string& body);
+
+/// Pure: a Retry-After header value (delay-seconds, or an HTTP-date relative
+/// to `now`) as a delay, capped at one hour; nullopt when unreadable.
+std::optional<std::chrono::milliseconds>
+parse_retry_after(const std::string& value, std::chrono::system_clock::time_point now);
 
 /// Pure: the request body call_model sends. An empty system prompt sends no
 /// system message.

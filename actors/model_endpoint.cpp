@@ -22,10 +22,14 @@ namespace {
 
 using probe_atom = caf::atom_constant<caf::atom("mprobe")>;
 using give_up_atom = caf::atom_constant<caf::atom("mgiveup")>;
+using resume_atom = caf::atom_constant<caf::atom("mresume")>;
 
 constexpr config::millis first_probe_delay{1000};
 constexpr config::millis max_probe_delay{30000};
 constexpr config::millis summary_interval{30000};
+/// The pause after a throttle without a Retry-After: doubled each time.
+constexpr config::millis first_throttle_pause{1000};
+constexpr config::millis max_throttle_pause{30000};
 
 std::pair<int64_t, int64_t> key_of(const persistence::lease& fence) {
   return {fence.message_id, fence.epoch};
@@ -44,9 +48,11 @@ caf::behavior model_call_job(caf::event_based_actor* self, caf::actor reporter, 
     self->send(reporter,
                model_answer{call.fence, std::move(reply.content), model.name, reply.latency_ms});
   else
-    self->send(reporter, execution_failed{call.fence, "model " + model.name + ": " + reply.error,
-                                          reply.retryable, model.name, reply.unavailable,
-                                          reply.connection_dropped});
+    self->send(reporter,
+               execution_failed{
+                   call.fence, "model " + model.name + " [" + reply.fault + "]: " + reply.error,
+                   reply.retryable, model.name, reply.unavailable, reply.connection_dropped,
+                   reply.fault, reply.retry_after ? reply.retry_after->count() : -1});
   self->quit();
   return {};
 }
@@ -94,6 +100,19 @@ struct model_endpoint_state {
   /// their failure is passed on (a prompt that crashes the server must not
   /// hold the queue forever).
   std::set<std::pair<int64_t, int64_t>> dropped_once; ///< (message id, epoch)
+
+  /// The server pushes back (HTTP 429, 503 with Retry-After): no call starts
+  /// before `until`, and at most `admit` run at once.
+  struct backpressure {
+    caf::actor_clock::time_point until;
+    int admit = 1;
+    config::millis next_pause = first_throttle_pause;
+    int64_t throttled = 0; ///< calls throttled since it began
+    caf::actor_clock::time_point since;
+  };
+  std::optional<backpressure> slowed;
+  /// Throttles per call (message id, epoch), bounded by max_throttled.
+  std::map<std::pair<int64_t, int64_t>, int> throttles;
   static inline const char* name = "model_endpoint";
 };
 
@@ -171,7 +190,13 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
       }
       return;
     }
-    while (st.active < model.concurrency && !st.queue.empty()) {
+    int limit = model.concurrency;
+    if (st.slowed) {
+      if (self->clock().now() < st.slowed->until)
+        return; // resume_atom comes at `until`
+      limit = std::min(limit, st.slowed->admit);
+    }
+    while (st.active < limit && !st.queue.empty()) {
       auto next = std::move(st.queue.front());
       st.queue.pop_front();
       start(std::move(next), false);
@@ -184,11 +209,31 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
     d.probe_delay = std::min(d.probe_delay * 2, max_probe_delay);
   };
 
+  // Each answer after a throttle lets one more call run at once, up to the
+  // model's concurrency, where the back-pressure ends.
+  auto admit_more = [=] {
+    auto& st = self->state;
+    if (!st.slowed || self->clock().now() < st.slowed->until)
+      return;
+    if (++st.slowed->admit < model.concurrency)
+      return;
+    spdlog::info("model {}: back-pressure over after {} ({} call(s) throttled); concurrency {} "
+                 "again",
+                 model.name,
+                 config::format_duration(std::chrono::duration_cast<config::millis>(
+                     self->clock().now() - st.slowed->since)),
+                 st.slowed->throttled, model.concurrency);
+    st.slowed.reset();
+  };
+
   // Any answer from the server (even an error it chose to send) ends an outage.
   auto server_answered = [=] {
     auto& st = self->state;
-    if (!st.down)
+    admit_more();
+    if (!st.down) {
+      dispatch();
       return;
+    }
     spdlog::info("model {}: available again after {}; {} waiting call(s) resume", model.name,
                  config::format_duration(elapsed()), st.queue.size());
     st.down.reset();
@@ -243,6 +288,59 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
         report();
       }
     }
+  };
+
+  // The server throttled this call: it waits at the head of the queue,
+  // unspent, and the whole model slows down (Retry-After, then half the
+  // calls at once).
+  auto throttle = [=](model_endpoint_state::running_call& rc, const execution_failed& msg) {
+    auto& st = self->state;
+    --st.active;
+    rc.slot_freed = true;
+    st.queue.push_front({rc.call, rc.owner});
+    self->send(rc.owner, model_waiting{rc.call.fence, model.name, msg.error});
+    auto now = self->clock().now();
+    if (!st.slowed) {
+      st.slowed.emplace();
+      st.slowed->since = now;
+      st.slowed->admit = model.concurrency;
+      spdlog::warn("model {}: throttled by its server ({}); its calls wait without spending "
+                   "attempts and start again more slowly",
+                   model.name, msg.error);
+    }
+    auto& b = *st.slowed;
+    auto pause = msg.retry_after_ms >= 0 ? config::millis{msg.retry_after_ms} : b.next_pause;
+    if (msg.retry_after_ms < 0)
+      b.next_pause = std::min(b.next_pause * 2, max_throttle_pause);
+    b.admit = std::max(1, std::min(b.admit, st.active + 1) / 2);
+    b.until = std::max(b.until, now + pause);
+    ++b.throttled;
+    spdlog::debug("model {}: call for message {} throttled; no call starts for {}, then {} at once",
+                  model.name, rc.call.fence.message_id, config::format_duration(pause), b.admit);
+    self->delayed_send(self, pause, resume_atom::value);
+  };
+
+  // The prompt is beyond this model's context: the fallback model takes the
+  // call for the same owner, or the call fails for good.
+  auto overflowed = [=](model_endpoint_state::running_call& rc, execution_failed& msg) {
+    auto& st = self->state;
+    caf::actor fallback;
+    if (!model.fallback_model.empty() && o.find_endpoint)
+      fallback = o.find_endpoint(model.fallback_model);
+    if (!fallback) {
+      msg.retryable = false;
+      msg.error += model.fallback_model.empty()
+                       ? " (no fallback_model for model " + model.name + ")"
+                       : " (fallback model " + model.fallback_model + " is not running)";
+      self->send(rc.owner, std::move(msg));
+      return;
+    }
+    spdlog::info("model {}: prompt of message {} epoch {} overflows its context; the call goes to "
+                 "fallback model {}",
+                 model.name, rc.call.fence.message_id, rc.call.fence.epoch, model.fallback_model);
+    --st.active;
+    rc.slot_freed = true;
+    caf::send_as(rc.owner, fallback, rc.call);
   };
 
   auto find_running = [=]() -> model_endpoint_state::running_call* {
@@ -306,6 +404,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
         if (!rc)
           return;
         self->state.dropped_once.erase(key_of(rc->call.fence));
+        self->state.throttles.erase(key_of(rc->call.fence));
         self->send(rc->owner, std::move(msg));
         server_answered();
       },
@@ -331,9 +430,23 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
           wait_for_server(*rc, msg.error, true);
           return;
         }
+        if (msg.fault == model_fault::throttled && !rc->abandoned) {
+          auto key = key_of(rc->call.fence);
+          if (++st.throttles[key] <= model.max_throttled) {
+            throttle(*rc, msg);
+            server_answered(); // a throttle is an answer: it ends an outage
+            return;
+          }
+          msg.error += " (throttled " + std::to_string(model.max_throttled) +
+                       " times, max_throttled: this attempt counts)";
+        }
         if (!msg.unavailable) {
           st.dropped_once.erase(key_of(rc->call.fence));
-          self->send(rc->owner, std::move(msg));
+          st.throttles.erase(key_of(rc->call.fence));
+          if (msg.fault == model_fault::context_overflow && !rc->abandoned)
+            overflowed(*rc, msg);
+          else
+            self->send(rc->owner, std::move(msg));
           server_answered();
           return;
         }
@@ -353,6 +466,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
         }
         wait_for_server(*rc, msg.error, false);
       },
+      [=](resume_atom) { dispatch(); },
       [=](probe_atom, int64_t id) {
         auto& st = self->state;
         if (!st.down || st.down->id != id)
@@ -381,6 +495,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
       [=](execution_abandoned& msg) {
         auto& st = self->state;
         st.dropped_once.erase(key_of(msg.fence));
+        st.throttles.erase(key_of(msg.fence));
         for (auto it = st.queue.begin(); it != st.queue.end(); ++it)
           if (it->call.fence == msg.fence) {
             st.queue.erase(it);

@@ -27,6 +27,9 @@ struct model_endpoint_options {
   /// Receives model_availability when the server goes away and comes back
   /// (the node monitor, for the log and `turing status`); may be empty.
   caf::actor observer;
+  /// The endpoint of another model by name (the fallback for a context
+  /// overflow); empty, or a null actor, when there is none.
+  std::function<caf::actor(const std::string&)> find_endpoint;
   /// The wall clock of an outage's start as reported (virtual in simulation).
   std::function<persistence::time_point()> wall_clock = [] {
     return persistence::wall_clock::now();
@@ -51,6 +54,18 @@ struct model_endpoint_options {
 /// a summary every 30 s, and once when it ends. An outage longer than the
 /// model's max_unavailable dead-letters the waiting calls with that reason,
 /// and every call that finds the server down after that, until it answers.
+///
+/// Back-pressure: a call the server throttles (HTTP 429, or 503 with a
+/// Retry-After) goes back to the head of the queue unspent (model_waiting)
+/// and the whole model slows down: no call starts before the Retry-After
+/// (else 1 s, 2 s, … 30 s), then at most half as many run at once as before,
+/// one more after each answer, until the model's concurrency is reached.
+/// A call throttled more than max_throttled times fails (its attempt counts).
+///
+/// Context overflow: a call whose prompt the server says is beyond the
+/// model's context goes to the model's fallback_model on behalf of the same
+/// owner (which answers, and is recorded as the attempt's model), or fails
+/// at once, not retryable, with that reason.
 caf::actor spawn_model_endpoint(caf::actor_system& sys, model_endpoint_options options);
 
 inline caf::actor spawn_model_endpoint(caf::actor_system& sys, config::model_config model,

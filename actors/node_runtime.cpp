@@ -103,12 +103,18 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
 
   std::vector<child_spec> models;
   for (const auto& m : o.pipeline->models)
-    models.push_back(named_child(dir, "model/" + m.name, [m, o](caf::event_based_actor* sup) {
+    models.push_back(named_child(dir, "model/" + m.name, [m, o, dir](caf::event_based_actor* sup) {
       model_endpoint_options endpoint;
       endpoint.model = m;
       endpoint.caller = o.simulated_models;
       endpoint.observer = o.observer;
       endpoint.wall_clock = o.wall_clock;
+      // Weak: the directory holds the endpoint, which must not hold it back.
+      endpoint.find_endpoint = [weak =
+                                    std::weak_ptr<actor_directory>(dir)](const std::string& name) {
+        auto d = weak.lock();
+        return d ? d->get("model/" + name) : caf::actor{};
+      };
       return spawn_model_endpoint(sup->system(), std::move(endpoint));
     }));
 

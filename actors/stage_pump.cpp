@@ -799,8 +799,9 @@ caf::behavior stage_pump::make_behavior() {
           finish_success(msg.fence, checked.result.outcome, checked.result.output, msg.model);
         else
           finish_failure(msg.fence, attempt_result::failed,
-                         "model " + msg.model + " reply rejected: " + checked.error, true,
-                         msg.model);
+                         "model " + msg.model + " [" + model_fault::garbage_reply +
+                             "]: reply rejected: " + checked.error,
+                         true, msg.model);
       },
       [=](execution_failed& msg) {
         finish_failure(msg.fence, attempt_result::failed, msg.error, msg.retryable, msg.model);

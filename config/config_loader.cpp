@@ -267,8 +267,44 @@ private:
         });
     for (const auto& m : config_.models)
       model_names_.push_back(m.name);
+    check_fallbacks();
     // A stage naming a broken model gets no second error for it.
     model_names_.insert(model_names_.end(), broken.begin(), broken.end());
+  }
+
+  /// Every fallback_model names a model, and following them never comes
+  /// back to where it started (a call would go round for ever).
+  void check_fallbacks() {
+    auto find = [&](const std::string& name) -> const model_config* {
+      for (const auto& m : config_.models)
+        if (m.name == name)
+          return &m;
+      return nullptr;
+    };
+    for (const auto& m : config_.models) {
+      if (m.fallback_model.empty() || m.fallback_model == m.name)
+        continue;
+      if (!find(m.fallback_model)) {
+        diag_.error(m.where, "models." + m.name + ".fallback_model",
+                    "fallback_model " + in_quotes(m.fallback_model) +
+                        " is not a model in [models]" +
+                        detail::did_you_mean(m.fallback_model, model_names_));
+        continue;
+      }
+      std::vector<std::string> path{m.name};
+      for (auto* next = find(m.fallback_model); next != nullptr;
+           next = next->fallback_model.empty() ? nullptr : find(next->fallback_model)) {
+        if (std::find(path.begin(), path.end(), next->name) != path.end()) {
+          std::string loop;
+          for (const auto& n : path)
+            loop += n + " -> ";
+          diag_.error(m.where, "models." + m.name + ".fallback_model",
+                      "fallback models go round in a circle: " + loop + next->name);
+          break;
+        }
+        path.push_back(next->name);
+      }
+    }
   }
 
   model_config read_model(const toml::table& table, const std::string& name) {
@@ -325,6 +361,13 @@ private:
                                    "that is down, e.g. \"6h\")");
       else
         m.max_unavailable = *d;
+    }
+    if (auto n = r.integer("max_throttled", 1, 100000))
+      m.max_throttled = static_cast<int>(*n);
+    if (auto fallback = r.string("fallback_model")) {
+      if (*fallback == name)
+        r.error("fallback_model", "a model cannot be its own fallback_model");
+      m.fallback_model = *fallback;
     }
     read_tls(r, m);
     r.finish();

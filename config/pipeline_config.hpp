@@ -86,6 +86,13 @@ struct model_config {
   /// HTTP 502/503/504) while its calls wait without spending attempts;
   /// past this, waiting calls are dead-lettered with that reason.
   millis max_unavailable{6 * 3600 * 1000};
+  /// How often one call may be throttled (HTTP 429, or 503 with Retry-After)
+  /// before its attempt counts as failed; throttled calls wait without
+  /// spending attempts until then.
+  int max_throttled = 20;
+  /// A model (in [models]) that takes the calls whose prompt overflows this
+  /// model's context; empty: such a call fails at once with that reason.
+  std::string fallback_model;
   source_location where;
 };
 

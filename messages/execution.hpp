@@ -35,6 +35,10 @@ struct execution_succeeded {
 /// `connection_dropped`: the server closed the connection mid-call (it was
 /// restarted, say); the endpoint runs such a call once more before passing
 /// the failure on.
+/// `fault`: a model call's fault class (one of model_fault below, empty for
+/// other handlers); the endpoint acts on it (throttled: wait and slow down;
+/// context overflow: the fallback model) and it leads the dead letter's
+/// reason. `retry_after_ms`: the server's Retry-After, -1 when it sent none.
 struct execution_failed {
   persistence::lease fence;
   std::string error;
@@ -42,7 +46,21 @@ struct execution_failed {
   std::string model;
   bool unavailable = false;
   bool connection_dropped = false;
+  std::string fault = {};
+  int64_t retry_after_ms = -1;
 };
+
+/// The fault classes of a failed model call, as they appear in errors.
+namespace model_fault {
+inline constexpr const char* timeout = "timeout";
+inline constexpr const char* http_status = "HTTP status";
+inline constexpr const char* garbage_reply = "garbage reply";
+inline constexpr const char* context_overflow = "context overflow";
+inline constexpr const char* throttled = "throttled";
+inline constexpr const char* unavailable = "unavailable";
+inline constexpr const char* connection = "connection";
+inline constexpr const char* configuration = "configuration";
+} // namespace model_fault
 
 /// From a model endpoint to the owner of a call: the model is unavailable
 /// and the call waits in the endpoint's queue (its attempt is not spent).
@@ -110,7 +128,7 @@ typename Inspector::result_type inspect(Inspector& f, execution_succeeded& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, execution_failed& x) {
   return f(caf::meta::type_name("turing::execution_failed"), x.fence, x.error, x.retryable, x.model,
-           x.unavailable);
+           x.unavailable, x.connection_dropped, x.fault, x.retry_after_ms);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, model_waiting& x) {

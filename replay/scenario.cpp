@@ -216,9 +216,11 @@ public:
     if (is_model && with_match)
       only_keys(t, path,
                 {"stage", "item", "attempt", "call", "latency", "reply", "http_status", "hang",
-                 "crash", "refused"});
+                 "crash", "refused", "retry_after", "error_body"});
     else if (is_model)
-      only_keys(t, path, {"latency", "reply", "http_status", "hang", "crash", "refused", "calls"});
+      only_keys(t, path,
+                {"latency", "reply", "http_status", "hang", "crash", "refused", "retry_after",
+                 "error_body", "calls"});
     else if (with_match)
       only_keys(t, path,
                 {"stage", "item", "attempt", "call", "latency", "stdout", "exit_status", "stderr",
@@ -243,8 +245,11 @@ public:
     r.stderr_text = str(t, path, "stderr");
     r.hang = boolean(t, path, "hang");
     r.crash = boolean(t, path, "crash");
-    if (is_model)
+    if (is_model) {
       r.refused = boolean(t, path, "refused");
+      r.retry_after = duration(t, path, "retry_after");
+      r.error_body = str(t, path, "error_body");
+    }
     return r;
   }
 
@@ -493,6 +498,10 @@ call_effect resolve(const simulated_handler& handler, const call_key& key) {
       e.crash = *r.crash;
     if (r.refused)
       e.refused = *r.refused;
+    if (r.retry_after)
+      e.retry_after = *r.retry_after;
+    if (r.error_body)
+      e.error_body = *r.error_body;
   };
   apply(handler.defaults);
   for (const auto& r : handler.calls) {

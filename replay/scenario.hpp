@@ -40,9 +40,11 @@ struct call_rule {
   std::optional<int> http_status;   ///< model: an HTTP error instead of an answer
   std::optional<int> exit_status;   ///< script: non-zero fails the execution
   std::optional<std::string> stderr_text;
-  std::optional<bool> hang;    ///< never answers (a model call ends at its HTTP timeout)
-  std::optional<bool> crash;   ///< the executor actor dies abnormally
-  std::optional<bool> refused; ///< model: the server refuses the connection (it is down)
+  std::optional<bool> hang;              ///< never answers (a model call ends at its HTTP timeout)
+  std::optional<bool> crash;             ///< the executor actor dies abnormally
+  std::optional<bool> refused;           ///< model: the server refuses the connection (it is down)
+  std::optional<millis> retry_after;     ///< model: the HTTP error's Retry-After
+  std::optional<std::string> error_body; ///< model: the HTTP error's body
 };
 
 /// Scripted behaviour of one model (by its config name) or script stage.
@@ -61,6 +63,8 @@ struct call_effect {
   bool hang = false;
   bool crash = false;
   bool refused = false;
+  std::optional<millis> retry_after;
+  std::string error_body;
 };
 
 /// Which call a rule is asked about.

@@ -2,6 +2,7 @@
 // exactly as the real executors do.
 #include "replay/scripted_handlers.hpp"
 
+#include "actors/model_client.hpp"
 #include "config/duration.hpp"
 #include "messages/registry.hpp"
 
@@ -68,15 +69,17 @@ caf::behavior model_call_sim(caf::event_based_actor* self, caf::actor owner, mod
                                              "(connection refused)",
                                          true, model, true});
     } else if (effect.http_status != 0) {
-      // As the real client: 502/503/504 say the server is not there.
-      bool unavailable =
-          effect.http_status == 502 || effect.http_status == 503 || effect.http_status == 504;
-      self->send(owner, execution_failed{call.fence,
-                                         "model " + model + ": HTTP " +
-                                             std::to_string(effect.http_status) +
-                                             " from the simulated server",
-                                         effect.http_status >= 500 || effect.http_status == 429,
-                                         model, unavailable});
+      // Judged as the real client judges the same status, body and header.
+      actors::model_reply judged;
+      config::model_config m;
+      m.name = m.model = model;
+      actors::classify_http_failure(m, "the simulated server", "", effect.http_status,
+                                    effect.error_body, effect.retry_after.has_value(), judged);
+      self->send(owner,
+                 execution_failed{
+                     call.fence, "model " + model + " [" + judged.fault + "]: " + judged.error,
+                     judged.retryable, model, judged.unavailable, false, judged.fault,
+                     effect.retry_after ? world->real(*effect.retry_after).count() : int64_t{-1}});
     } else {
       self->send(owner, model_answer{call.fence, effect.reply, model,
                                      static_cast<double>(effect.latency.count())});

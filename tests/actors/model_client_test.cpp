@@ -4,6 +4,7 @@
 #define CAF_SUITE model_client
 
 #include "actors/model_client.hpp"
+#include "messages/execution.hpp"
 
 #include <arpa/inet.h>
 #include <caf/test/unit_test.hpp>
@@ -305,6 +306,77 @@ CAF_TEST(http_502_503_504_say_the_server_is_unavailable) {
     CAF_CHECK(reply.unavailable);
     CAF_CHECK_EQUAL(reply.http_status, status);
   }
+}
+
+CAF_TEST(http_429_is_back_pressure_with_its_retry_after) {
+  fake_server server;
+  CAF_REQUIRE(server.running());
+  server.respond_with([](const httplib::Request&, httplib::Response& res) {
+    res.status = 429;
+    res.set_header("Retry-After", "7");
+    res.set_content("{\"error\":\"rate limit\"}", "application/json");
+  });
+  auto reply = call_model(ollama_model(server.endpoint()), "", "", "x", 5s);
+  CAF_CHECK(!reply.ok);
+  CAF_CHECK(reply.retryable);
+  CAF_CHECK(!reply.unavailable);
+  CAF_CHECK_EQUAL(reply.fault, std::string{model_fault::throttled});
+  CAF_REQUIRE(reply.retry_after.has_value());
+  CAF_CHECK_EQUAL(reply.retry_after->count(), 7000);
+}
+
+CAF_TEST(http_503_is_back_pressure_only_with_retry_after_or_a_busy_server) {
+  fake_server server;
+  CAF_REQUIRE(server.running());
+  server.answer(503, "{\"error\":\"server busy, please try again.  maximum pending requests "
+                     "exceeded\"}");
+  auto busy = call_model(ollama_model(server.endpoint()), "", "", "x", 5s);
+  CAF_CHECK_EQUAL(busy.fault, std::string{model_fault::throttled});
+  CAF_CHECK(!busy.unavailable);
+  CAF_CHECK(!busy.retry_after);
+  server.answer(503, "no healthy upstream");
+  auto gone = call_model(ollama_model(server.endpoint()), "", "", "x", 5s);
+  CAF_CHECK_EQUAL(gone.fault, std::string{model_fault::unavailable});
+  CAF_CHECK(gone.unavailable);
+}
+
+CAF_TEST(a_context_length_error_is_a_context_overflow_not_retried) {
+  fake_server server;
+  CAF_REQUIRE(server.running());
+  server.answer(400, "{\"error\":{\"message\":\"This model's maximum context length is 8192 "
+                     "tokens\",\"code\":\"context_length_exceeded\"}}");
+  auto reply = call_model(ollama_model(server.endpoint()), "", "", "x", 5s);
+  CAF_CHECK_EQUAL(reply.fault, std::string{model_fault::context_overflow});
+  CAF_CHECK(!reply.retryable);
+  server.answer(400, "{\"error\":\"invalid options\"}");
+  auto other = call_model(ollama_model(server.endpoint()), "", "", "x", 5s);
+  CAF_CHECK_EQUAL(other.fault, std::string{model_fault::http_status});
+}
+
+CAF_TEST(retry_after_reads_seconds_and_http_dates_and_refuses_the_rest) {
+  auto now = std::chrono::system_clock::from_time_t(1445412480); // Wed, 21 Oct 2015 07:28:00 GMT
+  CAF_CHECK_EQUAL(parse_retry_after("120", now)->count(), 120000);
+  CAF_CHECK_EQUAL(parse_retry_after(" 0 ", now)->count(), 0);
+  CAF_CHECK_EQUAL(parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now)->count(), 30000);
+  CAF_CHECK_EQUAL(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now)->count(), 0); // past
+  CAF_CHECK_EQUAL(parse_retry_after("99999999999", now)->count(), 3600000);             // capped
+  CAF_CHECK(!parse_retry_after("soon", now));
+  CAF_CHECK(!parse_retry_after("-5", now));
+  CAF_CHECK(!parse_retry_after("", now));
+}
+
+CAF_TEST(failures_name_their_fault_class) {
+  fake_server server;
+  CAF_REQUIRE(server.running());
+  server.answer(200, "not json at all");
+  CAF_CHECK_EQUAL(call_model(ollama_model(server.endpoint()), "", "", "x", 5s).fault,
+                  std::string{model_fault::garbage_reply});
+  server.answer(500, "boom");
+  CAF_CHECK_EQUAL(call_model(ollama_model(server.endpoint()), "", "", "x", 5s).fault,
+                  std::string{model_fault::http_status});
+  server.hang();
+  CAF_CHECK_EQUAL(call_model(ollama_model(server.endpoint()), "", "", "x", 300ms).fault,
+                  std::string{model_fault::timeout});
 }
 
 CAF_TEST(a_404_for_an_unknown_model_is_not_retryable) {

@@ -74,6 +74,40 @@ routes = { ok = "done" }
   CHECK_ERROR(r, "stages.only.command", 6, "applies to script stages, not builtin ones");
 }
 
+CAF_TEST(a_fallback_model_must_be_another_model_and_never_lead_back) {
+  auto r = load(R"(sinks = ["done"]
+model_endpoint = "http://localhost:11434"
+[models.a]
+api = "ollama"
+model = "a"
+fallback_model = "b"
+[models.b]
+api = "ollama"
+model = "b"
+fallback_model = "a"
+[models.c]
+api = "ollama"
+model = "c"
+fallback_model = "c"
+[models.d]
+api = "ollama"
+model = "d"
+fallback_model = "larg"
+max_throttled = 0
+[stages.only]
+handler = "model"
+entry = true
+model = "a"
+prompt = "{x}"
+outcome = "ok"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "models.a.fallback_model", 3, "fallback models go round in a circle: a -> b -> a");
+  CHECK_ERROR(r, "models.c.fallback_model", 14, "a model cannot be its own fallback_model");
+  CHECK_ERROR(r, "models.d.fallback_model", 15, "fallback_model 'larg' is not a model in [models]");
+  CHECK_ERROR(r, "models.d.max_throttled", 19, "");
+}
+
 CAF_TEST(heartbeat_not_shorter_than_lease_ttl_is_rejected) {
   auto r = load(R"(sinks = ["done"]
 [runtime]

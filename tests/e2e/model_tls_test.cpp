@@ -248,7 +248,7 @@ CAF_TEST(the_api_key_never_appears_in_a_tls_error_or_the_log) {
     text = log.str();
   }
   CAF_MESSAGE(error);
-  CAF_CHECK(contains(error, "model m: TLS handshake with https://127.0.0.1:"));
+  CAF_CHECK(contains(error, "model m [configuration]: TLS handshake with https://127.0.0.1:"));
   CAF_CHECK(contains(error, "certificate could not be verified"));
   CAF_CHECK(!contains(error, secret));
   CAF_CHECK(!contains(text, secret));

@@ -656,6 +656,33 @@ CAF_TEST(fault_headers_inject_500_garbage_and_slow_answers) {
   CAF_CHECK_EQUAL(faults["slow"], 1);
 }
 
+CAF_TEST(a_429_carries_retry_after_and_a_long_prompt_overflows_the_context) {
+  auto config = test_config();
+  for (auto& m : config.models)
+    if (m.name == "gemma2") {
+      m.retry_after_s = 7;
+      m.context_chars = 200;
+    }
+  running_server s{config};
+  auto cli = s.client();
+  const auto body = chat_body("gemma2", "task: classify\nskill: Tableau reporting");
+  auto throttled = cli.Post("/api/chat", {{"X-Sim-Fault", "http_429"}}, body, "application/json");
+  CAF_REQUIRE(throttled);
+  CAF_CHECK_EQUAL(throttled->status, 429);
+  CAF_CHECK_EQUAL(throttled->get_header_value("Retry-After"), "7");
+  auto faults = s.server.stats()["faults"];
+  CAF_CHECK_EQUAL(faults["http_429"], 1);
+
+  auto long_body = chat_body("gemma2", "task: classify\nskill: " + std::string(300, 'x'));
+  auto overflow = cli.Post("/api/chat", long_body, "application/json");
+  CAF_REQUIRE(overflow);
+  CAF_CHECK_EQUAL(overflow->status, 400);
+  CAF_CHECK(overflow->body.find("maximum context length is 200") != std::string::npos);
+  auto fits = cli.Post("/api/chat", body, "application/json");
+  CAF_REQUIRE(fits);
+  CAF_CHECK_EQUAL(fits->status, 200);
+}
+
 CAF_TEST(configured_fault_rates_apply_and_retries_draw_afresh) {
   auto config = test_config();
   config.model("gemma2").faults.http_500 = 0.5;

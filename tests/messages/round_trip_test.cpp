@@ -111,6 +111,8 @@ CAF_TEST(execution_messages_round_trip) {
   round_trip(execution_succeeded{{42, 9}, "merged", json{{"duplicate_of", "SQL"}}, "mistral"});
   round_trip(execution_failed{{42, 9}, "HTTP 500", true, "qwen"});
   round_trip(execution_failed{{42, 9}, "HTTP 503", true, "qwen", true});
+  round_trip(execution_failed{
+      {42, 9}, "HTTP 429", true, "qwen", false, true, model_fault::throttled, 7000});
   round_trip(model_waiting{{42, 9}, "qwen", "cannot connect to http://gpu-1:11434/api/chat"});
   round_trip(model_call{{42, 9}, "alma", "system", "task: dedupe\nskill: SQL", millis{20000}});
   round_trip(model_answer{{42, 9}, "{\"verdict\": \"passed\"}", "mistral", 12.5});

@@ -8,13 +8,14 @@ namespace turing::model_sim {
 
 namespace {
 
-constexpr std::array<std::pair<fault, std::string_view>, 6> names = {{
+constexpr std::array<std::pair<fault, std::string_view>, 7> names = {{
     {fault::none, "none"},
     {fault::hang, "hang"},
     {fault::http_500, "http_500"},
     {fault::garbage, "garbage"},
     {fault::slow, "slow"},
     {fault::crash, "crash"},
+    {fault::http_429, "http_429"},
 }};
 
 } // namespace
@@ -45,6 +46,8 @@ double* fault_rates::slot(fault f) {
     return &slow;
   case fault::crash:
     return &crash;
+  case fault::http_429:
+    return &http_429;
   case fault::none:
     break;
   }
@@ -52,7 +55,7 @@ double* fault_rates::slot(fault f) {
 }
 
 std::optional<std::string> check_fault_rates(const fault_rates& r) {
-  for (double x : {r.hang, r.http_500, r.garbage, r.slow, r.crash})
+  for (double x : {r.hang, r.http_500, r.garbage, r.slow, r.crash, r.http_429})
     if (!(x >= 0.0 && x <= 1.0))
       return "every fault probability must be between 0 and 1";
   if (r.total() > 1.0 + 1e-9)
@@ -68,7 +71,7 @@ fault choose_fault(const fault_rates& r, stable_rng& rng, std::optional<fault> f
     return *forced;
   for (auto [f, p] : {std::pair{fault::hang, r.hang}, std::pair{fault::http_500, r.http_500},
                       std::pair{fault::garbage, r.garbage}, std::pair{fault::slow, r.slow},
-                      std::pair{fault::crash, r.crash}}) {
+                      std::pair{fault::crash, r.crash}, std::pair{fault::http_429, r.http_429}}) {
     if (u < p)
       return f;
     u -= p;

@@ -1,7 +1,7 @@
 // Which failure a simulated call suffers: none, or one of the incidents the
 // field report lists (a hung call, a 500, garbage output, a slow call, a
-// crashed model server), drawn per request from configured probabilities or
-// forced by the X-Sim-Fault header.
+// crashed model server) or back-pressure (a 429 with Retry-After), drawn per request from
+// configured probabilities or forced by the X-Sim-Fault header.
 #pragma once
 
 #include "stable_hash.hpp"
@@ -24,11 +24,13 @@ enum class fault {
   slow,
   /// Exit the process with status 3 at once.
   crash,
+  /// Answer 429 (rate limited) with a Retry-After header, at once.
+  http_429,
 };
 
 std::string_view to_string(fault f);
 
-/// Parses "hang", "http_500", "garbage", "slow", "crash" or "none".
+/// Parses "hang", "http_500", "garbage", "slow", "crash", "http_429" or "none".
 std::optional<fault> parse_fault(std::string_view text);
 
 /// Per-request probabilities; their sum must not exceed 1.
@@ -38,8 +40,9 @@ struct fault_rates {
   double garbage = 0.0;
   double slow = 0.0;
   double crash = 0.0;
+  double http_429 = 0.0;
 
-  double total() const { return hang + http_500 + garbage + slow + crash; }
+  double total() const { return hang + http_500 + garbage + slow + crash + http_429; }
   /// The rate stored for `f` (none has no slot: returns nullptr).
   double* slot(fault f);
 };
@@ -49,7 +52,7 @@ std::optional<std::string> check_fault_rates(const fault_rates& rates);
 
 /// `forced` (from the header) wins; otherwise one uniform draw from `rng`
 /// falls into the cumulative rates in the order hang, http_500, garbage,
-/// slow, crash, or past them into none.
+/// slow, crash, http_429, or past them into none.
 fault choose_fault(const fault_rates& rates, stable_rng& rng, std::optional<fault> forced);
 
 /// How a "slow" fault stretches the latency.

@@ -42,7 +42,8 @@ bool apply_fault_flag(sim::sim_config& config, const std::string& flag, std::str
   auto eq = flag.find('=');
   auto kind = sim::parse_fault(flag.substr(0, eq));
   if (eq == std::string::npos || !kind || *kind == sim::fault::none) {
-    error = "--fault expects KIND=P with KIND one of hang, http_500, garbage, slow, crash";
+    error =
+        "--fault expects KIND=P with KIND one of hang, http_500, garbage, slow, crash, http_429";
     return false;
   }
   double p = 0;
@@ -100,9 +101,10 @@ int main(int argc, char** argv) {
                                "instead of answering 404");
   auto* threads_opt = app.add_option("--threads", threads, "worker threads (default 64)");
   auto* seed_opt = app.add_option("--seed", seed, "mixed into every per-request seed");
-  app.add_option("--fault", faults,
-                 "KIND=P: fault probability for every model (hang, http_500, garbage, slow, "
-                 "crash); repeatable");
+  app.add_option(
+      "--fault", faults,
+      "KIND=P: fault probability for every model (hang, http_500, garbage, slow, http_429, "
+      "crash); repeatable");
   app.add_option("--tls-cert", tls_cert, "PEM certificate: serve https (needs --tls-key)")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", tls_key, "PEM private key, unencrypted, of --tls-cert")

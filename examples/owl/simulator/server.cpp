@@ -309,7 +309,8 @@ struct model_server::impl {
       if (!forced) {
         counters.refused(400);
         return send_error(res, c.shape, 400,
-                          "X-Sim-Fault must be one of hang, http_500, garbage, slow, crash, none");
+                          "X-Sim-Fault must be one of hang, http_500, garbage, slow, crash, "
+                          "http_429, none");
       }
     }
     std::optional<long long> forced_ms;
@@ -324,6 +325,14 @@ struct model_server::impl {
       forced_ms = ms;
     }
 
+    if (profile->context_chars > 0 &&
+        static_cast<long long>(c.prompt_text.size()) > profile->context_chars) {
+      counters.refused(400);
+      return send_error(res, c.shape, 400,
+                        "prompt is too long: " + std::to_string(c.prompt_text.size()) +
+                            " characters, this model's maximum context length is " +
+                            std::to_string(profile->context_chars));
+    }
     counters.started(c.model, std::string{endpoint_of(c.shape)});
     auto attempt = next_attempt(c.model, c.prompt_text);
     auto seed =
@@ -352,6 +361,11 @@ struct model_server::impl {
       spdlog::default_logger()->flush();
       std::fflush(stdout);
       std::_Exit(3);
+    }
+    if (f == fault::http_429) {
+      send_error(res, c.shape, 429, "rate limit exceeded (fault http_429)");
+      res.set_header("Retry-After", std::to_string(profile.retry_after_s));
+      return 429;
     }
     if (f == fault::hang) {
       peer_watch peer{req.remote_addr, req.remote_port, req.local_port};

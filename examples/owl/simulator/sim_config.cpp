@@ -138,12 +138,27 @@ private:
         number_value(value, k, p.bias);
       else if (k == "faults")
         faults(value, p.faults);
+      else if (k == "retry_after_s")
+        whole_number(value, k, 0, 3600, p.retry_after_s);
+      else if (k == "context_chars")
+        whole_number(value, k, 0, 1LL << 40, p.context_chars);
       else
         fail(value, "unknown key '" + k + "' in " + where +
-                        " (expected p50_ms, p95_ms, max_ms, bias, faults)");
+                        " (expected p50_ms, p95_ms, max_ms, bias, faults, retry_after_s, "
+                        "context_chars)");
       if (error_)
         return;
     }
+  }
+
+  template <class Int>
+  void whole_number(const toml::node& node, const std::string& key, long long min, long long max,
+                    Int& out) {
+    auto v = node.value<int64_t>();
+    if (!v || !node.is_integer() || *v < min || *v > max)
+      return fail(node, "'" + key + "' must be a whole number from " + std::to_string(min) +
+                            " to " + std::to_string(max));
+    out = static_cast<Int>(*v);
   }
 
   void faults(const toml::node& node, fault_rates& rates) {
@@ -155,8 +170,8 @@ private:
       auto f = parse_fault(k);
       double* slot = f ? rates.slot(*f) : nullptr;
       if (slot == nullptr)
-        return fail(value,
-                    "unknown fault '" + k + "' (expected hang, http_500, garbage, slow, crash)");
+        return fail(value, "unknown fault '" + k +
+                               "' (expected hang, http_500, garbage, slow, crash, http_429)");
       number_value(value, k, *slot);
       if (error_)
         return;

@@ -22,6 +22,11 @@ struct model_profile {
   /// Share of classify answers moved to the runner-up domain.
   double bias = 0.10;
   fault_rates faults;
+  /// The Retry-After (seconds) of an http_429 fault.
+  int retry_after_s = 1;
+  /// Prompts longer than this many characters get a context-length error
+  /// (HTTP 400); 0 for no limit.
+  long long context_chars = 0;
 };
 
 struct sim_config {

@@ -1,0 +1,151 @@
+// Issue 11, error-aware retries, end to end over HTTP against the simulator:
+// a server answering 429 with Retry-After costs no attempts (one attempt per
+// item, and nothing is dead-lettered), and a prompt beyond a model's context
+// is answered by its fallback model.
+#define CAF_SUITE model_backpressure
+#include "tests/e2e/skill_pipeline_fixture.hpp"
+
+#include <fstream>
+
+using namespace turing::persistence;
+using namespace turing::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path write_file(const temp_dir& dir, const std::string& name, const std::string& text) {
+  auto path = dir.path / name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+/// One model stage per model name given; one attempt per item, so any
+/// attempt spent on a throttle would dead-letter its item.
+std::string pipeline(const std::string& dsn, const std::string& endpoint,
+                     const std::string& models) {
+  return "model_endpoint = \"" + endpoint + "\"\nsinks = [\"done\"]\n[database]\nurl = \"" + dsn +
+         "\"\n[runtime]\npoll_interval = \"200ms\"\n" + models + R"(
+[stages.ask]
+handler = "model"
+entry = true
+model = "first"
+concurrency = 4
+prompt = "task: classify\nskill: {name}"
+outcome = "answered"
+required_fields = ["domain"]
+timeout = "20s"
+retry = { max_attempts = 1 }
+routes = { answered = "done" }
+)";
+}
+
+fs::path write_items(const temp_dir& dir, const std::vector<std::string>& names) {
+  std::string lines;
+  for (size_t i = 0; i < names.size(); ++i)
+    lines += "{\"key\": \"s" + std::to_string(i) + "\", \"name\": \"" + names[i] + "\"}\n";
+  return write_file(dir, "items.jsonl", lines);
+}
+
+/// Runs the turing CLI; its output is shown when it fails.
+bool turing_ok(const temp_dir& dir, std::vector<std::string> args, std::string& out) {
+  auto rc = run_turing(dir, std::move(args), &out);
+  if (rc != 0)
+    CAF_MESSAGE("turing exited " << rc << ":\n" << out);
+  return rc == 0;
+}
+
+/// Enqueues `items` at "ask" and runs until drained; returns the run's id.
+int64_t enqueue_and_drain(const temp_dir& dir, const std::string& dsn, const fs::path& config,
+                          const fs::path& items, std::string& out) {
+  CAF_REQUIRE(turing_ok(
+      dir, {"enqueue", "--config", config.string(), "--stage", "ask", "--file", items.string()},
+      out));
+  CAF_REQUIRE(turing_ok(dir, {"run", "--config", config.string(), "--until-drained"}, out));
+  return pg_store{dsn}.runs(false).back().id;
+}
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(model_backpressure_tests, skill_pipeline_fixture)
+
+CAF_TEST(a_server_answering_429_with_retry_after_dead_letters_nothing) {
+  // A fifth of the calls are throttled with "Retry-After: 1".
+  auto sim_config = write_file(dir, "sim.toml", R"(
+latency_scale = 0.001
+[models."sim-first"]
+p50_ms = 2000
+p95_ms = 5000
+max_ms = 10000
+retry_after_s = 1
+faults = { http_429 = 0.2 }
+)");
+  model_simulator sim{dir, {"--config", sim_config.string()}};
+  auto config = write_file(dir, "pipeline.toml",
+                           pipeline(dsn, sim.endpoint(),
+                                    "[models.first]\napi = \"ollama\"\nmodel = \"sim-first\"\n"
+                                    "concurrency = 4\n"));
+  std::vector<std::string> names;
+  for (int i = 0; i < 30; ++i)
+    names.push_back("python scripting " + std::to_string(i));
+  auto items = write_items(dir, names);
+  std::string out;
+  auto run_id = enqueue_and_drain(dir, dsn, config, items, out);
+  pg_store s{dsn};
+  int done = 0;
+  for (const auto& i : s.items(run_id))
+    done += i.finished && i.sink == std::optional<std::string>{"done"} ? 1 : 0;
+  CAF_CHECK_EQUAL(done, 30);
+  int completed = 0, other = 0;
+  for (const auto& a : s.attempts(run_id))
+    (a.result == attempt_result::completed ? completed : other) += 1;
+  CAF_CHECK_EQUAL(completed, 30);
+  CAF_CHECK_EQUAL(other, 0);
+  // The server did throttle, and turing said so.
+  CAF_CHECK(out.find("throttled by its server") != std::string::npos);
+  CAF_CHECK(out.find("HTTP 429") != std::string::npos);
+  if (done != 30)
+    CAF_MESSAGE(out);
+}
+
+CAF_TEST(a_prompt_beyond_the_context_is_answered_by_the_fallback_model) {
+  // sim-small takes prompts of up to 70 characters; sim-large any.
+  auto sim_config = write_file(dir, "sim.toml", R"(
+latency_scale = 0.001
+[models."sim-small"]
+context_chars = 70
+[models."sim-large"]
+p50_ms = 1000
+)");
+  model_simulator sim{dir, {"--config", sim_config.string()}};
+  auto config = write_file(dir, "pipeline.toml",
+                           pipeline(dsn, sim.endpoint(),
+                                    "[models.first]\napi = \"ollama\"\nmodel = \"sim-small\"\n"
+                                    "concurrency = 2\nfallback_model = \"large\"\n"
+                                    "[models.large]\napi = \"ollama\"\nmodel = \"sim-large\"\n"
+                                    "concurrency = 2\n"));
+  auto items = write_items(dir, {"go", "rust", std::string(200, 'x') + " compilers",
+                                 std::string(300, 'y') + " databases"});
+  std::string out;
+  auto run_id = enqueue_and_drain(dir, dsn, config, items, out);
+  pg_store s{dsn};
+  std::map<int64_t, std::string> key_of;
+  for (const auto& i : s.items(run_id)) {
+    key_of[i.id] = i.key.value_or("");
+    CAF_CHECK(i.finished && i.sink == std::optional<std::string>{"done"});
+  }
+  std::map<std::string, std::string> model_of;
+  for (const auto& a : s.attempts(run_id)) {
+    CAF_CHECK(a.result == attempt_result::completed);
+    model_of[key_of[a.item_id]] = a.model;
+  }
+  CAF_CHECK_EQUAL(model_of["s0"], "first");
+  CAF_CHECK_EQUAL(model_of["s1"], "first");
+  CAF_CHECK_EQUAL(model_of["s2"], "large");
+  CAF_CHECK_EQUAL(model_of["s3"], "large");
+  CAF_CHECK(out.find("overflows its context; the call goes to fallback model large") !=
+            std::string::npos);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
