@@ -5,6 +5,7 @@
 #include "actors/deadline_queue.hpp"
 #include "actors/group_writer.hpp"
 #include "actors/job_runner.hpp"
+#include "actors/latency_window.hpp"
 #include "actors/model_client.hpp"
 #include "actors/ready_listener.hpp"
 #include "actors/retry_backoff.hpp"
@@ -92,6 +93,9 @@ private:
     std::shared_ptr<const claimed_message> job;
     caf::actor_addr executor;
     std::optional<deadline_queue<caf::actor_clock::time_point>::key> deadline;
+    /// When its deadline was last armed: the start of its latency.
+    caf::actor_clock::time_point running_since{};
+    config::millis armed_for{0};
     int64_t pid = 0;
   };
 
@@ -156,6 +160,11 @@ private:
   const config::runtime_config& runtime_;
   const config::stage_config* stage_;
   config::millis timeout_{0};
+  /// timeout = "auto": the stage's recent latencies (seeded from the
+  /// attempts table at start) give timeout_, within its floor and ceiling.
+  latency_window latencies_;
+  void seed_latencies();
+  void record_latency(const execution& e);
   std::map<int64_t, execution> running_; ///< by message id
   result_queue<completion> completions_;
   result_queue<failure> failures_;
@@ -358,7 +367,8 @@ void stage_pump::start_model(execution& e) {
   }
   // The HTTP call gets a little longer than our deadline, so that our
   // timeout, not the socket's, decides; the thread still ends.
-  auto call_timeout = timeout_ + config::millis{2000};
+  auto call_timeout =
+      (stage_->auto_timeout ? stage_->auto_timeout->ceiling : timeout_) + config::millis{2000};
   send(endpoint,
        model_call{e.job->fencing(), o_.stage, stage_->system_prompt, prompt.text, call_timeout});
   e.executor = endpoint.address();
@@ -375,6 +385,8 @@ void stage_pump::start_model(execution& e) {
 
 void stage_pump::arm_deadline(execution& e, config::millis after) {
   disarm_deadline(e);
+  e.running_since = clock().now();
+  e.armed_for = after;
   e.deadline = deadlines_.arm(e.job->id, clock().now() + after);
   schedule_deadline_tick();
 }
@@ -408,7 +420,8 @@ void stage_pump::on_deadline_tick(uint64_t tick) {
     e.deadline.reset();
     stop_execution(e);
     finish_failure(e.job->fencing(), attempt_result::timeout,
-                   "timed out after " + config::format_duration(timeout_) + " (stage timeout)",
+                   "timed out after " + config::format_duration(e.armed_for) +
+                       (stage_->auto_timeout ? " (adaptive stage timeout)" : " (stage timeout)"),
                    true, stage_->handler == config::handler_kind::model ? stage_->model : "");
   }
   schedule_deadline_tick();
@@ -474,6 +487,7 @@ void stage_pump::finish_success(const lease& fence, const std::string& outcome, 
     return;
   }
   c.derived_payloads = true;
+  record_latency(*e);
   c.attempt = e->job->attempt;
   c.started_at = e->job->started_at;
   c.deliveries = std::move(routed.deliveries);
@@ -565,6 +579,53 @@ template <class Result> void stage_pump::record_late(Result late, const char* wh
                 spdlog::warn("stage {}: could not record late result of message {}: {}", o_.stage,
                              fence.message_id, system().render(e));
               });
+}
+
+// -- adaptive timeout -------------------------------------------------------------
+
+// The window starts from the attempts table, so a restarted node keeps its
+// deadlines; until the reply comes the midpoint applies.
+void stage_pump::seed_latencies() {
+  if (!stage_->auto_timeout)
+    return;
+  auto store = o_.dir->get("store");
+  if (!store)
+    return;
+  request(store, store_timeout,
+          latency_request{o_.stage, static_cast<int>(latency_window_size), latency_history_window})
+      .then(
+          [=](const latency_history& h) {
+            for (auto it = h.ms.rbegin(); it != h.ms.rend(); ++it) // oldest first
+              latencies_.add(config::millis{*it});
+            timeout_ = adaptive_deadline(*stage_->auto_timeout, latencies_);
+            spdlog::info("stage {}: adaptive timeout {} from {} recent attempt(s) (floor {}, "
+                         "ceiling {})",
+                         o_.stage, config::format_duration(timeout_), latencies_.size(),
+                         config::format_duration(stage_->auto_timeout->floor),
+                         config::format_duration(stage_->auto_timeout->ceiling));
+          },
+          [=](caf::error& e) {
+            spdlog::warn("stage {}: could not read recent latencies ({}); the adaptive timeout "
+                         "starts from its midpoint {}",
+                         o_.stage, system().render(e), config::format_duration(timeout_));
+          });
+}
+
+// Every completed execution moves the adaptive deadline; a change of a
+// quarter or more is logged.
+void stage_pump::record_latency(const execution& e) {
+  if (!stage_->auto_timeout)
+    return;
+  latencies_.add(std::chrono::duration_cast<config::millis>(clock().now() - e.running_since));
+  auto next = adaptive_deadline(*stage_->auto_timeout, latencies_);
+  if (next == timeout_)
+    return;
+  if (next * 4 >= timeout_ * 5 || next * 4 <= timeout_ * 3)
+    spdlog::info("stage {}: adaptive timeout {} -> {} (p99 {} of {} attempts × {})", o_.stage,
+                 config::format_duration(timeout_), config::format_duration(next),
+                 config::format_duration(*latencies_.quantile(0.99)), latencies_.size(),
+                 stage_->auto_timeout->factor);
+  timeout_ = next;
 }
 
 // -- flush path -----------------------------------------------------------------
@@ -759,6 +820,7 @@ caf::behavior stage_pump::make_behavior() {
   }
   join(ready_group(system(), o_.stage));
   join(any_ready_group(system()));
+  seed_latencies();
   set_down_handler([=](caf::down_msg& dm) { on_down(dm); });
   send(this, poll_tick_atom::value);
   return {

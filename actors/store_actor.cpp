@@ -162,6 +162,14 @@ caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self, store_
           return true;
         });
       },
+      [&db, outage](latency_request& r) {
+        return guarded(outage, "recent_latencies", [&] {
+          latency_history h;
+          for (auto d : db.recent_latencies(r.stage, r.limit, r.window))
+            h.ms.push_back(d.count());
+          return h;
+        });
+      },
       [&db, outage](census_request&) {
         return guarded(outage, "census", [&] {
           work_census census;

@@ -1,5 +1,6 @@
 // `turing status`: per stage what is ready, running (with its true age since
 // start and since the last heartbeat), done and dead; the runs; the sinks.
+#include "actors/latency_window.hpp"
 #include "cli/cli_context.hpp"
 #include "cli/commands.hpp"
 #include "config/duration.hpp"
@@ -50,6 +51,35 @@ nlohmann::json to_json(const persistence::stage_counts& c, time_point now) {
 
 } // namespace
 
+/// A configured stage's recent latency and the timeout it has or would get.
+struct stage_latency {
+  actors::latency_window window;
+  config::millis timeout{0};                 ///< what its pumps use now
+  std::optional<config::millis> recommended; ///< fixed timeouts only
+};
+
+/// The same window and rule as the stage's pumps (actors/latency_window):
+/// the newest completed attempts of the last 7 days.
+stage_latency latency_of(persistence::store& store, const config::pipeline_config& config,
+                         const config::stage_config& s) {
+  stage_latency out;
+  auto recent = store.recent_latencies(s.name, static_cast<int>(actors::latency_window_size),
+                                       actors::latency_history_window);
+  for (auto it = recent.rbegin(); it != recent.rend(); ++it)
+    out.window.add(*it);
+  if (s.auto_timeout) {
+    out.timeout = actors::adaptive_deadline(*s.auto_timeout, out.window);
+  } else {
+    out.timeout = config.timeout_of(s);
+    out.recommended = actors::recommended_timeout(out.window);
+  }
+  return out;
+}
+
+std::string ms_text(std::optional<config::millis> d) {
+  return d ? config::format_duration(*d) : "-";
+}
+
 int status_command(const status_options& options) {
   auto builtins = make_builtins();
   auto config = load_checked_config(options.config, builtins);
@@ -60,6 +90,9 @@ int status_command(const status_options& options) {
   auto sinks = store.sink_counts(std::nullopt);
   auto nodes = store.nodes();
   auto dead_lost = store.dead_from_lost_leases();
+  std::map<std::string, stage_latency> latencies;
+  for (const auto& s : config.stages)
+    latencies[s.name] = latency_of(store, config, s);
   auto now = persistence::wall_clock::now();
 
   // Every configured stage, in config order, then any the database has that
@@ -100,6 +133,21 @@ int status_command(const status_options& options) {
       j["configured"] = config.find_stage(r.stage) != nullptr;
       // Dead because their node kept losing them (not their own failures).
       j["dead_lost"] = dead_lost.count(r.stage) ? dead_lost.at(r.stage) : 0;
+      if (auto* s = config.find_stage(r.stage)) {
+        const auto& l = latencies[r.stage];
+        auto q = [&](double x) -> nlohmann::json {
+          auto v = l.window.quantile(x);
+          return v ? nlohmann::json(v->count()) : nlohmann::json();
+        };
+        j["latency"] = {{"samples", l.window.size()},
+                        {"p50_ms", q(0.5)},
+                        {"p95_ms", q(0.95)},
+                        {"p99_ms", q(0.99)}};
+        j["timeout"] = {{"mode", s->auto_timeout ? "auto" : "fixed"},
+                        {"current_ms", l.timeout.count()},
+                        {"recommended_ms", l.recommended ? nlohmann::json(l.recommended->count())
+                                                         : nlohmann::json()}};
+      }
       j["waiting_for_models"] = nlohmann::json::array();
       for (const auto& w : waits[r.stage])
         j["waiting_for_models"].push_back(
@@ -167,6 +215,24 @@ int status_command(const status_options& options) {
         << w.node << ": " << w.outage.waiting << " call(s) waiting): " << w.outage.error << "\n";
   }
   o << (live == 0 ? "pipeline idle: nothing ready, delayed or running\n" : "");
+  o << "latency of the last " << actors::latency_window_size
+    << " completed attempts (7 days) and timeouts:\n";
+  for (const auto& s : config.stages) {
+    const auto& l = latencies[s.name];
+    o << "  " << std::left << std::setw(16) << s.name << std::right << std::setw(5)
+      << l.window.size() << " attempts  p50 " << ms_text(l.window.quantile(0.5)) << "  p95 "
+      << ms_text(l.window.quantile(0.95)) << "  p99 " << ms_text(l.window.quantile(0.99))
+      << "  timeout " << config::format_duration(l.timeout);
+    if (s.auto_timeout)
+      o << " (auto: p99 x " << s.auto_timeout->factor << ", floor "
+        << config::format_duration(s.auto_timeout->floor) << ", ceiling "
+        << config::format_duration(s.auto_timeout->ceiling)
+        << (l.window.size() < actors::min_latency_samples ? ", midpoint until 20 attempts" : "")
+        << ")";
+    else if (l.recommended)
+      o << " (recommended " << config::format_duration(*l.recommended) << ": p99 x 2)";
+    o << "\n";
+  }
   o << "runs:\n";
   if (runs.empty())
     o << "  none\n";

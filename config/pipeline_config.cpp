@@ -22,6 +22,8 @@ bool pipeline_config::is_sink(std::string_view name) const {
 }
 
 millis pipeline_config::timeout_of(const stage_config& stage) const {
+  if (stage.auto_timeout)
+    return stage.auto_timeout->midpoint();
   return stage.timeout.value_or(runtime.default_timeout);
 }
 

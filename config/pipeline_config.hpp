@@ -123,6 +123,16 @@ struct route_target {
 /// A builtin stage's concurrency when the config sets none.
 inline constexpr int default_builtin_concurrency = 256;
 
+/// `timeout = "auto"`: the deadline follows the stage's own latency, the
+/// field report's rule: p99 of its recent completed attempts × factor,
+/// within [floor, ceiling]; the midpoint until enough attempts are known.
+struct adaptive_timeout {
+  millis floor{1000};
+  millis ceiling{0};
+  double factor = 2.0;
+  millis midpoint() const { return floor + (ceiling - floor) / 2; }
+};
+
 struct stage_config {
   std::string name;
   handler_kind handler = handler_kind::builtin;
@@ -130,6 +140,8 @@ struct stage_config {
   int concurrency = 1;
   /// Unset means runtime.default_timeout; see pipeline_config::timeout_of.
   std::optional<millis> timeout;
+  /// Set by `timeout = "auto"` (timeout is then unset).
+  std::optional<adaptive_timeout> auto_timeout;
   retry_policy retry;
   /// Every label the handler may produce; for builtins, the catalog's list.
   std::vector<std::string> outcomes;
@@ -183,7 +195,8 @@ struct pipeline_config {
   const stage_config* find_stage(std::string_view name) const;
   const model_config* find_model(std::string_view name) const;
   bool is_sink(std::string_view name) const;
-  /// The stage's own timeout, else runtime.default_timeout.
+  /// The stage's own timeout, else runtime.default_timeout; with
+  /// timeout = "auto", the deadline it starts from (the midpoint).
   millis timeout_of(const stage_config& stage) const;
 };
 

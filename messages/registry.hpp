@@ -36,6 +36,8 @@ inline void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<prune_request>("turing::prune_request");
   cfg.add_message_type<prune_result>("turing::prune_result");
   cfg.add_message_type<census_request>("turing::census_request");
+  cfg.add_message_type<latency_request>("turing::latency_request");
+  cfg.add_message_type<latency_history>("turing::latency_history");
   cfg.add_message_type<stage_work>("turing::stage_work");
   cfg.add_message_type<work_census>("turing::work_census");
   cfg.add_message_type<execution_started>("turing::execution_started");

@@ -127,6 +127,19 @@ struct prune_request {
 /// work_census.
 struct census_request {};
 
+/// The durations of a stage's most recent completed attempts (store::
+/// recent_latencies); the reply is a latency_history.
+struct latency_request {
+  std::string stage;
+  int limit = 0;
+  persistence::millis window{0};
+};
+
+/// Milliseconds per attempt, newest first.
+struct latency_history {
+  std::vector<int64_t> ms;
+};
+
 /// Per stage: (stage, ready, delayed, running). A cheap summary for the drain
 /// watcher and the dry-stage signal, not the full status.
 struct stage_work {
@@ -158,6 +171,16 @@ typename Inspector::result_type inspect(Inspector& f, rescue_request& x) {
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, prune_request& x) {
   return f(caf::meta::type_name("turing::prune_request"), x.older_than, x.limit);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, latency_request& x) {
+  return f(caf::meta::type_name("turing::latency_request"), x.stage, x.limit, x.window);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, latency_history& x) {
+  return f(caf::meta::type_name("turing::latency_history"), x.ms);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, census_request&) {

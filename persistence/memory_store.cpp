@@ -724,6 +724,27 @@ std::vector<stage_counts> memory_store::live_counts() {
   return all;
 }
 
+std::vector<millis> memory_store::recent_latencies(const std::string& stage, int limit,
+                                                   millis window) {
+  check_available("recent_latencies");
+  std::vector<const attempt_record*> recent;
+  auto since = clock_() - window;
+  for (const auto& a : attempts_)
+    if (a.stage == stage && a.result == attempt_result::completed && a.finished_at > since)
+      recent.push_back(&a);
+  // Newest first, as PostgreSQL orders them: by finish time, then id.
+  std::stable_sort(recent.begin(), recent.end(), [](const auto* x, const auto* y) {
+    return std::tie(x->finished_at, x->id) > std::tie(y->finished_at, y->id);
+  });
+  std::vector<millis> out;
+  for (const auto* a : recent) {
+    if (static_cast<int>(out.size()) >= limit)
+      break;
+    out.push_back(std::chrono::duration_cast<millis>(a->finished_at - a->started_at));
+  }
+  return out;
+}
+
 std::optional<time_point> memory_store::next_available_at(const std::string& stage) {
   check_available("next_available_at");
   std::optional<time_point> out;

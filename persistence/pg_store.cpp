@@ -1506,6 +1506,24 @@ std::vector<std::string> pg_store::check_invariants() {
   });
 }
 
+std::vector<millis> pg_store::recent_latencies(const std::string& stage, int limit, millis window) {
+  return in_transaction("recent_latencies", [&](pqxx::work& tx) {
+    // attempts_stage_time_idx (stage, finished_at) WHERE completed: the
+    // newest `limit` rows, however long the history.
+    auto r =
+        tx.exec_params("SELECT (extract(epoch FROM finished_at - started_at) * 1000)::bigint "
+                       "FROM turing.attempts WHERE stage = $1 AND result = 'completed' "
+                       "AND finished_at > turing.now() - $3::bigint * interval '1 millisecond' "
+                       "ORDER BY finished_at DESC, id DESC LIMIT $2",
+                       stage, limit, static_cast<int64_t>(window.count()));
+    std::vector<millis> out;
+    out.reserve(r.size());
+    for (const auto& row : r)
+      out.emplace_back(row[0].as<int64_t>());
+    return out;
+  });
+}
+
 std::optional<time_point> pg_store::next_available_at(const std::string& stage) {
   return in_transaction("next_available_at", [&](pqxx::work& tx) {
     auto r = tx.exec_params(

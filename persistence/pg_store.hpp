@@ -72,6 +72,7 @@ public:
                                         const std::string& field) override;
   std::vector<std::string> check_invariants() override;
   std::optional<time_point> next_available_at(const std::string& stage) override;
+  std::vector<millis> recent_latencies(const std::string& stage, int limit, millis window) override;
 
   const std::string& connection_string() const { return connection_string_; }
 

@@ -126,6 +126,11 @@ public:
   virtual std::vector<std::string> check_invariants() = 0;
   /// The earliest time a delayed (backing-off) message of the stage becomes ready.
   virtual std::optional<time_point> next_available_at(const std::string& stage) = 0;
+  /// How long the stage's most recent completed attempts took (finished
+  /// minus started), newest first: at most `limit`, none finished over
+  /// `window` ago. What adaptive timeouts and `turing status` start from.
+  virtual std::vector<millis> recent_latencies(const std::string& stage, int limit,
+                                               millis window) = 0;
 };
 
 } // namespace turing::persistence

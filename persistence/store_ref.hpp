@@ -56,6 +56,10 @@ public:
     return target_.result_counts(id, sink, field);
   }
   std::vector<std::string> check_invariants() override { return target_.check_invariants(); }
+  std::vector<millis> recent_latencies(const std::string& stage, int limit,
+                                       millis window) override {
+    return target_.recent_latencies(stage, limit, window);
+  }
   std::optional<time_point> next_available_at(const std::string& stage) override {
     return target_.next_available_at(stage);
   }

@@ -216,11 +216,11 @@ public:
     if (is_model && with_match)
       only_keys(t, path,
                 {"stage", "item", "attempt", "call", "latency", "reply", "http_status", "hang",
-                 "crash", "refused", "retry_after", "error_body"});
+                 "crash", "refused", "retry_after", "error_body", "latency_step"});
     else if (is_model)
       only_keys(t, path,
                 {"latency", "reply", "http_status", "hang", "crash", "refused", "retry_after",
-                 "error_body", "calls"});
+                 "error_body", "latency_step", "calls"});
     else if (with_match)
       only_keys(t, path,
                 {"stage", "item", "attempt", "call", "latency", "stdout", "exit_status", "stderr",
@@ -248,6 +248,7 @@ public:
     if (is_model) {
       r.refused = boolean(t, path, "refused");
       r.retry_after = duration(t, path, "retry_after");
+      r.latency_step = duration(t, path, "latency_step");
       r.error_body = str(t, path, "error_body");
     }
     return r;
@@ -481,9 +482,12 @@ private:
 
 call_effect resolve(const simulated_handler& handler, const call_key& key) {
   call_effect e;
+  millis step{0};
   auto apply = [&](const call_rule& r) {
     if (r.latency)
       e.latency = *r.latency;
+    if (r.latency_step)
+      step = *r.latency_step;
     if (r.reply)
       e.reply = *r.reply;
     if (r.http_status)
@@ -511,6 +515,8 @@ call_effect resolve(const simulated_handler& handler, const call_key& key) {
     apply(r);
     break;
   }
+  if (step.count() > 0 && key.call > 1)
+    e.latency += step * (key.call - 1);
   return e;
 }
 

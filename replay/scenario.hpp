@@ -43,6 +43,7 @@ struct call_rule {
   std::optional<bool> hang;              ///< never answers (a model call ends at its HTTP timeout)
   std::optional<bool> crash;             ///< the executor actor dies abnormally
   std::optional<bool> refused;           ///< model: the server refuses the connection (it is down)
+  std::optional<millis> latency_step;    ///< the latency grows by this per call (a slowing model)
   std::optional<millis> retry_after;     ///< model: the HTTP error's Retry-After
   std::optional<std::string> error_body; ///< model: the HTTP error's body
 };

@@ -94,6 +94,10 @@ config::pipeline_config scaled(config::pipeline_config p, const sim_world& w) {
   for (auto& s : p.stages) {
     if (s.timeout)
       s.timeout = w.real(*s.timeout);
+    if (s.auto_timeout) {
+      s.auto_timeout->floor = w.real(s.auto_timeout->floor);
+      s.auto_timeout->ceiling = w.real(s.auto_timeout->ceiling);
+    }
     s.retry.backoff = w.real(s.retry.backoff);
     s.retry.backoff_max = w.real(s.retry.backoff_max);
   }

@@ -243,6 +243,13 @@ std::vector<std::string> traced_store::check_invariants() {
   return inner_->check_invariants();
 }
 
+std::vector<millis> traced_store::recent_latencies(const std::string& stage, int limit,
+                                                   millis window) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
+  reachable("recent_latencies");
+  return inner_->recent_latencies(stage, limit, window);
+}
+
 std::optional<time_point> traced_store::next_available_at(const std::string& stage) {
   std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("next_available_at");

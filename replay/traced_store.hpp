@@ -47,6 +47,8 @@ public:
                                                      const std::string& field) override;
   std::vector<std::string> check_invariants() override;
   std::optional<persistence::time_point> next_available_at(const std::string& stage) override;
+  std::vector<persistence::millis> recent_latencies(const std::string& stage, int limit,
+                                                    persistence::millis window) override;
 
 private:
   /// After a write applied: throws store_error(unavailable) if the timeline

@@ -148,12 +148,49 @@ private:
     sources().entry = reader_.where("entry");
     if (auto n = reader_.integer("concurrency", 1, max_concurrency))
       stage().concurrency = static_cast<int>(*n);
-    stage().timeout = reader_.duration("timeout");
+    read_timeout();
     if (auto* retry = reader_.subtable("retry"))
       read_retry(*retry);
     read_outcomes();
     read_routes();
     read_join();
+  }
+
+  /// A duration, or "auto" with a ceiling (and optionally a floor and a
+  /// factor): a deadline that follows the stage's latency must still end a
+  /// hung call within a bound the user chose.
+  void read_timeout() {
+    const auto* node = reader_.table().get("timeout");
+    bool automatic = node && node->is_string() && node->value<std::string>() == "auto";
+    if (!automatic) {
+      stage().timeout = reader_.duration("timeout");
+      for (const char* key : {"timeout_floor", "timeout_ceiling", "timeout_factor"})
+        if (reader_.get(key))
+          reader_.error(key, std::string{key} + " is only for timeout = \"auto\"");
+      return;
+    }
+    reader_.allow("timeout");
+    adaptive_timeout a;
+    if (auto floor = reader_.duration("timeout_floor"))
+      a.floor = *floor;
+    if (auto factor = reader_.number("timeout_factor", 1.0, 100.0))
+      a.factor = *factor;
+    auto ceiling = reader_.duration("timeout_ceiling");
+    if (!ceiling) {
+      if (!reader_.table().get("timeout_ceiling"))
+        reader_.missing("timeout_ceiling",
+                        "timeout = \"auto\" needs a ceiling, the longest a call may run "
+                        "(e.g. \"10m\")");
+      return;
+    }
+    if (*ceiling <= a.floor) {
+      reader_.error("timeout_ceiling", "timeout_ceiling " + format_duration(*ceiling) +
+                                           " must be longer than timeout_floor " +
+                                           format_duration(a.floor));
+      return;
+    }
+    a.ceiling = *ceiling;
+    stage().auto_timeout = a;
   }
 
   void read_retry(const toml::table& table) {

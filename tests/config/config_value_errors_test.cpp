@@ -108,6 +108,57 @@ routes = { ok = "done" }
   CHECK_ERROR(r, "models.d.max_throttled", 19, "");
 }
 
+CAF_TEST(an_auto_timeout_needs_a_ceiling_above_its_floor_and_its_keys_need_auto) {
+  auto r = load(R"(sinks = ["done"]
+[stages.a]
+handler = "script"
+entry = true
+command = ["/bin/true"]
+outcomes = ["ok"]
+timeout = "auto"
+routes = { ok = "b" }
+[stages.b]
+handler = "script"
+command = ["/bin/true"]
+outcomes = ["ok"]
+timeout = "auto"
+timeout_floor = "10s"
+timeout_ceiling = "5s"
+routes = { ok = "c" }
+[stages.c]
+handler = "script"
+command = ["/bin/true"]
+outcomes = ["ok"]
+timeout = "30s"
+timeout_ceiling = "5m"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "stages.a.timeout_ceiling", 2, "timeout = \"auto\" needs a ceiling");
+  CHECK_ERROR(r, "stages.b.timeout_ceiling", 15,
+              "timeout_ceiling 5s must be longer than timeout_floor 10s");
+  CHECK_ERROR(r, "stages.c.timeout_ceiling", 22, "timeout_ceiling is only for timeout = \"auto\"");
+}
+
+CAF_TEST(an_auto_timeout_starts_at_the_midpoint_of_floor_and_ceiling) {
+  auto r = load(R"(sinks = ["done"]
+[stages.a]
+handler = "script"
+entry = true
+command = ["/bin/true"]
+outcomes = ["ok"]
+timeout = "auto"
+timeout_floor = "2s"
+timeout_ceiling = "10m"
+timeout_factor = 3
+routes = { ok = "done" }
+)");
+  CAF_REQUIRE(r.ok());
+  const auto& s = r.config->stages.at(0);
+  CAF_REQUIRE(s.auto_timeout.has_value());
+  CAF_CHECK_EQUAL(s.auto_timeout->factor, 3.0);
+  CAF_CHECK_EQUAL(r.config->timeout_of(s).count(), 301000);
+}
+
 CAF_TEST(heartbeat_not_shorter_than_lease_ttl_is_rejected) {
   auto r = load(R"(sinks = ["done"]
 [runtime]

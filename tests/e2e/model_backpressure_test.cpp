@@ -6,6 +6,7 @@
 #include "tests/e2e/skill_pipeline_fixture.hpp"
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 using namespace turing::persistence;
 using namespace turing::testing;
@@ -102,6 +103,18 @@ faults = { http_429 = 0.2 }
     (a.result == attempt_result::completed ? completed : other) += 1;
   CAF_CHECK_EQUAL(completed, 30);
   CAF_CHECK_EQUAL(other, 0);
+  // turing status reads the stage's latency from the same attempts.
+  std::string status;
+  CAF_REQUIRE(turing_ok(dir, {"status", "--config", config.string(), "--json"}, status));
+  auto stage = nlohmann::json::parse(status.substr(status.find('{')))["stages"][0];
+  CAF_CHECK_EQUAL(stage["latency"]["samples"], 30);
+  CAF_CHECK(stage["latency"]["p50_ms"].get<int64_t>() <= stage["latency"]["p99_ms"].get<int64_t>());
+  CAF_CHECK_EQUAL(stage["timeout"]["mode"], "fixed");
+  CAF_CHECK_EQUAL(stage["timeout"]["current_ms"], 20000);
+  auto p99 = stage["latency"]["p99_ms"].get<int64_t>();
+  auto recommended = stage["timeout"]["recommended_ms"].get<int64_t>();
+  auto expected = std::max<int64_t>(1000, 2 * p99);
+  CAF_CHECK_EQUAL(recommended, expected);
   // The server did throttle, and turing said so.
   CAF_CHECK(out.find("throttled by its server") != std::string::npos);
   CAF_CHECK(out.find("HTTP 429") != std::string::npos);

@@ -795,6 +795,36 @@ CAF_TEST(a_backoff_holds_a_failed_message_until_the_clock_reaches_it) {
   CAF_CHECK_EQUAL(us_since_start(again[0].started_at), 5025000);
 }
 
+CAF_TEST(recent_latencies_are_the_newest_completed_attempts_of_the_stage_within_the_window) {
+  enqueue_n("alma", 4);
+  enqueue_request other;
+  other.stage = "carl";
+  other.label = "other";
+  other.items.push_back({"carl-0", json{{"n", 0}}});
+  s.enqueue(other);
+  advance(1ms);
+  // alma: completions taking 10, 20 and 30 ms, one failure of 99 ms.
+  for (int i = 0; i < 3; ++i) {
+    auto m = claim("alma", 1).at(0);
+    advance(millis{10 * (i + 1)});
+    s.complete({done(m, {to_sink("committed")})});
+  }
+  auto f = claim("alma", 1).at(0);
+  advance(99ms);
+  s.fail({failed(f, 0ms, false)});
+  auto c = claim("carl", 1).at(0);
+  advance(7ms);
+  s.complete({done(c, {to_sink("committed")})});
+  CAF_CHECK_EQUAL(s.recent_latencies("alma", 10, 3600s),
+                  (std::vector<millis>{30ms, 20ms, 10ms})); // newest first, failures left out
+  CAF_CHECK_EQUAL(s.recent_latencies("alma", 2, 3600s), (std::vector<millis>{30ms, 20ms}));
+  CAF_CHECK_EQUAL(s.recent_latencies("carl", 10, 3600s), (std::vector<millis>{7ms}));
+  // The alma completions finished 156, 136 and 106 ms ago.
+  CAF_CHECK_EQUAL(s.recent_latencies("alma", 10, 140ms), (std::vector<millis>{30ms, 20ms}));
+  CAF_CHECK(s.recent_latencies("alma", 10, 100ms).empty());
+  CAF_CHECK(s.recent_latencies("nobody", 10, 3600s).empty());
+}
+
 CAF_TEST(retention_removes_done_history_of_finished_items_and_keeps_the_totals) {
   auto run_id = enqueue_n("alma", 3);
   auto ms = claim("alma", 3);
