@@ -13,6 +13,7 @@
 #include <httplib.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -393,14 +394,88 @@ json build_request_body(const config::model_config& model, const std::string& sy
     if (model.temperature)
       body["temperature"] = *model.temperature;
     body["response_format"] = {{"type", "json_object"}};
+    if (model.stream)
+      body["stream"] = true; // server-sent events, one delta per token
   } else {
-    // Without "stream": false Ollama answers with one JSON line per token.
-    body["stream"] = false;
+    // Ollama streams one JSON line per token unless told "stream": false.
+    body["stream"] = model.stream;
     body["format"] = "json";
     if (model.temperature)
       body["options"] = {{"temperature", *model.temperature}};
   }
   return body;
+}
+
+streamed_reply read_streamed_reply(config::model_api api, const std::string& content_type,
+                                   const std::string& body) {
+  streamed_reply out;
+  bool sse = content_type.find("text/event-stream") != std::string::npos;
+  auto last = body.find_last_not_of(" \r\n\t");
+  auto first = body.find_first_not_of(" \r\n\t");
+  bool ndjson = !sse && api == config::model_api::ollama && last != std::string::npos &&
+                (content_type.find("ndjson") != std::string::npos || body[first] == '{') &&
+                body.find('\n', first) < last; // more than one line of JSON
+  if (!sse && !ndjson) {
+    // One JSON object: a server that does not stream, or a stream of one line.
+    out.content = extract_content(api, body, &out.error);
+    return out;
+  }
+  std::string content;
+  std::istringstream in(body);
+  std::string line;
+  bool any = false;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r')
+      line.pop_back();
+    if (sse) {
+      if (line.rfind("data:", 0) != 0)
+        continue; // comments, event names, blank separators
+      line.erase(0, line.find_first_not_of(' ', 5));
+      if (line == "[DONE]")
+        break;
+    } else if (line.find_first_not_of(" \t") == std::string::npos) {
+      continue;
+    }
+    auto doc = json::parse(line, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object()) {
+      out.error = "stream line is not a JSON object: " + one_line(line);
+      return out;
+    }
+    ++out.chunks;
+    if (auto e = doc.find("error"); e != doc.end()) {
+      // Ollama sends it with HTTP 200 when a stream fails midway.
+      out.server_error = true;
+      out.error =
+          "error in the stream after " + std::to_string(out.chunks - 1) + " chunk(s): " +
+          one_line(e->is_string() ? e->get<std::string>()
+                                  : e->dump(-1, ' ', false, json::error_handler_t::replace));
+      return out;
+    }
+    const json* piece = nullptr;
+    if (sse) {
+      auto choices = doc.find("choices");
+      if (choices != doc.end() && choices->is_array() && !choices->empty() &&
+          choices->front().is_object())
+        if (auto d = choices->front().find("delta"); d != choices->front().end() && d->is_object())
+          if (auto c = d->find("content"); c != d->end() && c->is_string())
+            piece = &*c;
+    } else if (auto m = doc.find("message"); m != doc.end() && m->is_object()) {
+      if (auto c = m->find("content"); c != m->end() && c->is_string())
+        piece = &*c;
+    }
+    if (piece) {
+      content += piece->get_ref<const std::string&>();
+      any = true;
+    }
+    if (!sse && doc.value("done", false))
+      break;
+  }
+  if (!any) {
+    out.error = "stream of " + std::to_string(out.chunks) + " chunk(s) has no content";
+    return out;
+  }
+  out.content = std::move(content);
+  return out;
 }
 
 std::optional<std::string> extract_content(config::model_api api, const std::string& body,
@@ -490,7 +565,10 @@ model_reply call_model(const config::model_config& model, const std::string& api
     }
     auto connect_timeout = std::min(timeout, std::chrono::milliseconds{5000});
     client.set_connection_timeout(connect_timeout);
-    client.set_read_timeout(timeout);
+    // Streaming: the server sends as it generates, so silence longer than
+    // idle_timeout is a hung call; without it, silence is the whole wait.
+    auto idle = model.stream ? std::min(model.idle_timeout, timeout) : timeout;
+    client.set_read_timeout(idle);
     client.set_write_timeout(timeout);
     httplib::Headers headers{{"Accept", "application/json"}};
     if (!api_key.empty())
@@ -500,13 +578,47 @@ model_reply call_model(const config::model_config& model, const std::string& api
     auto body = build_request_body(model, system_prompt, prompt)
                     .dump(-1, ' ', false, json::error_handler_t::replace);
     ERR_clear_error(); // so a TLS error's reason is this call's
-    auto result = client.Post(path, headers, body, "application/json");
+    // The body is read through a receiver that notes when each piece
+    // arrived (an idle stream is told from a dropped connection) and gives
+    // up past the total timeout (a stream that never ends).
+    httplib::Request request;
+    request.method = "POST";
+    request.path = path;
+    request.headers = headers;
+    request.body = std::move(body);
+    request.set_header("Content-Type", "application/json");
+    std::string received;
+    auto last_data = clock::now();
+    bool over_time = false;
+    request.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+      last_data = clock::now();
+      if (elapsed() > timeout) {
+        over_time = true;
+        return false;
+      }
+      received.append(data, n);
+      return true;
+    };
+    auto result = client.send(request);
     if (!result) {
-      if (!describe_tls_error(result.error(), model, parts->origin, parts->host,
-                              client.get_openssl_verify_result(), reply))
+      auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - last_data);
+      if (over_time) {
+        reply.error = "still streaming after " + config::format_duration(timeout) + " from " + url +
+                      " (total timeout)";
+        reply.fault = model_fault::timeout;
+      } else if (model.stream && result.error() == httplib::Error::Read && idle < timeout &&
+                 silent * 10 >= idle * 9) {
+        reply.error = "nothing from " + url + " for " + config::format_duration(idle) +
+                      " (idle_timeout) after " + std::to_string(received.size()) +
+                      " bytes: the call is hung";
+        reply.fault = model_fault::timeout;
+      } else if (!describe_tls_error(result.error(), model, parts->origin, parts->host,
+                                     client.get_openssl_verify_result(), reply)) {
         describe_transport_error(result.error(), url, timeout, connect_timeout, elapsed(), reply);
+      }
       return done();
     }
+    result->body = std::move(received);
     reply.http_status = result->status;
     if (result->status < 200 || result->status >= 300) {
       // Masked before it is quoted: a cut-off key would escape mask() later.
@@ -517,15 +629,20 @@ model_reply call_model(const config::model_config& model, const std::string& api
                             !retry_after.empty(), reply);
       return done();
     }
-    std::string error;
-    auto content = extract_content(model.api, mask(result->body, api_key), &error);
-    if (!content) {
-      reply.error = error + " (from " + url + ")";
+    auto read = read_streamed_reply(model.api, result->get_header_value("Content-Type"),
+                                    mask(result->body, api_key));
+    if (!read.content) {
+      reply.error = read.error + " (from " + url + ")";
       reply.fault = model_fault::garbage_reply;
+      if (read.server_error) {
+        reply.fault = says_context_overflow(read.error) ? model_fault::context_overflow
+                                                        : model_fault::http_status;
+        reply.retryable = reply.fault != model_fault::context_overflow;
+      }
       return done();
     }
     reply.ok = true;
-    reply.content = std::move(*content);
+    reply.content = std::move(*read.content);
     return done();
   } catch (const std::exception& e) {
     reply.error = "model call failed: " + one_line(e.what());

@@ -85,6 +85,23 @@ nlohmann::json build_request_body(const config::model_config& model,
 /// "/api/chat" or "/v1/chat/completions".
 std::string request_path(config::model_api api);
 
+/// What a streamed (or not) reply body holds: the content, or an error.
+struct streamed_reply {
+  std::optional<std::string> content;
+  std::string error;
+  /// The server put {"error": ...} in the stream (Ollama does so with 200).
+  bool server_error = false;
+  int chunks = 0;
+};
+
+/// Pure: the content of a reply body however it came: server-sent events
+/// (OpenAI, text/event-stream: the deltas of choices[0].delta.content until
+/// [DONE]), NDJSON (Ollama: message.content of every line until done), or
+/// one JSON object (a server that did not stream: extract_content). A line
+/// with "error" is an error, not a reply.
+streamed_reply read_streamed_reply(config::model_api api, const std::string& content_type,
+                                   const std::string& body);
+
 /// Pure: message.content (Ollama) or choices[0].message.content (OpenAI) of
 /// a response body; on failure returns nullopt and sets *error (if given) to
 /// one line ("response is not JSON: ...", "response has no message.content").

@@ -362,6 +362,10 @@ private:
       else
         m.max_unavailable = *d;
     }
+    if (auto b = r.boolean("stream"))
+      m.stream = *b;
+    if (auto d = r.duration("idle_timeout"))
+      m.idle_timeout = *d;
     if (auto n = r.integer("max_throttled", 1, 100000))
       m.max_throttled = static_cast<int>(*n);
     if (auto fallback = r.string("fallback_model")) {

@@ -90,6 +90,11 @@ struct model_config {
   /// before its attempt counts as failed; throttled calls wait without
   /// spending attempts until then.
   int max_throttled = 20;
+  /// Ask the server to stream its reply (Ollama NDJSON, OpenAI server-sent
+  /// events): a call that keeps sending is alive, and one that sends nothing
+  /// for idle_timeout is ended then, long before its total timeout.
+  bool stream = true;
+  millis idle_timeout{120000};
   /// A model (in [models]) that takes the calls whose prompt overflows this
   /// model's context; empty: such a call fails at once with that reason.
   std::string fallback_model;

@@ -101,8 +101,10 @@ config::pipeline_config scaled(config::pipeline_config p, const sim_world& w) {
     s.retry.backoff = w.real(s.retry.backoff);
     s.retry.backoff_max = w.real(s.retry.backoff_max);
   }
-  for (auto& m : p.models)
+  for (auto& m : p.models) {
     m.max_unavailable = w.real(m.max_unavailable);
+    m.idle_timeout = w.real(m.idle_timeout);
+  }
   return p;
 }
 

@@ -105,6 +105,29 @@ public:
     });
   }
 
+  /// Answers 200 with `lines` sent one at a time, `gap` apart (chunked
+  /// transfer, as a streaming server does); with `stall`, holds the
+  /// connection after the lines until release() instead of ending it.
+  void stream(std::vector<std::string> lines, std::chrono::milliseconds gap,
+              std::string content_type, bool stall = false) {
+    respond_with([this, lines, gap, content_type, stall](const httplib::Request&,
+                                                         httplib::Response& res) {
+      res.set_chunked_content_provider(content_type,
+                                       [this, lines, gap, stall](size_t, httplib::DataSink& sink) {
+                                         for (const auto& line : lines) {
+                                           sink.write(line.data(), line.size());
+                                           std::this_thread::sleep_for(gap);
+                                         }
+                                         if (stall) {
+                                           std::unique_lock<std::mutex> guard{mtx_};
+                                           cv_.wait_for(guard, 10s, [this] { return released_; });
+                                         }
+                                         sink.done();
+                                         return true;
+                                       });
+    });
+  }
+
   void release() {
     {
       std::lock_guard<std::mutex> guard{mtx_};
@@ -237,7 +260,7 @@ CAF_TEST(an_ollama_chat_reply_yields_its_message_content) {
   CAF_CHECK_EQUAL(sent[0].content_type, "application/json");
   const auto& body = sent[0].body;
   CAF_CHECK_EQUAL(body.value("model", ""), "qwen2.5:7b");
-  CAF_CHECK_EQUAL(body.value("stream", true), false);
+  CAF_CHECK_EQUAL(body.value("stream", false), true); // streams by default
   CAF_CHECK_EQUAL(body.value("format", ""), "json");
   CAF_CHECK_EQUAL(body["options"].value("temperature", -1.0), 0.2);
   CAF_CHECK(!body.contains("response_format"));
@@ -377,6 +400,88 @@ CAF_TEST(failures_name_their_fault_class) {
   server.hang();
   CAF_CHECK_EQUAL(call_model(ollama_model(server.endpoint()), "", "", "x", 300ms).fault,
                   std::string{model_fault::timeout});
+}
+
+CAF_TEST(a_streamed_ollama_reply_is_joined_from_its_chunks) {
+  fake_server server;
+  CAF_REQUIRE(server.running());
+  server.stream({R"({"message":{"role":"assistant","content":"{\"dom"},"done":false})"
+                 "\n",
+                 R"({"message":{"role":"assistant","content":"ain\": \"data\"}"},"done":false})"
+                 "\n",
+                 R"({"message":{"role":"assistant","content":""},"done":true,"eval_count":3})"
+                 "\n"},
+                20ms, "application/x-ndjson");
+  auto reply = call_model(ollama_model(server.endpoint()), "", "", "x", 5s);
+  CAF_CHECK(reply.ok);
+  CAF_CHECK_EQUAL(reply.content, R"({"domain": "data"})");
+}
+
+CAF_TEST(a_streamed_openai_reply_is_joined_from_its_deltas) {
+  fake_server server;
+  CAF_REQUIRE(server.running());
+  server.stream({"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n",
+                 "data: {\"choices\":[{\"delta\":{\"content\":\"{\\\"ok\\\"\"}}]}\n\n",
+                 ": keep-alive comment\n\n",
+                 "data: {\"choices\":[{\"delta\":{\"content\":\": 1}\"}}]}\n\n",
+                 "data: [DONE]\n\n"},
+                10ms, "text/event-stream");
+  auto model = openai_model(server.endpoint());
+  auto reply = call_model(model, "", "", "x", 5s);
+  CAF_CHECK(reply.ok);
+  CAF_CHECK_EQUAL(reply.content, R"({"ok": 1})");
+  CAF_CHECK_EQUAL(server.requests().at(0).body.value("stream", false), true);
+}
+
+CAF_TEST(an_error_line_mid_stream_is_an_error_not_a_reply) {
+  fake_server server;
+  CAF_REQUIRE(server.running());
+  server.stream({R"({"message":{"role":"assistant","content":"{\"dom"},"done":false})"
+                 "\n",
+                 R"({"error":"an unknown error was encountered while running the model"})"
+                 "\n"},
+                10ms, "application/x-ndjson");
+  auto reply = call_model(ollama_model(server.endpoint()), "", "", "x", 5s);
+  CAF_CHECK(!reply.ok);
+  CAF_CHECK(reply.retryable);
+  CAF_CHECK_EQUAL(reply.fault, std::string{model_fault::http_status});
+  CAF_CHECK(contains(reply.error, "error in the stream after 1 chunk(s): an unknown error"));
+}
+
+CAF_TEST(a_stream_that_goes_silent_ends_at_its_idle_timeout_not_its_total_timeout) {
+  fake_server server;
+  CAF_REQUIRE(server.running());
+  server.stream({R"({"message":{"role":"assistant","content":"{"},"done":false})"
+                 "\n"},
+                1ms, "application/x-ndjson", /*stall=*/true);
+  auto model = ollama_model(server.endpoint());
+  model.idle_timeout = 300ms;
+  auto before = std::chrono::steady_clock::now();
+  auto reply = call_model(model, "", "", "x", 8s);
+  auto took = std::chrono::steady_clock::now() - before;
+  CAF_CHECK(!reply.ok);
+  CAF_CHECK_EQUAL(reply.fault, std::string{model_fault::timeout});
+  CAF_CHECK(!reply.connection_dropped);
+  CAF_CHECK(contains(reply.error, "(idle_timeout)"));
+  CAF_CHECK(took < 3s); // far less than the 8 s total
+  server.release();
+}
+
+CAF_TEST(a_slow_stream_that_keeps_sending_outlives_its_idle_timeout) {
+  fake_server server;
+  CAF_REQUIRE(server.running());
+  std::vector<std::string> lines;
+  for (int i = 0; i < 6; ++i)
+    lines.push_back(R"({"message":{"role":"assistant","content":"x"},"done":false})"
+                    "\n");
+  lines.push_back(R"({"message":{"role":"assistant","content":""},"done":true})"
+                  "\n");
+  server.stream(lines, 150ms, "application/x-ndjson"); // about 1 s in all
+  auto model = ollama_model(server.endpoint());
+  model.idle_timeout = 400ms;
+  auto reply = call_model(model, "", "", "x", 8s);
+  CAF_CHECK(reply.ok);
+  CAF_CHECK_EQUAL(reply.content, "xxxxxx");
 }
 
 CAF_TEST(a_404_for_an_unknown_model_is_not_retryable) {

@@ -49,6 +49,11 @@ fs::path write_items(const temp_dir& dir, const std::vector<std::string>& names)
   return write_file(dir, "items.jsonl", lines);
 }
 
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 /// Runs the turing CLI; its output is shown when it fails.
 bool turing_ok(const temp_dir& dir, std::vector<std::string> args, std::string& out) {
   auto rc = run_turing(dir, std::move(args), &out);
@@ -159,6 +164,49 @@ p50_ms = 1000
   CAF_CHECK_EQUAL(model_of["s3"], "large");
   CAF_CHECK(out.find("overflows its context; the call goes to fallback model large") !=
             std::string::npos);
+}
+
+CAF_TEST(a_hung_call_ends_at_the_idle_timeout_long_before_the_stage_timeout) {
+  // A third of the calls hang (the server never sends a byte); the stage's
+  // timeout is 20 s, the model's idle_timeout 1 s.
+  auto sim_config = write_file(dir, "sim.toml", R"(
+latency_scale = 0.001
+[models."sim-first"]
+p50_ms = 2000
+faults = { hang = 0.3 }
+)");
+  model_simulator sim{dir, {"--config", sim_config.string()}};
+  auto config = write_file(
+      dir, "pipeline.toml",
+      pipeline(dsn, sim.endpoint(),
+               "[models.first]\napi = \"ollama\"\nmodel = \"sim-first\"\nconcurrency = 4\n"
+               "idle_timeout = \"1s\"\n"));
+  // Retries enough that every item gets through.
+  std::string text = read_file(config);
+  text.replace(text.find("max_attempts = 1"), 16, "max_attempts = 8, backoff = \"100ms\"");
+  write_file(dir, "pipeline.toml", text);
+  std::vector<std::string> names;
+  for (int i = 0; i < 12; ++i)
+    names.push_back("rust compilers " + std::to_string(i));
+  auto items = write_items(dir, names);
+  std::string out;
+  auto run_id = enqueue_and_drain(dir, dsn, config, items, out);
+  pg_store s{dsn};
+  int hung = 0;
+  for (const auto& a : s.attempts(run_id)) {
+    if (a.result == attempt_result::completed)
+      continue;
+    ++hung;
+    CAF_CHECK(a.error.find("(idle_timeout)") != std::string::npos);
+    CAF_CHECK(a.finished_at - a.started_at < 5s); // not the stage's 20 s
+    if (a.error.find("(idle_timeout)") == std::string::npos)
+      CAF_MESSAGE(a.error);
+  }
+  CAF_CHECK(hung > 0);
+  int done = 0;
+  for (const auto& i : s.items(run_id))
+    done += i.finished && i.sink == std::optional<std::string>{"done"} ? 1 : 0;
+  CAF_CHECK_EQUAL(done, 12);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
