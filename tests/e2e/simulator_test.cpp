@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <spawn.h>
+#include <sstream>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
@@ -555,15 +556,25 @@ CAF_TEST(server_answers_ollama_and_openai_requests) {
   auto content = json::parse(reply["message"]["content"].get<std::string>());
   CAF_CHECK_EQUAL(content["domain"], "technology");
 
-  // Ollama streams by default: NDJSON, here a single final chunk.
+  // Ollama streams by default: NDJSON, the answer a few characters per
+  // line, then a last line with done and the counts.
   auto streamed =
       cli.Post("/api/chat", chat_body("mistral-nemo:12b", question, true), "application/json");
   CAF_REQUIRE(streamed);
   CAF_CHECK_EQUAL(streamed->get_header_value("Content-Type"), "application/x-ndjson");
-  CAF_CHECK_EQUAL(std::count(streamed->body.begin(), streamed->body.end(), '\n'), 1);
-  auto chunk = json::parse(streamed->body);
-  CAF_CHECK_EQUAL(chunk["done"], true);
-  CAF_CHECK_EQUAL(json::parse(chunk["message"]["content"].get<std::string>()), content);
+  std::istringstream lines(streamed->body);
+  std::string line, joined;
+  std::vector<json> chunks;
+  while (std::getline(lines, line))
+    chunks.push_back(json::parse(line));
+  CAF_REQUIRE(chunks.size() > 2);
+  for (size_t i = 0; i + 1 < chunks.size(); ++i) {
+    CAF_CHECK_EQUAL(chunks[i]["done"], false);
+    joined += chunks[i]["message"]["content"].get<std::string>();
+  }
+  CAF_CHECK_EQUAL(chunks.back()["done"], true);
+  CAF_CHECK(chunks.back()["eval_count"].get<long long>() > 0);
+  CAF_CHECK_EQUAL(json::parse(joined), content);
 
   auto gen =
       cli.Post("/api/generate",

@@ -242,6 +242,66 @@ struct model_server::impl {
     res.set_content(body.dump(), json_type);
   }
 
+  /// The answer token by token (a piece every few characters), spread over
+  /// `generation`: Ollama's NDJSON lines (the last with done and the
+  /// counts) or OpenAI's server-sent events, ending with [DONE].
+  void stream_answer(httplib::Response& res, const call& c, const std::string& content,
+                     std::chrono::microseconds generation, clock_type::time_point started,
+                     std::uint64_t seed) {
+    std::vector<std::string> pieces;
+    const std::size_t piece = std::max<std::size_t>(4, content.size() / 16 + 1);
+    for (std::size_t at = 0; at < content.size(); at += piece)
+      pieces.push_back(content.substr(at, piece));
+    auto gap = generation / static_cast<long long>(pieces.size() + 1);
+    bool openai = c.shape == api::openai_chat;
+    auto id = "chatcmpl-" + hex(seed);
+    auto model = c.model;
+    auto prompt_tokens = tokens(c.prompt_text);
+    auto answer_tokens = tokens(content);
+    res.set_chunked_content_provider(
+        openai ? "text/event-stream" : "application/x-ndjson",
+        [this, pieces, gap, openai, id, model, prompt_tokens, answer_tokens,
+         started](size_t, httplib::DataSink& sink) {
+          auto line = [&](const json& j) {
+            auto text = openai ? "data: " + j.dump() + "\n\n" : j.dump() + "\n";
+            return sink.write(text.data(), text.size());
+          };
+          for (const auto& p : pieces) {
+            if (wait_until(clock_type::now() + gap, nullptr) == wait_end::stopping)
+              break;
+            json chunk = openai ? json{{"id", id},
+                                       {"object", "chat.completion.chunk"},
+                                       {"model", model},
+                                       {"choices", {{{"index", 0}, {"delta", {{"content", p}}}}}}}
+                                : json{{"model", model},
+                                       {"created_at", rfc3339_now()},
+                                       {"message", {{"role", "assistant"}, {"content", p}}},
+                                       {"done", false}};
+            if (!line(chunk))
+              return false; // the client left
+          }
+          if (openai) {
+            std::string done = "data: [DONE]\n\n";
+            sink.write(done.data(), done.size());
+          } else {
+            auto total_ns =
+                std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - started)
+                    .count();
+            line({{"model", model},
+                  {"created_at", rfc3339_now()},
+                  {"message", {{"role", "assistant"}, {"content", ""}}},
+                  {"done_reason", "stop"},
+                  {"done", true},
+                  {"total_duration", total_ns},
+                  {"load_duration", 0},
+                  {"prompt_eval_count", prompt_tokens},
+                  {"eval_count", answer_tokens}});
+          }
+          sink.done();
+          return true;
+        });
+  }
+
   void send_answer(httplib::Response& res, const call& c, const std::string& content,
                    clock_type::duration elapsed, std::uint64_t seed) {
     auto total_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count();
@@ -391,7 +451,11 @@ struct model_server::impl {
     std::optional<peer_watch> peer;
     if (latency > std::chrono::milliseconds{500})
       peer.emplace(req.remote_addr, req.remote_port, req.local_port);
-    auto end = wait_until(clock_type::now() + latency, peer && peer->watching() ? &*peer : nullptr);
+    // A streamed answer spends a fifth of its latency before the first
+    // token (prompt evaluation) and the rest sending tokens.
+    bool streamed = c.stream && (f == fault::none || f == fault::slow || f == fault::garbage);
+    auto upfront = streamed ? latency / 5 : latency;
+    auto end = wait_until(clock_type::now() + upfront, peer && peer->watching() ? &*peer : nullptr);
     if (end == wait_end::stopping) {
       send_error(res, c.shape, 503, "the model server is shutting down");
       return 503;
@@ -410,6 +474,10 @@ struct model_server::impl {
     } else {
       model_traits traits{c.model, profile.bias};
       content = rules.answer(c.fields, traits).dump();
+    }
+    if (streamed && latency - upfront > std::chrono::milliseconds{0}) {
+      stream_answer(res, c, content, latency - upfront, started, seed);
+      return 200;
     }
     send_answer(res, c, content, clock_type::now() - started, seed);
     return 200;

@@ -1,8 +1,9 @@
-// Issue 11, error-aware retries, end to end over HTTP against the simulator:
-// a server answering 429 with Retry-After costs no attempts (one attempt per
-// item, and nothing is dead-lettered), and a prompt beyond a model's context
-// is answered by its fallback model.
-#define CAF_SUITE model_backpressure
+// Issue 11 end to end over HTTP against the simulator: a server answering
+// 429 with Retry-After costs no attempts (one attempt per item, nothing is
+// dead-lettered), a prompt beyond a model's context is answered by its
+// fallback model, a hung call ends at the idle timeout, and a call that keeps
+// streaming tokens runs on past it.
+#define CAF_SUITE model_faults
 #include "tests/e2e/skill_pipeline_fixture.hpp"
 
 #include <fstream>
@@ -74,7 +75,7 @@ int64_t enqueue_and_drain(const temp_dir& dir, const std::string& dsn, const fs:
 
 } // namespace
 
-CAF_TEST_FIXTURE_SCOPE(model_backpressure_tests, skill_pipeline_fixture)
+CAF_TEST_FIXTURE_SCOPE(model_faults_tests, skill_pipeline_fixture)
 
 CAF_TEST(a_server_answering_429_with_retry_after_dead_letters_nothing) {
   // A fifth of the calls are throttled with "Retry-After: 1".
@@ -207,6 +208,34 @@ faults = { hang = 0.3 }
   for (const auto& i : s.items(run_id))
     done += i.finished && i.sink == std::optional<std::string>{"done"} ? 1 : 0;
   CAF_CHECK_EQUAL(done, 12);
+}
+
+CAF_TEST(a_call_that_keeps_streaming_tokens_outlives_its_idle_timeout) {
+  // Calls of about 2.5 s, streamed token by token, under a 1 s idle_timeout.
+  auto sim_config = write_file(dir, "sim.toml", R"(
+latency_scale = 1.0
+[models."sim-first"]
+p50_ms = 2500
+p95_ms = 2600
+max_ms = 3000
+)");
+  model_simulator sim{dir, {"--config", sim_config.string()}};
+  auto config = write_file(
+      dir, "pipeline.toml",
+      pipeline(dsn, sim.endpoint(),
+               "[models.first]\napi = \"ollama\"\nmodel = \"sim-first\"\nconcurrency = 4\n"
+               "idle_timeout = \"1s\"\n"));
+  std::string out;
+  auto run_id =
+      enqueue_and_drain(dir, dsn, config, write_items(dir, {"go", "rust", "sql", "kotlin"}), out);
+  pg_store s{dsn};
+  for (const auto& a : s.attempts(run_id)) {
+    CAF_CHECK(a.result == attempt_result::completed);
+    CAF_CHECK(a.finished_at - a.started_at > 2s); // longer than the idle timeout, alive
+    if (a.result != attempt_result::completed)
+      CAF_MESSAGE(a.error);
+  }
+  CAF_CHECK_EQUAL(s.attempts(run_id).size(), 4u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
