@@ -243,8 +243,9 @@ struct model_server::impl {
   }
 
   /// The answer token by token (a piece every few characters), spread over
-  /// `generation`: Ollama's NDJSON lines (the last with done and the
-  /// counts) or OpenAI's server-sent events, ending with [DONE].
+  /// `generation`: Ollama's NDJSON lines (message.content for chat, response
+  /// for generate; the last with done and the counts) or OpenAI's
+  /// server-sent events, ending with [DONE].
   void stream_answer(httplib::Response& res, const call& c, const std::string& content,
                      std::chrono::microseconds generation, clock_type::time_point started,
                      std::uint64_t seed) {
@@ -254,17 +255,26 @@ struct model_server::impl {
       pieces.push_back(content.substr(at, piece));
     auto gap = generation / static_cast<long long>(pieces.size() + 1);
     bool openai = c.shape == api::openai_chat;
+    bool chat = c.shape == api::ollama_chat;
     auto id = "chatcmpl-" + hex(seed);
     auto model = c.model;
     auto prompt_tokens = tokens(c.prompt_text);
     auto answer_tokens = tokens(content);
     res.set_chunked_content_provider(
         openai ? "text/event-stream" : "application/x-ndjson",
-        [this, pieces, gap, openai, id, model, prompt_tokens, answer_tokens,
+        [this, pieces, gap, openai, chat, id, model, prompt_tokens, answer_tokens,
          started](size_t, httplib::DataSink& sink) {
           auto line = [&](const json& j) {
             auto text = openai ? "data: " + j.dump() + "\n\n" : j.dump() + "\n";
             return sink.write(text.data(), text.size());
+          };
+          auto ollama = [&](const std::string& text, bool done) {
+            json j = {{"model", model}, {"created_at", rfc3339_now()}, {"done", done}};
+            if (chat)
+              j["message"] = {{"role", "assistant"}, {"content", text}};
+            else
+              j["response"] = text;
+            return j;
           };
           for (const auto& p : pieces) {
             if (wait_until(clock_type::now() + gap, nullptr) == wait_end::stopping)
@@ -273,10 +283,7 @@ struct model_server::impl {
                                        {"object", "chat.completion.chunk"},
                                        {"model", model},
                                        {"choices", {{{"index", 0}, {"delta", {{"content", p}}}}}}}
-                                : json{{"model", model},
-                                       {"created_at", rfc3339_now()},
-                                       {"message", {{"role", "assistant"}, {"content", p}}},
-                                       {"done", false}};
+                                : ollama(p, false);
             if (!line(chunk))
               return false; // the client left
           }
@@ -284,18 +291,15 @@ struct model_server::impl {
             std::string done = "data: [DONE]\n\n";
             sink.write(done.data(), done.size());
           } else {
-            auto total_ns =
+            auto last = ollama("", true);
+            last["done_reason"] = "stop";
+            last["total_duration"] =
                 std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - started)
                     .count();
-            line({{"model", model},
-                  {"created_at", rfc3339_now()},
-                  {"message", {{"role", "assistant"}, {"content", ""}}},
-                  {"done_reason", "stop"},
-                  {"done", true},
-                  {"total_duration", total_ns},
-                  {"load_duration", 0},
-                  {"prompt_eval_count", prompt_tokens},
-                  {"eval_count", answer_tokens}});
+            last["load_duration"] = 0;
+            last["prompt_eval_count"] = prompt_tokens;
+            last["eval_count"] = answer_tokens;
+            line(last);
           }
           sink.done();
           return true;
