@@ -5,7 +5,7 @@
 #include "messages/registry.hpp"
 
 #include <caf/all.hpp>
-#include <spdlog/spdlog.h>
+#include <deque>
 
 namespace turing::actors {
 
@@ -69,7 +69,8 @@ private:
       return;
     auto store = dir_->get("store");
     if (!store) {
-      fail_all(q.waiting, caf::make_error(caf::sec::invalid_argument, "no store"));
+      for (auto& s : q.waiting)
+        s.promise.deliver(caf::make_error(caf::sec::invalid_argument, "no store"));
       q.waiting.clear();
       q.waiting_rows = 0;
       return;
@@ -113,11 +114,6 @@ private:
                                     results.begin() + static_cast<std::ptrdiff_t>(end)));
       offset += rows;
     }
-  }
-
-  template <class Sender> static void fail_all(std::deque<Sender>& senders, const caf::error& e) {
-    for (auto& s : senders)
-      s.promise.deliver(e);
   }
 
   group_writer_options o_;

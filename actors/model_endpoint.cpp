@@ -113,6 +113,13 @@ struct model_endpoint_state {
   std::optional<backpressure> slowed;
   /// Throttles per call (message id, epoch), bounded by max_throttled.
   std::map<std::pair<int64_t, int64_t>, int> throttles;
+
+  /// The call is over (answered, failed for good, abandoned): its second
+  /// chance after a dropped connection and its throttle count go with it.
+  void settled(const persistence::lease& fence) {
+    dropped_once.erase(key_of(fence));
+    throttles.erase(key_of(fence));
+  }
   static inline const char* name = "model_endpoint";
 };
 
@@ -403,8 +410,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
         auto* rc = find_running();
         if (!rc)
           return;
-        self->state.dropped_once.erase(key_of(rc->call.fence));
-        self->state.throttles.erase(key_of(rc->call.fence));
+        self->state.settled(rc->call.fence);
         self->send(rc->owner, std::move(msg));
         server_answered();
       },
@@ -441,8 +447,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
                        " times, max_throttled: this attempt counts)";
         }
         if (!msg.unavailable) {
-          st.dropped_once.erase(key_of(rc->call.fence));
-          st.throttles.erase(key_of(rc->call.fence));
+          st.settled(rc->call.fence);
           if (msg.fault == model_fault::context_overflow && !rc->abandoned)
             overflowed(*rc, msg);
           else
@@ -494,8 +499,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
       },
       [=](execution_abandoned& msg) {
         auto& st = self->state;
-        st.dropped_once.erase(key_of(msg.fence));
-        st.throttles.erase(key_of(msg.fence));
+        st.settled(msg.fence);
         for (auto it = st.queue.begin(); it != st.queue.end(); ++it)
           if (it->call.fence == msg.fence) {
             st.queue.erase(it);

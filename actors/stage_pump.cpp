@@ -127,6 +127,10 @@ private:
   std::optional<std::string> oversized_join(const claimed_message& job) const;
   void ended(const lease& fence);
 
+  // -- adaptive timeout -------------------------------------------------------
+  void seed_latencies();
+  void record_latency(const execution& e);
+
   // -- flush path -------------------------------------------------------------
   void flush();
   template <class Result> void write_batch(result_queue<Result>& queue, const char* what);
@@ -163,8 +167,6 @@ private:
   /// timeout = "auto": the stage's recent latencies (seeded from the
   /// attempts table at start) give timeout_, within its floor and ceiling.
   latency_window latencies_;
-  void seed_latencies();
-  void record_latency(const execution& e);
   std::map<int64_t, execution> running_; ///< by message id
   result_queue<completion> completions_;
   result_queue<failure> failures_;

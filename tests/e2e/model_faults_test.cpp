@@ -23,10 +23,10 @@ fs::path write_file(const temp_dir& dir, const std::string& name, const std::str
   return path;
 }
 
-/// One model stage per model name given; one attempt per item, so any
-/// attempt spent on a throttle would dead-letter its item.
-std::string pipeline(const std::string& dsn, const std::string& endpoint,
-                     const std::string& models) {
+/// One model stage "ask" on model "first", after `models`; by default one
+/// attempt per item, so any attempt spent on a throttle would dead-letter it.
+std::string pipeline(const std::string& dsn, const std::string& endpoint, const std::string& models,
+                     const std::string& retry = "{ max_attempts = 1 }") {
   return "model_endpoint = \"" + endpoint + "\"\nsinks = [\"done\"]\n[database]\nurl = \"" + dsn +
          "\"\n[runtime]\npoll_interval = \"200ms\"\n" + models + R"(
 [stages.ask]
@@ -38,7 +38,8 @@ prompt = "task: classify\nskill: {name}"
 outcome = "answered"
 required_fields = ["domain"]
 timeout = "20s"
-retry = { max_attempts = 1 }
+retry = )" +
+         retry + R"(
 routes = { answered = "done" }
 )";
 }
@@ -48,11 +49,6 @@ fs::path write_items(const temp_dir& dir, const std::vector<std::string>& names)
   for (size_t i = 0; i < names.size(); ++i)
     lines += "{\"key\": \"s" + std::to_string(i) + "\", \"name\": \"" + names[i] + "\"}\n";
   return write_file(dir, "items.jsonl", lines);
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 /// Runs the turing CLI; its output is shown when it fails.
@@ -181,11 +177,9 @@ faults = { hang = 0.3 }
       dir, "pipeline.toml",
       pipeline(dsn, sim.endpoint(),
                "[models.first]\napi = \"ollama\"\nmodel = \"sim-first\"\nconcurrency = 4\n"
-               "idle_timeout = \"1s\"\n"));
-  // Retries enough that every item gets through.
-  std::string text = read_file(config);
-  text.replace(text.find("max_attempts = 1"), 16, "max_attempts = 8, backoff = \"100ms\"");
-  write_file(dir, "pipeline.toml", text);
+               "idle_timeout = \"1s\"\n",
+               // Retries enough that every item gets through.
+               "{ max_attempts = 8, backoff = \"100ms\" }"));
   std::vector<std::string> names;
   for (int i = 0; i < 12; ++i)
     names.push_back("rust compilers " + std::to_string(i));
