@@ -1,6 +1,7 @@
 // The simulated model server end to end: its answer rules over the OWL
-// dataset, a real server on a free port in-process, the executable's port
-// file, signals and crash fault, and Lucy run as a child process.
+// dataset, a real server on a free port in-process (GPU residency too), the
+// executable's port file, flags, signals and crash fault, and Lucy run as a
+// child process.
 #define CAF_SUITE model_simulator
 #include "examples/owl/simulator/answer_rules.hpp"
 #include "examples/owl/simulator/domain_keywords.hpp"
@@ -756,6 +757,298 @@ CAF_TEST(a_hung_call_times_out_the_client_and_the_server_still_stops_promptly) {
   CAF_CHECK(stopping < 2s);
 }
 
+// -- GPU residency ---------------------------------------------------------------------------
+
+namespace {
+
+const std::string model_a = "mistral-nemo:12b";
+const std::string model_b = "qwen2.5-coder:7b";
+
+// One GPU holding model_a and model_b. 800 s real-world at test_config's
+// 1/4000 is a 200 ms load: plain to see, short enough for a test.
+sim::sim_config gpu_config(int max_loaded) {
+  auto c = test_config();
+  sim::gpu_profile g;
+  g.name = "gpu0";
+  g.models = {model_a, model_b};
+  g.max_loaded = max_loaded;
+  g.load_ms = 800'000;
+  c.gpus.push_back(g);
+  return c;
+}
+
+// One non-streamed Ollama call; the reply, or null on a transport failure.
+json ollama_call(httplib::Client& cli, const std::string& model,
+                 const std::string& skill = "Welding", const httplib::Headers& headers = {}) {
+  auto res = cli.Post("/api/chat", headers, chat_body(model, "task: classify\nskill: " + skill),
+                      "application/json");
+  if (!res || res->status != 200)
+    return nullptr;
+  return json::parse(res->body);
+}
+
+long long load_ms_of(const json& reply) {
+  return reply.at("load_duration").get<long long>() / 1'000'000;
+}
+
+json gpu_stats(const running_server& s) {
+  return s.server.stats()["gpus"]["gpu0"];
+}
+
+} // namespace
+
+CAF_TEST(a_gpu_model_loads_once_and_reports_the_load_in_load_duration) {
+  // The GPU comes from a config file, as turing-model-sim --config reads it.
+  auto config = test_config();
+  auto e = sim::apply_toml_text(config, R"(
+[gpus.gpu0]
+models = ["mistral-nemo:12b", "qwen2.5-coder:7b"]
+max_loaded = 1
+load_ms = 800000
+)",
+                                "sim.toml", "");
+  CAF_REQUIRE(!e.has_value());
+  CAF_REQUIRE(!sim::check_config(config).has_value());
+  running_server s{config};
+  auto cli = s.client();
+
+  auto first = ollama_call(cli, model_a);
+  CAF_REQUIRE(!first.is_null());
+  auto first_load = load_ms_of(first);
+  CAF_MESSAGE("first call: load_duration " << first_load << " ms");
+  CAF_CHECK(first_load >= 150 && first_load < 5'000); // the 200 ms load, coarsely
+  CAF_CHECK(first["total_duration"].get<long long>() >= first["load_duration"].get<long long>());
+  auto second = ollama_call(cli, model_a);
+  CAF_REQUIRE(!second.is_null());
+  auto second_load = second["load_duration"].get<long long>();
+  CAF_CHECK_EQUAL(second_load, 0);
+
+  auto stats = gpu_stats(s);
+  auto loads = stats["loads"].get<long>();
+  auto evictions = stats["evictions"].get<long>();
+  auto loaded = stats["loaded"];
+  auto max_loaded = stats["max_loaded"].get<int>();
+  CAF_CHECK_EQUAL(loads, 1);
+  CAF_CHECK_EQUAL(evictions, 0);
+  CAF_CHECK_EQUAL(loaded, json::array({model_a}));
+  CAF_CHECK_EQUAL(max_loaded, 1);
+
+  // Streamed, the load is on the last ("done") line; OpenAI has no such field.
+  auto streamed = cli.Post("/api/chat", chat_body(model_b, "task: classify\nskill: Welding", true),
+                           "application/json");
+  CAF_REQUIRE(streamed);
+  std::istringstream lines(streamed->body);
+  std::string line;
+  std::vector<json> chunks;
+  while (std::getline(lines, line))
+    chunks.push_back(json::parse(line));
+  CAF_REQUIRE(chunks.size() > 1);
+  CAF_CHECK_EQUAL(chunks.back()["done"], true);
+  CAF_CHECK(load_ms_of(chunks.back()) >= 150);
+  CAF_CHECK(!chunks.front().contains("load_duration"));
+  auto openai = cli.Post("/v1/chat/completions", chat_body(model_a, "task: classify\nskill: x"),
+                         "application/json");
+  CAF_REQUIRE(openai);
+  CAF_CHECK_EQUAL(openai->status, 200);
+  CAF_CHECK(!json::parse(openai->body).contains("load_duration"));
+}
+
+CAF_TEST(alternating_two_models_on_a_one_model_gpu_swaps_every_time) {
+  running_server s{gpu_config(1)};
+  auto cli = s.client();
+  std::vector<long long> loads_seen;
+  for (const auto& model : {model_a, model_b, model_a}) {
+    auto reply = ollama_call(cli, model);
+    CAF_REQUIRE(!reply.is_null());
+    loads_seen.push_back(load_ms_of(reply));
+  }
+  for (auto ms : loads_seen)
+    CAF_CHECK(ms >= 150); // each call waited for its own load
+  auto stats = gpu_stats(s);
+  auto loads = stats["loads"].get<long>();
+  auto evictions = stats["evictions"].get<long>();
+  auto loaded = stats["loaded"];
+  auto waiting = stats["waiting_for_load"].get<long>();
+  CAF_CHECK_EQUAL(loads, 3);
+  CAF_CHECK_EQUAL(evictions, 2);
+  CAF_CHECK_EQUAL(loaded, json::array({model_a}));
+  CAF_CHECK_EQUAL(waiting, 0);
+}
+
+CAF_TEST(a_two_model_gpu_keeps_both_and_other_models_never_load) {
+  running_server s{gpu_config(2)};
+  auto cli = s.client();
+  for (const auto& model : {model_a, model_b, model_a, model_b})
+    CAF_REQUIRE(!ollama_call(cli, model).is_null());
+  auto stats = gpu_stats(s);
+  auto loads = stats["loads"].get<long>();
+  auto evictions = stats["evictions"].get<long>();
+  auto loaded = stats["loaded"];
+  CAF_CHECK_EQUAL(loads, 2);
+  CAF_CHECK_EQUAL(evictions, 0);
+  CAF_CHECK_EQUAL(loaded, json::array({model_a, model_b}));
+
+  // gemma2 is on no GPU: always loaded, whatever the GPU does.
+  running_server one{gpu_config(1)};
+  auto cli1 = one.client();
+  std::vector<long long> gemma_loads;
+  for (const auto& model : {"gemma2", model_a.c_str(), "gemma2", model_b.c_str(), "gemma2"}) {
+    auto reply = ollama_call(cli1, model);
+    CAF_REQUIRE(!reply.is_null());
+    if (reply["model"] == "gemma2")
+      gemma_loads.push_back(reply["load_duration"].get<long long>());
+  }
+  CAF_CHECK_EQUAL(gemma_loads, std::vector<long long>({0, 0, 0}));
+  auto all_gpus = one.server.stats()["gpus"];
+  CAF_CHECK_EQUAL(all_gpus.size(), 1u); // no entry, and no load, for gemma2
+  CAF_CHECK_EQUAL(s.server.stats()["gpus"].size(), 1u);
+  running_server none{test_config()};
+  auto no_gpus = none.server.stats()["gpus"];
+  CAF_CHECK_EQUAL(no_gpus, json::object());
+}
+
+CAF_TEST(a_call_for_another_model_waits_until_the_busy_one_is_idle) {
+  running_server s{gpu_config(1)};
+  auto cli = s.client();
+  CAF_REQUIRE(!ollama_call(cli, model_a).is_null()); // model_a loaded
+
+  // model_a busy for 600 ms; meanwhile model_b cannot evict it.
+  json busy_reply;
+  std::thread busy{[&] {
+    auto c = s.client();
+    busy_reply = ollama_call(c, model_a, "Welding", {{"X-Sim-Latency-Ms", "600"}});
+  }};
+  // model_a must hold the GPU before model_b asks for it.
+  auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (s.server.stats()["models"][model_a]["in_flight"] != 1 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  std::this_thread::sleep_for(50ms); // from admitted by the server to admitted on the GPU
+  json waiting_reply;
+  std::thread waiting{[&] {
+    auto c = s.client();
+    waiting_reply = ollama_call(c, model_b);
+  }};
+  deadline = std::chrono::steady_clock::now() + 3s;
+  long seen_waiting = 0;
+  while (seen_waiting == 0 && std::chrono::steady_clock::now() < deadline) {
+    seen_waiting = gpu_stats(s)["waiting_for_load"].get<long>();
+    std::this_thread::sleep_for(10ms);
+  }
+  CAF_CHECK_EQUAL(seen_waiting, 1);
+  busy.join();
+  waiting.join();
+  CAF_REQUIRE(!busy_reply.is_null());
+  CAF_REQUIRE(!waiting_reply.is_null());
+  // It waited for the busy call (~500 ms left) and then for its load (200 ms).
+  auto waited = load_ms_of(waiting_reply);
+  CAF_MESSAGE("model_b waited " << waited << " ms for the GPU and its load");
+  CAF_CHECK(waited >= 500);
+  auto stats = gpu_stats(s);
+  auto evictions = stats["evictions"].get<long>();
+  auto remaining = stats["waiting_for_load"].get<long>();
+  CAF_CHECK_EQUAL(evictions, 1);
+  CAF_CHECK_EQUAL(remaining, 0);
+}
+
+CAF_TEST(a_call_waiting_for_the_gpu_gives_up_when_its_client_leaves_or_the_server_stops) {
+  auto s = std::make_unique<running_server>(gpu_config(1));
+  const auto body = chat_body(model_a, "task: classify\nskill: Welding");
+
+  // model_b hangs (holding the GPU); a model_a call then waits for it.
+  std::thread holder{[port = s->port] {
+    httplib::Client c{"127.0.0.1", port};
+    c.set_read_timeout(30s);
+    c.Post("/api/chat", {{"X-Sim-Fault", "hang"}},
+           chat_body(model_b, "task: classify\nskill: Welding"), "application/json");
+  }};
+  auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (s->server.stats()["hanging"] != 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  auto hanging = s->server.stats()["hanging"].get<long>();
+  CAF_REQUIRE_EQUAL(hanging, 1);
+
+  // An impatient client leaves; its request stops waiting.
+  auto impatient = s->client(400ms);
+  auto gave_up = impatient.Post("/api/chat", body, "application/json");
+  CAF_CHECK(!gave_up);
+  deadline = std::chrono::steady_clock::now() + 3s;
+  long waiting = 1;
+  while (waiting != 0 && std::chrono::steady_clock::now() < deadline) {
+    waiting = gpu_stats(*s)["waiting_for_load"].get<long>();
+    std::this_thread::sleep_for(10ms);
+  }
+  CAF_CHECK_EQUAL(waiting, 0);
+
+  // A patient one waits until the server stops, which does not wait for it.
+  int patient_status = 0; // 503 from a stopping server, -1 for a closed connection
+  std::thread patient{[port = s->port, &body, &patient_status] {
+    httplib::Client c{"127.0.0.1", port};
+    c.set_read_timeout(30s);
+    auto r = c.Post("/api/chat", body, "application/json");
+    patient_status = r ? r->status : -1;
+  }};
+  deadline = std::chrono::steady_clock::now() + 3s;
+  while (waiting != 1 && std::chrono::steady_clock::now() < deadline) {
+    waiting = gpu_stats(*s)["waiting_for_load"].get<long>();
+    std::this_thread::sleep_for(10ms);
+  }
+  CAF_REQUIRE_EQUAL(waiting, 1);
+  auto before = std::chrono::steady_clock::now();
+  s.reset();
+  auto stopping = std::chrono::steady_clock::now() - before;
+  patient.join();
+  holder.join();
+  CAF_CHECK(patient_status == 503 || patient_status == -1);
+  CAF_CHECK(stopping < 2s);
+}
+
+CAF_TEST(gpu_config_errors_name_the_problem) {
+  auto two = sim::default_sim_config();
+  auto parsed = sim::apply_toml_text(two, R"(
+[gpus.gpu0]
+models = ["mistral-nemo:12b"]
+[gpus.gpu1]
+models = ["qwen2.5-coder:7b", "mistral-nemo:12b"]
+load_ms = 500
+)",
+                                     "sim.toml", "");
+  CAF_REQUIRE(!parsed.has_value());
+  CAF_REQUIRE_EQUAL(two.gpus.size(), 2u);
+  CAF_CHECK_EQUAL(two.gpus[1].load_ms, 500.0);
+  CAF_CHECK_EQUAL(two.gpus[1].max_loaded, 1); // the default
+  auto error = sim::check_config(two);
+  CAF_REQUIRE(error.has_value());
+  CAF_MESSAGE(*error);
+  CAF_CHECK(error->find("'mistral-nemo:12b'") != std::string::npos);
+  CAF_CHECK(error->find("one GPU") != std::string::npos);
+
+  auto zero = sim::default_sim_config();
+  error = sim::apply_toml_text(zero, "[gpus.gpu0]\nmodels = [\"gemma2\"]\nmax_loaded = 0\n",
+                               "sim.toml", "");
+  CAF_REQUIRE(error.has_value());
+  CAF_MESSAGE(*error);
+  CAF_CHECK_EQUAL(error->rfind("sim.toml:3:", 0), 0u);
+  CAF_CHECK(error->find("max_loaded") != std::string::npos);
+  // Set another way (a flag, code), check_config still refuses it.
+  auto code = sim::default_sim_config();
+  code.gpu("gpu0").max_loaded = 0;
+  error = sim::check_config(code);
+  CAF_REQUIRE(error.has_value());
+  CAF_CHECK(error->find("max_loaded") != std::string::npos);
+
+  auto bad = sim::default_sim_config();
+  CAF_CHECK(sim::apply_toml_text(bad, "[gpus.gpu0]\nvram = 8\n", "sim.toml", "").has_value());
+  CAF_CHECK(
+      sim::apply_toml_text(bad, "[gpus.gpu0]\nmodels = \"gemma2\"\n", "sim.toml", "").has_value());
+  auto negative = sim::default_sim_config();
+  CAF_REQUIRE(
+      !sim::apply_toml_text(negative, "[gpus.gpu0]\nload_ms = -1\n", "sim.toml", "").has_value());
+  error = sim::check_config(negative);
+  CAF_REQUIRE(error.has_value());
+  CAF_CHECK(error->find("load_ms") != std::string::npos);
+}
+
 // -- the executable -------------------------------------------------------------------------
 
 namespace {
@@ -831,4 +1124,26 @@ CAF_TEST(the_crash_fault_ends_the_executable_with_status_3) {
                       chat_body("gemma2", "task: classify\nskill: Welding"), "application/json");
   CAF_CHECK(!res);
   CAF_CHECK_EQUAL(p.wait_exit(5s), 3);
+}
+
+CAF_TEST(the_executable_takes_gpus_from_flags_and_refuses_a_model_on_two) {
+  sim_process p{{"--gpu", "gpu0=" + model_a + "," + model_b, "--max-loaded", "1", "--load-ms",
+                 "800000", "--latency-scale", "0.00025"}};
+  httplib::Client cli{"127.0.0.1", p.port};
+  cli.set_read_timeout(5s);
+  auto first = ollama_call(cli, model_a);
+  CAF_REQUIRE(!first.is_null());
+  CAF_CHECK(load_ms_of(first) >= 150);
+  auto stats = cli.Get("/stats");
+  CAF_REQUIRE(stats);
+  auto gpu = json::parse(stats->body)["gpus"]["gpu0"];
+  auto loads = gpu["loads"].get<long>();
+  CAF_CHECK_EQUAL(loads, 1);
+
+  // Refused before listening: exit 2, the model named on stderr.
+  auto refused = run_shell("timeout 10 '" + std::string{TURING_MODEL_SIM_EXE} +
+                           "' --port 0 --gpu a=gemma2 --gpu b=gemma2 2>&1");
+  CAF_CHECK_EQUAL(refused.status, 2);
+  CAF_MESSAGE(refused.out);
+  CAF_CHECK(refused.out.find("'gemma2'") != std::string::npos);
 }

@@ -62,6 +62,31 @@ bool apply_fault_flag(sim::sim_config& config, const std::string& flag, std::str
   return true;
 }
 
+// "--gpu gpu0=mistral-nemo:12b,qwen2.5-coder:7b": the models on that GPU,
+// replacing those the config file gave it (a model name may hold ':', not ',').
+bool apply_gpu_flag(sim::sim_config& config, const std::string& flag, std::string& error) {
+  auto eq = flag.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == flag.size()) {
+    error = "--gpu expects NAME=MODEL[,MODEL...], got '" + flag + "'";
+    return false;
+  }
+  std::vector<std::string> models;
+  std::size_t start = eq + 1;
+  for (;;) {
+    auto comma = flag.find(',', start);
+    models.push_back(flag.substr(start, comma - start));
+    if (models.back().empty()) {
+      error = "--gpu " + flag + ": an empty model name";
+      return false;
+    }
+    if (comma == std::string::npos)
+      break;
+    start = comma + 1;
+  }
+  config.gpu(flag.substr(0, eq)).models = std::move(models);
+  return true;
+}
+
 std::string model_list(const sim::sim_config& config) {
   std::string out;
   for (const auto& m : config.models)
@@ -85,6 +110,9 @@ int main(int argc, char** argv) {
   int threads = 0;
   std::uint64_t seed = 0;
   std::vector<std::string> faults;
+  std::vector<std::string> gpus;
+  int max_loaded = 0;
+  double load_ms = 0;
   std::string log_level = "info";
   std::string tls_cert;
   std::string tls_key;
@@ -105,6 +133,16 @@ int main(int argc, char** argv) {
       "--fault", faults,
       "KIND=P: fault probability for every model (hang, http_500, garbage, slow, http_429, "
       "crash); repeatable");
+  app.add_option("--gpu", gpus,
+                 "NAME=MODEL[,MODEL...]: these models share GPU NAME, at most --max-loaded in "
+                 "memory at once; repeatable");
+  auto* max_loaded_opt = app.add_option("--max-loaded", max_loaded,
+                                        "for every GPU: models it holds at once (default 1; "
+                                        "Ollama's OLLAMA_MAX_LOADED_MODELS)");
+  auto* load_ms_opt =
+      app.add_option("--load-ms", load_ms,
+                     "for every GPU: real-world milliseconds to load a model, scaled "
+                     "like latencies (default 2000)");
   app.add_option("--tls-cert", tls_cert, "PEM certificate: serve https (needs --tls-key)")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", tls_key, "PEM private key, unencrypted, of --tls-cert")
@@ -147,9 +185,32 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  for (const auto& g : gpus) {
+    std::string error;
+    if (!apply_gpu_flag(config, g, error)) {
+      spdlog::error("{}", error);
+      return 2;
+    }
+  }
+  if ((*max_loaded_opt || *load_ms_opt) && config.gpus.empty())
+    spdlog::warn("--max-loaded and --load-ms apply to GPUs, and none is configured (--gpu)");
+  for (auto& g : config.gpus) {
+    if (*max_loaded_opt)
+      g.max_loaded = max_loaded;
+    if (*load_ms_opt)
+      g.load_ms = load_ms;
+  }
   if (auto e = sim::check_config(config)) {
     spdlog::error("invalid configuration: {}", *e);
     return 2;
+  }
+  for (const auto& g : config.gpus) {
+    std::string models;
+    for (const auto& m : g.models)
+      models += (models.empty() ? "" : ", ") + m;
+    spdlog::info("GPU '{}': {} (at most {} loaded; a load takes {:g} ms)", g.name,
+                 models.empty() ? "no models" : models, g.max_loaded,
+                 g.load_ms * config.latency_scale);
   }
 
   sim::known_skills registry;

@@ -2,6 +2,7 @@
 // Ollama and OpenAI APIs, and the wait / fault machinery around answer_rules.
 #include "server.hpp"
 
+#include "gpu_residency.hpp"
 #include "peer_watch.hpp"
 #include "sim_stats.hpp"
 #include "stable_hash.hpp"
@@ -125,7 +126,8 @@ std::pair<std::string, std::string> family_and_size(const std::string& name) {
 
 struct model_server::impl {
   impl(sim_config cfg, answer_rules r)
-      : config(std::move(cfg)), rules(std::move(r)), server(make_server(config)), svr(*server) {}
+      : config(std::move(cfg)), rules(std::move(r)), gpus(config.gpus, config.latency_scale),
+        server(make_server(config)), svr(*server) {}
 
   // An SSLServer when a certificate is configured (tests of https model
   // endpoints); it loads the files here and reports failure via is_valid().
@@ -142,6 +144,8 @@ struct model_server::impl {
 
   sim_config config;
   answer_rules rules;
+  // Before the server: a streamed answer's lease may end as httplib drops it.
+  gpu_residency gpus;
   std::unique_ptr<httplib::Server> server;
   httplib::Server& svr;
   sim_stats counters;
@@ -183,6 +187,7 @@ struct model_server::impl {
       std::lock_guard<std::mutex> guard{mtx};
     }
     cv.notify_all();
+    gpus.stop();
     // run() may be between "serving = true" and httplib marking itself
     // running; httplib's stop() is a no-op before that, so wait it out.
     while (serving && !svr.is_running())
@@ -219,6 +224,13 @@ struct model_server::impl {
     return attempts[hash_of(model, prompt)]++;
   }
 
+  // GET /stats: the counters and the GPUs.
+  json stats() const {
+    auto j = counters.snapshot();
+    j["gpus"] = gpus.snapshot();
+    return j;
+  }
+
   std::optional<model_profile> resolve(const std::string& name) const {
     if (const auto* p = config.find_model(name))
       return *p;
@@ -245,10 +257,11 @@ struct model_server::impl {
   /// The answer token by token (a piece every few characters), spread over
   /// `generation`: Ollama's NDJSON lines (message.content for chat, response
   /// for generate; the last with done and the counts) or OpenAI's
-  /// server-sent events, ending with [DONE].
+  /// server-sent events, ending with [DONE]. `held` keeps the model busy on
+  /// its GPU until the last token is sent or the client leaves.
   void stream_answer(httplib::Response& res, const call& c, const std::string& content,
                      std::chrono::microseconds generation, clock_type::time_point started,
-                     std::uint64_t seed) {
+                     std::chrono::nanoseconds load, gpu_residency::lease held, std::uint64_t seed) {
     std::vector<std::string> pieces;
     const std::size_t piece = std::max<std::size_t>(4, content.size() / 16 + 1);
     for (std::size_t at = 0; at < content.size(); at += piece)
@@ -260,10 +273,13 @@ struct model_server::impl {
     auto model = c.model;
     auto prompt_tokens = tokens(c.prompt_text);
     auto answer_tokens = tokens(content);
+    auto load_ns = load.count();
+    // Shared: httplib copies the provider, and a lease is move-only.
+    auto busy = std::make_shared<gpu_residency::lease>(std::move(held));
     res.set_chunked_content_provider(
         openai ? "text/event-stream" : "application/x-ndjson",
-        [this, pieces, gap, openai, chat, id, model, prompt_tokens, answer_tokens,
-         started](size_t, httplib::DataSink& sink) {
+        [this, pieces, gap, openai, chat, id, model, prompt_tokens, answer_tokens, started, load_ns,
+         busy](size_t, httplib::DataSink& sink) {
           auto line = [&](const json& j) {
             auto text = openai ? "data: " + j.dump() + "\n\n" : j.dump() + "\n";
             return sink.write(text.data(), text.size());
@@ -296,19 +312,24 @@ struct model_server::impl {
             last["total_duration"] =
                 std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - started)
                     .count();
-            last["load_duration"] = 0;
+            last["load_duration"] = load_ns;
             last["prompt_eval_count"] = prompt_tokens;
             last["eval_count"] = answer_tokens;
             line(last);
           }
+          busy->release(); // generation is over: the model may be evicted
           sink.done();
           return true;
         });
   }
 
   void send_answer(httplib::Response& res, const call& c, const std::string& content,
-                   clock_type::duration elapsed, std::uint64_t seed) {
+                   clock_type::duration elapsed, std::chrono::nanoseconds load,
+                   std::uint64_t seed) {
     auto total_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count();
+    // Ollama's total includes the load; the evaluation gets the rest.
+    auto load_ns = std::min<long long>(load.count(), total_ns);
+    auto work_ns = total_ns - load_ns;
     auto prompt_tokens = tokens(c.prompt_text);
     auto answer_tokens = tokens(content);
     if (c.shape == api::openai_chat) {
@@ -345,11 +366,11 @@ struct model_server::impl {
     body["done_reason"] = "stop";
     body["done"] = true;
     body["total_duration"] = total_ns;
-    body["load_duration"] = 0;
+    body["load_duration"] = load_ns;
     body["prompt_eval_count"] = prompt_tokens;
-    body["prompt_eval_duration"] = total_ns / 10;
+    body["prompt_eval_duration"] = work_ns / 10;
     body["eval_count"] = answer_tokens;
-    body["eval_duration"] = total_ns - total_ns / 10;
+    body["eval_duration"] = work_ns - work_ns / 10;
     if (c.stream) {
       // Ollama streams NDJSON; the simulator sends the final chunk only.
       res.set_content(body.dump() + "\n", "application/x-ndjson");
@@ -431,6 +452,23 @@ struct model_server::impl {
       res.set_header("Retry-After", std::to_string(profile.retry_after_s));
       return 429;
     }
+    // The model must be in its GPU's memory before it answers (or hangs):
+    // a load, or a wait for the GPU, is reported as load_duration. The
+    // client is looked up only once a wait outlasts the first check.
+    std::optional<peer_watch> loading_peer;
+    auto admitted = gpus.admit(c.model, [&] {
+      if (!loading_peer)
+        loading_peer.emplace(req.remote_addr, req.remote_port, req.local_port);
+      return loading_peer->watching() && loading_peer->gone();
+    });
+    if (admitted.how == gpu_residency::outcome::stopping) {
+      send_error(res, c.shape, 503, "the model server is shutting down");
+      return 503;
+    }
+    if (admitted.how == gpu_residency::outcome::client_gone) {
+      res.status = 499;
+      return 499;
+    }
     if (f == fault::hang) {
       peer_watch peer{req.remote_addr, req.remote_port, req.local_port};
       counters.hang_began();
@@ -480,10 +518,11 @@ struct model_server::impl {
       content = rules.answer(c.fields, traits).dump();
     }
     if (streamed && latency - upfront > std::chrono::milliseconds{0}) {
-      stream_answer(res, c, content, latency - upfront, started, seed);
+      stream_answer(res, c, content, latency - upfront, started, admitted.waited,
+                    std::move(admitted.held), seed);
       return 200;
     }
-    send_answer(res, c, content, clock_type::now() - started, seed);
+    send_answer(res, c, content, clock_type::now() - started, admitted.waited, seed);
     return 200;
   }
 
@@ -573,7 +612,7 @@ struct model_server::impl {
       res.set_content(json{{"version", "0.1.0-turing-sim"}}.dump(), json_type);
     });
     svr.Get("/stats", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(counters.snapshot().dump(), json_type);
+      res.set_content(stats().dump(), json_type);
     });
     svr.Get("/api/tags", [this](const httplib::Request&, httplib::Response& res) {
       json models = json::array();
@@ -699,7 +738,7 @@ void model_server::stop() {
 }
 
 nlohmann::json model_server::stats() const {
-  return impl_->counters.snapshot();
+  return impl_->stats();
 }
 
 std::string model_server::error() const {

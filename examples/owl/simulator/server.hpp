@@ -22,7 +22,9 @@ namespace turing::model_sim {
 /// reproducible while a retry of a failed call draws afresh. Every wait (a
 /// latency, a hang) sleeps on one condition variable that stop() signals, so
 /// stop() returns promptly even with hung requests; a hang also ends when its
-/// client hangs up (peer_watch) or after config.hang_max_ms.
+/// client hangs up (peer_watch) or after config.hang_max_ms. A model on a
+/// configured GPU is first admitted by gpu_residency, which may make the call
+/// wait for a load (reported as Ollama's load_duration) or for the GPU.
 class model_server {
 public:
   /// `config` must have passed check_config.

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <toml++/toml.h>
 
@@ -52,6 +53,8 @@ public:
         profile(node, "default_model", config_.default_model);
       else if (k == "models")
         models(node);
+      else if (k == "gpus")
+        gpus(node);
       else
         fail(node, "unknown key '" + k + "'");
       if (error_)
@@ -122,6 +125,51 @@ private:
     }
   }
 
+  void gpus(const toml::node& node) {
+    const auto* table = node.as_table();
+    if (table == nullptr)
+      return fail(node, "'gpus' must be a table of [gpus.<name>] tables");
+    for (auto&& [name, gpu] : *table) {
+      gpu_table(gpu, "gpus." + std::string{name.str()}, config_.gpu(name.str()));
+      if (error_)
+        return;
+    }
+  }
+
+  void gpu_table(const toml::node& node, const std::string& where, gpu_profile& g) {
+    const auto* table = node.as_table();
+    if (table == nullptr)
+      return fail(node, "'" + where + "' must be a table");
+    for (auto&& [key, value] : *table) {
+      auto k = std::string{key.str()};
+      if (k == "models")
+        model_names(value, where, g.models);
+      else if (k == "max_loaded")
+        whole_number(value, k, 1, 1024, g.max_loaded);
+      else if (k == "load_ms")
+        number_value(value, k, g.load_ms);
+      else
+        fail(value,
+             "unknown key '" + k + "' in " + where + " (expected models, max_loaded, load_ms)");
+      if (error_)
+        return;
+    }
+  }
+
+  void model_names(const toml::node& node, const std::string& where,
+                   std::vector<std::string>& out) {
+    const auto* list = node.as_array();
+    if (list == nullptr)
+      return fail(node, "'models' in " + where + " must be an array of model names");
+    out.clear();
+    for (const auto& item : *list) {
+      auto name = item.value<std::string>();
+      if (!name || !item.is_string() || name->empty())
+        return fail(item, "'models' in " + where + " must hold non-empty strings");
+      out.push_back(*name);
+    }
+  }
+
   void profile(const toml::node& node, const std::string& where, model_profile& p) {
     const auto* table = node.as_table();
     if (table == nullptr)
@@ -184,6 +232,32 @@ private:
   std::optional<std::string> error_;
 };
 
+// A GPU's limits, and no model on two GPUs (or twice on one): a request
+// must know the one GPU whose memory it needs.
+std::optional<std::string> check_gpus(const std::vector<gpu_profile>& gpus) {
+  std::map<std::string, std::string> owner; // model -> GPU
+  for (const auto& g : gpus) {
+    auto where = "GPU '" + g.name + "'";
+    if (g.name.empty())
+      return std::string{"a GPU needs a non-empty name"};
+    if (g.max_loaded < 1)
+      return where + ": max_loaded must be at least 1, got " + std::to_string(g.max_loaded);
+    if (!(g.load_ms >= 0.0 && g.load_ms <= 86'400'000.0))
+      return where + ": load_ms must be between 0 and 86400000 (a day)";
+    for (const auto& m : g.models) {
+      if (m.empty())
+        return where + ": a model name is empty";
+      auto [at, fresh] = owner.emplace(m, g.name);
+      if (!fresh && at->second == g.name)
+        return where + ": model '" + m + "' is listed twice";
+      if (!fresh)
+        return "model '" + m + "' is on GPU '" + at->second + "' and on GPU '" + g.name +
+               "'; a model may be on one GPU only";
+    }
+  }
+  return std::nullopt;
+}
+
 } // namespace
 
 const model_profile* sim_config::find_model(std::string_view name) const {
@@ -200,6 +274,16 @@ model_profile& sim_config::model(std::string_view name) {
   auto p = default_model;
   p.name = std::string{name};
   return models.emplace_back(std::move(p));
+}
+
+gpu_profile& sim_config::gpu(std::string_view name) {
+  auto i =
+      std::find_if(gpus.begin(), gpus.end(), [&](const gpu_profile& g) { return g.name == name; });
+  if (i != gpus.end())
+    return *i;
+  gpu_profile g;
+  g.name = std::string{name};
+  return gpus.emplace_back(std::move(g));
 }
 
 sim_config default_sim_config() {
@@ -262,7 +346,7 @@ std::optional<std::string> check_config(const sim_config& c) {
     if (auto e = check_fault_rates(m->faults))
       return where + ": " + *e;
   }
-  return std::nullopt;
+  return check_gpus(c.gpus);
 }
 
 } // namespace turing::model_sim

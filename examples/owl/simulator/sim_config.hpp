@@ -1,6 +1,6 @@
 // The simulator's configuration: where it listens, how fast and how badly
-// each model behaves, and where the known-skills registry lives. Built from
-// defaults, then a TOML file, then command-line flags.
+// each model behaves, which models share a GPU, and where the known-skills
+// registry lives. Built from defaults, then a TOML file, then flags.
 #pragma once
 
 #include "fault_plan.hpp"
@@ -29,6 +29,18 @@ struct model_profile {
   long long context_chars = 0;
 };
 
+/// One simulated GPU: the models that run on it, of which at most
+/// max_loaded are in memory at once (Ollama's OLLAMA_MAX_LOADED_MODELS);
+/// calling another one unloads an idle one and loads it, taking load_ms.
+struct gpu_profile {
+  std::string name;
+  /// Model names as clients request them; each on at most one GPU.
+  std::vector<std::string> models;
+  int max_loaded = 1;
+  /// Real-world load time; the server multiplies it by latency_scale.
+  double load_ms = 2'000.0;
+};
+
 struct sim_config {
   std::string host = "127.0.0.1";
   /// 0 picks a free port. 11435 sits next to Ollama's 11434 so both can run.
@@ -55,11 +67,15 @@ struct sim_config {
   model_profile default_model;
   /// The listed models, in declaration order.
   std::vector<model_profile> models;
+  /// The GPUs, in declaration order. Models on none are always loaded.
+  std::vector<gpu_profile> gpus;
 
   /// The listed profile named `name`, or nullptr.
   const model_profile* find_model(std::string_view name) const;
   /// The listed profile, creating it from default_model when missing.
   model_profile& model(std::string_view name);
+  /// The GPU named `name`, creating it with the defaults when missing.
+  gpu_profile& gpu(std::string_view name);
 };
 
 /// The defaults: the three models of the OWL pipeline with latencies from
@@ -78,7 +94,8 @@ std::optional<std::string> apply_toml_file(sim_config& config, const std::string
 std::optional<std::string> apply_toml_text(sim_config& config, std::string_view text,
                                            const std::string& source, const std::string& base_dir);
 
-/// The first inconsistency in `config` (bad port, scale, latency, rates).
+/// The first inconsistency in `config` (bad port, scale, latency, rates, a
+/// GPU's limits, a model on two GPUs).
 std::optional<std::string> check_config(const sim_config& config);
 
 } // namespace turing::model_sim
