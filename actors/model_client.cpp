@@ -406,6 +406,18 @@ json build_request_body(const config::model_config& model, const std::string& sy
   return body;
 }
 
+namespace {
+
+// Ollama reports load_duration in nanoseconds on its (last) reply object.
+double load_ms_of(const json& doc) {
+  auto it = doc.find("load_duration");
+  if (it == doc.end() || !it->is_number() || it->get<double>() <= 0)
+    return 0;
+  return it->get<double>() / 1e6;
+}
+
+} // namespace
+
 streamed_reply read_streamed_reply(config::model_api api, const std::string& content_type,
                                    const std::string& body) {
   streamed_reply out;
@@ -418,6 +430,10 @@ streamed_reply read_streamed_reply(config::model_api api, const std::string& con
   if (!sse && !ndjson) {
     // One JSON object: a server that does not stream, or a stream of one line.
     out.content = extract_content(api, body, &out.error);
+    if (out.content && api == config::model_api::ollama &&
+        body.find("\"load_duration\"") != std::string::npos)
+      if (auto doc = json::parse(body, nullptr, false); doc.is_object())
+        out.load_ms = load_ms_of(doc);
     return out;
   }
   std::string content;
@@ -467,8 +483,10 @@ streamed_reply read_streamed_reply(config::model_api api, const std::string& con
       content += piece->get_ref<const std::string&>();
       any = true;
     }
-    if (!sse && doc.value("done", false))
+    if (!sse && doc.value("done", false)) {
+      out.load_ms = load_ms_of(doc);
       break;
+    }
   }
   if (!any) {
     out.error = "stream of " + std::to_string(out.chunks) + " chunk(s) has no content";
@@ -643,6 +661,7 @@ model_reply call_model(const config::model_config& model, const std::string& api
     }
     reply.ok = true;
     reply.content = std::move(*read.content);
+    reply.load_ms = read.load_ms;
     return done();
   } catch (const std::exception& e) {
     reply.error = "model call failed: " + one_line(e.what());

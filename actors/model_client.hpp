@@ -39,6 +39,8 @@ struct model_reply {
   /// 0 when no HTTP response arrived.
   int http_status = 0;
   double latency_ms = 0;
+  /// Of latency_ms, what the server says it spent loading the model.
+  double load_ms = 0;
 };
 
 /// One chat request, blocking; the runtime runs it on a dedicated thread.
@@ -92,6 +94,8 @@ struct streamed_reply {
   /// The server put {"error": ...} in the stream (Ollama does so with 200).
   bool server_error = false;
   int chunks = 0;
+  /// Ollama's load_duration (on its last line), in ms; 0 when absent.
+  double load_ms = 0;
 };
 
 /// Pure: the content of a reply body however it came: server-sent events

@@ -45,8 +45,8 @@ caf::behavior model_call_job(caf::event_based_actor* self, caf::actor reporter, 
   self->send(reporter, execution_started{call.fence, 0});
   auto reply = call_model(model, api_key, call.system_prompt, call.prompt, call.timeout);
   if (reply.ok)
-    self->send(reporter,
-               model_answer{call.fence, std::move(reply.content), model.name, reply.latency_ms});
+    self->send(reporter, model_answer{call.fence, std::move(reply.content), model.name,
+                                      reply.latency_ms, reply.load_ms});
   else
     self->send(reporter,
                execution_failed{
@@ -113,6 +113,11 @@ struct model_endpoint_state {
   std::optional<backpressure> slowed;
   /// Throttles per call (message id, epoch), bounded by max_throttled.
   std::map<std::pair<int64_t, int64_t>, int> throttles;
+
+  /// May start calls (always, for a model on no GPU).
+  bool gpu_turn = true;
+  /// The demand last reported to the GPU's scheduler: (queued, running).
+  std::pair<int64_t, int64_t> gpu_reported{-1, -1};
 
   /// The call is over (answered, failed for good, abandoned): its second
   /// chance after a dropped connection and its throttle count go with it.
@@ -183,8 +188,24 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
     ++st.active;
   };
 
-  auto dispatch = [=] {
+  // Tells the GPU's scheduler what waits and runs, when that changed.
+  auto sync_gpu = [=](bool force) {
     auto& st = self->state;
+    if (!o.find_gpu)
+      return;
+    std::pair<int64_t, int64_t> now{static_cast<int64_t>(st.queue.size()), st.active};
+    if (!force && now == st.gpu_reported)
+      return;
+    if (auto gpu = o.find_gpu()) {
+      st.gpu_reported = now;
+      self->send(gpu, gpu_demand{model.name, now.first, now.second});
+    }
+  };
+
+  auto start_what_may_start = [=] {
+    auto& st = self->state;
+    if (!st.gpu_turn)
+      return;
     if (st.down && !st.down->gave_up) {
       // One call at a time tests whether the server is back.
       if (st.down->probe_due && !st.down->probe_in_flight && !st.queue.empty() &&
@@ -208,6 +229,12 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
       st.queue.pop_front();
       start(std::move(next), false);
     }
+  };
+
+  // Starts what may start; the GPU's scheduler learns what is left waiting.
+  auto dispatch = [=] {
+    start_what_may_start();
+    sync_gpu(false);
   };
 
   auto schedule_probe = [=] {
@@ -355,6 +382,13 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
     return it == self->state.running.end() ? nullptr : &it->second;
   };
 
+  // On a GPU, calls wait for the scheduler's first turn; it learns of this
+  // endpoint (a restarted one too) from the first demand.
+  if (o.find_gpu) {
+    self->state.gpu_turn = false;
+    sync_gpu(true);
+  }
+
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
     if (st.owners.erase(dm.source) > 0) {
@@ -411,6 +445,9 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
         if (!rc)
           return;
         self->state.settled(rc->call.fence);
+        if (msg.load_ms > 0 && o.find_gpu)
+          if (auto gpu = o.find_gpu())
+            self->send(gpu, gpu_load_observed{model.name, msg.load_ms});
         self->send(rc->owner, std::move(msg));
         server_answered();
       },
@@ -434,6 +471,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
           if (rc->probe && st.down)
             st.down->probe_in_flight = false;
           wait_for_server(*rc, msg.error, true);
+          sync_gpu(false);
           return;
         }
         if (msg.fault == model_fault::throttled && !rc->abandoned) {
@@ -470,8 +508,14 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
           return;
         }
         wait_for_server(*rc, msg.error, false);
+        sync_gpu(false);
       },
       [=](resume_atom) { dispatch(); },
+      [=](gpu_turn& turn) {
+        self->state.gpu_turn = turn.may_start;
+        dispatch();
+      },
+      [=](gpu_sync_atom) { sync_gpu(true); },
       [=](probe_atom, int64_t id) {
         auto& st = self->state;
         if (!st.down || st.down->id != id)
@@ -496,6 +540,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
           self->send(q.owner, execution_failed{q.call.fence, reason, false, model.name});
         st.queue.clear();
         report();
+        sync_gpu(false);
       },
       [=](execution_abandoned& msg) {
         auto& st = self->state;
@@ -503,6 +548,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
         for (auto it = st.queue.begin(); it != st.queue.end(); ++it)
           if (it->call.fence == msg.fence) {
             st.queue.erase(it);
+            sync_gpu(false);
             return;
           }
         for (auto& [addr, call] : st.running)

@@ -30,6 +30,10 @@ struct model_endpoint_options {
   /// The endpoint of another model by name (the fallback for a context
   /// overflow); empty, or a null actor, when there is none.
   std::function<caf::actor(const std::string&)> find_endpoint;
+  /// The scheduler of the model's GPU (gpu_scheduler.hpp), when it is on
+  /// one: the endpoint reports its demand there and starts calls only while
+  /// it holds a turn. Looked up at each report (the scheduler may restart).
+  std::function<caf::actor()> find_gpu;
   /// The wall clock of an outage's start as reported (virtual in simulation).
   std::function<persistence::time_point()> wall_clock = [] {
     return persistence::wall_clock::now();
@@ -61,6 +65,11 @@ struct model_endpoint_options {
 /// (else 1 s, 2 s, … 30 s), then at most half as many run at once as before,
 /// one more after each answer, until the model's concurrency is reached.
 /// A call throttled more than max_throttled times fails (its attempt counts).
+///
+/// GPU turns: a model on a [gpus] entry starts calls only while the GPU's
+/// scheduler gives it a turn; its calls wait in the queue meanwhile, their
+/// deadlines not started. Each change of its queued and running counts goes
+/// to the scheduler, and each load_duration a reply reports.
 ///
 /// Context overflow: a call whose prompt the server says is beyond the
 /// model's context goes to the model's fallback_model on behalf of the same

@@ -1,6 +1,7 @@
 // Assembly of a node's supervision tree.
 #include "actors/node_runtime.hpp"
 
+#include "actors/gpu_scheduler.hpp"
 #include "actors/group_writer.hpp"
 #include "actors/history_pruner.hpp"
 #include "actors/lease_keeper.hpp"
@@ -102,6 +103,18 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
         }));
 
   std::vector<child_spec> models;
+  // GPU schedulers first: their endpoints report to them from the start.
+  for (const auto& g : o.pipeline->gpus)
+    models.push_back(named_child(dir, "gpu/" + g.name, [g, dir](caf::event_based_actor* sup) {
+      gpu_scheduler_options scheduler;
+      scheduler.gpu = g;
+      scheduler.find_endpoint = [weak =
+                                     std::weak_ptr<actor_directory>(dir)](const std::string& name) {
+        auto d = weak.lock();
+        return d ? d->get("model/" + name) : caf::actor{};
+      };
+      return spawn_gpu_scheduler(sup->system(), std::move(scheduler));
+    }));
   for (const auto& m : o.pipeline->models)
     models.push_back(named_child(dir, "model/" + m.name, [m, o, dir](caf::event_based_actor* sup) {
       model_endpoint_options endpoint;
@@ -115,6 +128,11 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
         auto d = weak.lock();
         return d ? d->get("model/" + name) : caf::actor{};
       };
+      if (!m.gpu.empty())
+        endpoint.find_gpu = [weak = std::weak_ptr<actor_directory>(dir), gpu = m.gpu] {
+          auto d = weak.lock();
+          return d ? d->get("gpu/" + gpu) : caf::actor{};
+        };
       return spawn_model_endpoint(sup->system(), std::move(endpoint));
     }));
 

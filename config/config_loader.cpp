@@ -124,6 +124,7 @@ public:
     read_database();
     read_runtime();
     read_model_endpoint();
+    read_gpus();
     read_models();
     read_sinks();
     read_stages();
@@ -268,8 +269,80 @@ private:
     for (const auto& m : config_.models)
       model_names_.push_back(m.name);
     check_fallbacks();
+    check_gpus();
     // A stage naming a broken model gets no second error for it.
     model_names_.insert(model_names_.end(), broken.begin(), broken.end());
+  }
+
+  /// `[gpus.<name>]`: what each GPU holds at once and how its scheduler
+  /// trades waves against waiting.
+  void read_gpus() {
+    auto* table = top_.subtable("gpus");
+    if (table == nullptr)
+      return;
+    for (auto&& [key, value] : *table) {
+      std::string name{key.str()};
+      auto* gpu_table = value.as_table();
+      if (gpu_table == nullptr) {
+        diag_.error(value.source(), "gpus." + name,
+                    "expected a table [gpus." + name + "], got " +
+                        std::string{detail::type_name(value)});
+        gpu_names_.push_back(name);
+        continue;
+      }
+      gpu_config g;
+      g.name = name;
+      table_reader r{*gpu_table, "gpus." + name, diag_};
+      g.where = r.where();
+      if (!detail::is_valid_name(name))
+        diag_.error(g.where, r.path(),
+                    "invalid GPU name " + in_quotes(name) +
+                        ": use lowercase letters, digits and '_'");
+      if (auto n = r.integer("max_loaded", 1, 64))
+        g.max_loaded = static_cast<int>(*n);
+      if (auto d = r.duration("swap_cost"))
+        g.swap_cost = *d;
+      // A bound of 0 would swap for every call: the mixing waves exist to avoid.
+      if (auto d = r.duration("max_wait"))
+        g.max_wait = *d;
+      if (auto d = r.duration("linger"))
+        g.linger = *d;
+      if (g.linger && *g.linger >= g.max_wait)
+        r.error("linger", "linger (" + format_duration(*g.linger) +
+                              ") must be shorter than max_wait (" + format_duration(g.max_wait) +
+                              "), the fairness bound");
+      r.finish();
+      gpu_names_.push_back(name);
+      config_.gpus.push_back(std::move(g));
+    }
+    std::stable_sort(config_.gpus.begin(), config_.gpus.end(), [](const auto& x, const auto& y) {
+      return std::tie(x.where.line, x.where.column) < std::tie(y.where.line, y.where.column);
+    });
+  }
+
+  /// Every model's gpu is a [gpus] entry, and every GPU holds some model.
+  void check_gpus() {
+    for (const auto& m : config_.models) {
+      if (m.gpu.empty())
+        continue;
+      auto it = std::find_if(config_.gpus.begin(), config_.gpus.end(),
+                             [&](const auto& g) { return g.name == m.gpu; });
+      if (it != config_.gpus.end()) {
+        it->models.push_back(m.name);
+        continue;
+      }
+      if (std::find(gpu_names_.begin(), gpu_names_.end(), m.gpu) != gpu_names_.end())
+        continue; // a broken [gpus] entry, reported already
+      diag_.error(m.where, "models." + m.name + ".gpu",
+                  "gpu " + in_quotes(m.gpu) + " is not a GPU in [gpus]" +
+                      (gpu_names_.empty() ? std::string{" (there is no [gpus] table)"}
+                                          : detail::did_you_mean(m.gpu, gpu_names_)));
+    }
+    for (const auto& g : config_.gpus)
+      if (g.models.empty())
+        diag_.error(g.where, "gpus." + g.name,
+                    "no model is on GPU " + in_quotes(g.name) + ": set gpu = " + in_quotes(g.name) +
+                        " in the [models] it holds");
   }
 
   /// Every fallback_model names a model, and following them never comes
@@ -368,6 +441,8 @@ private:
       m.idle_timeout = *d;
     if (auto n = r.integer("max_throttled", 1, 100000))
       m.max_throttled = static_cast<int>(*n);
+    if (auto gpu = r.string("gpu"))
+      m.gpu = *gpu;
     if (auto fallback = r.string("fallback_model")) {
       if (*fallback == name)
         r.error("fallback_model", "a model cannot be its own fallback_model");
@@ -479,6 +554,7 @@ private:
   pipeline_config config_;
   detail::graph_sources sources_;
   std::vector<std::string> model_names_;
+  std::vector<std::string> gpu_names_;
   std::optional<std::string> default_endpoint_;
 };
 

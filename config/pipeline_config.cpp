@@ -17,6 +17,17 @@ const model_config* pipeline_config::find_model(std::string_view name) const {
   return i != models.end() ? &*i : nullptr;
 }
 
+const gpu_config* pipeline_config::find_gpu(std::string_view name) const {
+  auto i = std::find_if(gpus.begin(), gpus.end(), [&](const auto& g) { return g.name == name; });
+  return i != gpus.end() ? &*i : nullptr;
+}
+
+millis gpu_config::linger_or_default() const {
+  if (linger)
+    return *linger;
+  return std::clamp(swap_cost / 10, millis{10}, millis{2000});
+}
+
 bool pipeline_config::is_sink(std::string_view name) const {
   return std::find(sinks.begin(), sinks.end(), name) != sinks.end();
 }

@@ -98,7 +98,33 @@ struct model_config {
   /// A model (in [models]) that takes the calls whose prompt overflows this
   /// model's context; empty: such a call fails at once with that reason.
   std::string fallback_model;
+  /// The GPU (a [gpus] entry) the model is loaded on; empty: none declared,
+  /// its calls are not scheduled with other models'.
+  std::string gpu;
   source_location where;
+};
+
+/// A GPU (or model host) holding a few models at once: its scheduler runs
+/// the ready calls of loaded models in waves and swaps models only when a
+/// wave is drained or a call has waited max_wait (the fairness bound).
+struct gpu_config {
+  std::string name;
+  /// Models it holds at once (Ollama's OLLAMA_MAX_LOADED_MODELS).
+  int max_loaded = 1;
+  /// What loading a model costs; refined from the load_duration of replies.
+  millis swap_cost{10000};
+  /// The fairness bound: a call waiting this long for its model's turn
+  /// makes the GPU swap to it once the calls in flight end.
+  millis max_wait{300000};
+  /// How long a loaded model whose queue ran dry keeps its turn, waiting for
+  /// its stage's next call, before another model is loaded; unset: a tenth
+  /// of the swap cost, within [10 ms, 2 s].
+  std::optional<millis> linger;
+  /// The [models] that name this GPU, in file order.
+  std::vector<std::string> models;
+  source_location where;
+
+  millis linger_or_default() const;
 };
 
 struct retry_policy {
@@ -195,10 +221,13 @@ struct pipeline_config {
   std::vector<model_config> models;
   /// In file order.
   std::vector<stage_config> stages;
+  /// In file order.
+  std::vector<gpu_config> gpus;
   std::vector<std::string> sinks;
 
   const stage_config* find_stage(std::string_view name) const;
   const model_config* find_model(std::string_view name) const;
+  const gpu_config* find_gpu(std::string_view name) const;
   bool is_sink(std::string_view name) const;
   /// The stage's own timeout, else runtime.default_timeout; with
   /// timeout = "auto", the deadline it starts from (the midpoint).

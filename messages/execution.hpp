@@ -89,6 +89,9 @@ struct model_answer {
   std::string content;
   std::string model;
   double latency_ms = 0;
+  /// Of latency_ms, the time the server spent loading the model (Ollama's
+  /// load_duration; 0 when it was loaded already or the API does not say).
+  double load_ms = 0;
 };
 
 /// A worker-mode script execution, from its owner to the stage's script
@@ -141,7 +144,8 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, model_answer& x) {
-  return f(caf::meta::type_name("turing::model_answer"), x.fence, x.content, x.model, x.latency_ms);
+  return f(caf::meta::type_name("turing::model_answer"), x.fence, x.content, x.model, x.latency_ms,
+           x.load_ms);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, script_call& x) {

@@ -47,6 +47,9 @@ inline void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<persistence::model_outage>("turing::model_outage");
   cfg.add_message_type<model_availability>("turing::model_availability");
   cfg.add_message_type<model_call>("turing::model_call");
+  cfg.add_message_type<gpu_demand>("turing::gpu_demand");
+  cfg.add_message_type<gpu_turn>("turing::gpu_turn");
+  cfg.add_message_type<gpu_load_observed>("turing::gpu_load_observed");
   cfg.add_message_type<model_answer>("turing::model_answer");
   cfg.add_message_type<script_call>("turing::script_call");
   cfg.add_message_type<execution_abandoned>("turing::execution_abandoned");

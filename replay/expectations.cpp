@@ -107,6 +107,29 @@ void check_expectations(const scenario& sc, store& st, const sim_world& world, r
            " times, at most " + std::to_string(most) + " expected");
   }
 
+  for (const auto& [gpu, most] : x.max_loads) {
+    auto it = world.gpu_loads.find(gpu);
+    auto got = it == world.gpu_loads.end() ? 0 : it->second;
+    if (got > most)
+      fail("GPU " + gpu + " loaded a model " + std::to_string(got) + " times, at most " +
+           std::to_string(most) + " expected");
+  }
+  for (const auto& [gpu, least] : x.min_loads) {
+    auto it = world.gpu_loads.find(gpu);
+    auto got = it == world.gpu_loads.end() ? 0 : it->second;
+    if (got < least)
+      fail("GPU " + gpu + " loaded a model " + std::to_string(got) + " times, at least " +
+           std::to_string(least) + " expected");
+  }
+  for (const auto& [model, most] : x.max_call_wait) {
+    auto it = world.longest_call_wait.find(model);
+    auto got = it == world.longest_call_wait.end() ? millis{0}
+                                                   : std::chrono::duration_cast<millis>(it->second);
+    if (got > most)
+      fail("a call of model " + model + " waited " + seconds(got) +
+           " from its claim to its start, at most " + seconds(most) + " expected");
+  }
+
   if (x.makespan_min || x.makespan_max) {
     if (out.makespan_s < 0)
       fail("makespan: the runs never finished");

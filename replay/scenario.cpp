@@ -4,6 +4,7 @@
 
 #include "config/duration.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -402,8 +403,9 @@ public:
     const std::string path = "expect";
     only_keys(t, path,
               {"config_error", "finished", "sinks", "attempts", "model_calls", "peak_model_calls",
-               "script_runs", "max_stage_switches", "makespan_min", "makespan_max",
-               "trace_contains", "trace_lacks", "items", "attempt"});
+               "script_runs", "max_stage_switches", "max_loads", "min_loads", "max_call_wait",
+               "makespan_min", "makespan_max", "trace_contains", "trace_lacks", "items",
+               "attempt"});
     expectations x;
     x.config_error = str(t, path, "config_error");
     x.finished = boolean(t, path, "finished").value_or(!x.config_error);
@@ -418,6 +420,12 @@ public:
     x.peak_model_calls = counts(t, path, "peak_model_calls");
     x.script_runs = counts(t, path, "script_runs");
     x.max_stage_switches = counts(t, path, "max_stage_switches");
+    x.max_loads = counts(t, path, "max_loads");
+    x.min_loads = counts(t, path, "min_loads");
+    if (auto* w = table(t, path, "max_call_wait"))
+      for (const auto& [k, v] : *w)
+        if (auto d = duration(*w, path + ".max_call_wait", std::string(k.str()).c_str()))
+          x.max_call_wait[std::string(k.str())] = *d;
     x.makespan_min = duration(t, path, "makespan_min");
     x.makespan_max = duration(t, path, "makespan_max");
     x.trace_contains = strings(t, path, "trace_contains");
@@ -534,7 +542,8 @@ scenario parse_scenario(const std::string& toml_text, const std::filesystem::pat
   s.file = file;
   r.only_keys(root, "",
               {"name", "incident", "summary", "expected_failure", "pipeline", "pipeline_file",
-               "nodes", "enqueue", "timeline", "models", "scripts", "settle", "limit", "expect"});
+               "nodes", "enqueue", "timeline", "models", "scripts", "gpus", "settle", "limit",
+               "expect"});
   s.name = r.str(root, "", "name").value_or(file.stem().string());
   s.incident = static_cast<int>(r.integer(root, "", "incident").value_or(0));
   s.summary = r.str(root, "", "summary").value_or("");
@@ -598,6 +607,30 @@ scenario parse_scenario(const std::string& toml_text, const std::filesystem::pat
         s.scripts[name] = r.handler(*t, "scripts." + name, false);
       else
         r.error(&v, "scripts." + name, "must be a table");
+    }
+  if (auto* g = r.table(root, "", "gpus"))
+    for (const auto& [k, v] : *g) {
+      auto name = std::string(k.str());
+      auto path = "gpus." + name;
+      auto t = v.as_table();
+      if (!t) {
+        r.error(&v, path, "must be a table");
+        continue;
+      }
+      r.only_keys(*t, path, {"models", "max_loaded", "load"});
+      simulated_gpu gpu;
+      gpu.models = r.strings(*t, path, "models");
+      if (gpu.models.empty())
+        r.error(t, path + ".models", "missing: the models this GPU holds");
+      gpu.max_loaded = static_cast<int>(r.integer(*t, path, "max_loaded").value_or(1));
+      if (gpu.max_loaded < 1)
+        r.error(t->get("max_loaded"), path + ".max_loaded", "must be at least 1");
+      gpu.load = r.duration(*t, path, "load").value_or(millis{0});
+      for (const auto& m : gpu.models)
+        for (const auto& [other, o] : s.gpus)
+          if (std::find(o.models.begin(), o.models.end(), m) != o.models.end())
+            r.error(t, path + ".models", "model " + m + " is on GPU " + other + " already");
+      s.gpus[name] = std::move(gpu);
     }
   s.settle = r.duration(root, "", "settle").value_or(s.settle);
   s.limit = r.duration(root, "", "limit").value_or(s.limit);

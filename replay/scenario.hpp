@@ -137,6 +137,15 @@ struct attempt_expectation {
   std::optional<std::string> error_contains;
 };
 
+/// A simulated GPU (or model host): it holds max_loaded of its models at
+/// once; a call to another model first waits `load` while the least recently
+/// used one is unloaded (what a real Ollama does).
+struct simulated_gpu {
+  std::vector<std::string> models; ///< by the pipeline's model names
+  int max_loaded = 1;
+  millis load{0};
+};
+
 struct expectations {
   std::optional<std::string> config_error; ///< the pipeline must be rejected with this
   bool finished = true;                    ///< every run finished by the end
@@ -146,6 +155,11 @@ struct expectations {
   std::map<std::string, int64_t> peak_model_calls;   ///< most in flight at once, by model
   std::map<std::string, int64_t> script_runs;        ///< started, by stage
   std::map<std::string, int64_t> max_stage_switches; ///< by model, at most
+  std::map<std::string, int64_t> max_loads; ///< by simulated GPU: model loads, the first included
+  std::map<std::string, int64_t> min_loads; ///< by simulated GPU
+  /// By model: the longest any call waited from its message's claim to its
+  /// start, at most.
+  std::map<std::string, millis> max_call_wait;
   std::optional<millis> makespan_min;
   std::optional<millis> makespan_max;
   std::vector<std::string> trace_contains; ///< in this order
@@ -168,6 +182,7 @@ struct scenario {
   std::vector<timeline_event> timeline;             ///< sorted by `at` (stable)
   std::map<std::string, simulated_handler> models;  ///< by model name
   std::map<std::string, simulated_handler> scripts; ///< by stage name
+  std::map<std::string, simulated_gpu> gpus;        ///< by name
   millis settle{10000};                ///< keeps running this long after everything finished
   millis limit{std::chrono::hours{2}}; ///< never runs past this virtual time
   expectations expect;

@@ -6,6 +6,7 @@
 #include "config/duration.hpp"
 #include "messages/registry.hpp"
 
+#include <algorithm>
 #include <caf/all.hpp>
 
 namespace turing::replay {
@@ -41,7 +42,7 @@ std::string describe_effect(const call_effect& e, bool is_model) {
 }
 
 caf::behavior model_call_sim(caf::event_based_actor* self, caf::actor owner, model_call call,
-                             std::string model, call_effect effect,
+                             std::string model, call_effect effect, millis load,
                              std::shared_ptr<sim_world> world) {
   self->send(owner, execution_started{call.fence, 0});
   // A hung call is still a call in flight at the server until the HTTP
@@ -82,7 +83,8 @@ caf::behavior model_call_sim(caf::event_based_actor* self, caf::actor owner, mod
                      effect.retry_after ? world->real(*effect.retry_after).count() : int64_t{-1}});
     } else {
       self->send(owner, model_answer{call.fence, effect.reply, model,
-                                     static_cast<double>(effect.latency.count())});
+                                     static_cast<double>(effect.latency.count()),
+                                     static_cast<double>(load.count())});
     }
     self->quit();
   }};
@@ -114,6 +116,53 @@ caf::behavior script_sim(caf::event_based_actor* self, caf::actor owner,
   }};
 }
 
+// A call to a model its simulated GPU does not hold loads it first: the
+// least recently used model is unloaded once its calls in flight end, then
+// the load takes its time. Returns how long the call waits before it runs
+// (0 for a loaded model), as Ollama's load_duration would tell.
+millis load_if_needed(sim_world& world, const scenario& sc, const std::string& model,
+                      millis runs_for) {
+  auto now = world.elapsed();
+  auto finish = [&](caf::timespan wait) {
+    auto& ready = world.model_ready_at[model];
+    wait = std::max(wait, ready - now);
+    auto& busy = world.model_busy_until[model];
+    busy = std::max(busy, now + wait + runs_for);
+    return std::chrono::duration_cast<millis>(std::max(wait, caf::timespan{0}));
+  };
+  for (const auto& [name, gpu] : sc.gpus) {
+    if (std::find(gpu.models.begin(), gpu.models.end(), model) == gpu.models.end())
+      continue;
+    auto& loaded = world.gpu_loaded[name];
+    auto it = std::find(loaded.begin(), loaded.end(), model);
+    if (it != loaded.end()) {
+      loaded.erase(it);
+      loaded.push_back(model);
+      return finish(caf::timespan{0});
+    }
+    std::string evicted;
+    caf::timespan free_at = now;
+    if (static_cast<int>(loaded.size()) >= gpu.max_loaded) {
+      evicted = loaded.front();
+      loaded.erase(loaded.begin());
+      free_at = std::max(free_at, world.model_busy_until[evicted]);
+    }
+    loaded.push_back(model);
+    ++world.gpu_loads[name];
+    world.model_ready_at[model] = free_at + gpu.load;
+    world.log("gpu " + name + ": loads model " + model +
+              (evicted.empty() ? std::string{} : " (unloads " + evicted + ")") + ", " +
+              config::format_duration(gpu.load) +
+              (free_at > now ? " after waiting " +
+                                   config::format_duration(
+                                       std::chrono::duration_cast<millis>(free_at - now)) +
+                                   " for its calls in flight"
+                             : std::string{}));
+    return finish(caf::timespan{0});
+  }
+  return millis{0};
+}
+
 } // namespace
 
 actors::model_caller scripted_models(std::shared_ptr<sim_world> world,
@@ -133,12 +182,19 @@ actors::model_caller scripted_models(std::shared_ptr<sim_world> world,
     if (!last.empty() && last != call.stage)
       ++world->stage_switches[model.name];
     last = call.stage;
+    auto load =
+        load_if_needed(*world, *sc, model.name, effect.hang ? call.timeout : effect.latency);
+    effect.latency += load;
+    if (auto m = world->messages.find(call.fence.message_id); m != world->messages.end()) {
+      auto& longest = world->longest_call_wait[model.name];
+      longest = std::max(longest, world->elapsed() - m->second.claimed_at);
+    }
     auto& flying = ++world->in_flight[model.name];
     world->peak_in_flight[model.name] = std::max(world->peak_in_flight[model.name], flying);
     world->log("model " + model.name + ": call " + std::to_string(n) + " for " +
                world->describe(call.fence.message_id) + " " + describe_effect(effect, true) + " (" +
                std::to_string(flying) + " in flight)");
-    auto actor = endpoint->spawn(model_call_sim, owner, call, model.name, effect, world);
+    auto actor = endpoint->spawn(model_call_sim, owner, call, model.name, effect, load, world);
     world->calls.push_back(actor);
     return actor;
   };

@@ -50,6 +50,7 @@ struct sim_world {
     int64_t item_id = 0;
     int attempt = 0;
     int max_attempts = 0;
+    caf::timespan claimed_at{0}; ///< virtual time of its latest claim
   };
   std::map<int64_t, message_info> messages; ///< by message id, as claimed
   std::map<int64_t, std::string> item_keys; ///< by item id
@@ -62,6 +63,16 @@ struct sim_world {
   /// (each a model swap on a GPU that holds one model's context at a time).
   std::map<std::string, int64_t> stage_switches;
   std::map<std::string, std::string> last_stage; ///< by model
+  /// By simulated GPU: its loaded models, least recently used first, and
+  /// how many times a model was loaded on it.
+  std::map<std::string, std::vector<std::string>> gpu_loaded;
+  std::map<std::string, int64_t> gpu_loads;
+  /// By model on a simulated GPU: when its calls in flight end, and when it
+  /// is loaded (a call starting earlier waits until then).
+  std::map<std::string, caf::timespan> model_busy_until;
+  std::map<std::string, caf::timespan> model_ready_at;
+  /// By model: the longest a call waited from its message's claim to its start.
+  std::map<std::string, caf::timespan> longest_call_wait;
   /// Scripted calls still running, stopped when the scenario ends.
   std::vector<caf::actor> calls;
 

@@ -105,6 +105,12 @@ config::pipeline_config scaled(config::pipeline_config p, const sim_world& w) {
     m.max_unavailable = w.real(m.max_unavailable);
     m.idle_timeout = w.real(m.idle_timeout);
   }
+  for (auto& g : p.gpus) {
+    g.swap_cost = w.real(g.swap_cost);
+    g.max_wait = w.real(g.max_wait);
+    if (g.linger)
+      g.linger = w.real(*g.linger);
+  }
   return p;
 }
 
@@ -189,6 +195,12 @@ bool harness::load_pipeline() {
     fail("the pipeline was accepted; expected its rejection with \"" + *expected + "\"");
     return false;
   }
+  for (const auto& [gpu, sim] : sc_->gpus)
+    for (const auto& m : sim.models)
+      if (!loaded.config->find_model(m)) {
+        fail("gpus." + gpu + ": no model " + m + " in the pipeline");
+        return false;
+      }
   world_->log("config accepted: " + std::to_string(loaded.config->stages.size()) + " stage(s), " +
               std::to_string(loaded.config->models.size()) + " model(s)");
   pipeline_ = std::make_shared<const config::pipeline_config>(std::move(*loaded.config));

@@ -50,7 +50,7 @@ std::vector<claimed_message> traced_store::claim(const claim_request& request) {
   reachable("claim");
   auto claimed = inner_->claim(request);
   for (const auto& m : claimed) {
-    world_->messages[m.id] = {m.stage, m.item_id, m.attempt, m.max_attempts};
+    world_->messages[m.id] = {m.stage, m.item_id, m.attempt, m.max_attempts, world_->elapsed()};
     world_->log(request.node + " claims " + world_->describe(m.id) + ", epoch " +
                 std::to_string(m.epoch));
   }
