@@ -417,6 +417,24 @@ CAF_TEST(a_streamed_ollama_reply_is_joined_from_its_chunks) {
   CAF_CHECK_EQUAL(reply.content, R"({"domain": "data"})");
 }
 
+CAF_TEST(ollamas_load_duration_is_read_from_the_last_line_or_the_one_object) {
+  // Nanoseconds on the wire; the GPU scheduler refines its swap cost from it.
+  auto streamed = read_streamed_reply(
+      config::model_api::ollama, "application/x-ndjson",
+      "{\"message\":{\"content\":\"{}\"},\"done\":false}\n"
+      "{\"message\":{\"content\":\"\"},\"done\":true,\"load_duration\":1500000000}\n");
+  CAF_REQUIRE(streamed.content.has_value());
+  CAF_CHECK_EQUAL(streamed.load_ms, 1500.0);
+  auto whole = read_streamed_reply(
+      config::model_api::ollama, "application/json",
+      R"({"message":{"content":"{}"},"done":true,"load_duration":250000000})");
+  CAF_REQUIRE(whole.content.has_value());
+  CAF_CHECK_EQUAL(whole.load_ms, 250.0);
+  auto none = read_streamed_reply(config::model_api::ollama, "application/json",
+                                  R"({"message":{"content":"{}"},"done":true})");
+  CAF_CHECK_EQUAL(none.load_ms, 0.0);
+}
+
 CAF_TEST(a_streamed_openai_reply_is_joined_from_its_deltas) {
   fake_server server;
   CAF_REQUIRE(server.running());

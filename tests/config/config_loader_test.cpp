@@ -418,6 +418,61 @@ sinks = []
   CAF_CHECK_EQUAL(e->where.line, 1);
 }
 
+CAF_TEST(gpus_are_read_with_their_defaults_and_learn_their_models) {
+  auto result = load(R"toml(model_endpoint = "http://gpu-box:11434"
+sinks = ["done"]
+[gpus.big]
+max_loaded = 2
+swap_cost = "20s"
+max_wait = "2m"
+linger = "500ms"
+[gpus.small]
+[models.a]
+api = "ollama"
+model = "mistral-nemo:12b"
+gpu = "big"
+[models.b]
+api = "ollama"
+model = "gemma2"
+gpu = "big"
+[models.c]
+api = "ollama"
+model = "qwen2.5-coder:7b"
+gpu = "small"
+[models.d]
+api = "ollama"
+model = "phi3"
+[stages.s]
+handler = "model"
+entry = true
+model = "a"
+prompt = "skill: {name}"
+outcome = "ok"
+routes = { ok = "done" }
+)toml");
+  for (const auto& e : result.errors)
+    CAF_MESSAGE(e.to_string());
+  CAF_REQUIRE(result.ok());
+  const auto& cfg = *result.config;
+  CAF_REQUIRE_EQUAL(cfg.gpus.size(), 2u);
+  const auto* big = cfg.find_gpu("big");
+  CAF_REQUIRE(big != nullptr);
+  CAF_CHECK_EQUAL(big->max_loaded, 2);
+  CAF_CHECK(big->swap_cost == millis{20000});
+  CAF_CHECK(big->max_wait == millis{120000});
+  CAF_CHECK(big->linger_or_default() == millis{500});
+  CAF_CHECK_EQUAL(big->models, (std::vector<std::string>{"a", "b"}));
+  const auto* small = cfg.find_gpu("small");
+  CAF_REQUIRE(small != nullptr);
+  CAF_CHECK_EQUAL(small->max_loaded, 1);
+  CAF_CHECK(small->swap_cost == millis{10000});
+  CAF_CHECK(small->max_wait == millis{300000});
+  // The default linger: a tenth of the swap cost, at most 2 s.
+  CAF_CHECK(small->linger_or_default() == millis{1000});
+  CAF_CHECK_EQUAL(cfg.find_model("c")->gpu, "small");
+  CAF_CHECK_EQUAL(cfg.find_model("d")->gpu, "");
+}
+
 CAF_TEST(unreadable_config_file_gives_one_error_naming_it) {
   auto missing = dir.path() / "absent.toml";
   auto r = load_config_file(missing, builtins);

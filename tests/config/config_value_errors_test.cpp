@@ -108,6 +108,37 @@ routes = { ok = "done" }
   CHECK_ERROR(r, "models.d.max_throttled", 19, "");
 }
 
+CAF_TEST(a_model_on_an_unknown_gpu_a_fairness_bound_of_0_and_an_empty_gpu_are_refused) {
+  auto r = load(R"(sinks = ["done"]
+model_endpoint = "http://localhost:11434"
+[gpus.gpu0]
+max_wait = "0s"
+max_loaded = 0
+[gpus.spare]
+linger = "10m"
+[models.a]
+api = "ollama"
+model = "a"
+gpu = "gpu1"
+[models.b]
+api = "ollama"
+model = "b"
+gpu = "gpu0"
+[stages.only]
+handler = "model"
+entry = true
+model = "a"
+prompt = "{x}"
+outcome = "ok"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "gpus.gpu0.max_wait", 4, "duration must be greater than 0");
+  CHECK_ERROR(r, "gpus.gpu0.max_loaded", 5, "");
+  CHECK_ERROR(r, "gpus.spare.linger", 7, "must be shorter than max_wait");
+  CHECK_ERROR(r, "gpus.spare", 6, "no model is on GPU 'spare'");
+  CHECK_ERROR(r, "models.a.gpu", 8, "gpu 'gpu1' is not a GPU in [gpus]; did you mean 'gpu0'?");
+}
+
 CAF_TEST(an_auto_timeout_needs_a_ceiling_above_its_floor_and_its_keys_need_auto) {
   auto r = load(R"(sinks = ["done"]
 [stages.a]
