@@ -191,8 +191,9 @@ caf::behavior gpu_scheduler(caf::stateful_actor<gpu_scheduler_state>* self,
     }
     if (next_check && (!st.check_at || *next_check < *st.check_at)) {
       st.check_at = *next_check;
-      self->delayed_send(self, *next_check - now, check_atom::value,
-                         next_check->time_since_epoch().count());
+      // Never in the past: a check that decides nothing must not spin.
+      auto delay = std::max(caf::timespan{*next_check - now}, caf::timespan{1000000});
+      self->delayed_send(self, delay, check_atom::value, next_check->time_since_epoch().count());
     }
   };
 
