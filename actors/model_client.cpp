@@ -394,8 +394,11 @@ json build_request_body(const config::model_config& model, const std::string& sy
     if (model.temperature)
       body["temperature"] = *model.temperature;
     body["response_format"] = {{"type", "json_object"}};
-    if (model.stream)
+    if (model.stream) {
       body["stream"] = true; // server-sent events, one delta per token
+      // The last event then carries the token counts that budgets need.
+      body["stream_options"] = {{"include_usage", true}};
+    }
   } else {
     // Ollama streams one JSON line per token unless told "stream": false.
     body["stream"] = model.stream;
@@ -416,6 +419,28 @@ double load_ms_of(const json& doc) {
   return it->get<double>() / 1e6;
 }
 
+// Ollama: prompt_eval_count + eval_count; OpenAI: usage.total_tokens (or
+// its two parts). -1 when the object says neither.
+int64_t tokens_of(const json& doc) {
+  auto count = [](const json& obj, const char* key) -> int64_t {
+    auto it = obj.find(key);
+    return it != obj.end() && it->is_number_integer() && it->get<int64_t>() >= 0
+               ? it->get<int64_t>()
+               : -1;
+  };
+  if (auto usage = doc.find("usage"); usage != doc.end() && usage->is_object()) {
+    if (auto total = count(*usage, "total_tokens"); total >= 0)
+      return total;
+    auto prompt = count(*usage, "prompt_tokens"), completion = count(*usage, "completion_tokens");
+    if (prompt >= 0 || completion >= 0)
+      return std::max<int64_t>(prompt, 0) + std::max<int64_t>(completion, 0);
+  }
+  auto prompt = count(doc, "prompt_eval_count"), answer = count(doc, "eval_count");
+  if (prompt >= 0 || answer >= 0)
+    return std::max<int64_t>(prompt, 0) + std::max<int64_t>(answer, 0);
+  return -1;
+}
+
 } // namespace
 
 streamed_reply read_streamed_reply(config::model_api api, const std::string& content_type,
@@ -430,10 +455,12 @@ streamed_reply read_streamed_reply(config::model_api api, const std::string& con
   if (!sse && !ndjson) {
     // One JSON object: a server that does not stream, or a stream of one line.
     out.content = extract_content(api, body, &out.error);
-    if (out.content && api == config::model_api::ollama &&
-        body.find("\"load_duration\"") != std::string::npos)
-      if (auto doc = json::parse(body, nullptr, false); doc.is_object())
+    // Parsed again for the counts: bodies are model answers, small.
+    if (out.content)
+      if (auto doc = json::parse(body, nullptr, false); doc.is_object()) {
         out.load_ms = load_ms_of(doc);
+        out.tokens = tokens_of(doc);
+      }
     return out;
   }
   std::string content;
@@ -458,6 +485,8 @@ streamed_reply read_streamed_reply(config::model_api api, const std::string& con
       return out;
     }
     ++out.chunks;
+    if (sse && out.tokens < 0)
+      out.tokens = tokens_of(doc); // the usage chunk (stream_options.include_usage)
     if (auto e = doc.find("error"); e != doc.end()) {
       // Ollama sends it with HTTP 200 when a stream fails midway.
       out.server_error = true;
@@ -485,6 +514,7 @@ streamed_reply read_streamed_reply(config::model_api api, const std::string& con
     }
     if (!sse && doc.value("done", false)) {
       out.load_ms = load_ms_of(doc);
+      out.tokens = tokens_of(doc);
       break;
     }
   }
@@ -662,6 +692,7 @@ model_reply call_model(const config::model_config& model, const std::string& api
     reply.ok = true;
     reply.content = std::move(*read.content);
     reply.load_ms = read.load_ms;
+    reply.tokens = read.tokens;
     return done();
   } catch (const std::exception& e) {
     reply.error = "model call failed: " + one_line(e.what());

@@ -41,6 +41,8 @@ struct model_reply {
   double latency_ms = 0;
   /// Of latency_ms, what the server says it spent loading the model.
   double load_ms = 0;
+  /// Prompt + completion tokens the server counted; -1 when it did not say.
+  int64_t tokens = -1;
 };
 
 /// One chat request, blocking; the runtime runs it on a dedicated thread.
@@ -96,6 +98,9 @@ struct streamed_reply {
   int chunks = 0;
   /// Ollama's load_duration (on its last line), in ms; 0 when absent.
   double load_ms = 0;
+  /// Prompt + completion tokens as the server counted them (Ollama's
+  /// prompt_eval_count + eval_count, OpenAI's usage); -1 when it did not say.
+  int64_t tokens = -1;
 };
 
 /// Pure: the content of a reply body however it came: server-sent events

@@ -2,6 +2,7 @@
 // and the wait through an outage of the model's server (probe, backoff, give up).
 #include "actors/model_endpoint.hpp"
 
+#include "actors/model_budget.hpp"
 #include "actors/model_client.hpp"
 #include "config/duration.hpp"
 #include "messages/models.hpp"
@@ -23,6 +24,7 @@ namespace {
 using probe_atom = caf::atom_constant<caf::atom("mprobe")>;
 using give_up_atom = caf::atom_constant<caf::atom("mgiveup")>;
 using resume_atom = caf::atom_constant<caf::atom("mresume")>;
+using budget_atom = caf::atom_constant<caf::atom("mbudget")>;
 
 constexpr config::millis first_probe_delay{1000};
 constexpr config::millis max_probe_delay{30000};
@@ -46,7 +48,7 @@ caf::behavior model_call_job(caf::event_based_actor* self, caf::actor reporter, 
   auto reply = call_model(model, api_key, call.system_prompt, call.prompt, call.timeout);
   if (reply.ok)
     self->send(reporter, model_answer{call.fence, std::move(reply.content), model.name,
-                                      reply.latency_ms, reply.load_ms});
+                                      reply.latency_ms, reply.load_ms, reply.tokens});
   else
     self->send(reporter,
                execution_failed{
@@ -70,6 +72,10 @@ struct model_endpoint_state {
     /// Its slot is free already: abandoned, or put back in the queue.
     bool slot_freed = false;
     bool probe = false;
+    /// Tokens reserved in the budget, and whether the budget still counts
+    /// the call as in flight.
+    int64_t reservation = 0;
+    bool in_budget = false;
     /// Keeps the call alive: an actor nobody references is ended as
     /// unreachable, even while its call is outstanding.
     caf::actor worker;
@@ -113,6 +119,13 @@ struct model_endpoint_state {
   std::optional<backpressure> slowed;
   /// Throttles per call (message id, epoch), bounded by max_throttled.
   std::map<std::pair<int64_t, int64_t>, int> throttles;
+
+  /// requests_per_minute and tokens_per_minute; unset without either.
+  std::optional<model_budget> budget;
+  /// When the budget's timer fires (one at a time), and when waiting for
+  /// the budget was last logged.
+  std::optional<caf::actor_clock::time_point> budget_timer_at;
+  std::optional<caf::actor_clock::time_point> budget_logged_at;
 
   /// May start calls (always, for a model on no GPU).
   bool gpu_turn = true;
@@ -184,6 +197,10 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
     rc.owner = std::move(next.owner);
     rc.probe = probe;
     rc.worker = worker;
+    if (st.budget) {
+      rc.reservation = st.budget->started(self->clock().now());
+      rc.in_budget = true;
+    }
     st.running[worker.address()] = std::move(rc);
     ++st.active;
   };
@@ -200,6 +217,39 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
       st.gpu_reported = now;
       self->send(gpu, gpu_demand{model.name, now.first, now.second});
     }
+  };
+
+  // Whether the budgets let one more call start now; if not, a timer (or
+  // the end of a call in flight) tries again. Logged once a minute at most.
+  auto budget_allows = [=] {
+    auto& st = self->state;
+    if (!st.budget)
+      return true;
+    auto now = self->clock().now();
+    auto when = st.budget->next_start(now);
+    if (when && *when <= now)
+      return true;
+    if (when && (!st.budget_timer_at || *when < *st.budget_timer_at)) {
+      st.budget_timer_at = *when;
+      self->delayed_send(self, *when - now, budget_atom::value);
+    }
+    if (!st.budget_logged_at || now - *st.budget_logged_at >= std::chrono::minutes(1)) {
+      st.budget_logged_at = now;
+      spdlog::info("model {}: budget reached ({} of {} requests, {} of {} tokens in the last "
+                   "minute); {} call(s) wait unspent for it",
+                   model.name, st.budget->requests_in_window(now), model.requests_per_minute,
+                   st.budget->tokens_in_window(now), model.tokens_per_minute, st.queue.size());
+    }
+    return false;
+  };
+
+  // The call no longer runs on the budget: what it spent is counted.
+  auto budget_ended = [=](model_endpoint_state::running_call& rc, int64_t tokens) {
+    auto& st = self->state;
+    if (!st.budget || !rc.in_budget)
+      return;
+    rc.in_budget = false;
+    st.budget->ended(self->clock().now(), rc.reservation, tokens);
   };
 
   auto start_what_may_start = [=] {
@@ -225,6 +275,8 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
       limit = std::min(limit, st.slowed->admit);
     }
     while (st.active < limit && !st.queue.empty()) {
+      if (!budget_allows())
+        return;
       auto next = std::move(st.queue.front());
       st.queue.pop_front();
       start(std::move(next), false);
@@ -382,6 +434,9 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
     return it == self->state.running.end() ? nullptr : &it->second;
   };
 
+  if (model.requests_per_minute > 0 || model.tokens_per_minute > 0)
+    self->state.budget.emplace(model.requests_per_minute, model.tokens_per_minute);
+
   // On a GPU, calls wait for the scheduler's first turn; it learns of this
   // endpoint (a restarted one too) from the first demand.
   if (o.find_gpu) {
@@ -410,6 +465,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
     if (it == st.running.end())
       return;
     auto& rc = it->second;
+    budget_ended(rc, 0);
     if (!rc.slot_freed) {
       --st.active;
       if (rc.probe && st.down)
@@ -445,6 +501,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
         if (!rc)
           return;
         self->state.settled(rc->call.fence);
+        budget_ended(*rc, msg.tokens);
         if (msg.load_ms > 0 && o.find_gpu)
           if (auto gpu = o.find_gpu())
             self->send(gpu, gpu_load_observed{model.name, msg.load_ms});
@@ -456,6 +513,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
         if (!rc)
           return;
         auto& st = self->state;
+        budget_ended(*rc, 0); // a failed call's tokens are not known, nor recorded
         if (msg.connection_dropped && !rc->abandoned &&
             st.dropped_once.insert(key_of(rc->call.fence)).second) {
           // Most likely the server went away mid-call (a restart): the call
@@ -511,6 +569,10 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
         sync_gpu(false);
       },
       [=](resume_atom) { dispatch(); },
+      [=](budget_atom) {
+        self->state.budget_timer_at.reset();
+        dispatch();
+      },
       [=](gpu_turn& turn) {
         self->state.gpu_turn = turn.may_start;
         dispatch();

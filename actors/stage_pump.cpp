@@ -118,7 +118,7 @@ private:
 
   // -- results ----------------------------------------------------------------
   void finish_success(const lease& fence, const std::string& outcome, const json& output,
-                      const std::string& model);
+                      const std::string& model, int64_t tokens = -1);
   void finish_failure(const lease& fence, attempt_result kind, const std::string& error,
                       bool retryable, const std::string& model);
   template <class Result> void record_late(Result late, const char* what);
@@ -457,7 +457,7 @@ void stage_pump::stop_execution(const execution& e) {
 // -- results --------------------------------------------------------------------
 
 void stage_pump::finish_success(const lease& fence, const std::string& outcome, const json& output,
-                                const std::string& model) {
+                                const std::string& model, int64_t tokens) {
   auto* e = find(fence);
   completion c;
   c.fence = fence;
@@ -465,6 +465,7 @@ void stage_pump::finish_success(const lease& fence, const std::string& outcome, 
   c.outcome = outcome;
   c.output = output;
   c.model = model;
+  c.tokens = tokens;
   if (!e) {
     c.started_at = o_.wall_clock();
     record_late(std::move(c), "result");
@@ -860,7 +861,8 @@ caf::behavior stage_pump::make_behavior() {
       [=](model_answer& msg) {
         auto checked = check_reply(*stage_, msg.content);
         if (checked.ok)
-          finish_success(msg.fence, checked.result.outcome, checked.result.output, msg.model);
+          finish_success(msg.fence, checked.result.outcome, checked.result.output, msg.model,
+                         msg.tokens);
         else
           finish_failure(msg.fence, attempt_result::failed,
                          "model " + msg.model + " [" + model_fault::garbage_reply +

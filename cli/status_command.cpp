@@ -93,6 +93,13 @@ int status_command(const status_options& options) {
   std::map<std::string, stage_latency> latencies;
   for (const auto& s : config.stages)
     latencies[s.name] = latency_of(store, config, s);
+  std::vector<std::string> model_stages;
+  for (const auto& s : config.stages)
+    if (s.handler == config::handler_kind::model)
+      model_stages.push_back(s.name);
+  auto usage = model_stages.empty()
+                   ? std::map<std::string, persistence::pg_store::model_usage>{}
+                   : store.model_usage_since(model_stages, std::chrono::minutes(1));
   auto now = persistence::wall_clock::now();
 
   // Every configured stage, in config order, then any the database has that
@@ -158,6 +165,18 @@ int status_command(const status_options& options) {
              {"calls_waiting", w.outage.waiting},
              {"error", w.outage.error}});
       out["stages"].push_back(j);
+    }
+    out["models"] = nlohmann::json::array();
+    for (const auto& m : config.models) {
+      auto u = usage.count(m.name) ? usage.at(m.name) : persistence::pg_store::model_usage{};
+      auto budget = [](int64_t b) { return b > 0 ? nlohmann::json(b) : nlohmann::json(); };
+      out["models"].push_back({{"model", m.name},
+                               {"gpu", m.gpu.empty() ? nlohmann::json() : nlohmann::json(m.gpu)},
+                               {"concurrency", m.concurrency},
+                               {"calls_last_minute", u.calls},
+                               {"tokens_last_minute", u.tokens},
+                               {"requests_per_minute", budget(m.requests_per_minute)},
+                               {"tokens_per_minute", budget(m.tokens_per_minute)}});
     }
     out["runs"] = nlohmann::json::array();
     for (const auto& r : runs)
@@ -231,6 +250,22 @@ int status_command(const status_options& options) {
         << ")";
     else if (l.recommended)
       o << " (recommended " << config::format_duration(*l.recommended) << ": p99 x 2)";
+    o << "\n";
+  }
+  if (!config.models.empty())
+    o << "models (calls answered and tokens in the last minute, all nodes; budget):\n";
+  for (const auto& m : config.models) {
+    auto u = usage.count(m.name) ? usage.at(m.name) : persistence::pg_store::model_usage{};
+    o << "  " << std::left << std::setw(16) << m.name << std::right << std::setw(6) << u.calls
+      << " calls";
+    if (m.requests_per_minute > 0)
+      o << " of " << m.requests_per_minute;
+    o << std::setw(10) << u.tokens << " tokens";
+    if (m.tokens_per_minute > 0)
+      o << " of " << m.tokens_per_minute;
+    o << "  concurrency " << m.concurrency;
+    if (!m.gpu.empty())
+      o << "  on gpu " << m.gpu;
     o << "\n";
   }
   o << "runs:\n";

@@ -443,6 +443,10 @@ private:
       m.max_throttled = static_cast<int>(*n);
     if (auto gpu = r.string("gpu"))
       m.gpu = *gpu;
+    if (auto n = r.integer("requests_per_minute", 1, 100000000))
+      m.requests_per_minute = *n;
+    if (auto n = r.integer("tokens_per_minute", 1, 1000000000000))
+      m.tokens_per_minute = *n;
     if (auto fallback = r.string("fallback_model")) {
       if (*fallback == name)
         r.error("fallback_model", "a model cannot be its own fallback_model");

@@ -98,6 +98,11 @@ struct model_config {
   /// A model (in [models]) that takes the calls whose prompt overflows this
   /// model's context; empty: such a call fails at once with that reason.
   std::string fallback_model;
+  /// Budgets over any 60 s: calls started, and tokens (prompt + completion,
+  /// as the replies count them); 0: none. Calls wait in the model's queue,
+  /// unspent, until the budget allows them.
+  int64_t requests_per_minute = 0;
+  int64_t tokens_per_minute = 0;
   /// The GPU (a [gpus] entry) the model is loaded on; empty: none declared,
   /// its calls are not scheduled with other models'.
   std::string gpu;

@@ -92,6 +92,8 @@ struct model_answer {
   /// Of latency_ms, the time the server spent loading the model (Ollama's
   /// load_duration; 0 when it was loaded already or the API does not say).
   double load_ms = 0;
+  /// Prompt + completion tokens the server counted; -1 when it did not say.
+  int64_t tokens = -1;
 };
 
 /// A worker-mode script execution, from its owner to the stage's script
@@ -145,7 +147,7 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, model_answer& x) {
   return f(caf::meta::type_name("turing::model_answer"), x.fence, x.content, x.model, x.latency_ms,
-           x.load_ms);
+           x.load_ms, x.tokens);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, script_call& x) {

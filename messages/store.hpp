@@ -59,7 +59,7 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
   auto parse = caf::meta::load_callback(
       [&]() -> caf::error { return detail::parse_json_into(output, x.output); });
   return f(caf::meta::type_name("turing::completion"), x.fence, x.attempt, x.node, x.started_at,
-           x.outcome, output, parse, x.model, x.deliveries, x.derived_payloads);
+           x.outcome, output, parse, x.model, x.tokens, x.deliveries, x.derived_payloads);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, failure& x) {

@@ -30,7 +30,7 @@ void memory_store::append_attempt(const message_row& m, int attempt, int64_t epo
                                   const std::string& node, time_point started, time_point now,
                                   attempt_result result, const std::string& outcome,
                                   const std::string& model, const json& output,
-                                  const std::string& error) {
+                                  const std::string& error, int64_t tokens) {
   attempt_record a;
   a.id = next_attempt_id_++;
   a.message_id = m.id;
@@ -47,6 +47,7 @@ void memory_store::append_attempt(const message_row& m, int attempt, int64_t epo
   a.model = model;
   a.output = output;
   a.error = error;
+  a.tokens = tokens;
   attempts_.push_back(std::move(a));
 }
 
@@ -235,7 +236,8 @@ std::vector<fence_result> memory_store::complete(const std::vector<completion>& 
           append_attempt(m, c.attempt, c.fence.epoch, c.node, c.started_at, now,
                          attempt_result::late_result, c.outcome, c.model, c.output,
                          "late result: epoch " + std::to_string(c.fence.epoch) +
-                             " is no longer current; nothing applied");
+                             " is no longer current; nothing applied",
+                         c.tokens);
         });
       continue;
     }
@@ -247,7 +249,7 @@ std::vector<fence_result> memory_store::complete(const std::vector<completion>& 
     m.outcome = c.outcome;
     m.output = c.output;
     append_attempt(m, m.attempt, m.epoch, *m.owner_node, *m.started_at, now,
-                   attempt_result::completed, c.outcome, c.model, c.output, "");
+                   attempt_result::completed, c.outcome, c.model, c.output, "", c.tokens);
     effects.branch_ended(m.item_id);
     auto start_message = [&](const std::string& stage, const json& payload, int max_attempts) {
       message_row n;

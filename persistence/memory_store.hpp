@@ -99,7 +99,7 @@ private:
   void append_attempt(const message_row& m, int attempt, int64_t epoch, const std::string& node,
                       time_point started, time_point now, attempt_result result,
                       const std::string& outcome, const std::string& model, const json& output,
-                      const std::string& error);
+                      const std::string& error, int64_t tokens = -1);
   template <class Effects> void apply_item_effects(const Effects& effects, time_point now);
   std::vector<rescued_message>
   rescue_where(int max_lost, const std::function<bool(const message_row&)>& match,

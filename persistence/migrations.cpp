@@ -384,6 +384,13 @@ LANGUAGE sql STABLE AS $$
 $$;
 )sql";
 
+// What a model attempt cost in tokens (prompt + completion, as its server
+// counted them): budgets are checked against it, and users account with it.
+// NULL where the handler is not a model or the server did not say.
+const char* attempt_tokens = R"sql(
+ALTER TABLE turing.attempts ADD COLUMN tokens bigint CHECK (tokens >= 0);
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
@@ -403,6 +410,7 @@ const std::vector<migration>& all_migrations() {
       {12, "payload columns compressed with lz4", lz4_payloads},
       {13, "turing.next_payload: payloads derived in the database", derived_payloads},
       {14, "large payloads stored once per item, assembled when claimed", payloads_stored_once},
+      {15, "attempts.tokens: a model attempt's prompt + completion tokens", attempt_tokens},
   };
   return list;
 }

@@ -248,13 +248,14 @@ void record_late(statement_cache& sc, pqxx::work& tx, const json& rows) {
   sc.exec(tx, R"sql(
     WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
                AS x(id bigint, epoch bigint, attempt integer, node text, started_us bigint,
-                    outcome text, model text, output jsonb, error text))
+                    outcome text, model text, output jsonb, error text, tokens bigint))
     INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
-                                 started_at, finished_at, result, outcome, model, output, error)
+                                 started_at, finished_at, result, outcome, model, output, error,
+                                 tokens)
     SELECT m.id, m.item_id, m.run_id, m.stage, x.attempt, x.epoch, x.node,
            timestamptz 'epoch' + x.started_us * interval '1 microsecond',
            greatest(turing.now(), timestamptz 'epoch' + x.started_us * interval '1 microsecond'),
-           'late_result', x.outcome, x.model, x.output, x.error
+           'late_result', x.outcome, x.model, x.output, x.error, x.tokens
     FROM x JOIN turing.messages m ON m.id = x.id)sql",
           rows.dump());
 }
@@ -721,25 +722,28 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
                       {"epoch", c.fence.epoch},
                       {"outcome", c.outcome},
                       {"output", c.output},
-                      {"model", c.model.empty() ? json() : json(c.model)}});
+                      {"model", c.model.empty() ? json() : json(c.model)},
+                      {"tokens", c.tokens >= 0 ? json(c.tokens) : json()}});
   auto ids = id_array(batch, [](const completion& c) { return c.fence.message_id; });
   return in_transaction("complete", [&](pqxx::work& tx) {
     lock_in_order(session_->statements, tx, "messages", ids);
     auto done = session_->statements.exec(tx, R"sql(
       WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
-                 AS x(id bigint, epoch bigint, outcome text, output jsonb, model text)),
+                 AS x(id bigint, epoch bigint, outcome text, output jsonb, model text,
+                      tokens bigint)),
       done AS (
         UPDATE turing.messages m SET state = 'done', lease_expires_at = NULL,
           finished_at = greatest(turing.now(), m.started_at), outcome = x.outcome, output = x.output
         FROM x WHERE m.id = x.id AND m.epoch = x.epoch AND (m.state = 'running') IS TRUE
           AND m.id = ANY($2::bigint[])
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, m.owner_node,
-                  m.started_at, m.finished_at, m.outcome, m.output, x.model),
+                  m.started_at, m.finished_at, m.outcome, m.output, x.model, x.tokens),
       audit AS (
         INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
-                                     started_at, finished_at, result, outcome, model, output)
+                                     started_at, finished_at, result, outcome, model, output,
+                                     tokens)
         SELECT id, item_id, run_id, stage, attempt, epoch, owner_node, started_at, finished_at,
-               'completed', outcome, model, output FROM done),
+               'completed', outcome, model, output, tokens FROM done),
       tally AS (
         INSERT INTO turing.stage_tallies AS t (stage, backend, done)
         SELECT stage, pg_backend_pid(), count(*) FROM done GROUP BY stage
@@ -796,6 +800,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
                         {"started_us", to_us(c.started_at)},
                         {"outcome", c.outcome},
                         {"model", c.model.empty() ? json() : json(c.model)},
+                        {"tokens", c.tokens >= 0 ? json(c.tokens) : json()},
                         {"output", c.output},
                         {"error", "late result: epoch " + std::to_string(c.fence.epoch) +
                                       " is no longer current; nothing applied"}});
@@ -1166,6 +1171,21 @@ std::map<std::string, int64_t> pg_store::dead_from_lost_leases() {
   });
 }
 
+std::map<std::string, pg_store::model_usage>
+pg_store::model_usage_since(const std::vector<std::string>& stages, millis window) {
+  return in_transaction("model_usage_since", [&](pqxx::work& tx) {
+    std::map<std::string, model_usage> out;
+    auto r = tx.exec_params(
+        "SELECT model, count(*), coalesce(sum(tokens), 0) FROM turing.attempts "
+        "WHERE stage = ANY($1::text[]) AND result = 'completed' AND model IS NOT NULL "
+        "AND finished_at > turing.now() - $2 * interval '1 millisecond' GROUP BY model",
+        text_array(stages), static_cast<double>(window.count()));
+    for (const auto& row : r)
+      out[row[0].as<std::string>()] = {row[1].as<int64_t>(), row[2].as<int64_t>()};
+    return out;
+  });
+}
+
 std::vector<node_report> pg_store::nodes() {
   return in_transaction("nodes", [&](pqxx::work& tx) {
     auto r = tx.exec("SELECT name, " TS_US("started_at") ", " TS_US("seen_at") ", " TS_US(
@@ -1326,7 +1346,8 @@ std::vector<item_record> pg_store::items(int64_t run_id) {
 std::vector<attempt_record> pg_store::attempts(std::optional<int64_t> run_id) {
   return in_transaction("attempts", [&](pqxx::work& tx) {
     std::string sql = "SELECT id, message_id, item_id, run_id, stage, attempt, epoch, node, " TS_US(
-        "started_at") ", " TS_US("finished_at") ", result, outcome, model, output::text, error "
+        "started_at") ", " TS_US("finished_at") ", result, outcome, model, output::text, error, "
+                                                "coalesce(tokens, -1) "
                                                 "FROM turing.attempts";
     auto r = run_id ? tx.exec_params(sql + " WHERE run_id = $1 ORDER BY id", *run_id)
                     : tx.exec(sql + " ORDER BY id");
@@ -1348,6 +1369,7 @@ std::vector<attempt_record> pg_store::attempts(std::optional<int64_t> run_id) {
       a.model = opt_text(row[12]);
       a.output = opt_json(row[13]);
       a.error = opt_text(row[14]);
+      a.tokens = row[15].as<int64_t>();
       out.push_back(std::move(a));
     }
     return out;

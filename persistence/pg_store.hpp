@@ -63,6 +63,15 @@ public:
   /// By stage: dead messages that were lost with their node too often (not
   /// failed), for `turing status`; read through the dead messages' index.
   std::map<std::string, int64_t> dead_from_lost_leases();
+  /// By model: calls answered and tokens they counted over the last `window`,
+  /// from the completed attempts of `stages` (the model stages; their index
+  /// makes this cheap however long the history). For `turing status`.
+  struct model_usage {
+    int64_t calls = 0;
+    int64_t tokens = 0;
+  };
+  std::map<std::string, model_usage> model_usage_since(const std::vector<std::string>& stages,
+                                                       millis window);
   std::optional<run_status> run(int64_t run_id) override;
   std::vector<run_status> runs(bool unfinished_only) override;
   std::vector<sink_count> sink_counts(std::optional<int64_t> run_id) override;

@@ -140,6 +140,8 @@ struct completion {
   std::string outcome;
   json output;
   std::string model;
+  /// A model's prompt + completion tokens, recorded in the attempt; -1 unknown.
+  int64_t tokens = -1;
   std::vector<delivery> deliveries;
   /// Every delivery's payload is next_payload(the claimed payload, output):
   /// the store derives it from the rows it holds and the deliveries carry
@@ -244,6 +246,7 @@ struct attempt_record {
   std::string model;
   json output;
   std::string error;
+  int64_t tokens = -1; ///< a model's prompt + completion tokens; -1 unknown
 };
 
 /// An item's end state (or lack of one yet).

@@ -130,6 +130,37 @@ void check_expectations(const scenario& sc, store& st, const sim_world& world, r
            " from its claim to its start, at most " + seconds(most) + " expected");
   }
 
+  // The most in any 60 s window [t, t + 60 s) that starts at an event.
+  auto busiest_minute = [](std::vector<std::pair<caf::timespan, int64_t>> events) {
+    std::sort(events.begin(), events.end());
+    int64_t most = 0, sum = 0;
+    size_t end = 0;
+    for (size_t begin = 0; begin < events.size(); ++begin) {
+      while (end < events.size() &&
+             events[end].first < events[begin].first + std::chrono::minutes(1))
+        sum += events[end++].second;
+      most = std::max(most, sum);
+      sum -= events[begin].second;
+    }
+    return most;
+  };
+  for (const auto& [model, most] : x.max_requests_per_minute) {
+    std::vector<std::pair<caf::timespan, int64_t>> starts;
+    if (auto it = world.call_starts.find(model); it != world.call_starts.end())
+      for (auto t : it->second)
+        starts.emplace_back(t, 1);
+    if (auto got = busiest_minute(starts); got > most)
+      fail("model " + model + " started " + std::to_string(got) +
+           " calls within one minute, at most " + std::to_string(most) + " expected");
+  }
+  for (const auto& [model, most] : x.max_tokens_per_minute) {
+    auto it = world.answered_tokens.find(model);
+    auto got = it == world.answered_tokens.end() ? 0 : busiest_minute(it->second);
+    if (got > most)
+      fail("model " + model + " answered " + std::to_string(got) +
+           " tokens within one minute, at most " + std::to_string(most) + " expected");
+  }
+
   if (x.makespan_min || x.makespan_max) {
     if (out.makespan_s < 0)
       fail("makespan: the runs never finished");

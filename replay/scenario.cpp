@@ -217,11 +217,11 @@ public:
     if (is_model && with_match)
       only_keys(t, path,
                 {"stage", "item", "attempt", "call", "latency", "reply", "http_status", "hang",
-                 "crash", "refused", "retry_after", "error_body", "latency_step"});
+                 "crash", "refused", "retry_after", "error_body", "latency_step", "tokens"});
     else if (is_model)
       only_keys(t, path,
                 {"latency", "reply", "http_status", "hang", "crash", "refused", "retry_after",
-                 "error_body", "latency_step", "calls"});
+                 "error_body", "latency_step", "tokens", "calls"});
     else if (with_match)
       only_keys(t, path,
                 {"stage", "item", "attempt", "call", "latency", "stdout", "exit_status", "stderr",
@@ -251,6 +251,7 @@ public:
       r.retry_after = duration(t, path, "retry_after");
       r.latency_step = duration(t, path, "latency_step");
       r.error_body = str(t, path, "error_body");
+      r.tokens = integer(t, path, "tokens");
     }
     return r;
   }
@@ -404,8 +405,8 @@ public:
     only_keys(t, path,
               {"config_error", "finished", "sinks", "attempts", "model_calls", "peak_model_calls",
                "script_runs", "max_stage_switches", "max_loads", "min_loads", "max_call_wait",
-               "makespan_min", "makespan_max", "trace_contains", "trace_lacks", "items",
-               "attempt"});
+               "max_requests_per_minute", "max_tokens_per_minute", "makespan_min", "makespan_max",
+               "trace_contains", "trace_lacks", "items", "attempt"});
     expectations x;
     x.config_error = str(t, path, "config_error");
     x.finished = boolean(t, path, "finished").value_or(!x.config_error);
@@ -421,6 +422,8 @@ public:
     x.script_runs = counts(t, path, "script_runs");
     x.max_stage_switches = counts(t, path, "max_stage_switches");
     x.max_loads = counts(t, path, "max_loads");
+    x.max_requests_per_minute = counts(t, path, "max_requests_per_minute");
+    x.max_tokens_per_minute = counts(t, path, "max_tokens_per_minute");
     x.min_loads = counts(t, path, "min_loads");
     if (auto* w = table(t, path, "max_call_wait"))
       for (const auto& [k, v] : *w)
@@ -514,6 +517,8 @@ call_effect resolve(const simulated_handler& handler, const call_key& key) {
       e.retry_after = *r.retry_after;
     if (r.error_body)
       e.error_body = *r.error_body;
+    if (r.tokens)
+      e.tokens = *r.tokens;
   };
   apply(handler.defaults);
   for (const auto& r : handler.calls) {

@@ -46,6 +46,7 @@ struct call_rule {
   std::optional<millis> latency_step;    ///< the latency grows by this per call (a slowing model)
   std::optional<millis> retry_after;     ///< model: the HTTP error's Retry-After
   std::optional<std::string> error_body; ///< model: the HTTP error's body
+  std::optional<int64_t> tokens;         ///< model: prompt + completion tokens the answer reports
 };
 
 /// Scripted behaviour of one model (by its config name) or script stage.
@@ -66,6 +67,7 @@ struct call_effect {
   bool refused = false;
   std::optional<millis> retry_after;
   std::string error_body;
+  int64_t tokens = -1;
 };
 
 /// Which call a rule is asked about.
@@ -160,6 +162,9 @@ struct expectations {
   /// By model: the longest any call waited from its message's claim to its
   /// start, at most.
   std::map<std::string, millis> max_call_wait;
+  /// By model: in any 60 s, at most this many calls started / tokens answered.
+  std::map<std::string, int64_t> max_requests_per_minute;
+  std::map<std::string, int64_t> max_tokens_per_minute;
   std::optional<millis> makespan_min;
   std::optional<millis> makespan_max;
   std::vector<std::string> trace_contains; ///< in this order

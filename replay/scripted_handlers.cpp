@@ -82,9 +82,13 @@ caf::behavior model_call_sim(caf::event_based_actor* self, caf::actor owner, mod
                      judged.retryable, model, judged.unavailable, false, judged.fault,
                      effect.retry_after ? world->real(*effect.retry_after).count() : int64_t{-1}});
     } else {
+      if (effect.tokens >= 0) {
+        std::lock_guard<std::recursive_mutex> guard{world->mutex};
+        world->answered_tokens[model].emplace_back(world->elapsed(), effect.tokens);
+      }
       self->send(owner, model_answer{call.fence, effect.reply, model,
                                      static_cast<double>(effect.latency.count()),
-                                     static_cast<double>(load.count())});
+                                     static_cast<double>(load.count()), effect.tokens});
     }
     self->quit();
   }};
@@ -189,6 +193,7 @@ actors::model_caller scripted_models(std::shared_ptr<sim_world> world,
       auto& longest = world->longest_call_wait[model.name];
       longest = std::max(longest, world->elapsed() - m->second.claimed_at);
     }
+    world->call_starts[model.name].push_back(world->elapsed());
     auto& flying = ++world->in_flight[model.name];
     world->peak_in_flight[model.name] = std::max(world->peak_in_flight[model.name], flying);
     world->log("model " + model.name + ": call " + std::to_string(n) + " for " +

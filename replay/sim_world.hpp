@@ -71,6 +71,9 @@ struct sim_world {
   /// is loaded (a call starting earlier waits until then).
   std::map<std::string, caf::timespan> model_busy_until;
   std::map<std::string, caf::timespan> model_ready_at;
+  /// By model: when each call started, and each answer's (time, tokens).
+  std::map<std::string, std::vector<caf::timespan>> call_starts;
+  std::map<std::string, std::vector<std::pair<caf::timespan, int64_t>>> answered_tokens;
   /// By model: the longest a call waited from its message's claim to its start.
   std::map<std::string, caf::timespan> longest_call_wait;
   /// Scripted calls still running, stopped when the scenario ends.
