@@ -471,6 +471,42 @@ CAF_TEST(latency_model_reproduces_the_configured_percentiles_scaled_and_clamped)
   CAF_CHECK(sim::check_latency_profile({100, 50, 200}).has_value());
 }
 
+CAF_TEST(slowdown_multiplies_latency_by_the_calls_so_far_and_is_validated) {
+  using std::chrono::microseconds;
+  // 1 + 0.5 × n / 1000: the 1,001st call 1.5 times, the 2,001st twice the first.
+  CAF_CHECK_EQUAL(sim::slowed_down(microseconds{100'000}, 0.5, 0).count(), 100'000);
+  CAF_CHECK_EQUAL(sim::slowed_down(microseconds{100'000}, 0.5, 1'000).count(), 150'000);
+  CAF_CHECK_EQUAL(sim::slowed_down(microseconds{100'000}, 0.5, 2'000).count(), 200'000);
+  CAF_CHECK_EQUAL(sim::slowed_down(microseconds{100'000}, 0.0, 1'000'000).count(), 100'000);
+  // However large, the product stays representable (capped at a day).
+  auto huge = sim::slowed_down(microseconds{1'000'000}, 1e300, 1u << 30);
+  CAF_CHECK_EQUAL(huge.count(), 86'400'000'000LL);
+
+  auto c = sim::default_sim_config();
+  CAF_CHECK_EQUAL(c.default_model.slowdown, 0.0); // the default: never slows
+  CAF_REQUIRE(!sim::apply_toml_text(c, "[models.\"gemma2\"]\nslowdown = 0.5\n", "sim.toml", "")
+                   .has_value());
+  CAF_CHECK_EQUAL(c.find_model("gemma2")->slowdown, 0.5);
+  CAF_CHECK_EQUAL(c.find_model("qwen2.5-coder:7b")->slowdown, 0.0);
+  CAF_CHECK(!sim::check_config(c).has_value());
+  for (const auto* bad :
+       {"slowdown = -0.5", "slowdown = nan", "slowdown = inf", "slowdown = \"fast\""}) {
+    auto copy = sim::default_sim_config();
+    auto error =
+        sim::apply_toml_text(copy, std::string{"[models.\"gemma2\"]\n"} + bad, "sim.toml", "");
+    CAF_REQUIRE(error.has_value());
+    CAF_MESSAGE(*error);
+    CAF_CHECK_EQUAL(error->rfind("sim.toml:2:", 0), 0u);
+    CAF_CHECK(error->find("'slowdown'") != std::string::npos);
+  }
+  // Set another way (a flag, code), check_config still refuses it.
+  c.model("gemma2").slowdown = -1;
+  auto error = sim::check_config(c);
+  CAF_REQUIRE(error.has_value());
+  CAF_CHECK(error->find("'gemma2'") != std::string::npos);
+  CAF_CHECK(error->find("slowdown") != std::string::npos);
+}
+
 CAF_TEST(fault_plan_follows_its_rates_and_the_header_wins) {
   sim::fault_rates rates;
   rates.hang = 0.1;
@@ -712,6 +748,149 @@ CAF_TEST(configured_fault_rates_apply_and_retries_draw_afresh) {
   CAF_CHECK_GREATER(statuses[200], 5);
   auto stats = s.server.stats();
   CAF_CHECK_EQUAL(stats["faults"]["http_500"], statuses[500]);
+}
+
+namespace {
+
+// The server-side time of one non-streamed Ollama call (its total_duration),
+// in milliseconds; the client's connection set-up is not in it.
+double call_ms(httplib::Client& cli, const std::string& model, int i) {
+  auto res =
+      cli.Post("/api/chat", chat_body(model, "task: classify\nskill: Welding " + std::to_string(i)),
+               "application/json");
+  CAF_REQUIRE(res);
+  CAF_REQUIRE_EQUAL(res->status, 200);
+  return json::parse(res->body)["total_duration"].get<double>() / 1e6;
+}
+
+double mean(const std::vector<double>& xs, std::size_t from, std::size_t count) {
+  double sum = 0;
+  for (std::size_t i = from; i < from + count; ++i)
+    sum += xs[i];
+  return sum / static_cast<double>(count);
+}
+
+} // namespace
+
+CAF_TEST(a_model_with_slowdown_gets_slower_and_one_without_does_not) {
+  // p50 = p95 = max: no noise, every call of a model takes 160 s × 1/4000 =
+  // 40 ms before its slowdown. Slowdown 100 makes call n (from 0) take
+  // 1 + 0.1 n times that: the 20th 2.9 times the first.
+  auto config = test_config();
+  for (const auto* name : {"gemma2", "qwen2.5-coder:7b"}) {
+    auto& m = config.model(name);
+    m.latency = sim::latency_profile{160'000, 160'000, 160'000};
+    m.slowdown = std::string{name} == "gemma2" ? 100.0 : 0.0;
+  }
+  running_server s{config};
+  auto cli = s.client();
+  std::vector<double> slowing, steady;
+  for (int i = 0; i < 20; ++i) {
+    slowing.push_back(call_ms(cli, "gemma2", i));
+    steady.push_back(call_ms(cli, "qwen2.5-coder:7b", i));
+  }
+  auto slow_ratio = mean(slowing, 15, 5) / mean(slowing, 0, 5);
+  auto steady_ratio = mean(steady, 15, 5) / mean(steady, 0, 5);
+  CAF_MESSAGE("slowdown 100: first " << slowing.front() << " ms, 20th " << slowing.back()
+                                     << " ms, last 5 / first 5 = " << slow_ratio
+                                     << "; slowdown 0: " << steady_ratio);
+  // Expected 2.25 and 1.0; the bounds leave room for a busy machine. A wait
+  // is never shorter than asked, so the 20th call is at least 2.9 × 40 ms.
+  CAF_CHECK_GREATER_OR_EQUAL(slow_ratio, 1.5);
+  CAF_CHECK_LESS(steady_ratio, 1.3);
+  CAF_CHECK_GREATER_OR_EQUAL(slowing.back(), 115.0);
+  CAF_CHECK_GREATER_OR_EQUAL(slowing.front(), 40.0);
+}
+
+namespace {
+
+// The data of each server-sent event ("data: X\n\n") of a body, in order.
+std::vector<std::string> sse_events(const std::string& body) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at < body.size()) {
+    auto end = body.find("\n\n", at);
+    auto event = body.substr(at, end - at);
+    CAF_REQUIRE_EQUAL(event.rfind("data: ", 0), 0u);
+    out.push_back(event.substr(6));
+    at = end == std::string::npos ? body.size() : end + 2;
+  }
+  return out;
+}
+
+std::string openai_body(bool stream, const json& stream_options = nullptr) {
+  auto body = json::parse(
+      chat_body("gemma2", "task: classify\nskill: Kubernetes cluster administration", stream));
+  if (!stream_options.is_null())
+    body["stream_options"] = stream_options;
+  return body.dump();
+}
+
+} // namespace
+
+CAF_TEST(openai_streams_end_with_the_usage_only_when_asked) {
+  running_server s{test_config()};
+  auto cli = s.client();
+  auto plain = cli.Post("/v1/chat/completions", openai_body(false), "application/json");
+  CAF_REQUIRE(plain);
+  CAF_REQUIRE_EQUAL(plain->status, 200);
+  auto expected = json::parse(plain->body)["usage"];
+  auto total = expected["total_tokens"].get<long long>();
+  CAF_CHECK_GREATER(total, 0);
+
+  const json include = {{"include_usage", true}};
+  // Streamed token by token, and (X-Sim-Latency-Ms: 0) in one event.
+  for (const auto& headers : {httplib::Headers{}, httplib::Headers{{"X-Sim-Latency-Ms", "0"}}}) {
+    auto res =
+        cli.Post("/v1/chat/completions", headers, openai_body(true, include), "application/json");
+    CAF_REQUIRE(res);
+    CAF_REQUIRE_EQUAL(res->status, 200);
+    auto events = sse_events(res->body);
+    CAF_REQUIRE_GREATER_OR_EQUAL(events.size(), 3u);
+    CAF_CHECK_EQUAL(events.back(), "[DONE]");
+    // The one before [DONE]: no choices, the same counts as unstreamed.
+    auto last = json::parse(events[events.size() - 2]);
+    CAF_CHECK_EQUAL(last["object"], "chat.completion.chunk");
+    CAF_CHECK(last["choices"].is_array() && last["choices"].empty());
+    auto usage = last["usage"];
+    CAF_CHECK_EQUAL(usage, expected);
+    auto sum =
+        usage["prompt_tokens"].get<long long>() + usage["completion_tokens"].get<long long>();
+    CAF_CHECK_EQUAL(usage["total_tokens"].get<long long>(), sum);
+    // The deltas before it carry the answer and "usage": null, as OpenAI's do.
+    std::string joined;
+    for (std::size_t i = 0; i + 2 < events.size(); ++i) {
+      auto chunk = json::parse(events[i]);
+      CAF_CHECK(chunk.contains("usage") && chunk["usage"].is_null());
+      CAF_CHECK_EQUAL(chunk["choices"].size(), 1u);
+      joined += chunk["choices"][0]["delta"]["content"].get<std::string>();
+    }
+    auto answer = json::parse(joined);
+    CAF_CHECK_EQUAL(answer["domain"], "technology");
+  }
+
+  // Without include_usage (absent, or false), no event mentions usage.
+  for (const auto& options : {json(nullptr), json{{"include_usage", false}}}) {
+    auto res = cli.Post("/v1/chat/completions", openai_body(true, options), "application/json");
+    CAF_REQUIRE(res);
+    CAF_REQUIRE_EQUAL(res->status, 200);
+    auto events = sse_events(res->body);
+    CAF_REQUIRE_GREATER_OR_EQUAL(events.size(), 2u);
+    CAF_CHECK_EQUAL(events.back(), "[DONE]");
+    for (std::size_t i = 0; i + 1 < events.size(); ++i) {
+      auto chunk = json::parse(events[i]);
+      CAF_CHECK(!chunk.contains("usage"));
+      CAF_CHECK_EQUAL(chunk["choices"].size(), 1u);
+    }
+  }
+
+  // Malformed options are the client's error, not the server's.
+  for (const auto& bad : {json("yes"), json{{"include_usage", "yes"}}}) {
+    auto res = cli.Post("/v1/chat/completions", openai_body(true, bad), "application/json");
+    CAF_REQUIRE(res);
+    CAF_CHECK_EQUAL(res->status, 400);
+    CAF_CHECK(res->body.find("stream_options") != std::string::npos);
+  }
 }
 
 CAF_TEST(a_hung_call_times_out_the_client_and_the_server_still_stops_promptly) {
@@ -1124,6 +1303,14 @@ CAF_TEST(the_crash_fault_ends_the_executable_with_status_3) {
                       chat_body("gemma2", "task: classify\nskill: Welding"), "application/json");
   CAF_CHECK(!res);
   CAF_CHECK_EQUAL(p.wait_exit(5s), 3);
+}
+
+CAF_TEST(the_executable_refuses_a_negative_slowdown_naming_the_flag) {
+  auto refused = run_shell("timeout 10 '" + std::string{TURING_MODEL_SIM_EXE} +
+                           "' --port 0 --slowdown -1 2>&1");
+  CAF_CHECK_EQUAL(refused.status, 2);
+  CAF_MESSAGE(refused.out);
+  CAF_CHECK(refused.out.find("--slowdown") != std::string::npos);
 }
 
 CAF_TEST(the_executable_takes_gpus_from_flags_and_refuses_a_model_on_two) {

@@ -9,6 +9,7 @@ namespace turing::model_sim {
 namespace {
 
 constexpr double z95 = 1.6448536269514722;
+constexpr double day_us = 86'400'000'000.0;
 
 } // namespace
 
@@ -30,6 +31,16 @@ std::chrono::microseconds latency_model::sample(stable_rng& rng) const {
   double ms = std::exp(mu_ + sigma_ * rng.normal());
   ms = std::min(ms, max_ms_) * scale_;
   return std::chrono::microseconds{static_cast<long long>(std::llround(ms * 1000.0))};
+}
+
+std::chrono::microseconds slowed_down(std::chrono::microseconds latency, double slowdown,
+                                      std::uint64_t earlier_calls) {
+  if (!(slowdown > 0.0))
+    return latency;
+  double factor = 1.0 + slowdown * static_cast<double>(earlier_calls) / 1000.0;
+  auto base = static_cast<double>(latency.count());
+  double us = std::min(base * factor, std::max(base, day_us));
+  return std::chrono::microseconds{static_cast<long long>(std::llround(us))};
 }
 
 } // namespace turing::model_sim

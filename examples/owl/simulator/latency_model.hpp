@@ -5,6 +5,7 @@
 #include "stable_hash.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -42,5 +43,14 @@ private:
   double mu_;
   double sigma_;
 };
+
+/// A model that slows down as it serves (a leak, a fragmenting cache, a
+/// throttling GPU): `latency` times (1 + slowdown × earlier_calls / 1000),
+/// so slowdown 0.5 makes the 1,001st call 1.5 times and the 2,001st twice as
+/// slow as the first, and 0 changes nothing. Counting calls rather than
+/// minutes keeps a run reproducible. Capped at a day (or `latency`, if
+/// longer) so that no slowdown, however large, overflows the microseconds.
+std::chrono::microseconds slowed_down(std::chrono::microseconds latency, double slowdown,
+                                      std::uint64_t earlier_calls);
 
 } // namespace turing::model_sim

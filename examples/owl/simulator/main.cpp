@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -110,6 +111,7 @@ int main(int argc, char** argv) {
   int threads = 0;
   std::uint64_t seed = 0;
   std::vector<std::string> faults;
+  double slowdown = 0;
   std::vector<std::string> gpus;
   int max_loaded = 0;
   double load_ms = 0;
@@ -133,6 +135,10 @@ int main(int argc, char** argv) {
       "--fault", faults,
       "KIND=P: fault probability for every model (hang, http_500, garbage, slow, http_429, "
       "crash); repeatable");
+  auto* slowdown_opt = app.add_option(
+      "--slowdown", slowdown,
+      "for every model: latency times (1 + S x calls so far / 1000), so 0.5 is 1.5x slower "
+      "after 1000 calls (default 0: never slows)");
   app.add_option("--gpu", gpus,
                  "NAME=MODEL[,MODEL...]: these models share GPU NAME, at most --max-loaded in "
                  "memory at once; repeatable");
@@ -184,6 +190,16 @@ int main(int argc, char** argv) {
       spdlog::error("{}", error);
       return 2;
     }
+  }
+  // Like --fault: every model, the default one included.
+  if (*slowdown_opt) {
+    if (!(std::isfinite(slowdown) && slowdown >= 0.0)) {
+      spdlog::error("--slowdown must be a finite number of at least 0, got {}", slowdown);
+      return 2;
+    }
+    config.default_model.slowdown = slowdown;
+    for (auto& m : config.models)
+      m.slowdown = slowdown;
   }
   for (const auto& g : gpus) {
     std::string error;

@@ -52,6 +52,9 @@ struct call {
   // Everything the model was shown; hashed into the per-request seed.
   std::string prompt_text;
   bool stream = false;
+  // OpenAI's stream_options.include_usage: a streamed answer ends with an
+  // event carrying the token counts.
+  bool include_usage = false;
 };
 
 // Ollama's timestamps: RFC 3339 in UTC with nanoseconds.
@@ -93,6 +96,26 @@ constexpr std::string_view garbage_replies[] = {
 // A rough token count (4 characters a token), for the usage fields.
 long long tokens(std::string_view text) {
   return static_cast<long long>(text.size() / 4 + 1);
+}
+
+// OpenAI's token counts, the same streamed or not.
+json openai_usage(long long prompt_tokens, long long completion_tokens) {
+  return json{{"prompt_tokens", prompt_tokens},
+              {"completion_tokens", completion_tokens},
+              {"total_tokens", prompt_tokens + completion_tokens}};
+}
+
+// The event OpenAI streams before [DONE] when asked to include usage: no
+// choices, the whole call's counts.
+std::string openai_usage_event(const std::string& id, const std::string& model,
+                               long long prompt_tokens, long long completion_tokens) {
+  json chunk = {{"id", id},
+                {"object", "chat.completion.chunk"},
+                {"created", unix_seconds()},
+                {"model", model},
+                {"choices", json::array()},
+                {"usage", openai_usage(prompt_tokens, completion_tokens)}};
+  return "data: " + chunk.dump() + "\n\n";
 }
 
 json ollama_error(const std::string& message) {
@@ -163,6 +186,10 @@ struct model_server::impl {
 
   std::mutex attempts_mtx;
   std::unordered_map<std::uint64_t, std::uint32_t> attempts;
+  // Calls each model has received, for its slowdown. Counted in arrival
+  // order, so a client calling one at a time sees the same latencies on
+  // every run.
+  std::unordered_map<std::string, std::uint64_t> calls;
 
   // -- lifecycle --------------------------------------------------------------
 
@@ -224,6 +251,11 @@ struct model_server::impl {
     return attempts[hash_of(model, prompt)]++;
   }
 
+  std::uint64_t earlier_calls(const std::string& model) {
+    std::lock_guard<std::mutex> guard{attempts_mtx};
+    return calls[model]++;
+  }
+
   // GET /stats: the counters and the GPUs.
   json stats() const {
     auto j = counters.snapshot();
@@ -257,8 +289,9 @@ struct model_server::impl {
   /// The answer token by token (a piece every few characters), spread over
   /// `generation`: Ollama's NDJSON lines (message.content for chat, response
   /// for generate; the last with done and the counts) or OpenAI's
-  /// server-sent events, ending with [DONE]. `held` keeps the model busy on
-  /// its GPU until the last token is sent or the client leaves.
+  /// server-sent events, ending with the usage event if the request asked
+  /// for it (stream_options.include_usage), then [DONE]. `held` keeps the
+  /// model busy on its GPU until the last token is sent or the client leaves.
   void stream_answer(httplib::Response& res, const call& c, const std::string& content,
                      std::chrono::microseconds generation, clock_type::time_point started,
                      std::chrono::nanoseconds load, gpu_residency::lease held, std::uint64_t seed) {
@@ -274,12 +307,13 @@ struct model_server::impl {
     auto prompt_tokens = tokens(c.prompt_text);
     auto answer_tokens = tokens(content);
     auto load_ns = load.count();
+    auto usage = c.include_usage;
     // Shared: httplib copies the provider, and a lease is move-only.
     auto busy = std::make_shared<gpu_residency::lease>(std::move(held));
     res.set_chunked_content_provider(
         openai ? "text/event-stream" : "application/x-ndjson",
         [this, pieces, gap, openai, chat, id, model, prompt_tokens, answer_tokens, started, load_ns,
-         busy](size_t, httplib::DataSink& sink) {
+         usage, busy](size_t, httplib::DataSink& sink) {
           auto line = [&](const json& j) {
             auto text = openai ? "data: " + j.dump() + "\n\n" : j.dump() + "\n";
             return sink.write(text.data(), text.size());
@@ -300,11 +334,16 @@ struct model_server::impl {
                                        {"model", model},
                                        {"choices", {{{"index", 0}, {"delta", {{"content", p}}}}}}}
                                 : ollama(p, false);
+            // OpenAI marks every other chunk of such a stream "usage": null.
+            if (openai && usage)
+              chunk["usage"] = nullptr;
             if (!line(chunk))
               return false; // the client left
           }
           if (openai) {
             std::string done = "data: [DONE]\n\n";
+            if (usage)
+              done = openai_usage_event(id, model, prompt_tokens, answer_tokens) + done;
             sink.write(done.data(), done.size());
           } else {
             auto last = ollama("", true);
@@ -334,9 +373,7 @@ struct model_server::impl {
     auto answer_tokens = tokens(content);
     if (c.shape == api::openai_chat) {
       json message = {{"role", "assistant"}, {"content", content}};
-      json usage = {{"prompt_tokens", prompt_tokens},
-                    {"completion_tokens", answer_tokens},
-                    {"total_tokens", prompt_tokens + answer_tokens}};
+      json usage = openai_usage(prompt_tokens, answer_tokens);
       auto id = "chatcmpl-" + hex(seed);
       if (!c.stream) {
         json body = {{"id", id},
@@ -349,13 +386,19 @@ struct model_server::impl {
         res.set_content(body.dump(), json_type);
         return;
       }
-      // Server-sent events: one delta with the whole answer, then [DONE].
+      // Server-sent events: one delta with the whole answer, the usage if
+      // asked, then [DONE].
       json chunk = {{"id", id},
                     {"object", "chat.completion.chunk"},
                     {"created", unix_seconds()},
                     {"model", c.model},
                     {"choices", {{{"index", 0}, {"delta", message}, {"finish_reason", "stop"}}}}};
-      res.set_content("data: " + chunk.dump() + "\n\ndata: [DONE]\n\n", "text/event-stream");
+      if (c.include_usage)
+        chunk["usage"] = nullptr; // as in stream_answer
+      std::string events = "data: " + chunk.dump() + "\n\n";
+      if (c.include_usage)
+        events += openai_usage_event(id, c.model, prompt_tokens, answer_tokens);
+      res.set_content(events + "data: [DONE]\n\n", "text/event-stream");
       return;
     }
     json body = {{"model", c.model}, {"created_at", rfc3339_now()}};
@@ -420,6 +463,7 @@ struct model_server::impl {
     }
     counters.started(c.model, std::string{endpoint_of(c.shape)});
     auto attempt = next_attempt(c.model, c.prompt_text);
+    auto earlier = earlier_calls(c.model);
     auto seed =
         hash_of(std::to_string(config.seed), c.model, c.prompt_text, std::to_string(attempt));
     stable_rng rng{seed};
@@ -427,6 +471,7 @@ struct model_server::impl {
     counters.fault_drawn(c.model, f);
     auto latency = forced_ms ? std::chrono::microseconds{*forced_ms * 1000}
                              : latency_model{profile->latency, config.latency_scale}.sample(rng);
+    latency = slowed_down(latency, profile->slowdown, earlier);
     if (f == fault::slow)
       latency *= static_cast<long long>(slow_factor);
 
@@ -551,6 +596,8 @@ struct model_server::impl {
     c.model = body["model"].get<std::string>();
     // Ollama streams unless told otherwise; OpenAI does not.
     c.stream = body.value("stream", shape == api::ollama_chat);
+    if (shape == api::openai_chat && !read_stream_options(body, res, c))
+      return std::nullopt;
     const auto messages = body.find("messages");
     if (messages == body.end() || !messages->is_array()) {
       counters.refused(400);
@@ -572,6 +619,29 @@ struct model_server::impl {
     }
     c.fields = read_prompt_fields(list);
     return c;
+  }
+
+  // OpenAI's {"stream_options": {"include_usage": true}}; a wrong type is
+  // answered 400 here rather than thrown as a 500.
+  bool read_stream_options(const json& body, httplib::Response& res, call& c) {
+    auto refuse = [&] {
+      counters.refused(400);
+      send_error(res, c.shape, 400,
+                 "stream_options must be an object like {\"include_usage\": true}");
+      return false;
+    };
+    const auto options = body.find("stream_options");
+    if (options == body.end() || options->is_null())
+      return true;
+    if (!options->is_object())
+      return refuse();
+    const auto usage = options->find("include_usage");
+    if (usage == options->end() || usage->is_null())
+      return true;
+    if (!usage->is_boolean())
+      return refuse();
+    c.include_usage = usage->get<bool>();
+    return true;
   }
 
   std::optional<call> generate_call(const json& body, httplib::Response& res) {

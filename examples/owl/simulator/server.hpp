@@ -19,12 +19,14 @@ namespace turing::model_sim {
 /// config.threads workers until stop(). Each model call draws its fault and
 /// latency from a generator seeded by (seed, model, prompt, attempt), where
 /// attempt counts earlier calls with the same model and prompt, so a run is
-/// reproducible while a retry of a failed call draws afresh. Every wait (a
-/// latency, a hang) sleeps on one condition variable that stop() signals, so
-/// stop() returns promptly even with hung requests; a hang also ends when its
-/// client hangs up (peer_watch) or after config.hang_max_ms. A model on a
-/// configured GPU is first admitted by gpu_residency, which may make the call
-/// wait for a load (reported as Ollama's load_duration) or for the GPU.
+/// reproducible while a retry of a failed call draws afresh; a model's
+/// slowdown then stretches the latency by the calls it received before
+/// (slowed_down). Every wait (a latency, a hang) sleeps on one condition
+/// variable that stop() signals, so stop() returns promptly even with hung
+/// requests; a hang also ends when its client hangs up (peer_watch) or
+/// after config.hang_max_ms. A model on a configured GPU is first admitted by
+/// gpu_residency, which may make the call wait for a load (reported as
+/// Ollama's load_duration) or for the GPU.
 class model_server {
 public:
   /// `config` must have passed check_config.

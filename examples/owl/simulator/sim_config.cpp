@@ -2,6 +2,7 @@
 #include "sim_config.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -99,6 +100,14 @@ private:
       fail(node, "'" + key + "' must be a number");
   }
 
+  // A number TOML may spell inf or nan, so the range is checked here too,
+  // where the line is known.
+  void finite_non_negative(const toml::node& node, const std::string& key, double& out) {
+    number_value(node, key, out);
+    if (!error_ && !(std::isfinite(out) && out >= 0.0))
+      fail(node, "'" + key + "' must be a finite number of at least 0");
+  }
+
   void bool_value(const toml::node& node, const std::string& key, bool& out) {
     if (auto v = node.as_boolean())
       out = v->get();
@@ -190,10 +199,12 @@ private:
         whole_number(value, k, 0, 3600, p.retry_after_s);
       else if (k == "context_chars")
         whole_number(value, k, 0, 1LL << 40, p.context_chars);
+      else if (k == "slowdown")
+        finite_non_negative(value, k, p.slowdown);
       else
         fail(value, "unknown key '" + k + "' in " + where +
                         " (expected p50_ms, p95_ms, max_ms, bias, faults, retry_after_s, "
-                        "context_chars)");
+                        "context_chars, slowdown)");
       if (error_)
         return;
     }
@@ -343,6 +354,11 @@ std::optional<std::string> check_config(const sim_config& c) {
       return where + ": " + *e;
     if (!(m->bias >= 0.0 && m->bias <= 1.0))
       return where + ": bias must be between 0 and 1";
+    if (!(std::isfinite(m->slowdown) && m->slowdown >= 0.0)) {
+      std::ostringstream got;
+      got << m->slowdown;
+      return where + ": slowdown must be a finite number of at least 0, got " + got.str();
+    }
     if (auto e = check_fault_rates(m->faults))
       return where + ": " + *e;
   }

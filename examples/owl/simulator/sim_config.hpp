@@ -27,6 +27,9 @@ struct model_profile {
   /// Prompts longer than this many characters get a context-length error
   /// (HTTP 400); 0 for no limit.
   long long context_chars = 0;
+  /// How much slower the model gets per 1,000 calls it has received: its
+  /// latency times (1 + slowdown × earlier calls / 1000); 0 never slows.
+  double slowdown = 0.0;
 };
 
 /// One simulated GPU: the models that run on it, of which at most
@@ -94,8 +97,8 @@ std::optional<std::string> apply_toml_file(sim_config& config, const std::string
 std::optional<std::string> apply_toml_text(sim_config& config, std::string_view text,
                                            const std::string& source, const std::string& base_dir);
 
-/// The first inconsistency in `config` (bad port, scale, latency, rates, a
-/// GPU's limits, a model on two GPUs).
+/// The first inconsistency in `config` (bad port, scale, latency, slowdown,
+/// rates, a GPU's limits, a model on two GPUs).
 std::optional<std::string> check_config(const sim_config& config);
 
 } // namespace turing::model_sim
