@@ -572,7 +572,8 @@ std::optional<std::string> extract_content(config::model_api api, const std::str
 
 model_reply call_model(const config::model_config& model, const std::string& api_key,
                        const std::string& system_prompt, const std::string& prompt,
-                       std::chrono::milliseconds timeout) {
+                       std::chrono::milliseconds timeout,
+                       const std::function<void(int64_t)>& on_tokens) {
   using clock = std::chrono::steady_clock;
   auto start = clock::now();
   model_reply reply;
@@ -638,6 +639,9 @@ model_reply call_model(const config::model_config& model, const std::string& api
     std::string received;
     auto last_data = clock::now();
     bool over_time = false;
+    // A piece starts a line with '{' (NDJSON) or "data:" (server-sent events).
+    int64_t pieces = 0;
+    bool line_start = true;
     request.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
       last_data = clock::now();
       if (elapsed() > timeout) {
@@ -645,6 +649,16 @@ model_reply call_model(const config::model_config& model, const std::string& api
         return false;
       }
       received.append(data, n);
+      if (on_tokens) {
+        auto before = pieces;
+        for (size_t i = 0; i < n; ++i) {
+          if (line_start && (data[i] == '{' || data[i] == 'd'))
+            ++pieces;
+          line_start = data[i] == '\n';
+        }
+        if (pieces != before)
+          on_tokens(pieces);
+      }
       return true;
     };
     auto result = client.send(request);

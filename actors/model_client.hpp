@@ -7,6 +7,7 @@
 #include "config/pipeline_config.hpp"
 
 #include <chrono>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -58,9 +59,13 @@ struct model_reply {
 /// a failure is a non-retryable "TLS handshake with ... failed: <reason>".
 /// The api key never appears in reply.error (masked even where a server
 /// echoes it). Never throws; logs nothing (the caller does).
+/// `on_tokens`, when given, is called from the calling thread as a streamed
+/// reply arrives, with the number of pieces (lines of NDJSON, server-sent
+/// events: about one token each) so far.
 model_reply call_model(const config::model_config& model, const std::string& api_key,
                        const std::string& system_prompt, const std::string& prompt,
-                       std::chrono::milliseconds timeout);
+                       std::chrono::milliseconds timeout,
+                       const std::function<void(int64_t)>& on_tokens = {});
 
 /// Pure: sets reply's error, fault, retryable and unavailable for a non-2xx
 /// answer. 429, and 503 with a Retry-After or Ollama's "server busy", are

@@ -25,6 +25,10 @@ using probe_atom = caf::atom_constant<caf::atom("mprobe")>;
 using give_up_atom = caf::atom_constant<caf::atom("mgiveup")>;
 using resume_atom = caf::atom_constant<caf::atom("mresume")>;
 using budget_atom = caf::atom_constant<caf::atom("mbudget")>;
+using activity_atom = caf::atom_constant<caf::atom("mactivity")>;
+
+/// How often the calls in flight and their tokens go to the node monitor.
+constexpr config::millis activity_interval{2000};
 
 constexpr config::millis first_probe_delay{1000};
 constexpr config::millis max_probe_delay{30000};
@@ -45,7 +49,16 @@ struct queued_call {
 caf::behavior model_call_job(caf::event_based_actor* self, caf::actor reporter, model_call call,
                              config::model_config model, std::string api_key) {
   self->send(reporter, execution_started{call.fence, 0});
-  auto reply = call_model(model, api_key, call.system_prompt, call.prompt, call.timeout);
+  // Streamed pieces so far, passed on once a second at most (for status).
+  auto last_progress = std::chrono::steady_clock::now();
+  auto on_tokens = [&](int64_t pieces) {
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_progress < std::chrono::seconds(1))
+      return;
+    last_progress = now;
+    self->send(reporter, model_progress{call.fence, pieces});
+  };
+  auto reply = call_model(model, api_key, call.system_prompt, call.prompt, call.timeout, on_tokens);
   if (reply.ok)
     self->send(reporter, model_answer{call.fence, std::move(reply.content), model.name,
                                       reply.latency_ms, reply.load_ms, reply.tokens});
@@ -76,6 +89,9 @@ struct model_endpoint_state {
     /// the call as in flight.
     int64_t reservation = 0;
     bool in_budget = false;
+    /// For status: when it started (wall clock) and its tokens so far.
+    persistence::time_point started_at;
+    int64_t tokens = 0;
     /// Keeps the call alive: an actor nobody references is ended as
     /// unreachable, even while its call is outstanding.
     caf::actor worker;
@@ -126,6 +142,9 @@ struct model_endpoint_state {
   /// the budget was last logged.
   std::optional<caf::actor_clock::time_point> budget_timer_at;
   std::optional<caf::actor_clock::time_point> budget_logged_at;
+
+  /// The activity timer runs while calls do.
+  bool activity_armed = false;
 
   /// May start calls (always, for a model on no GPU).
   bool gpu_turn = true;
@@ -197,6 +216,11 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
     rc.owner = std::move(next.owner);
     rc.probe = probe;
     rc.worker = worker;
+    rc.started_at = o.wall_clock();
+    if (o.observer && !st.activity_armed) {
+      st.activity_armed = true;
+      self->delayed_send(self, activity_interval, activity_atom::value);
+    }
     if (st.budget) {
       rc.reservation = st.budget->started(self->clock().now());
       rc.in_budget = true;
@@ -569,6 +593,26 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
         sync_gpu(false);
       },
       [=](resume_atom) { dispatch(); },
+      [=](model_progress& p) {
+        for (auto& [addr, rc] : self->state.running)
+          if (rc.call.fence == p.fence)
+            rc.tokens = p.tokens;
+      },
+      // The calls in flight go to the node monitor (turing status shows
+      // each with its tokens/s); an empty list once they are all over.
+      [=](activity_atom) {
+        auto& st = self->state;
+        model_activity activity;
+        activity.model = model.name;
+        for (const auto& [addr, rc] : st.running)
+          if (!rc.slot_freed)
+            activity.calls.push_back(
+                {rc.call.stage, rc.call.fence.message_id, rc.started_at, rc.tokens});
+        st.activity_armed = !activity.calls.empty();
+        if (st.activity_armed)
+          self->delayed_send(self, activity_interval, activity_atom::value);
+        self->send(o.observer, std::move(activity));
+      },
       [=](budget_atom) {
         self->state.budget_timer_at.reset();
         dispatch();

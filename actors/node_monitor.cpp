@@ -88,6 +88,14 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
           models[m.model] = m.outage;
         report();
       },
+      // Written with the next regular report, not at once: it changes often.
+      [=](model_activity& a) {
+        auto& calls = self->state.report.running_calls;
+        if (a.calls.empty())
+          calls.erase(a.model);
+        else
+          calls[a.model] = std::move(a.calls);
+      },
       [=](supervisor_gave_up& e) {
         spdlog::error("supervision: {} gave up: {}", e.supervisor, e.reason);
       },

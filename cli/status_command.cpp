@@ -76,6 +76,11 @@ stage_latency latency_of(persistence::store& store, const config::pipeline_confi
   return out;
 }
 
+/// Seconds from `from` to `to`, 0 when `to` is not later.
+double seconds_between(time_point from, time_point to) {
+  return std::max(0.0, std::chrono::duration<double>(to - from).count());
+}
+
 std::string ms_text(std::optional<config::millis> d) {
   return d ? config::format_duration(*d) : "-";
 }
@@ -197,7 +202,8 @@ int status_command(const status_options& options) {
            {"seen_ms_ago",
             std::chrono::duration_cast<std::chrono::milliseconds>(now - n.seen_at).count()},
            {"failed_stages", n.failed_stages},
-           {"unavailable_models", [&] {
+           {"unavailable_models",
+            [&] {
               auto models = nlohmann::json::object();
               for (const auto& [model, outage] : n.unavailable_models)
                 models[model] = {
@@ -207,6 +213,23 @@ int status_command(const status_options& options) {
                     {"calls_waiting", outage.waiting},
                     {"error", outage.error}};
               return models;
+            }()},
+           {"running_calls", [&] {
+              auto calls = nlohmann::json::array();
+              for (const auto& [model, list] : n.running_calls)
+                for (const auto& c : list) {
+                  auto secs = seconds_between(c.started_at, n.seen_at);
+                  calls.push_back(
+                      {{"model", model},
+                       {"stage", c.stage},
+                       {"message_id", c.message_id},
+                       {"running_ms",
+                        std::chrono::duration_cast<std::chrono::milliseconds>(now - c.started_at)
+                            .count()},
+                       {"tokens", c.tokens},
+                       {"tokens_per_s", secs > 0 ? c.tokens / secs : 0.0}});
+                }
+              return calls;
             }()}});
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -305,6 +328,16 @@ int status_command(const status_options& options) {
     for (const auto& [model, outage] : n.unavailable_models)
       o << "    model " << model << " UNAVAILABLE for " << age(outage.since, now) << ", "
         << outage.waiting << " call(s) waiting: " << outage.error << "\n";
+    if (state == "alive")
+      for (const auto& [model, calls] : n.running_calls)
+        for (const auto& c : calls) {
+          auto secs = seconds_between(c.started_at, n.seen_at);
+          o << "    model " << model << " running for " << c.stage << " message " << c.message_id
+            << ": " << age(c.started_at, now) << ", " << c.tokens << " tokens streamed ("
+            << std::fixed << std::setprecision(1) << (secs > 0 ? c.tokens / secs : 0.0)
+            << " tokens/s when last reported)\n";
+          o.unsetf(std::ios::floatfield);
+        }
   }
   std::cout << o.str();
   return 0;

@@ -96,6 +96,13 @@ struct model_answer {
   int64_t tokens = -1;
 };
 
+/// From a streaming model call to its endpoint, about once a second: the
+/// pieces (about one token each) received so far.
+struct model_progress {
+  persistence::lease fence;
+  int64_t tokens = 0;
+};
+
 /// A worker-mode script execution, from its owner to the stage's script
 /// worker pool: `input` (the payload as one line of JSON, no newline) goes
 /// to an idle child; the pool answers like a script job.
@@ -143,6 +150,11 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, model_call& x) {
   return f(caf::meta::type_name("turing::model_call"), x.fence, x.stage, x.system_prompt, x.prompt,
            x.timeout);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, model_progress& x) {
+  return f(caf::meta::type_name("turing::model_progress"), x.fence, x.tokens);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, model_answer& x) {

@@ -24,6 +24,19 @@ typename Inspector::result_type inspect(Inspector& f, model_availability& x) {
   return f(caf::meta::type_name("turing::model_availability"), x.model, x.available, x.outage);
 }
 
+/// From model/<name> to the node monitor while calls run (every 2 s, and
+/// once when the last ends): each call in flight and its tokens so far, for
+/// `turing status` (tokens/s per running call).
+struct model_activity {
+  std::string model;
+  std::vector<persistence::call_in_flight> calls;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, model_activity& x) {
+  return f(caf::meta::type_name("turing::model_activity"), x.model, x.calls);
+}
+
 /// From model/<name> to gpu/<gpu>: the model's calls waiting for a slot and
 /// running now; sent whenever either changes, and when asked (gpu_sync_atom).
 struct gpu_demand {

@@ -46,6 +46,10 @@ inline void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<model_waiting>("turing::model_waiting");
   cfg.add_message_type<persistence::model_outage>("turing::model_outage");
   cfg.add_message_type<model_availability>("turing::model_availability");
+  cfg.add_message_type<call_in_flight>("turing::call_in_flight");
+  cfg.add_message_type<std::vector<call_in_flight>>("std::vector<turing::call_in_flight>");
+  cfg.add_message_type<model_activity>("turing::model_activity");
+  cfg.add_message_type<model_progress>("turing::model_progress");
   cfg.add_message_type<model_call>("turing::model_call");
   cfg.add_message_type<gpu_demand>("turing::gpu_demand");
   cfg.add_message_type<gpu_turn>("turing::gpu_turn");

@@ -71,6 +71,12 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
   return f(caf::meta::type_name("turing::model_outage"), x.since, x.error, x.waiting);
 }
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, call_in_flight& x) {
+  return f(caf::meta::type_name("turing::call_in_flight"), x.stage, x.message_id, x.started_at,
+           x.tokens);
+}
+
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, node_report& x) {
   // std::optional is not inspectable in CAF 0.17: a flag and a time point.
   bool stopped = x.stopped_at.has_value();
@@ -80,7 +86,7 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
     return caf::none;
   });
   return f(caf::meta::type_name("turing::node_report"), x.name, x.started_at, x.seen_at, stopped,
-           stopped_at, load, x.failed_stages, x.unavailable_models);
+           stopped_at, load, x.failed_stages, x.unavailable_models, x.running_calls);
 }
 
 template <class Inspector>

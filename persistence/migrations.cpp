@@ -391,6 +391,12 @@ const char* attempt_tokens = R"sql(
 ALTER TABLE turing.attempts ADD COLUMN tokens bigint CHECK (tokens >= 0);
 )sql";
 
+// A node's model calls in flight with their streamed tokens so far, as its
+// last report said: `turing status` shows tokens/s per running call.
+const char* running_calls = R"sql(
+ALTER TABLE turing.nodes ADD COLUMN running_calls jsonb NOT NULL DEFAULT '{}';
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
@@ -411,6 +417,8 @@ const std::vector<migration>& all_migrations() {
       {13, "turing.next_payload: payloads derived in the database", derived_payloads},
       {14, "large payloads stored once per item, assembled when claimed", payloads_stored_once},
       {15, "attempts.tokens: a model attempt's prompt + completion tokens", attempt_tokens},
+      {16, "nodes.running_calls: model calls in flight and their tokens, for status",
+       running_calls},
   };
   return list;
 }

@@ -1142,20 +1142,30 @@ void pg_store::report_node(const node_report& report) {
     unavailable[model] = {{"since_us", to_us(outage.since)},
                           {"error", storable_text(outage.error)},
                           {"waiting", outage.waiting}};
+  json running = json::object();
+  for (const auto& [model, calls] : report.running_calls) {
+    auto& list = running[model] = json::array();
+    for (const auto& c : calls)
+      list.push_back({{"stage", c.stage},
+                      {"message_id", c.message_id},
+                      {"started_us", to_us(c.started_at)},
+                      {"tokens", c.tokens}});
+  }
   in_transaction("report_node", [&](pqxx::work& tx) {
     session_->statements.exec(tx, R"sql(
       WITH started AS (SELECT timestamptz 'epoch' + $2 * interval '1 microsecond' AS at)
       INSERT INTO turing.nodes (name, started_at, seen_at, stopped_at, failed_stages,
-                                unavailable_models)
+                                unavailable_models, running_calls)
       SELECT $1, at, greatest(turing.now(), at),
-             CASE WHEN $3 THEN greatest(turing.now(), at) END, $4::jsonb, $5::jsonb
+             CASE WHEN $3 THEN greatest(turing.now(), at) END, $4::jsonb, $5::jsonb, $6::jsonb
       FROM started
       ON CONFLICT (name) DO UPDATE SET started_at = EXCLUDED.started_at,
         seen_at = EXCLUDED.seen_at, stopped_at = EXCLUDED.stopped_at,
         failed_stages = EXCLUDED.failed_stages,
-        unavailable_models = EXCLUDED.unavailable_models)sql",
+        unavailable_models = EXCLUDED.unavailable_models,
+        running_calls = EXCLUDED.running_calls)sql",
                               report.name, to_us(report.started_at), report.stopped_at.has_value(),
-                              failed.dump(), unavailable.dump());
+                              failed.dump(), unavailable.dump(), running.dump());
     return 0;
   });
 }
@@ -1189,7 +1199,8 @@ pg_store::model_usage_since(const std::vector<std::string>& stages, millis windo
 std::vector<node_report> pg_store::nodes() {
   return in_transaction("nodes", [&](pqxx::work& tx) {
     auto r = tx.exec("SELECT name, " TS_US("started_at") ", " TS_US("seen_at") ", " TS_US(
-        "stopped_at") ", failed_stages::text, unavailable_models::text FROM turing.nodes "
+        "stopped_at") ", failed_stages::text, unavailable_models::text, running_calls::text "
+                      "FROM turing.nodes "
                       "ORDER BY name");
     std::vector<node_report> out;
     for (const auto& row : r) {
@@ -1206,6 +1217,12 @@ std::vector<node_report> pg_store::nodes() {
         n.unavailable_models[it.key()] = {from_us(it.value().at("since_us").get<int64_t>()),
                                           it.value().at("error").get<std::string>(),
                                           it.value().at("waiting").get<int64_t>()};
+      auto running = json::parse(row[6].as<std::string>());
+      for (auto it = running.begin(); it != running.end(); ++it)
+        for (const auto& c : it.value())
+          n.running_calls[it.key()].push_back(
+              {c.at("stage").get<std::string>(), c.at("message_id").get<int64_t>(),
+               from_us(c.at("started_us").get<int64_t>()), c.at("tokens").get<int64_t>()});
       out.push_back(std::move(n));
     }
     return out;

@@ -217,9 +217,18 @@ struct model_outage {
   int64_t waiting = 0; ///< calls waiting for the model when last reported
 };
 
+/// A model call in flight, as its node last reported it: since when it runs
+/// and how many tokens it has streamed so far.
+struct call_in_flight {
+  std::string stage;
+  int64_t message_id = 0;
+  time_point started_at;
+  int64_t tokens = 0;
+};
+
 /// A node's report of itself: alive since, last seen, stopped, the stages
-/// whose supervisors gave up (stage -> reason) and the models it cannot
-/// reach (model -> outage).
+/// whose supervisors gave up (stage -> reason), the models it cannot reach
+/// (model -> outage) and its model calls in flight (model -> calls).
 struct node_report {
   std::string name;
   time_point started_at;
@@ -227,6 +236,7 @@ struct node_report {
   std::optional<time_point> stopped_at;
   std::map<std::string, std::string> failed_stages;
   std::map<std::string, model_outage> unavailable_models;
+  std::map<std::string, std::vector<call_in_flight>> running_calls;
 };
 
 /// One row of the append-only audit log.

@@ -232,4 +232,50 @@ max_ms = 3000
   CAF_CHECK_EQUAL(s.attempts(run_id).size(), 4u);
 }
 
+CAF_TEST(status_shows_the_tokens_per_second_of_a_running_call) {
+  // One call of about 12 s, streamed token by token.
+  auto sim_config = write_file(dir, "sim.toml", R"(
+latency_scale = 1.0
+[models."sim-first"]
+p50_ms = 12000
+p95_ms = 12100
+max_ms = 12500
+)");
+  model_simulator sim{dir, {"--config", sim_config.string()}};
+  auto config = write_file(
+      dir, "pipeline.toml",
+      pipeline(dsn, sim.endpoint(),
+               "[models.first]\napi = \"ollama\"\nmodel = \"sim-first\"\nconcurrency = 4\n"));
+  std::string out;
+  CAF_REQUIRE(turing_ok(dir,
+                        {"enqueue", "--config", config.string(), "--stage", "ask", "--file",
+                         write_items(dir, {"python scripting"}).string()},
+                        out));
+  auto run = start_turing(dir, {"run", "--config", config.string(), "--until-drained"}, "run.log");
+  // The node reports its calls in flight with the tokens streamed so far.
+  pg_store s{dsn};
+  auto streaming = [&] {
+    for (const auto& n : s.nodes())
+      for (const auto& [model, calls] : n.running_calls)
+        for (const auto& c : calls)
+          if (model == "first" && c.stage == "ask" && c.tokens > 0)
+            return true;
+    return false;
+  };
+  CAF_REQUIRE(eventually(streaming, 11s));
+  std::string status;
+  CAF_REQUIRE(turing_ok(dir, {"status", "--config", config.string(), "--json"}, status));
+  auto calls = nlohmann::json::parse(status.substr(status.find('{')))["nodes"][0]["running_calls"];
+  CAF_REQUIRE_EQUAL(calls.size(), 1u);
+  CAF_CHECK_EQUAL(calls[0]["model"], "first");
+  CAF_CHECK_EQUAL(calls[0]["stage"], "ask");
+  CAF_CHECK(calls[0]["tokens"].get<int64_t>() > 0);
+  CAF_CHECK(calls[0]["tokens_per_s"].get<double>() > 0);
+  std::string text;
+  CAF_REQUIRE(turing_ok(dir, {"status", "--config", config.string()}, text));
+  CAF_CHECK(text.find("model first running for ask message") != std::string::npos);
+  CAF_CHECK(text.find("tokens/s") != std::string::npos);
+  CAF_CHECK_EQUAL(run.wait(30s), 0);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

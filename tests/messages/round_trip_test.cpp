@@ -96,7 +96,8 @@ CAF_TEST(store_messages_round_trip) {
                 time_point{std::chrono::seconds{1700000005}},
                 std::nullopt,
                 {{"doomed", "gave up"}},
-                {}};
+                {},
+                {{"mistral", {{"alma", 7, time_point{std::chrono::seconds{1700000001}}, 42}}}}};
   round_trip(n);
   n.stopped_at = n.seen_at;
   round_trip(n);
@@ -116,6 +117,13 @@ CAF_TEST(execution_messages_round_trip) {
   round_trip(model_waiting{{42, 9}, "qwen", "cannot connect to http://gpu-1:11434/api/chat"});
   round_trip(model_call{{42, 9}, "alma", "system", "task: dedupe\nskill: SQL", millis{20000}});
   round_trip(model_answer{{42, 9}, "{\"verdict\": \"passed\"}", "mistral", 12.5});
+  round_trip(model_answer{{42, 9}, "{}", "mistral", 2012.5, 2000.0, 345});
+  round_trip(model_progress{{42, 9}, 17});
+  round_trip(
+      model_activity{"mistral", {{"alma", 42, time_point{std::chrono::seconds{1700000001}}, 17}}});
+  round_trip(gpu_demand{"mistral", 3, 2});
+  round_trip(gpu_turn{"mistral", true});
+  round_trip(gpu_load_observed{"mistral", 1500.0});
   round_trip(script_call{{42, 9}, "{\"key\": \"s0001\"}"});
   round_trip(execution_abandoned{{42, 9}});
   round_trip(lease_lost{{42, 9}});
