@@ -6,7 +6,9 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <mutex>
 #include <optional>
+#include <string>
 #include <utility>
 
 namespace turing::actors {
@@ -109,6 +111,27 @@ private:
   int64_t in_flight_ = 0;
   /// Tokens one call is expected to cost; -1 until one call has told.
   int64_t estimate_ = -1;
+};
+
+/// One budget shared by the endpoints of several models (those of one API
+/// key): the same rules behind a lock, since each endpoint asks on its own.
+class shared_model_budget {
+public:
+  shared_model_budget(std::string name, int64_t requests_per_minute, int64_t tokens_per_minute)
+      : name_(std::move(name)), budget_(requests_per_minute, tokens_per_minute) {}
+
+  const std::string& name() const { return name_; }
+
+  /// Runs `f(model_budget&)` under the lock.
+  template <class F> auto with(F f) {
+    std::lock_guard<std::mutex> guard{mutex_};
+    return f(budget_);
+  }
+
+private:
+  std::string name_;
+  std::mutex mutex_;
+  model_budget budget_;
 };
 
 } // namespace turing::actors

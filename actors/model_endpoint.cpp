@@ -88,6 +88,7 @@ struct model_endpoint_state {
     /// Tokens reserved in the budget, and whether the budget still counts
     /// the call as in flight.
     int64_t reservation = 0;
+    int64_t key_reservation = 0;
     bool in_budget = false;
     /// For status: when it started (wall clock) and its tokens so far.
     persistence::time_point started_at;
@@ -221,10 +222,12 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
       st.activity_armed = true;
       self->delayed_send(self, activity_interval, activity_atom::value);
     }
-    if (st.budget) {
-      rc.reservation = st.budget->started(self->clock().now());
-      rc.in_budget = true;
-    }
+    auto now = self->clock().now();
+    if (st.budget)
+      rc.reservation = st.budget->started(now);
+    if (o.key_budget)
+      rc.key_reservation = o.key_budget->with([&](model_budget& b) { return b.started(now); });
+    rc.in_budget = st.budget || o.key_budget;
     st.running[worker.address()] = std::move(rc);
     ++st.active;
   };
@@ -247,22 +250,44 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
   // the end of a call in flight) tries again. Logged once a minute at most.
   auto budget_allows = [=] {
     auto& st = self->state;
-    if (!st.budget)
+    if (!st.budget && !o.key_budget)
       return true;
     auto now = self->clock().now();
-    auto when = st.budget->next_start(now);
-    if (when && *when <= now)
+    using when_t = std::optional<model_budget::time_point>;
+    when_t own = st.budget ? st.budget->next_start(now) : when_t{now};
+    when_t key = o.key_budget
+                     ? o.key_budget->with([&](model_budget& b) { return b.next_start(now); })
+                     : when_t{now};
+    if (own && key && *own <= now && *key <= now)
       return true;
-    if (when && (!st.budget_timer_at || *when < *st.budget_timer_at)) {
-      st.budget_timer_at = *when;
-      self->delayed_send(self, *when - now, budget_atom::value);
+    // A later time, or (nullopt) the end of a call in flight: this model's
+    // tell the endpoint, other models' of the same key do not, so poll those.
+    when_t retry;
+    if (own && key)
+      retry = std::max(*own, *key);
+    else if (!key)
+      retry = now + std::chrono::milliseconds(250);
+    if (retry && (!st.budget_timer_at || *retry < *st.budget_timer_at)) {
+      st.budget_timer_at = *retry;
+      self->delayed_send(self, *retry - now, budget_atom::value);
     }
     if (!st.budget_logged_at || now - *st.budget_logged_at >= std::chrono::minutes(1)) {
       st.budget_logged_at = now;
-      spdlog::info("model {}: budget reached ({} of {} requests, {} of {} tokens in the last "
-                   "minute); {} call(s) wait unspent for it",
-                   model.name, st.budget->requests_in_window(now), model.requests_per_minute,
-                   st.budget->tokens_in_window(now), model.tokens_per_minute, st.queue.size());
+      bool own_bound = !own || *own > now;
+      if (own_bound)
+        spdlog::info("model {}: budget reached ({} of {} requests, {} of {} tokens in the last "
+                     "minute); {} call(s) wait unspent for it",
+                     model.name, st.budget->requests_in_window(now), model.requests_per_minute,
+                     st.budget->tokens_in_window(now), model.tokens_per_minute, st.queue.size());
+      else
+        o.key_budget->with([&](model_budget& b) {
+          spdlog::info("model {}: budget of api key {} reached ({} of {} requests, {} of {} "
+                       "tokens in the last minute, all its models); {} call(s) wait unspent for it",
+                       model.name, o.key_budget->name(), b.requests_in_window(now),
+                       b.requests_per_minute(), b.tokens_in_window(now), b.tokens_per_minute(),
+                       st.queue.size());
+          return 0;
+        });
     }
     return false;
   };
@@ -270,10 +295,17 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
   // The call no longer runs on the budget: what it spent is counted.
   auto budget_ended = [=](model_endpoint_state::running_call& rc, int64_t tokens) {
     auto& st = self->state;
-    if (!st.budget || !rc.in_budget)
+    if (!rc.in_budget)
       return;
     rc.in_budget = false;
-    st.budget->ended(self->clock().now(), rc.reservation, tokens);
+    auto now = self->clock().now();
+    if (st.budget)
+      st.budget->ended(now, rc.reservation, tokens);
+    if (o.key_budget)
+      o.key_budget->with([&](model_budget& b) {
+        b.ended(now, rc.key_reservation, tokens);
+        return 0;
+      });
   };
 
   auto start_what_may_start = [=] {

@@ -3,12 +3,14 @@
 // out an outage of the model's server instead of failing the calls.
 #pragma once
 
+#include "actors/model_budget.hpp"
 #include "config/pipeline_config.hpp"
 #include "messages/execution.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <functional>
+#include <memory>
 
 namespace turing::actors {
 
@@ -34,6 +36,9 @@ struct model_endpoint_options {
   /// one: the endpoint reports its demand there and starts calls only while
   /// it holds a turn. Looked up at each report (the scheduler may restart).
   std::function<caf::actor()> find_gpu;
+  /// The budget of the model's API key ([api_keys.<api_key_env>]), shared
+  /// with the other models of that key; null when there is none.
+  std::shared_ptr<shared_model_budget> key_budget;
   /// The wall clock of an outage's start as reported (virtual in simulation).
   std::function<persistence::time_point()> wall_clock = [] {
     return persistence::wall_clock::now();

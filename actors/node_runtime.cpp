@@ -14,6 +14,8 @@
 #include "supervision/supervisor.hpp"
 
 #include <caf/all.hpp>
+#include <map>
+#include <memory>
 
 namespace turing::actors {
 
@@ -115,26 +117,39 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
       };
       return spawn_gpu_scheduler(sup->system(), std::move(scheduler));
     }));
-  for (const auto& m : o.pipeline->models)
-    models.push_back(named_child(dir, "model/" + m.name, [m, o, dir](caf::event_based_actor* sup) {
-      model_endpoint_options endpoint;
-      endpoint.model = m;
-      endpoint.caller = o.simulated_models;
-      endpoint.observer = o.observer;
-      endpoint.wall_clock = o.wall_clock;
-      // Weak: the directory holds the endpoint, which must not hold it back.
-      endpoint.find_endpoint = [weak =
-                                    std::weak_ptr<actor_directory>(dir)](const std::string& name) {
-        auto d = weak.lock();
-        return d ? d->get("model/" + name) : caf::actor{};
-      };
-      if (!m.gpu.empty())
-        endpoint.find_gpu = [weak = std::weak_ptr<actor_directory>(dir), gpu = m.gpu] {
-          auto d = weak.lock();
-          return d ? d->get("gpu/" + gpu) : caf::actor{};
-        };
-      return spawn_model_endpoint(sup->system(), std::move(endpoint));
-    }));
+  // One budget per API key, shared by its models' endpoints (and kept across
+  // their restarts: the minute's spending does not start over).
+  std::map<std::string, std::shared_ptr<shared_model_budget>> key_budgets;
+  for (const auto& k : o.pipeline->api_keys)
+    key_budgets[k.env] =
+        std::make_shared<shared_model_budget>(k.env, k.requests_per_minute, k.tokens_per_minute);
+  for (const auto& m : o.pipeline->models) {
+    std::shared_ptr<shared_model_budget> key_budget;
+    if (auto it = key_budgets.find(m.api_key_env);
+        !m.api_key_env.empty() && it != key_budgets.end())
+      key_budget = it->second;
+    models.push_back(
+        named_child(dir, "model/" + m.name, [m, o, dir, key_budget](caf::event_based_actor* sup) {
+          model_endpoint_options endpoint;
+          endpoint.model = m;
+          endpoint.caller = o.simulated_models;
+          endpoint.observer = o.observer;
+          endpoint.wall_clock = o.wall_clock;
+          // Weak: the directory holds the endpoint, which must not hold it back.
+          endpoint.find_endpoint =
+              [weak = std::weak_ptr<actor_directory>(dir)](const std::string& name) {
+                auto d = weak.lock();
+                return d ? d->get("model/" + name) : caf::actor{};
+              };
+          endpoint.key_budget = key_budget;
+          if (!m.gpu.empty())
+            endpoint.find_gpu = [weak = std::weak_ptr<actor_directory>(dir), gpu = m.gpu] {
+              auto d = weak.lock();
+              return d ? d->get("gpu/" + gpu) : caf::actor{};
+            };
+          return spawn_model_endpoint(sup->system(), std::move(endpoint));
+        }));
+  }
 
   std::vector<child_spec> stages;
   for (const auto& s : o.pipeline->stages) {

@@ -125,6 +125,7 @@ public:
     read_runtime();
     read_model_endpoint();
     read_gpus();
+    read_api_keys();
     read_models();
     read_sinks();
     read_stages();
@@ -270,6 +271,7 @@ private:
       model_names_.push_back(m.name);
     check_fallbacks();
     check_gpus();
+    check_api_keys();
     // A stage naming a broken model gets no second error for it.
     model_names_.insert(model_names_.end(), broken.begin(), broken.end());
   }
@@ -318,6 +320,57 @@ private:
     std::stable_sort(config_.gpus.begin(), config_.gpus.end(), [](const auto& x, const auto& y) {
       return std::tie(x.where.line, x.where.column) < std::tie(y.where.line, y.where.column);
     });
+  }
+
+  /// `[api_keys.<VAR>]`: request and token budgets per API key, shared by
+  /// the models whose api_key_env is VAR.
+  void read_api_keys() {
+    auto* table = top_.subtable("api_keys");
+    if (table == nullptr)
+      return;
+    for (auto&& [key, value] : *table) {
+      std::string name{key.str()};
+      auto* key_table = value.as_table();
+      if (key_table == nullptr) {
+        diag_.error(value.source(), "api_keys." + name,
+                    "expected a table [api_keys." + name + "], got " +
+                        std::string{detail::type_name(value)});
+        continue;
+      }
+      api_key_budget k;
+      k.env = name;
+      table_reader r{*key_table, "api_keys." + name, diag_};
+      k.where = r.where();
+      if (!detail::is_valid_env_name(name))
+        diag_.error(k.where, r.path(),
+                    "invalid environment variable name " + in_quotes(name) +
+                        ": [api_keys] is keyed by the variable the models' api_key_env names");
+      if (auto n = r.integer("requests_per_minute", 1, 100000000))
+        k.requests_per_minute = *n;
+      if (auto n = r.integer("tokens_per_minute", 1, 1000000000000))
+        k.tokens_per_minute = *n;
+      if (!key_table->get("requests_per_minute") && !key_table->get("tokens_per_minute"))
+        r.missing("requests_per_minute", "or tokens_per_minute: the budget this key shares");
+      r.finish();
+      config_.api_keys.push_back(std::move(k));
+    }
+    std::stable_sort(
+        config_.api_keys.begin(), config_.api_keys.end(), [](const auto& x, const auto& y) {
+          return std::tie(x.where.line, x.where.column) < std::tie(y.where.line, y.where.column);
+        });
+  }
+
+  /// Every [api_keys] entry is some model's api_key_env.
+  void check_api_keys() {
+    for (auto& k : config_.api_keys) {
+      for (const auto& m : config_.models)
+        if (m.api_key_env == k.env)
+          k.models.push_back(m.name);
+      if (k.models.empty())
+        diag_.error(k.where, "api_keys." + k.env,
+                    "no model has api_key_env = " + in_quotes(k.env) +
+                        ": this budget would apply to nothing");
+    }
   }
 
   /// Every model's gpu is a [gpus] entry, and every GPU holds some model.

@@ -22,6 +22,12 @@ const gpu_config* pipeline_config::find_gpu(std::string_view name) const {
   return i != gpus.end() ? &*i : nullptr;
 }
 
+const api_key_budget* pipeline_config::find_api_key(std::string_view env) const {
+  auto i =
+      std::find_if(api_keys.begin(), api_keys.end(), [&](const auto& k) { return k.env == env; });
+  return i != api_keys.end() ? &*i : nullptr;
+}
+
 millis gpu_config::linger_or_default() const {
   if (linger)
     return *linger;

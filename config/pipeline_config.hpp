@@ -132,6 +132,17 @@ struct gpu_config {
   millis linger_or_default() const;
 };
 
+/// Budgets shared by every model whose api_key_env names the same variable
+/// (a provider's limits are per key, not per model): `[api_keys.<VAR>]`.
+struct api_key_budget {
+  std::string env;
+  int64_t requests_per_minute = 0;
+  int64_t tokens_per_minute = 0;
+  /// The [models] that use this key, in file order.
+  std::vector<std::string> models;
+  source_location where;
+};
+
 struct retry_policy {
   int max_attempts = 3;
   millis backoff{1000};
@@ -228,11 +239,14 @@ struct pipeline_config {
   std::vector<stage_config> stages;
   /// In file order.
   std::vector<gpu_config> gpus;
+  /// In file order.
+  std::vector<api_key_budget> api_keys;
   std::vector<std::string> sinks;
 
   const stage_config* find_stage(std::string_view name) const;
   const model_config* find_model(std::string_view name) const;
   const gpu_config* find_gpu(std::string_view name) const;
+  const api_key_budget* find_api_key(std::string_view env) const;
   bool is_sink(std::string_view name) const;
   /// The stage's own timeout, else runtime.default_timeout; with
   /// timeout = "auto", the deadline it starts from (the midpoint).

@@ -473,6 +473,48 @@ routes = { ok = "done" }
   CAF_CHECK_EQUAL(cfg.find_model("d")->gpu, "");
 }
 
+CAF_TEST(budgets_are_read_per_model_and_per_api_key) {
+  auto result = load(R"toml(model_endpoint = "https://api.example.com"
+sinks = ["done"]
+[api_keys.PROVIDER_KEY]
+requests_per_minute = 500
+tokens_per_minute = 200000
+[models.a]
+api = "openai"
+model = "small"
+api_key_env = "PROVIDER_KEY"
+requests_per_minute = 60
+[models.b]
+api = "openai"
+model = "large"
+api_key_env = "PROVIDER_KEY"
+tokens_per_minute = 5000
+[models.c]
+api = "ollama"
+model = "local"
+[stages.s]
+handler = "model"
+entry = true
+model = "a"
+prompt = "skill: {name}"
+outcome = "ok"
+routes = { ok = "done" }
+)toml");
+  for (const auto& e : result.errors)
+    CAF_MESSAGE(e.to_string());
+  CAF_REQUIRE(result.ok());
+  const auto& cfg = *result.config;
+  CAF_CHECK_EQUAL(cfg.find_model("a")->requests_per_minute, 60);
+  CAF_CHECK_EQUAL(cfg.find_model("a")->tokens_per_minute, 0);
+  CAF_CHECK_EQUAL(cfg.find_model("b")->tokens_per_minute, 5000);
+  CAF_CHECK_EQUAL(cfg.find_model("c")->requests_per_minute, 0);
+  const auto* key = cfg.find_api_key("PROVIDER_KEY");
+  CAF_REQUIRE(key != nullptr);
+  CAF_CHECK_EQUAL(key->requests_per_minute, 500);
+  CAF_CHECK_EQUAL(key->tokens_per_minute, 200000);
+  CAF_CHECK_EQUAL(key->models, (std::vector<std::string>{"a", "b"}));
+}
+
 CAF_TEST(unreadable_config_file_gives_one_error_naming_it) {
   auto missing = dir.path() / "absent.toml";
   auto r = load_config_file(missing, builtins);

@@ -139,6 +139,32 @@ routes = { ok = "done" }
   CHECK_ERROR(r, "models.a.gpu", 8, "gpu 'gpu1' is not a GPU in [gpus]; did you mean 'gpu0'?");
 }
 
+CAF_TEST(an_api_key_budget_needs_a_budget_and_a_model_using_the_key) {
+  auto r = load(R"(sinks = ["done"]
+model_endpoint = "http://localhost:11434"
+[api_keys.UNUSED_KEY]
+requests_per_minute = 10
+[api_keys.EMPTY_KEY]
+[api_keys."bad key"]
+tokens_per_minute = 0
+[models.a]
+api = "openai"
+model = "a"
+api_key_env = "EMPTY_KEY"
+[stages.only]
+handler = "model"
+entry = true
+model = "a"
+prompt = "{x}"
+outcome = "ok"
+routes = { ok = "done" }
+)");
+  CHECK_ERROR(r, "api_keys.UNUSED_KEY", 3, "no model has api_key_env = 'UNUSED_KEY'");
+  CHECK_ERROR(r, "api_keys.EMPTY_KEY.requests_per_minute", 5, "or tokens_per_minute");
+  CHECK_ERROR(r, "api_keys.bad key", 6, "invalid environment variable name");
+  CHECK_ERROR(r, "api_keys.bad key.tokens_per_minute", 7, "");
+}
+
 CAF_TEST(an_auto_timeout_needs_a_ceiling_above_its_floor_and_its_keys_need_auto) {
   auto r = load(R"(sinks = ["done"]
 [stages.a]
