@@ -25,9 +25,7 @@ long peak_rss_kb(pid_t pid) {
   return 0;
 }
 
-/// Runs argv, output to `log`; samples its peak RSS every 50 ms.
-process_result run(const std::vector<std::string>& argv, const fs::path& log) {
-  auto start = clock_type::now();
+pid_t spawn(const std::vector<std::string>& argv, const fs::path& log) {
   pid_t pid = fork();
   if (pid == 0) {
     FILE* f = std::fopen(log.c_str(), "a");
@@ -42,6 +40,13 @@ process_result run(const std::vector<std::string>& argv, const fs::path& log) {
     execv(args[0], args.data());
     _exit(127);
   }
+  return pid;
+}
+
+/// Runs argv, output to `log`; samples its peak RSS every 50 ms.
+process_result run(const std::vector<std::string>& argv, const fs::path& log) {
+  auto start = clock_type::now();
+  pid_t pid = spawn(argv, log);
   process_result r;
   for (;;) {
     r.peak_rss_kb = std::max(r.peak_rss_kb, peak_rss_kb(pid));

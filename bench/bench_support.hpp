@@ -25,6 +25,10 @@ struct process_result {
 /// VmHWM of a live process, in KB (0 once it is gone).
 long peak_rss_kb(pid_t pid);
 
+/// Starts argv (argv[0] a path) with its output appended to `log`; returns
+/// its pid without waiting.
+pid_t spawn(const std::vector<std::string>& argv, const fs::path& log);
+
 /// Runs argv, output appended to `log`; samples its peak RSS every 50 ms.
 process_result run(const std::vector<std::string>& argv, const fs::path& log);
 

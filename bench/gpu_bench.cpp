@@ -122,20 +122,7 @@ public:
     auto port_file = dir / "sim.port";
     fs::remove(port_file);
     argv_ = simulator_argv(models, load_ms, port_file);
-    pid_ = fork();
-    if (pid_ == 0) {
-      FILE* f = std::fopen(log.c_str(), "a");
-      if (f) {
-        dup2(fileno(f), 1);
-        dup2(fileno(f), 2);
-      }
-      std::vector<char*> args;
-      for (auto& a : argv_)
-        args.push_back(a.data());
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
+    pid_ = spawn(argv_, log);
     for (int i = 0; i < 400 && port_ == 0; ++i) {
       std::ifstream in{port_file};
       if (!(in >> port_)) {

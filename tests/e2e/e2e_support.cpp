@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
+#include <iostream>
 #include <spawn.h>
 #include <sstream>
 #include <stdexcept>
@@ -158,6 +159,20 @@ int run_turing(const temp_dir& dir, std::vector<std::string> args, std::string* 
   if (output)
     *output = p.output();
   return status;
+}
+
+bool turing_ok(const temp_dir& dir, std::vector<std::string> args, std::string& output) {
+  auto rc = run_turing(dir, std::move(args), &output);
+  if (rc != 0)
+    std::cerr << "turing exited " << rc << ":\n" << output << "\n";
+  return rc == 0;
+}
+
+std::filesystem::path write_file(const temp_dir& dir, const std::string& name,
+                                 const std::string& text) {
+  auto path = dir.path / name;
+  std::ofstream(path) << text;
+  return path;
 }
 
 } // namespace turing::testing

@@ -67,6 +67,14 @@ std::filesystem::path write_skills(const temp_dir& dir, size_t n);
 int run_turing(const temp_dir& dir, std::vector<std::string> args, std::string* output,
                std::chrono::milliseconds timeout = std::chrono::minutes(3));
 
+/// Runs the turing CLI to its end; true when it exits 0. Otherwise its exit
+/// status and output go to stderr, beside the test's own report.
+bool turing_ok(const temp_dir& dir, std::vector<std::string> args, std::string& output);
+
+/// Writes `text` to dir/name; returns the path.
+std::filesystem::path write_file(const temp_dir& dir, const std::string& name,
+                                 const std::string& text);
+
 /// Starts `turing args...` without waiting.
 child_process start_turing(const temp_dir& dir, std::vector<std::string> args,
                            const std::string& log_name);

@@ -17,12 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path write_file(const temp_dir& dir, const std::string& name, const std::string& text) {
-  auto path = dir.path / name;
-  std::ofstream(path) << text;
-  return path;
-}
-
 /// One model stage "ask" on model "first", after `models`; by default one
 /// attempt per item, so any attempt spent on a throttle would dead-letter it.
 std::string pipeline(const std::string& dsn, const std::string& endpoint, const std::string& models,
@@ -49,14 +43,6 @@ fs::path write_items(const temp_dir& dir, const std::vector<std::string>& names)
   for (size_t i = 0; i < names.size(); ++i)
     lines += "{\"key\": \"s" + std::to_string(i) + "\", \"name\": \"" + names[i] + "\"}\n";
   return write_file(dir, "items.jsonl", lines);
-}
-
-/// Runs the turing CLI; its output is shown when it fails.
-bool turing_ok(const temp_dir& dir, std::vector<std::string> args, std::string& out) {
-  auto rc = run_turing(dir, std::move(args), &out);
-  if (rc != 0)
-    CAF_MESSAGE("turing exited " << rc << ":\n" << out);
-  return rc == 0;
 }
 
 /// Enqueues `items` at "ask" and runs until drained; returns the run's id.

@@ -17,19 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path write_file(const temp_dir& dir, const std::string& name, const std::string& text) {
-  auto path = dir.path / name;
-  std::ofstream(path) << text;
-  return path;
-}
-
-bool turing_ok(const temp_dir& dir, std::vector<std::string> args, std::string& out) {
-  auto rc = run_turing(dir, std::move(args), &out);
-  if (rc != 0)
-    CAF_MESSAGE("turing exited " << rc << ":\n" << out);
-  return rc == 0;
-}
-
 } // namespace
 
 CAF_TEST_FIXTURE_SCOPE(token_budget_tests, skill_pipeline_fixture)
