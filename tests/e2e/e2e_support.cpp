@@ -1,14 +1,15 @@
 // Child processes and config rendering for the end-to-end tests.
 #include "tests/e2e/e2e_support.hpp"
 
+#include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
 #include <iostream>
-#include <spawn.h>
 #include <sstream>
 #include <stdexcept>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,20 +21,34 @@ namespace fs = std::filesystem;
 
 child_process::child_process(std::vector<std::string> argv, fs::path log_file)
     : log_file_(std::move(log_file)) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                                   0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  if (argv.empty() || access(argv[0].c_str(), X_OK) != 0)
+    throw std::runtime_error("cannot start " + (argv.empty() ? std::string{"nothing"} : argv[0]) +
+                             ": " + std::strerror(errno));
   std::vector<char*> args;
   for (auto& a : argv)
     args.push_back(a.data());
   args.push_back(nullptr);
-  int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0)
-    throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
+  auto parent = getpid();
+  pid_ = fork();
+  if (pid_ < 0)
+    throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(errno));
+  if (pid_ == 0) {
+    // Only async-signal-safe calls until exec. The child dies with the test:
+    // a test that aborts (a failed CAF_REQUIRE) runs no destructor, and its
+    // simulator or turing would otherwise outlive it.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+      _exit(127); // the test died before prctl
+    int out = open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int in = open("/dev/null", O_RDONLY);
+    if (out < 0 || in < 0)
+      _exit(127);
+    dup2(out, 1);
+    dup2(out, 2);
+    dup2(in, 0);
+    execve(args[0], args.data(), environ);
+    _exit(127);
+  }
 }
 
 child_process::~child_process() {
