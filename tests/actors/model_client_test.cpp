@@ -425,9 +425,9 @@ CAF_TEST(ollamas_load_duration_is_read_from_the_last_line_or_the_one_object) {
       "{\"message\":{\"content\":\"\"},\"done\":true,\"load_duration\":1500000000}\n");
   CAF_REQUIRE(streamed.content.has_value());
   CAF_CHECK_EQUAL(streamed.load_ms, 1500.0);
-  auto whole = read_streamed_reply(
-      config::model_api::ollama, "application/json",
-      R"({"message":{"content":"{}"},"done":true,"load_duration":250000000})");
+  auto whole =
+      read_streamed_reply(config::model_api::ollama, "application/json",
+                          R"({"message":{"content":"{}"},"done":true,"load_duration":250000000})");
   CAF_REQUIRE(whole.content.has_value());
   CAF_CHECK_EQUAL(whole.load_ms, 250.0);
   auto none = read_streamed_reply(config::model_api::ollama, "application/json",
