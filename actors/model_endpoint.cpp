@@ -286,7 +286,6 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
                        model.name, o.key_budget->name(), b.requests_in_window(now),
                        b.requests_per_minute(), b.tokens_in_window(now), b.tokens_per_minute(),
                        st.queue.size());
-          return 0;
         });
     }
     return false;
@@ -302,10 +301,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
     if (st.budget)
       st.budget->ended(now, rc.reservation, tokens);
     if (o.key_budget)
-      o.key_budget->with([&](model_budget& b) {
-        b.ended(now, rc.key_reservation, tokens);
-        return 0;
-      });
+      o.key_budget->with([&](model_budget& b) { b.ended(now, rc.key_reservation, tokens); });
   };
 
   auto start_what_may_start = [=] {
