@@ -1,6 +1,7 @@
 // The node monitor.
 #include "actors/node_monitor.hpp"
 
+#include "actors/store_actor.hpp"
 #include "messages/registry.hpp"
 
 #include <algorithm>
@@ -14,13 +15,14 @@ namespace turing::actors {
 namespace {
 
 using census_tick_atom = caf::atom_constant<caf::atom("censustk")>;
+using report_tick_atom = caf::atom_constant<caf::atom("reporttk")>;
 
 } // namespace
 
 struct node_monitor_state {
   std::set<std::string> failed_stages;
   persistence::node_report report; ///< what this node last said of itself
-  int censuses_since_report = 0;
+  bool report_in_flight = false;
   std::map<std::string, int> dry_censuses; ///< consecutive censuses without work
   std::map<std::string, bool> reported_dry;
   int pipeline_dry_censuses = 0;
@@ -38,20 +40,26 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
   self->state.last_progress = self->clock().now();
   // Reports go to turing.nodes at start, on a stage failure and every few
   // seconds, so `turing status` in another process sees this node's health.
+  // They go through the liveness store, beside the lease heartbeats: peers
+  // judge a node by its report's age, which bulk writes must not delay.
   auto report = [=] {
-    auto store = o.dir->get("store");
-    if (!store || o.node.empty())
+    auto store = o.dir->get(liveness_store_name);
+    if (!store)
+      store = o.dir->get("store");
+    if (!store || o.node.empty() || self->state.report_in_flight)
       return;
-    self->state.censuses_since_report = 0;
+    self->state.report_in_flight = true;
     self->request(store, std::chrono::seconds(30), self->state.report)
-        .then([](bool) {},
+        .then([=](bool) { self->state.report_in_flight = false; },
               [=](caf::error& e) {
+                self->state.report_in_flight = false;
                 spdlog::log(persistence::secondhand_level(o.outage),
                             "node monitor: could not report node {}: {}", o.node,
                             self->system().render(e));
               });
   };
   self->send(self, census_tick_atom::value);
+  self->send(self, report_tick_atom::value);
   return {
       [=](child_started& e) {
         if (e.restart_count > 0)
@@ -96,6 +104,16 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
         else
           calls[a.model] = std::move(a.calls);
       },
+      [=](report_tick_atom) {
+        self->delayed_send(self, o.report_interval, report_tick_atom::value);
+        report();
+      },
+      // Distributed mode: the address and verified peers, at once.
+      [=](cluster_membership& m) {
+        self->state.report.address = std::move(m.address);
+        self->state.report.peers = std::move(m.peers);
+        report();
+      },
       [=](supervisor_gave_up& e) {
         spdlog::error("supervision: {} gave up: {}", e.supervisor, e.reason);
       },
@@ -110,8 +128,6 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
                 [=](const work_census& census) {
                   auto& st = self->state;
                   st.census_in_flight = false;
-                  if (st.censuses_since_report++ % 5 == 0)
-                    report();
                   int64_t live = 0;
                   // A stage is reported dry once it stayed without work for
                   // dry_after censuses: a pause between two batches is not news,

@@ -22,6 +22,10 @@ struct node_monitor_options {
   std::shared_ptr<actor_directory> dir;
   persistence::millis census_interval{1000};
   persistence::millis progress_interval{10000};
+  /// How often the node writes its report (turing.nodes.seen_at is its
+  /// heartbeat there); distributed mode reports more often, since peers
+  /// judge a silent node by it.
+  persistence::millis report_interval{5000};
   /// Consecutive censuses without work before a stage is reported dry.
   int dry_after = 5;
   /// Receives pipeline_drained each time no live stage has work (the

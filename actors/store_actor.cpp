@@ -152,6 +152,13 @@ caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self, store_
         return guarded(outage, "rescue",
                        [&] { return db.rescue_expired(r.rescuer_node, r.max_lost); });
       },
+      [&db, outage](rescue_node_request& r) {
+        return guarded(outage, "rescue_node",
+                       [&] { return db.rescue_node(r.dead_node, r.rescuer_node, r.max_lost); });
+      },
+      [&db, outage](nodes_request&) {
+        return guarded(outage, "nodes", [&] { return db.nodes(); });
+      },
       [&db, outage](prune_request& r) {
         return guarded(outage, "prune_history",
                        [&] { return db.prune_history(r.older_than, r.limit); });

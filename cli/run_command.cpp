@@ -6,12 +6,15 @@
 #include "actors/node_runtime.hpp"
 #include "cli/cli_context.hpp"
 #include "cli/commands.hpp"
+#include "cluster/cluster_member.hpp"
 #include "config/duration.hpp"
 #include "messages/registry.hpp"
 #include "persistence/pg_store.hpp"
 
 #include <atomic>
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
 #include <csignal>
 #include <iostream>
 #include <spdlog/spdlog.h>
@@ -70,13 +73,50 @@ void log_startup_census(persistence::store& store) {
                unfinished.size(), pending, running, expired);
 }
 
+/// Distributed mode's checks before anything starts: the certificate, key
+/// and CA belong together, and the node's name is its certificate's CN
+/// (peers check that name; CAF checks only the CA). Returns the node name.
+std::string check_cluster_identity(const config::cluster_config& c, const std::string& node_option,
+                                   const std::string& config_node) {
+  cluster::tls_files tls{c.certificate.string(), c.key.string(), c.ca.string()};
+  try {
+    cluster::check_tls_files(tls);
+  } catch (const std::exception& e) {
+    throw usage_error("[cluster] refuses to start distributed mode: " + std::string{e.what()});
+  }
+  auto cn = cluster::certificate_common_name(tls.certificate);
+  for (const auto& [given, where] :
+       {std::pair{node_option, "--node"}, std::pair{config_node, "runtime.node"}})
+    if (!given.empty() && given != cn)
+      throw usage_error("[cluster] node name " + given + " (from " + where +
+                        ") is not the CN of its certificate " + tls.certificate + " (" + cn +
+                        "): peers would refuse it; leave the name out or make a certificate for " +
+                        given);
+  return cn;
+}
+
+/// Loads CAF's networking with mutual TLS and heartbeats on (both are off
+/// in CAF 0.17 by default: an anonymous cipher, and hung peers unnoticed).
+void configure_cluster(caf::actor_system_config& cfg, const config::cluster_config& c) {
+  cfg.load<caf::io::middleman>();
+  cfg.load<caf::openssl::manager>();
+  cfg.openssl_certificate = c.certificate.string();
+  cfg.openssl_key = c.key.string();
+  cfg.openssl_cafile = c.ca.string();
+  cfg.set("middleman.heartbeat-interval", caf::timespan{c.heartbeat_interval});
+  cfg.set("middleman.connection-timeout", caf::timespan{c.connection_timeout});
+}
+
 } // namespace
 
 int run_command(const run_options& options) {
   auto builtins = std::make_shared<actors::builtin_registry>(make_builtins());
   auto pipeline = std::make_shared<const config::pipeline_config>(
       load_checked_config(options.config, *builtins));
-  auto node = !options.node.empty()             ? options.node
+  const auto& cluster_cfg = pipeline->cluster;
+  auto node = cluster_cfg.enabled
+                  ? check_cluster_identity(cluster_cfg, options.node, pipeline->runtime.node)
+              : !options.node.empty()           ? options.node
               : !pipeline->runtime.node.empty() ? pipeline->runtime.node
                                                 : default_node_name();
   auto db = open_database(*pipeline);
@@ -89,6 +129,8 @@ int run_command(const run_options& options) {
   caf::actor_system_config cfg;
   add_message_types(cfg);
   actors::configure_scheduler(cfg);
+  if (cluster_cfg.enabled)
+    configure_cluster(cfg, cluster_cfg);
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
   auto dir = std::make_shared<actors::actor_directory>();
@@ -102,6 +144,8 @@ int run_command(const run_options& options) {
   monitor_options.dir = dir;
   monitor_options.node = node;
   monitor_options.outage = outage;
+  if (cluster_cfg.enabled)
+    monitor_options.report_interval = std::chrono::seconds(1);
   if (options.until_drained)
     monitor_options.drained_listener = caf::actor_cast<caf::actor>(self);
   auto monitor = actors::spawn_node_monitor(sys, monitor_options);
@@ -118,6 +162,40 @@ int run_command(const run_options& options) {
   node_opts.outage = outage;
   auto root = actors::spawn_node(sys, node_opts, dir);
   self->monitor(root);
+  caf::actor member;
+  if (cluster_cfg.enabled) {
+    cluster::cluster_member_options m;
+    m.node = node;
+    m.cluster = cluster_cfg;
+    m.started_at_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          persistence::wall_clock::now().time_since_epoch())
+                          .count();
+    m.dir = dir;
+    m.monitor = monitor;
+    m.connector = sys.openssl_manager().actor_handle();
+    cluster::tls_files tls{cluster_cfg.certificate.string(), cluster_cfg.key.string(),
+                           cluster_cfg.ca.string()};
+    m.probe = [tls](const std::string& host, uint16_t port, std::chrono::milliseconds timeout) {
+      return cluster::probe_peer_identity(host, port, tls, timeout);
+    };
+    m.max_lost = pipeline->runtime.max_lost_attempts;
+    m.outage = outage;
+    member = cluster::spawn_cluster_member(sys, m);
+    auto port = caf::openssl::publish(member, cluster_cfg.listen_port,
+                                      cluster_cfg.listen_host.c_str(), true);
+    if (!port) {
+      spdlog::critical("node {}: cannot listen for peers on {}:{}: {}", node,
+                       cluster_cfg.listen_host, cluster_cfg.listen_port, sys.render(port.error()));
+      spdlog::default_logger()->flush();
+      _exit(2);
+    }
+    spdlog::info("node {}: distributed mode, listening on {}:{} (advertised as {}:{}), mutual TLS "
+                 "with CA {}, peer heartbeat {}, connection timeout {}",
+                 node, cluster_cfg.listen_host, *port, cluster_cfg.advertise_host,
+                 cluster_cfg.advertise_port, cluster_cfg.ca.string(),
+                 config::format_duration(cluster_cfg.heartbeat_interval),
+                 config::format_duration(cluster_cfg.connection_timeout));
+  }
   spdlog::info("node {}: running {} stage(s) and {} model endpoint(s) from {}", node,
                pipeline->stages.size(), pipeline->models.size(), pipeline->file.string());
 
@@ -177,6 +255,8 @@ int run_command(const run_options& options) {
                   caf::after(std::chrono::seconds(15)) >>
                       [&] { spdlog::warn("shutdown: supervision tree slow to stop"); });
   }
+  if (member)
+    self->send_exit(member, caf::exit_reason::user_shutdown);
   self->send_exit(monitor, caf::exit_reason::user_shutdown);
   dir->clear();
   try {

@@ -94,6 +94,7 @@ int status_command(const status_options& options) {
   auto runs = store.runs(false);
   auto sinks = store.sink_counts(std::nullopt);
   auto nodes = store.nodes();
+  auto running_by_node = store.running_by_node();
   auto dead_lost = store.dead_from_lost_leases();
   std::map<std::string, stage_latency> latencies;
   for (const auto& s : config.stages)
@@ -199,6 +200,12 @@ int status_command(const status_options& options) {
       out["nodes"].push_back(
           {{"name", n.name},
            {"state", node_state(n, now)},
+           {"address", n.address.empty() ? nlohmann::json(nullptr) : nlohmann::json(n.address)},
+           {"peers", n.peers},
+           // No placement yet: every node hosts every stage and model of the config.
+           {"hosts", {{"stages", "all"}, {"models", "all"}}},
+           {"running_messages",
+            running_by_node.count(n.name) ? running_by_node.at(n.name) : int64_t{0}},
            {"seen_ms_ago",
             std::chrono::duration_cast<std::chrono::milliseconds>(now - n.seen_at).count()},
            {"failed_stages", n.failed_stages},
@@ -316,9 +323,18 @@ int status_command(const status_options& options) {
   for (const auto& n : nodes) {
     auto state = node_state(n, now);
     o << "  " << n.name << ": " << state;
-    if (state == "alive")
+    if (state == "alive") {
       o << ", seen " << age(n.seen_at, now) << " ago, up " << age(n.started_at, now);
-    else if (state == "stopped")
+      auto running = running_by_node.find(n.name);
+      o << ", " << (running == running_by_node.end() ? 0 : running->second) << " message(s) leased";
+    }
+    if (!n.address.empty()) {
+      o << "; at " << n.address << ", peers: ";
+      if (n.peers.empty())
+        o << "none";
+      for (size_t i = 0; i < n.peers.size(); ++i)
+        o << (i ? ", " : "") << n.peers[i];
+    } else if (state == "stopped")
       o << " " << age(*n.stopped_at, now) << " ago";
     else
       o << ": not seen for " << age(n.seen_at, now) << " (killed or partitioned?)";

@@ -109,6 +109,31 @@ bool looks_like_connection_string(std::string_view url) {
          url.find('=') != std::string_view::npos;
 }
 
+/// "host:port" or "[v6]:port" into its parts.
+bool split_host_port(const std::string& text, std::string& host, uint16_t& port, std::string& why) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    why = "expected host:port";
+    return false;
+  }
+  host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  auto digits = text.substr(colon + 1);
+  if (digits.empty() || digits.size() > 5 ||
+      digits.find_first_not_of("0123456789") != std::string::npos || std::stoul(digits) == 0 ||
+      std::stoul(digits) > 65535) {
+    why = "the port must be a number in 1..65535";
+    return false;
+  }
+  port = static_cast<uint16_t>(std::stoul(digits));
+  return true;
+}
+
+bool is_wildcard_host(const std::string& host) {
+  return host == "0.0.0.0" || host == "::" || host == "*";
+}
+
 class loader {
 public:
   loader(const toml::table& root, std::string file, std::filesystem::path base_dir,
@@ -123,6 +148,7 @@ public:
     sources_.stages = diag_.location(root_.source());
     read_database();
     read_runtime();
+    read_cluster();
     read_model_endpoint();
     read_gpus();
     read_api_keys();
@@ -208,6 +234,72 @@ private:
                        ") must be shorter than lease_ttl (" + format_duration(rt.lease_ttl) +
                        "): a lease would expire between heartbeats");
     }
+    r.finish();
+  }
+
+  /// `[cluster]`: distributed mode's address, certificates and bounds.
+  void read_cluster() {
+    auto* table = top_.subtable("cluster");
+    if (table == nullptr)
+      return;
+    auto& c = config_.cluster;
+    c.enabled = true;
+    table_reader r{*table, "cluster", diag_};
+    c.where = r.where();
+    if (auto listen = r.string("listen")) {
+      std::string why;
+      if (!split_host_port(*listen, c.listen_host, c.listen_port, why))
+        r.error("listen", "bad listen address " + in_quotes(*listen) + ": " + why);
+    } else if (table->get("listen") == nullptr) {
+      r.missing("listen", "the address this node listens on for its peers, e.g. "
+                          "\"0.0.0.0:7400\"");
+    }
+    if (auto advertise = r.string("advertise")) {
+      std::string why;
+      if (!split_host_port(*advertise, c.advertise_host, c.advertise_port, why))
+        r.error("advertise", "bad advertised address " + in_quotes(*advertise) + ": " + why);
+      else if (is_wildcard_host(c.advertise_host))
+        r.error("advertise",
+                "advertise " + in_quotes(*advertise) + " is not an address a peer can connect to");
+    } else if (!c.listen_host.empty()) {
+      if (is_wildcard_host(c.listen_host))
+        r.missing("advertise", "listen " + in_quotes(c.listen_host) +
+                                   " is every interface: say where peers reach this node, e.g. "
+                                   "\"10.0.0.5:7400\"");
+      c.advertise_host = c.listen_host;
+      c.advertise_port = c.listen_port;
+    }
+    std::string missing;
+    for (auto [key, path] : {std::pair{"certificate", &c.certificate}, std::pair{"key", &c.key},
+                             std::pair{"ca", &c.ca}}) {
+      if (auto file = r.string(key)) {
+        if (file->empty())
+          r.error(key, std::string{key} + " is empty");
+        else
+          *path = (base_dir_ / *file).lexically_normal();
+      } else if (table->get(key) == nullptr) {
+        missing += (missing.empty() ? "" : ", ") + std::string{key};
+      }
+    }
+    // One line for all three: the fix is the same (make them, name them).
+    if (!missing.empty())
+      diag_.error(c.where, "cluster",
+                  "distributed mode needs certificate, key and ca (missing: " + missing +
+                      "): it runs over mutual TLS only, since without certificates CAF uses an "
+                      "anonymous cipher anyone can connect to; scripts/make-node-certs makes a "
+                      "private CA and node certificates");
+    if (auto d = r.duration("heartbeat_interval"))
+      c.heartbeat_interval = *d;
+    if (auto d = r.duration("connection_timeout"))
+      c.connection_timeout = *d;
+    if (auto d = r.duration("connect_timeout"))
+      c.connect_timeout = *d;
+    if (c.connection_timeout <= c.heartbeat_interval)
+      r.error(table->get("connection_timeout") ? "connection_timeout" : "heartbeat_interval",
+              "connection_timeout (" + format_duration(c.connection_timeout) +
+                  ") must be longer than heartbeat_interval (" +
+                  format_duration(c.heartbeat_interval) +
+                  "): a quiet but healthy peer would be dropped");
     r.finish();
   }
 

@@ -132,6 +132,32 @@ struct gpu_config {
   millis linger_or_default() const;
 };
 
+/// `[cluster]`: distributed mode. Nodes publish themselves over mutual TLS
+/// (CAF's openssl module) and connect to the live nodes they find in the
+/// database; absent, this node talks to no other (the database still
+/// coordinates every node that shares it).
+struct cluster_config {
+  bool enabled = false;
+  /// Where this node listens for its peers.
+  std::string listen_host;
+  uint16_t listen_port = 0;
+  /// Where peers reach it (recorded in turing.nodes); listen's by default.
+  std::string advertise_host;
+  uint16_t advertise_port = 0;
+  /// PEM files, absolute. Required: without them CAF would fall back to an
+  /// anonymous cipher that anyone can connect to or sit in the middle of.
+  std::filesystem::path certificate;
+  std::filesystem::path key;
+  std::filesystem::path ca;
+  /// CAF's BASP heartbeat, and how long a silent peer is given before its
+  /// connection is dropped (a hung or partitioned peer is noticed by then).
+  millis heartbeat_interval{1000};
+  millis connection_timeout{5000};
+  /// The bound on one attempt to reach a peer (TLS probe, connect, hello).
+  millis connect_timeout{5000};
+  source_location where;
+};
+
 /// Budgets shared by every model whose api_key_env names the same variable
 /// (a provider's limits are per key, not per model): `[api_keys.<VAR>]`.
 struct api_key_budget {
@@ -241,6 +267,7 @@ struct pipeline_config {
   std::vector<gpu_config> gpus;
   /// In file order.
   std::vector<api_key_budget> api_keys;
+  cluster_config cluster;
   std::vector<std::string> sinks;
 
   const stage_config* find_stage(std::string_view name) const;

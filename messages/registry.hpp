@@ -2,6 +2,7 @@
 // so that nodes agree on the wire and unknown types fail loudly.
 #pragma once
 
+#include "messages/cluster.hpp"
 #include "messages/execution.hpp"
 #include "messages/models.hpp"
 #include "messages/runtime.hpp"
@@ -30,6 +31,11 @@ inline void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<rescued_message>("turing::rescued_message");
   cfg.add_message_type<std::vector<rescued_message>>("std::vector<turing::rescued_message>");
   cfg.add_message_type<node_report>("turing::node_report");
+  cfg.add_message_type<std::vector<node_report>>("std::vector<turing::node_report>");
+  cfg.add_message_type<rescue_node_request>("turing::rescue_node_request");
+  cfg.add_message_type<nodes_request>("turing::nodes_request");
+  cfg.add_message_type<cluster_hello>("turing::cluster_hello");
+  cfg.add_message_type<cluster_membership>("turing::cluster_membership");
   cfg.add_message_type<heartbeat_request>("turing::heartbeat_request");
   cfg.add_message_type<release_request>("turing::release_request");
   cfg.add_message_type<rescue_request>("turing::rescue_request");

@@ -86,7 +86,8 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
     return caf::none;
   });
   return f(caf::meta::type_name("turing::node_report"), x.name, x.started_at, x.seen_at, stopped,
-           stopped_at, load, x.failed_stages, x.unavailable_models, x.running_calls);
+           stopped_at, load, x.failed_stages, x.unavailable_models, x.running_calls, x.address,
+           x.peers);
 }
 
 template <class Inspector>
@@ -124,6 +125,17 @@ struct rescue_request {
 /// History retention, one batch: remove up to `limit` done messages (and
 /// their attempts) of items finished over `older_than` ago; the reply is a
 /// prune_result.
+/// Return every lease `dead_node` holds to ready now (its process is known
+/// to be gone); the reply is a std::vector<rescued_message>.
+struct rescue_node_request {
+  std::string dead_node;
+  std::string rescuer_node;
+  int max_lost = persistence::default_max_lost_attempts;
+};
+
+/// Every node's last report; the reply is a std::vector<node_report>.
+struct nodes_request {};
+
 struct prune_request {
   persistence::millis older_than{0};
   int limit = 0;
@@ -173,6 +185,16 @@ typename Inspector::result_type inspect(Inspector& f, release_request& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, rescue_request& x) {
   return f(caf::meta::type_name("turing::rescue_request"), x.rescuer_node, x.max_lost);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rescue_node_request& x) {
+  return f(caf::meta::type_name("turing::rescue_node_request"), x.dead_node, x.rescuer_node,
+           x.max_lost);
+}
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, nodes_request&) {
+  return f(caf::meta::type_name("turing::nodes_request"));
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, prune_request& x) {

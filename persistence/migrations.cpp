@@ -397,6 +397,14 @@ const char* running_calls = R"sql(
 ALTER TABLE turing.nodes ADD COLUMN running_calls jsonb NOT NULL DEFAULT '{}';
 )sql";
 
+// Distributed mode: where a node's peers reach it and which peers it is
+// connected to, so that nodes find each other and `turing status` shows the
+// cluster.
+const char* cluster_membership = R"sql(
+ALTER TABLE turing.nodes ADD COLUMN address text;
+ALTER TABLE turing.nodes ADD COLUMN peers jsonb NOT NULL DEFAULT '[]';
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
@@ -419,6 +427,7 @@ const std::vector<migration>& all_migrations() {
       {15, "attempts.tokens: a model attempt's prompt + completion tokens", attempt_tokens},
       {16, "nodes.running_calls: model calls in flight and their tokens, for status",
        running_calls},
+      {17, "nodes.address and nodes.peers: distributed mode's membership", cluster_membership},
   };
   return list;
 }

@@ -1155,17 +1155,20 @@ void pg_store::report_node(const node_report& report) {
     session_->statements.exec(tx, R"sql(
       WITH started AS (SELECT timestamptz 'epoch' + $2 * interval '1 microsecond' AS at)
       INSERT INTO turing.nodes (name, started_at, seen_at, stopped_at, failed_stages,
-                                unavailable_models, running_calls)
+                                unavailable_models, running_calls, address, peers)
       SELECT $1, at, greatest(turing.now(), at),
-             CASE WHEN $3 THEN greatest(turing.now(), at) END, $4::jsonb, $5::jsonb, $6::jsonb
+             CASE WHEN $3 THEN greatest(turing.now(), at) END, $4::jsonb, $5::jsonb, $6::jsonb,
+             nullif($7, ''), $8::jsonb
       FROM started
       ON CONFLICT (name) DO UPDATE SET started_at = EXCLUDED.started_at,
         seen_at = EXCLUDED.seen_at, stopped_at = EXCLUDED.stopped_at,
         failed_stages = EXCLUDED.failed_stages,
         unavailable_models = EXCLUDED.unavailable_models,
-        running_calls = EXCLUDED.running_calls)sql",
+        running_calls = EXCLUDED.running_calls, address = EXCLUDED.address,
+        peers = EXCLUDED.peers)sql",
                               report.name, to_us(report.started_at), report.stopped_at.has_value(),
-                              failed.dump(), unavailable.dump(), running.dump());
+                              failed.dump(), unavailable.dump(), running.dump(),
+                              storable_text(report.address), json(report.peers).dump());
     return 0;
   });
 }
@@ -1176,6 +1179,18 @@ std::map<std::string, int64_t> pg_store::dead_from_lost_leases() {
     for (const auto& row : tx.exec("SELECT stage, count(*) FROM turing.messages WHERE state = "
                                    "'dead' AND last_error LIKE 'lost % times with its node%' "
                                    "GROUP BY stage"))
+      out[row[0].as<std::string>()] = row[1].as<int64_t>();
+    return out;
+  });
+}
+
+std::map<std::string, int64_t> pg_store::running_by_node() {
+  return in_transaction("running_by_node", [&](pqxx::work& tx) {
+    std::map<std::string, int64_t> out;
+    // The lease index holds exactly the running messages.
+    auto r = tx.exec("SELECT owner_node, count(*) FROM turing.messages WHERE state = 'running' "
+                     "GROUP BY owner_node");
+    for (const auto& row : r)
       out[row[0].as<std::string>()] = row[1].as<int64_t>();
     return out;
   });
@@ -1199,7 +1214,8 @@ pg_store::model_usage_since(const std::vector<std::string>& stages, millis windo
 std::vector<node_report> pg_store::nodes() {
   return in_transaction("nodes", [&](pqxx::work& tx) {
     auto r = tx.exec("SELECT name, " TS_US("started_at") ", " TS_US("seen_at") ", " TS_US(
-        "stopped_at") ", failed_stages::text, unavailable_models::text, running_calls::text "
+        "stopped_at") ", failed_stages::text, unavailable_models::text, running_calls::text, "
+                      "coalesce(address, ''), peers::text "
                       "FROM turing.nodes "
                       "ORDER BY name");
     std::vector<node_report> out;
@@ -1223,6 +1239,8 @@ std::vector<node_report> pg_store::nodes() {
           n.running_calls[it.key()].push_back(
               {c.at("stage").get<std::string>(), c.at("message_id").get<int64_t>(),
                from_us(c.at("started_us").get<int64_t>()), c.at("tokens").get<int64_t>()});
+      n.address = row[7].as<std::string>();
+      n.peers = json::parse(row[8].as<std::string>()).get<std::vector<std::string>>();
       out.push_back(std::move(n));
     }
     return out;

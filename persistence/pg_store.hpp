@@ -72,6 +72,8 @@ public:
   };
   std::map<std::string, model_usage> model_usage_since(const std::vector<std::string>& stages,
                                                        millis window);
+  /// Messages each node holds leases on now, by owner node. For `turing status`.
+  std::map<std::string, int64_t> running_by_node();
   std::optional<run_status> run(int64_t run_id) override;
   std::vector<run_status> runs(bool unfinished_only) override;
   std::vector<sink_count> sink_counts(std::optional<int64_t> run_id) override;

@@ -237,6 +237,10 @@ struct node_report {
   std::map<std::string, std::string> failed_stages;
   std::map<std::string, model_outage> unavailable_models;
   std::map<std::string, std::vector<call_in_flight>> running_calls;
+  /// Distributed mode: where peers reach this node (host:port), and the
+  /// peers it is connected to and has verified; empty without [cluster].
+  std::string address;
+  std::vector<std::string> peers;
 };
 
 /// One row of the append-only audit log.

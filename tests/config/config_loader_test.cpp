@@ -544,4 +544,40 @@ routes = { ok = "out" }
                   "mean 'concurrency'?");
 }
 
+CAF_TEST(a_cluster_section_is_read_with_its_defaults_and_paths_beside_the_config) {
+  auto result = load(with_runtime("") + R"toml([cluster]
+listen = "127.0.0.1:7400"
+certificate = "certs/n1.pem"
+key = "certs/n1.key"
+ca = "certs/ca.pem"
+)toml");
+  for (const auto& e : result.errors)
+    CAF_MESSAGE(e.to_string());
+  CAF_REQUIRE(result.ok());
+  const auto& c = result.config->cluster;
+  CAF_CHECK(c.enabled);
+  CAF_CHECK_EQUAL(c.listen_host, "127.0.0.1");
+  CAF_CHECK_EQUAL(c.listen_port, 7400);
+  CAF_CHECK_EQUAL(c.advertise_host, "127.0.0.1");
+  CAF_CHECK_EQUAL(c.advertise_port, 7400);
+  CAF_CHECK_EQUAL(c.certificate, dir.path() / "certs/n1.pem");
+  CAF_CHECK_EQUAL(c.ca, dir.path() / "certs/ca.pem");
+  CAF_CHECK(c.heartbeat_interval == millis{1000});
+  CAF_CHECK(c.connection_timeout == millis{5000});
+  auto wildcard = load(with_runtime("") + R"toml([cluster]
+listen = "0.0.0.0:7400"
+advertise = "[fd00::5]:7401"
+certificate = "n1.pem"
+key = "n1.key"
+ca = "ca.pem"
+heartbeat_interval = "2s"
+connection_timeout = "10s"
+)toml");
+  CAF_REQUIRE(wildcard.ok());
+  CAF_CHECK_EQUAL(wildcard.config->cluster.advertise_host, "fd00::5");
+  CAF_CHECK_EQUAL(wildcard.config->cluster.advertise_port, 7401);
+  CAF_CHECK(wildcard.config->cluster.connection_timeout == millis{10000});
+  CAF_CHECK(!load(with_runtime("")).config->cluster.enabled);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -735,4 +735,37 @@ routes = { ok = "done" }
   CAF_CHECK(contains(text->to_string(), "pipeline.toml:6:11: models.a.ca_file: "));
 }
 
+CAF_TEST(a_cluster_without_certificates_is_one_error_naming_what_is_missing) {
+  auto r = load(with_runtime("") + "[cluster]\nlisten = \"127.0.0.1:7400\"\nkey = \"n1.key\"\n");
+  CHECK_ERROR(r, "cluster", 9,
+              "distributed mode needs certificate, key and ca (missing: "
+              "certificate, ca)");
+  CHECK_ERROR(r, "cluster", 9, "scripts/make-node-certs");
+  size_t about_tls = 0;
+  for (const auto& e : r.errors)
+    about_tls += contains(e.message, "mutual TLS") ? 1 : 0;
+  CAF_CHECK_EQUAL(about_tls, 1u);
+}
+
+CAF_TEST(bad_cluster_addresses_and_timeouts_name_their_key) {
+  auto tls = std::string{"certificate = \"n.pem\"\nkey = \"n.key\"\nca = \"ca.pem\"\n"};
+  auto wildcard = load(with_runtime("") + "[cluster]\nlisten = \"0.0.0.0:7400\"\n" + tls);
+  CHECK_ERROR(wildcard, "cluster.advertise", 9, "every interface");
+  auto port = load(with_runtime("") + "[cluster]\nlisten = \"127.0.0.1:70000\"\n" + tls);
+  CHECK_ERROR(port, "cluster.listen", 10, "the port must be a number in 1..65535");
+  auto no_port = load(with_runtime("") + "[cluster]\nlisten = \"127.0.0.1\"\n" + tls);
+  CHECK_ERROR(no_port, "cluster.listen", 10, "expected host:port");
+  auto advertise =
+      load(with_runtime("") +
+           "[cluster]\nlisten = \"0.0.0.0:7400\"\nadvertise = \"0.0.0.0:7400\"\n" + tls);
+  CHECK_ERROR(advertise, "cluster.advertise", 11, "not an address a peer can connect to");
+  auto timeouts = load(with_runtime("") +
+                       "[cluster]\nlisten = \"127.0.0.1:7400\"\nheartbeat_interval = \"5s\"\n"
+                       "connection_timeout = \"5s\"\n" +
+                       tls);
+  CHECK_ERROR(timeouts, "cluster.connection_timeout", 12, "must be longer than heartbeat_interval");
+  auto typo = load(with_runtime("") + "[cluster]\nlisten = \"127.0.0.1:7400\"\nlisen = 1\n" + tls);
+  CAF_CHECK(!typo.ok());
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -90,6 +90,10 @@ CAF_TEST(store_messages_round_trip) {
   round_trip(heartbeat_request{"node-a", {{1, 2}}, millis{30000}});
   round_trip(release_request{"node-a", {{1, 2}}});
   round_trip(rescue_request{"node-c", 3});
+  round_trip(rescue_node_request{"node-b", "node-c", 3});
+  round_trip(nodes_request{});
+  round_trip(cluster_hello{"node-a", "10.0.0.5:7400", 1700000000123456});
+  round_trip(cluster_membership{"10.0.0.5:7400", {"node-b"}});
   round_trip(census_request{});
   node_report n{"node-a",
                 time_point{std::chrono::seconds{1700000000}},
@@ -97,7 +101,9 @@ CAF_TEST(store_messages_round_trip) {
                 std::nullopt,
                 {{"doomed", "gave up"}},
                 {},
-                {{"mistral", {{"alma", 7, time_point{std::chrono::seconds{1700000001}}, 42}}}}};
+                {{"mistral", {{"alma", 7, time_point{std::chrono::seconds{1700000001}}, 42}}}},
+                "10.0.0.5:7400",
+                {"node-b", "node-c"}};
   round_trip(n);
   n.stopped_at = n.seen_at;
   round_trip(n);
