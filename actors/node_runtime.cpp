@@ -6,6 +6,7 @@
 #include "actors/history_pruner.hpp"
 #include "actors/lease_keeper.hpp"
 #include "actors/model_endpoint.hpp"
+#include "actors/model_relay.hpp"
 #include "actors/ready_listener.hpp"
 #include "actors/rescuer.hpp"
 #include "actors/script_worker_pool.hpp"
@@ -13,6 +14,7 @@
 #include "messages/registry.hpp"
 #include "supervision/supervisor.hpp"
 
+#include <algorithm>
 #include <caf/all.hpp>
 #include <map>
 #include <memory>
@@ -105,8 +107,15 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
         }));
 
   std::vector<child_spec> models;
+  // Placement ([nodes.<name>] models): a model another node hosts is a relay here.
+  auto hosted_elsewhere = [&](const std::string& model) {
+    auto host = o.pipeline->model_host(model);
+    return !host.empty() && host != o.node;
+  };
   // GPU schedulers first: their endpoints report to them from the start.
-  for (const auto& g : o.pipeline->gpus)
+  for (const auto& g : o.pipeline->gpus) {
+    if (std::all_of(g.models.begin(), g.models.end(), hosted_elsewhere))
+      continue; // its scheduler lives with its models
     models.push_back(named_child(dir, "gpu/" + g.name, [g, dir](caf::event_based_actor* sup) {
       gpu_scheduler_options scheduler;
       scheduler.gpu = g;
@@ -117,6 +126,7 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
       };
       return spawn_gpu_scheduler(sup->system(), std::move(scheduler));
     }));
+  }
   // One budget per API key, shared by its models' endpoints (and kept across
   // their restarts: the minute's spending does not start over).
   std::map<std::string, std::shared_ptr<shared_model_budget>> key_budgets;
@@ -124,6 +134,21 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
     key_budgets[k.env] =
         std::make_shared<shared_model_budget>(k.env, k.requests_per_minute, k.tokens_per_minute);
   for (const auto& m : o.pipeline->models) {
+    if (hosted_elsewhere(m.name)) {
+      models.push_back(
+          named_child(dir, "model/" + m.name, [m, o, dir](caf::event_based_actor* sup) {
+            model_relay_options relay;
+            relay.model = m;
+            relay.host_node = o.pipeline->model_host(m.name);
+            // Set by the cluster member while the hosting node is connected.
+            relay.find_remote = [weak = std::weak_ptr<actor_directory>(dir), name = m.name] {
+              auto d = weak.lock();
+              return d ? d->get(remote_endpoint_name(name)) : caf::actor{};
+            };
+            return spawn_model_relay(sup->system(), std::move(relay));
+          }));
+      continue;
+    }
     std::shared_ptr<shared_model_budget> key_budget;
     if (auto it = key_budgets.find(m.api_key_env);
         !m.api_key_env.empty() && it != key_budgets.end())
@@ -153,6 +178,8 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
 
   std::vector<child_spec> stages;
   for (const auto& s : o.pipeline->stages) {
+    if (!o.pipeline->runs_stage(o.node, s.name))
+      continue; // placed on other nodes
     stage_pump_options pump;
     pump.pipeline = o.pipeline;
     pump.stage = s.name;

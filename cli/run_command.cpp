@@ -167,6 +167,7 @@ int run_command(const run_options& options) {
     cluster::cluster_member_options m;
     m.node = node;
     m.cluster = cluster_cfg;
+    m.pipeline = pipeline;
     m.started_at_us = std::chrono::duration_cast<std::chrono::microseconds>(
                           persistence::wall_clock::now().time_since_epoch())
                           .count();

@@ -24,6 +24,27 @@ std::string age(std::optional<time_point> since, time_point now) {
   return config::format_duration(std::max(d, config::millis{0}));
 }
 
+/// The stages whose pumps `node` runs, by placement ([nodes]).
+std::vector<std::string> hosted_stages(const config::pipeline_config& config,
+                                       const std::string& node) {
+  std::vector<std::string> out;
+  for (const auto& s : config.stages)
+    if (config.runs_stage(node, s.name))
+      out.push_back(s.name);
+  return out;
+}
+
+/// The models whose endpoints live on `node`: those placed there and those
+/// placed nowhere (every node has their endpoint).
+std::vector<std::string> hosted_models(const config::pipeline_config& config,
+                                       const std::string& node) {
+  std::vector<std::string> out;
+  for (const auto& m : config.models)
+    if (auto host = config.model_host(m.name); host.empty() || host == node)
+      out.push_back(m.name);
+  return out;
+}
+
 /// A node reports itself every few seconds while it runs.
 std::string node_state(const persistence::node_report& n, time_point now) {
   if (n.stopped_at)
@@ -202,8 +223,8 @@ int status_command(const status_options& options) {
            {"state", node_state(n, now)},
            {"address", n.address.empty() ? nlohmann::json(nullptr) : nlohmann::json(n.address)},
            {"peers", n.peers},
-           // No placement yet: every node hosts every stage and model of the config.
-           {"hosts", {{"stages", "all"}, {"models", "all"}}},
+           {"hosts",
+            {{"stages", hosted_stages(config, n.name)}, {"models", hosted_models(config, n.name)}}},
            {"running_messages",
             running_by_node.count(n.name) ? running_by_node.at(n.name) : int64_t{0}},
            {"seen_ms_ago",
@@ -334,6 +355,16 @@ int status_command(const status_options& options) {
         o << "none";
       for (size_t i = 0; i < n.peers.size(); ++i)
         o << (i ? ", " : "") << n.peers[i];
+    }
+    if (!config.nodes.empty()) {
+      auto list = [](const std::vector<std::string>& names) {
+        std::string out;
+        for (const auto& x : names)
+          out += (out.empty() ? "" : ", ") + x;
+        return out.empty() ? std::string{"none"} : out;
+      };
+      o << "; runs stages " << list(hosted_stages(config, n.name)) << "; hosts models "
+        << list(hosted_models(config, n.name));
     } else if (state == "stopped")
       o << " " << age(*n.stopped_at, now) << " ago";
     else

@@ -1,6 +1,7 @@
 // The cluster member.
 #include "cluster/cluster_member.hpp"
 
+#include "actors/model_relay.hpp"
 #include "actors/store_actor.hpp"
 #include "config/duration.hpp"
 #include "messages/registry.hpp"
@@ -109,6 +110,39 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
     return store ? store : o.dir->get("store");
   };
 
+  // Placement: the models `node` hosts, by the config.
+  auto models_hosted_by = [=](const std::string& node) {
+    std::vector<std::string> out;
+    if (o.pipeline)
+      for (const auto& m : o.pipeline->models)
+        if (o.pipeline->model_host(m.name) == node)
+          out.push_back(m.name);
+    return out;
+  };
+
+  // A connected peer's endpoints, for this node's relays; asked every second
+  // since an endpoint restarted by its supervisor is a new actor.
+  auto refresh_endpoints = [=](const std::string& name, const caf::actor& handle) {
+    if (models_hosted_by(name).empty())
+      return;
+    self->request(handle, attempt_bound, hosted_endpoints_request{})
+        .then(
+            [=](const hosted_endpoints& reply) {
+              for (const auto& [model, endpoint] : reply.endpoints)
+                if (endpoint && o.pipeline->model_host(model) == name)
+                  o.dir->put(actors::remote_endpoint_name(model), endpoint);
+            },
+            [=](caf::error& e) {
+              spdlog::debug("cluster: node {} did not list its endpoints: {}", name,
+                            self->system().render(e));
+            });
+  };
+
+  auto forget_endpoints = [=](const std::string& name) {
+    for (const auto& model : models_hosted_by(name))
+      o.dir->put(actors::remote_endpoint_name(model), caf::actor{});
+  };
+
   auto publish_membership = [=] {
     std::vector<std::string> names;
     for (const auto& [name, p] : self->state.peers)
@@ -204,6 +238,7 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
                                      "verified)",
                                      name, address);
                         publish_membership();
+                        refresh_endpoints(name, handle);
                       },
                       [=](caf::error& e) {
                         attempt_failed(name, "no hello: " + self->system().render(e));
@@ -334,6 +369,8 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
         p.rescued = false;
         p.seen_at_when_lost.reset();
       }
+      if (p.verified && p.handle)
+        refresh_endpoints(row.name, p.handle);
       // One connection per pair: CAF 0.17 drops both when two nodes connect to
       // each other at once. The node whose name sorts first connects; the
       // other accepts its hello.
@@ -348,6 +385,7 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
     for (auto& [name, p] : self->state.peers) {
       if (!p.handle || p.handle.address() != dm.source)
         continue;
+      forget_endpoints(name);
       p.handle = nullptr;
       p.verified = false;
       p.lost = true;
@@ -392,6 +430,13 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
         p.seen_at_when_lost.reset();
         start_probe(theirs.node, theirs.address, probe_purpose::accept);
         return mine;
+      },
+      [=](hosted_endpoints_request) -> hosted_endpoints {
+        hosted_endpoints out;
+        for (const auto& model : models_hosted_by(o.node))
+          if (auto endpoint = o.dir->get("model/" + model))
+            out.endpoints[model] = endpoint;
+        return out;
       },
       [=](membership_tick_atom) {
         self->delayed_send(self, std::chrono::seconds(1), membership_tick_atom::value);
@@ -450,6 +495,7 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
           self->monitor(p.handle);
           spdlog::info("cluster: accepted node {} at {} (certificate CN verified)", name, address);
           publish_membership();
+          refresh_endpoints(name, p.handle);
           return;
         }
         if (common_name != name) {

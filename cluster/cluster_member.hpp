@@ -27,6 +27,8 @@ struct cluster_member_options {
   /// This node's name: its certificate's CN.
   std::string node;
   config::cluster_config cluster;
+  /// For placement: which models this node and its peers host.
+  std::shared_ptr<const config::pipeline_config> pipeline;
   /// turing.nodes.started_at of this incarnation, microseconds.
   int64_t started_at_us = 0;
   /// Where the liveness store is found (nodes, rescues).

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <system_error>
 #include <toml++/toml.h>
@@ -155,6 +156,7 @@ public:
     read_models();
     read_sinks();
     read_stages();
+    read_nodes();
     top_.finish();
     detail::check_graph(config_, sources_, diag_);
     load_result out;
@@ -301,6 +303,88 @@ private:
                   format_duration(c.heartbeat_interval) +
                   "): a quiet but healthy peer would be dropped");
     r.finish();
+  }
+
+  /// `[nodes.<name>]`: which node hosts which models and runs which stages.
+  /// Read after [models] and [stages], which it names.
+  void read_nodes() {
+    auto* table = top_.subtable("nodes");
+    if (table == nullptr)
+      return;
+    std::map<std::string, std::string> host_of; // model -> node
+    for (auto&& [key, value] : *table) {
+      std::string name{key.str()};
+      auto* node_table = value.as_table();
+      if (node_table == nullptr) {
+        diag_.error(value.source(), "nodes." + name,
+                    "expected a table [nodes." + name + "], got " +
+                        std::string{detail::type_name(value)});
+        continue;
+      }
+      node_placement n;
+      n.node = name;
+      table_reader r{*node_table, "nodes." + name, diag_};
+      n.where = r.where();
+      if (name.empty() || name.size() > 64 ||
+          name.find_first_not_of(
+              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+              std::string::npos)
+        diag_.error(
+            n.where, r.path(),
+            "invalid node name " + in_quotes(name) +
+                ": a node is named by its certificate's CN: letters, digits, '.', '_', '-'");
+      if (auto models = r.strings("models")) {
+        for (const auto& m : *models) {
+          if (config_.find_model(m) == nullptr) {
+            r.error("models", "model " + in_quotes(m) + " is not in [models]");
+            continue;
+          }
+          auto [it, fresh] = host_of.emplace(m, name);
+          if (!fresh) {
+            r.error("models", "model " + in_quotes(m) + " is hosted by node " +
+                                  in_quotes(it->second) +
+                                  " already: a model lives on one node, so that its limits "
+                                  "hold once for the cluster");
+            continue;
+          }
+          n.models.push_back(m);
+        }
+      }
+      if (auto stages = r.strings("stages")) {
+        for (const auto& st : *stages)
+          if (config_.find_stage(st) == nullptr)
+            r.error("stages", "stage " + in_quotes(st) + " is not in [stages]");
+        n.stages = *stages;
+      }
+      r.finish();
+      config_.nodes.push_back(std::move(n));
+    }
+    std::stable_sort(config_.nodes.begin(), config_.nodes.end(), [](const auto& x, const auto& y) {
+      return std::tie(x.where.line, x.where.column) < std::tie(y.where.line, y.where.column);
+    });
+    // A GPU's scheduler lives with its models' endpoints: one node, or all.
+    for (const auto& g : config_.gpus) {
+      std::set<std::string> hosts;
+      for (const auto& m : g.models) {
+        auto it = host_of.find(m);
+        hosts.insert(it == host_of.end() ? std::string{"(every node)"} : it->second);
+      }
+      if (hosts.size() > 1) {
+        std::string list;
+        for (const auto& h : hosts)
+          list += (list.empty() ? "" : ", ") + h;
+        diag_.error(g.where, "gpus." + g.name,
+                    "the models on GPU " + in_quotes(g.name) + " are placed on different nodes (" +
+                        list +
+                        "): a GPU's turns are kept where its models' endpoints live, so place "
+                        "them on one node");
+      }
+    }
+    // Other nodes reach a placed model over CAF only.
+    if (!host_of.empty() && !config_.cluster.enabled)
+      diag_.error(config_.nodes.front().where, "nodes",
+                  "[nodes] places models on nodes, which other nodes call over CAF: it needs "
+                  "[cluster] (distributed mode)");
   }
 
   /// `runtime.retain_done`: a duration, or "forever" to keep every done message.

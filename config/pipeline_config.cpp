@@ -76,4 +76,18 @@ std::string_view to_string(model_api api) {
   return "?";
 }
 
+std::string pipeline_config::model_host(std::string_view model) const {
+  for (const auto& n : nodes)
+    if (std::find(n.models.begin(), n.models.end(), model) != n.models.end())
+      return n.node;
+  return {};
+}
+
+bool pipeline_config::runs_stage(std::string_view node, std::string_view stage) const {
+  for (const auto& n : nodes)
+    if (n.node == node)
+      return !n.stages || std::find(n.stages->begin(), n.stages->end(), stage) != n.stages->end();
+  return true;
+}
+
 } // namespace turing::config

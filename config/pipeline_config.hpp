@@ -158,6 +158,19 @@ struct cluster_config {
   source_location where;
 };
 
+/// `[nodes.<name>]`: what one node of a cluster hosts. A model listed here
+/// has its endpoint on that node only (its limits then hold once for the
+/// cluster; other nodes send their calls to it over CAF); a model no node
+/// lists runs on every node. A node with `stages` runs only those stages'
+/// pumps; without `stages`, or without an entry, it runs every stage.
+struct node_placement {
+  std::string node;
+  std::vector<std::string> models;
+  /// Unset: every stage.
+  std::optional<std::vector<std::string>> stages;
+  source_location where;
+};
+
 /// Budgets shared by every model whose api_key_env names the same variable
 /// (a provider's limits are per key, not per model): `[api_keys.<VAR>]`.
 struct api_key_budget {
@@ -268,6 +281,8 @@ struct pipeline_config {
   /// In file order.
   std::vector<api_key_budget> api_keys;
   cluster_config cluster;
+  /// In file order.
+  std::vector<node_placement> nodes;
   std::vector<std::string> sinks;
 
   const stage_config* find_stage(std::string_view name) const;
@@ -275,6 +290,10 @@ struct pipeline_config {
   const gpu_config* find_gpu(std::string_view name) const;
   const api_key_budget* find_api_key(std::string_view env) const;
   bool is_sink(std::string_view name) const;
+  /// The node a model's endpoint lives on; empty when every node hosts it.
+  std::string model_host(std::string_view model) const;
+  /// Whether `node` runs the stage's pump.
+  bool runs_stage(std::string_view node, std::string_view stage) const;
   /// The stage's own timeout, else runtime.default_timeout; with
   /// timeout = "auto", the deadline it starts from (the midpoint).
   millis timeout_of(const stage_config& stage) const;

@@ -2,8 +2,10 @@
 // distributed mode, and what the cluster member tells its own node monitor.
 #pragma once
 
+#include <caf/actor.hpp>
 #include <caf/meta/type_name.hpp>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,26 @@ struct cluster_membership {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_membership& x) {
   return f(caf::meta::type_name("turing::cluster_membership"), x.address, x.peers);
+}
+
+/// A cluster member asking a peer's for the model endpoints it hosts; the
+/// reply is a hosted_endpoints.
+struct hosted_endpoints_request {};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, hosted_endpoints_request&) {
+  return f(caf::meta::type_name("turing::hosted_endpoints_request"));
+}
+
+/// The model endpoints a node hosts by placement ([nodes.<name>] models),
+/// their current incarnations: other nodes' relays send their calls there.
+struct hosted_endpoints {
+  std::map<std::string, caf::actor> endpoints;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, hosted_endpoints& x) {
+  return f(caf::meta::type_name("turing::hosted_endpoints"), x.endpoints);
 }
 
 } // namespace turing

@@ -36,6 +36,8 @@ inline void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<nodes_request>("turing::nodes_request");
   cfg.add_message_type<cluster_hello>("turing::cluster_hello");
   cfg.add_message_type<cluster_membership>("turing::cluster_membership");
+  cfg.add_message_type<hosted_endpoints_request>("turing::hosted_endpoints_request");
+  cfg.add_message_type<hosted_endpoints>("turing::hosted_endpoints");
   cfg.add_message_type<heartbeat_request>("turing::heartbeat_request");
   cfg.add_message_type<release_request>("turing::release_request");
   cfg.add_message_type<rescue_request>("turing::rescue_request");

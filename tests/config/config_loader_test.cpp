@@ -580,4 +580,35 @@ connection_timeout = "10s"
   CAF_CHECK(!load(with_runtime("")).config->cluster.enabled);
 }
 
+CAF_TEST(placement_says_which_node_hosts_a_model_and_runs_a_stage) {
+  auto result = load(with_runtime("") + R"toml([cluster]
+listen = "127.0.0.1:7400"
+certificate = "n1.pem"
+key = "n1.key"
+ca = "ca.pem"
+[models.a]
+api = "ollama"
+endpoint = "http://127.0.0.1:11434"
+model = "a"
+[models.b]
+api = "ollama"
+endpoint = "http://127.0.0.1:11434"
+model = "b"
+[nodes.gpu-1]
+models = ["a"]
+stages = []
+[nodes.cpu-1]
+)toml");
+  for (const auto& e : result.errors)
+    CAF_MESSAGE(e.to_string());
+  CAF_REQUIRE(result.ok());
+  const auto& cfg = *result.config;
+  CAF_REQUIRE_EQUAL(cfg.nodes.size(), 2u);
+  CAF_CHECK_EQUAL(cfg.model_host("a"), "gpu-1");
+  CAF_CHECK_EQUAL(cfg.model_host("b"), "");
+  CAF_CHECK(!cfg.runs_stage("gpu-1", "only"));
+  CAF_CHECK(cfg.runs_stage("cpu-1", "only"));
+  CAF_CHECK(cfg.runs_stage("elsewhere", "only"));
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -768,4 +768,48 @@ CAF_TEST(bad_cluster_addresses_and_timeouts_name_their_key) {
   CAF_CHECK(!typo.ok());
 }
 
+CAF_TEST(model_placement_names_known_models_once_and_needs_a_cluster) {
+  auto models = std::string{R"toml(
+[models.a]
+api = "ollama"
+endpoint = "http://127.0.0.1:11434"
+model = "a"
+)toml"};
+  auto r = load(with_runtime("") + models + R"toml([nodes.n1]
+models = ["a", "nope"]
+stages = ["only", "ghost"]
+[nodes.n2]
+models = ["a"]
+[nodes."bad name"]
+)toml");
+  CHECK_ERROR(r, "nodes.n1.models", 15, "model 'nope' is not in [models]");
+  CHECK_ERROR(r, "nodes.n1.stages", 16, "stage 'ghost' is not in [stages]");
+  CHECK_ERROR(r, "nodes.n2.models", 18, "is hosted by node 'n1' already");
+  CHECK_ERROR(r, "nodes.bad name", 19, "invalid node name");
+  CHECK_ERROR(r, "nodes", 14, "it needs [cluster]");
+}
+
+CAF_TEST(models_of_one_gpu_placed_on_different_nodes_are_an_error) {
+  auto r = load(with_runtime("") + R"toml([cluster]
+listen = "127.0.0.1:7400"
+certificate = "n1.pem"
+key = "n1.key"
+ca = "ca.pem"
+[gpus.g]
+[models.a]
+api = "ollama"
+endpoint = "http://127.0.0.1:11434"
+model = "a"
+gpu = "g"
+[models.b]
+api = "ollama"
+endpoint = "http://127.0.0.1:11434"
+model = "b"
+gpu = "g"
+[nodes.n1]
+models = ["a"]
+)toml");
+  CHECK_ERROR(r, "gpus.g", 14, "are placed on different nodes ((every node), n1)");
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -10,6 +10,7 @@
 #include <caf/test/unit_test.hpp>
 #include <csignal>
 #include <fstream>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -60,7 +61,8 @@ struct cluster_fixture : skill_pipeline_fixture {
 
   /// `base` with a [cluster] section for node `name` listening on `port`.
   std::filesystem::path node_config(const std::filesystem::path& base, const std::string& name,
-                                    int port, std::filesystem::path cert_dir = {}) {
+                                    int port, std::filesystem::path cert_dir = {},
+                                    const std::string& extra_toml = {}) {
     if (cert_dir.empty())
       cert_dir = certs;
     auto path = dir.path / (base.stem().string() + "-" + name + ".toml");
@@ -71,7 +73,8 @@ struct cluster_fixture : skill_pipeline_fixture {
         << "key = \"" << (cert_dir / (name + ".key")).string() << "\"\n"
         << "ca = \"" << (cert_dir / "ca.pem").string() << "\"\n"
         << "heartbeat_interval = \"500ms\"\nconnection_timeout = \"2s\"\n"
-        << "connect_timeout = \"2s\"\n";
+        << "connect_timeout = \"2s\"\n"
+        << extra_toml;
     return path;
   }
 
@@ -308,6 +311,58 @@ CAF_TEST(a_node_name_other_than_its_certificate_s_cn_refuses_to_start) {
                  &out),
       2);
   CAF_CHECK(out.find("node name n2 (from --node) is not the CN") != std::string::npos);
+}
+
+CAF_TEST(a_model_placed_on_one_node_holds_its_concurrency_for_the_whole_cluster) {
+  constexpr size_t items = 120;
+  model_simulator sim{dir, {"--latency-scale", "0.01"}};
+  // Every model on n1; both nodes run every stage, so n2's calls go to n1.
+  auto base = write_owl_config(dir, dsn, sim.endpoint(),
+                               {{"model = \"mistral-nemo:12b\"\nconcurrency = 8",
+                                 "model = \"mistral-nemo:12b\"\nconcurrency = 4"}});
+  std::string placement = "\n[nodes.n1]\nmodels = [\"mistral\", \"qwen\", \"gemma\"]\n";
+  auto c1 = node_config(base, "n1", free_port(), {}, placement);
+  auto c2 = node_config(base, "n2", free_port(), {}, placement);
+  auto n1 = start_turing(dir, {"run", "--config", c1.string()}, "n1.log");
+  auto n2 = start_turing(dir, {"run", "--config", c2.string()}, "n2.log");
+  CAF_REQUIRE(eventually([&] { return fully_connected({"n1", "n2"}); }, 60s));
+  auto run_id = enqueue(base, items);
+  bool finished = eventually(
+      [&] {
+        turing::persistence::pg_store s{dsn};
+        auto run = s.run(run_id);
+        return run && run->pending == 0;
+      },
+      240s);
+  CAF_CHECK(finished);
+
+  std::string status;
+  CAF_CHECK(turing_ok(dir, {"status", "--config", c2.string(), "--json"}, status));
+  stop(n1, "n1");
+  stop(n2, "n2");
+  check_end_state(run_id, items);
+
+  httplib::Client client{"127.0.0.1", sim.port};
+  auto stats = client.Get("/stats");
+  CAF_REQUIRE(stats && stats->status == 200);
+  auto peak = nlohmann::json::parse(stats->body)["models"]["mistral-nemo:12b"]["peak_in_flight"]
+                  .get<int64_t>();
+  CAF_MESSAGE("mistral (concurrency 4, two nodes of 8 alma and 8 clara_a slots each): at most "
+              << peak << " call(s) in flight at the server");
+  CAF_CHECK_LESS_OR_EQUAL(peak, 4);
+  CAF_CHECK_GREATER_OR_EQUAL(peak, 2);
+  auto relayed = sql_count("SELECT count(*) FROM turing.attempts WHERE stage = 'alma' AND "
+                           "result = 'completed' AND node = 'n2'");
+  CAF_MESSAGE("n2 completed " << relayed << " alma call(s) through n1's endpoint");
+  CAF_CHECK_GREATER(relayed, 0);
+  CAF_CHECK(n2.output().find("relaying calls to its endpoint on node n1") != std::string::npos);
+
+  auto view = nlohmann::json::parse(status.substr(status.find('{')));
+  for (const auto& n : view["nodes"])
+    if (n["name"] == "n2") {
+      CAF_CHECK_EQUAL(n["hosts"]["models"].size(), 0u);
+      CAF_CHECK_EQUAL(n["peers"], nlohmann::json::array({"n1"}));
+    }
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -1,6 +1,8 @@
 // Simulator counters (see sim_stats.hpp).
 #include "sim_stats.hpp"
 
+#include <algorithm>
+
 namespace turing::model_sim {
 
 void sim_stats::started(const std::string& model, const std::string& endpoint) {
@@ -11,6 +13,7 @@ void sim_stats::started(const std::string& model, const std::string& endpoint) {
   auto& m = models_[model];
   ++m.requests;
   ++m.in_flight;
+  m.peak_in_flight = std::max(m.peak_in_flight, m.in_flight);
 }
 
 void sim_stats::fault_drawn(const std::string& model, fault f) {
@@ -56,6 +59,7 @@ nlohmann::json sim_stats::snapshot() const {
   for (const auto& [name, m] : models_)
     models[name] = {{"requests", m.requests},
                     {"in_flight", m.in_flight},
+                    {"peak_in_flight", m.peak_in_flight},
                     {"statuses", m.statuses},
                     {"faults", m.faults}};
   return {{"uptime_ms", uptime.count()},

@@ -34,6 +34,9 @@ private:
   struct per_model {
     long requests = 0;
     long in_flight = 0;
+    /// The most requests for the model in flight at once since the start:
+    /// a model's concurrency limit, seen from the server.
+    long peak_in_flight = 0;
     std::map<std::string, long> statuses;
     std::map<std::string, long> faults;
   };
