@@ -14,7 +14,8 @@ namespace turing::actors {
 namespace {
 
 using relay_tick_atom = caf::atom_constant<caf::atom("relaytick")>;
-using steady = std::chrono::steady_clock;
+// The actor clock: virtual in the simulation, steady in a real run.
+using clock_point = caf::actor_clock::time_point;
 using call_key = std::pair<int64_t, int64_t>; // message id, epoch
 
 call_key key_of(const persistence::lease& fence) {
@@ -24,7 +25,7 @@ call_key key_of(const persistence::lease& fence) {
 struct relayed_call {
   model_call call;
   caf::actor owner;
-  steady::time_point waiting_since;
+  clock_point waiting_since;
 };
 
 } // namespace
@@ -109,7 +110,7 @@ caf::behavior model_relay(relay_actor* self, model_relay_options o) {
       // The endpoint abandoned them with the connection (it monitors its
       // owners, this relay among them): sent again, they count once.
       for (auto& [key, rc] : st.forwarded) {
-        rc.waiting_since = steady::now();
+        rc.waiting_since = self->clock().now();
         self->send(rc.owner, model_waiting{rc.call.fence, model.name, unreachable});
         st.waiting.push_front(std::move(rc));
       }
@@ -142,7 +143,7 @@ caf::behavior model_relay(relay_actor* self, model_relay_options o) {
           return;
         if (st.owners.insert(owner.address()).second)
           self->monitor(owner);
-        relayed_call rc{std::move(call), owner, steady::now()};
+        relayed_call rc{std::move(call), owner, self->clock().now()};
         if (connect())
           forward(std::move(rc));
         else
@@ -180,7 +181,7 @@ caf::behavior model_relay(relay_actor* self, model_relay_options o) {
         if (connect() || st.waiting.empty())
           return;
         // Bounded like an outage of the model's own server.
-        auto now = steady::now();
+        auto now = self->clock().now();
         for (auto it = st.waiting.begin(); it != st.waiting.end();) {
           if (now - it->waiting_since < model.max_unavailable) {
             ++it;

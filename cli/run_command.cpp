@@ -173,7 +173,7 @@ int run_command(const run_options& options) {
                           .count();
     m.dir = dir;
     m.monitor = monitor;
-    m.connector = sys.openssl_manager().actor_handle();
+    m.connector = caf::actor_cast<caf::actor>(sys.openssl_manager().actor_handle());
     cluster::tls_files tls{cluster_cfg.certificate.string(), cluster_cfg.key.string(),
                            cluster_cfg.ca.string()};
     m.probe = [tls](const std::string& host, uint16_t port, std::chrono::milliseconds timeout) {

@@ -18,7 +18,8 @@ namespace {
 using membership_tick_atom = caf::atom_constant<caf::atom("membertk")>;
 using probe_done_atom = caf::atom_constant<caf::atom("probedone")>;
 
-using steady = std::chrono::steady_clock;
+// The actor clock: virtual in the simulation, steady in a real run.
+using clock_point = caf::actor_clock::time_point;
 
 /// Why a probe ran: to connect to a peer, to accept one that connected to
 /// us, or to learn whether a lost one's process is gone.
@@ -73,14 +74,14 @@ struct peer {
   bool verified = false;
   bool attempting = false;
   int failures = 0;
-  steady::time_point next_attempt;
+  clock_point next_attempt;
   std::string last_error; ///< logged at warn once, then at debug while it repeats
 
   // Set while a peer we were connected to is lost and its leases not yet returned.
   bool lost = false;
   bool rescue_in_flight = false;
   bool rescued = false;
-  steady::time_point lost_since;
+  clock_point lost_since;
   /// Its report's seen_at when first read after the loss; unchanged for
   /// connection_timeout means its process no longer reports.
   std::optional<persistence::time_point> seen_at_when_lost;
@@ -168,8 +169,7 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
       return;
     }
     auto probe = o.probe;
-    caf::actor member = caf::actor_cast<caf::actor>(self);
-    self->system().spawn([=](caf::blocking_actor* b) {
+    auto run = [=] {
       peer_identity id;
       try {
         id = probe(host, port, attempt_bound);
@@ -178,6 +178,17 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
         id.result = peer_identity::outcome::unreachable;
         id.error = std::string{"our TLS files: "} + e.what();
       }
+      return id;
+    };
+    if (o.probe_inline) {
+      auto id = run();
+      self->send(self, probe_done_atom::value, name, address, static_cast<int>(purpose),
+                 static_cast<int>(id.result), id.common_name, id.error);
+      return;
+    }
+    caf::actor member = caf::actor_cast<caf::actor>(self);
+    self->system().spawn([=](caf::blocking_actor* b) {
+      auto id = run();
       b->send(member, probe_done_atom::value, name, address, static_cast<int>(purpose),
               static_cast<int>(id.result), id.common_name, id.error);
     });
@@ -190,11 +201,11 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
       return;
     auto& p = it->second;
     p.attempting = false;
-    p.failures = std::min(p.failures + 1, 5);
-    p.next_attempt = steady::now() + std::chrono::seconds(1 << p.failures); // 2 s .. 32 s
+    p.failures = std::min(p.failures + 1, 3);
+    p.next_attempt = self->clock().now() + std::chrono::seconds(1 << p.failures); // 2 s .. 8 s
     if (why != p.last_error)
       spdlog::log(level, "cluster: node {} at {} not connected: {} (retrying every {} s at most)",
-                  name, p.address, why, 1 << 5);
+                  name, p.address, why, 1 << 3);
     else
       spdlog::debug("cluster: node {} at {} still not connected: {}", name, p.address, why);
     p.last_error = why;
@@ -274,8 +285,8 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
                 it->second.rescue_in_flight = false;
                 it->second.rescued = true;
               }
-              auto ms =
-                  std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - lost_since);
+              auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(self->clock().now() -
+                                                                              lost_since);
               int64_t dead = 0;
               std::string ids;
               for (const auto& r : rescued) {
@@ -302,7 +313,7 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
   };
 
   auto on_nodes = [=](const std::vector<persistence::node_report>& rows) {
-    auto now = steady::now();
+    auto now = self->clock().now();
     // Rows long silent (a node that crashed before distributed mode could
     // tell anyone) are not worth a connection attempt every few seconds.
     persistence::time_point newest{};
@@ -390,7 +401,7 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
       p.verified = false;
       p.lost = true;
       p.rescued = false;
-      p.lost_since = steady::now();
+      p.lost_since = self->clock().now();
       p.seen_at_when_lost.reset();
       spdlog::warn("cluster: lost the connection to node {} at {} ({}); checking whether its "
                    "process is gone",

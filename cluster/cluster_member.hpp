@@ -11,7 +11,6 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
-#include <caf/io/middleman_actor.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -35,9 +34,14 @@ struct cluster_member_options {
   std::shared_ptr<actors::actor_directory> dir;
   /// Receives cluster_membership on every change (the node monitor).
   caf::actor monitor;
-  /// CAF's TLS middleman (sys.openssl_manager().actor_handle()).
-  caf::io::middleman_actor connector;
+  /// Answers (connect_atom, host, port) with (node_id, strong_actor_ptr,
+  /// std::set<std::string>): CAF's TLS middleman
+  /// (sys.openssl_manager().actor_handle()), or the simulation's network.
+  caf::actor connector;
   identity_probe probe;
+  /// Runs the probe in the member's own handler instead of a thread of its
+  /// own: the simulation's probe answers at once and must stay deterministic.
+  bool probe_inline = false;
   /// A peer's leases count against max_lost like any rescued lease.
   int max_lost = persistence::default_max_lost_attempts;
   std::shared_ptr<persistence::outage_log> outage;

@@ -315,19 +315,20 @@ public:
     }
     ev.at = *at;
     static const std::map<std::string, event_kind> kinds{
-        {"start_node", event_kind::start_node}, {"kill_node", event_kind::kill_node},
-        {"stop_node", event_kind::stop_node},   {"crash", event_kind::crash_actor},
-        {"stall", event_kind::stall_actor},     {"database_down", event_kind::database_down},
-        {"clock_jump", event_kind::clock_jump}, {"enqueue", event_kind::enqueue},
-        {"in_doubt", event_kind::in_doubt},     {"model_down", event_kind::model_down}};
+        {"start_node", event_kind::start_node},   {"kill_node", event_kind::kill_node},
+        {"stop_node", event_kind::stop_node},     {"crash", event_kind::crash_actor},
+        {"stall", event_kind::stall_actor},       {"database_down", event_kind::database_down},
+        {"clock_jump", event_kind::clock_jump},   {"enqueue", event_kind::enqueue},
+        {"in_doubt", event_kind::in_doubt},       {"model_down", event_kind::model_down},
+        {"freeze_node", event_kind::freeze_node}, {"partition", event_kind::partition}};
     std::vector<std::string> given;
     for (const auto& [k, v] : kinds)
       if (t.get(k))
         given.push_back(k);
     if (given.size() != 1) {
       error(&t, path,
-            "needs exactly one action of start_node, kill_node, stop_node, crash, stall, "
-            "database_down, model_down, in_doubt, clock_jump, enqueue");
+            "needs exactly one action of start_node, kill_node, stop_node, freeze_node, "
+            "partition, crash, stall, database_down, model_down, in_doubt, clock_jump, enqueue");
       return std::nullopt;
     }
     auto action = given[0];
@@ -339,6 +340,19 @@ public:
       only_keys(t, path, {"at", action.c_str()});
       ev.node = str(t, path, action.c_str()).value_or("");
       break;
+    case event_kind::freeze_node:
+    case event_kind::partition: {
+      only_keys(t, path, {"at", action.c_str(), "for"});
+      ev.node = str(t, path, action.c_str()).value_or("");
+      auto d = duration(t, path, "for");
+      if (!d)
+        error(&t, path + ".for",
+              "missing: how long the node is " + std::string(ev.kind == event_kind::freeze_node
+                                                                 ? "frozen"
+                                                                 : "cut off from its peers"));
+      ev.duration = d.value_or(millis{0});
+      break;
+    }
     case event_kind::crash_actor:
     case event_kind::stall_actor:
       only_keys(t, path, {"at", action.c_str(), "node", "for"});

@@ -101,6 +101,8 @@ enum class event_kind {
   in_doubt,      ///< operation, times: its next calls commit, then report a lost connection
   clock_jump,    ///< by: the wall clock (the store's now) jumps; CAF's steady clock does not
   enqueue,       ///< enqueue
+  freeze_node,   ///< node, for: SIGSTOP semantics; its CAF links drop after connection_timeout
+  partition,     ///< node, for: its CAF links to every peer drop; the database still reaches it
 };
 
 struct timeline_event {

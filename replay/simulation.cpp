@@ -7,6 +7,7 @@
 #include "actors/node_monitor.hpp"
 #include "actors/node_runtime.hpp"
 #include "actors/ready_listener.hpp"
+#include "cluster/cluster_member.hpp"
 #include "config/config_loader.hpp"
 #include "config/duration.hpp"
 #include "messages/registry.hpp"
@@ -118,6 +119,8 @@ struct sim_node {
   std::string name;
   caf::actor root;
   caf::actor monitor;
+  /// Distributed mode ([cluster] in the pipeline): the node's cluster member.
+  caf::actor member;
   std::shared_ptr<actors::actor_directory> dir;
   bool alive() const { return dir != nullptr; }
 };
@@ -150,6 +153,38 @@ private:
   std::vector<caf::actor> killed_;
   caf::actor_system* sys_ = nullptr;
   caf::scheduler::test_coordinator* sched_ = nullptr;
+  /// Distributed mode: what CAF's networking does between the nodes.
+  caf::actor network_;
+  std::vector<caf::actor> helpers_;                        ///< network_ and pending after() timers
+  std::map<std::string, caf::timespan> frozen_until_;      ///< freeze_node: SIGSTOP
+  std::map<std::string, caf::timespan> partitioned_until_; ///< partition: links cut
+
+  bool clustered() const { return pipeline_ && pipeline_->cluster.enabled; }
+  bool frozen(const std::string& node) const {
+    auto it = frozen_until_.find(node);
+    return it != frozen_until_.end() && it->second > world_->elapsed();
+  }
+  bool partitioned(const std::string& node) const {
+    auto it = partitioned_until_.find(node);
+    return it != partitioned_until_.end() && it->second > world_->elapsed();
+  }
+  void spawn_network();
+  /// Runs `fn` on the harness's thread `delay` of virtual time from now.
+  template <class F> void after(caf::timespan delay, F fn) {
+    helpers_.push_back(
+        sys_->spawn([this, delay, fn](caf::event_based_actor* self) -> caf::behavior {
+          self->delayed_send(self, delay, caf::tick_atom::value);
+          return {[this, self, fn](caf::tick_atom) {
+            std::lock_guard<std::recursive_mutex> guard{world_->mutex};
+            fn();
+            self->quit();
+          }};
+        }));
+  }
+  cluster::peer_identity probe(const std::string& host);
+  void drop_links(const std::string& node);
+  void freeze_node(const timeline_event& ev);
+  void partition_node(const timeline_event& ev);
 
   std::unique_ptr<store> open_inner() {
     if (options_.store == store_kind::memory)
@@ -237,6 +272,9 @@ void harness::start_node(const std::string& name) {
   m.pipeline = pipeline_;
   m.dir = n.dir;
   m.wall_clock = [world] { return world->wall_now(); };
+  if (clustered())
+    m.report_interval =
+        world_->real(std::chrono::seconds(1)); // as `turing run` in distributed mode
   n.monitor = actors::spawn_node_monitor(*sys_, m);
   actors::node_options o;
   o.pipeline = pipeline_;
@@ -251,7 +289,116 @@ void harness::start_node(const std::string& name) {
   o.wall_clock = [world] { return world->wall_now(); };
   o.random_seed = 20261128;
   n.root = actors::spawn_node(*sys_, o, n.dir);
+  if (clustered()) {
+    cluster::cluster_member_options c;
+    c.node = name;
+    c.cluster = pipeline_->cluster;
+    // Every node reads the same pipeline: the address is the node's name.
+    c.cluster.advertise_host = name;
+    c.cluster.advertise_port = 7400;
+    c.pipeline = pipeline_;
+    c.started_at_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(world_->wall_now().time_since_epoch())
+            .count();
+    c.dir = n.dir;
+    c.monitor = n.monitor;
+    c.connector = network_;
+    c.probe = [this](const std::string& host, uint16_t, std::chrono::milliseconds) {
+      return probe(host);
+    };
+    c.probe_inline = true;
+    c.max_lost = pipeline_->runtime.max_lost_attempts;
+    n.member = cluster::spawn_cluster_member(*sys_, c);
+  }
   world_->log("timeline: node " + name + " starts");
+}
+
+// The nodes' CAF connections, played in one actor system: connecting to a
+// node reaches its cluster member unless the node is down, frozen or cut off.
+void harness::spawn_network() {
+  network_ = sys_->spawn([this](caf::event_based_actor*) -> caf::behavior {
+    return {
+        [this](caf::connect_atom, const std::string& host, uint16_t)
+            -> caf::result<caf::node_id, caf::strong_actor_ptr, std::set<std::string>> {
+          std::lock_guard<std::recursive_mutex> guard{world_->mutex};
+          auto it = nodes_.find(host);
+          if (it == nodes_.end() || !it->second.alive() || !it->second.member || frozen(host) ||
+              partitioned(host))
+            return caf::make_error(caf::sec::cannot_connect_to_node, "simulated: " + host);
+          return caf::result<caf::node_id, caf::strong_actor_ptr, std::set<std::string>>{
+              sys_->node(), caf::actor_cast<caf::strong_actor_ptr>(it->second.member),
+              std::set<std::string>{}};
+        },
+    };
+  });
+}
+
+// The TLS probe, played: a killed node's address refuses connections; a
+// frozen or cut-off node's does not answer; a live one shows its name.
+cluster::peer_identity harness::probe(const std::string& host) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
+  cluster::peer_identity id;
+  auto it = nodes_.find(host);
+  if (it == nodes_.end() || !it->second.alive()) {
+    id.result = cluster::peer_identity::outcome::refused;
+    id.error = "simulated: nothing listens at " + host;
+  } else if (frozen(host) || partitioned(host)) {
+    id.result = cluster::peer_identity::outcome::timeout;
+    id.error = "simulated: " + host + " does not answer";
+  } else {
+    id.result = cluster::peer_identity::outcome::verified;
+    id.common_name = host;
+  }
+  return id;
+}
+
+// What CAF's heartbeat timeout does to a silent link: both ends' monitors
+// fire (remote_link_unreachable), the cut-off node's when it next runs.
+void harness::drop_links(const std::string& node) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end() || !it->second.member)
+    return;
+  auto cut = it->second.member;
+  for (auto& [name, n] : nodes_) {
+    if (name == node || !n.member)
+      continue;
+    caf::anon_send(n.member,
+                   caf::down_msg{cut.address(), caf::exit_reason::remote_link_unreachable});
+    caf::anon_send(cut,
+                   caf::down_msg{n.member.address(), caf::exit_reason::remote_link_unreachable});
+  }
+  world_->log("cluster: the links of node " + node +
+              " drop (no heartbeat within connection_timeout)");
+}
+
+void harness::freeze_node(const timeline_event& ev) {
+  auto it = nodes_.find(ev.node);
+  if (it == nodes_.end() || !it->second.alive()) {
+    fail("timeline: freeze_node " + ev.node + ", but it is not running");
+    return;
+  }
+  auto now = world_->elapsed();
+  auto& n = it->second;
+  world_->log("timeline: node " + ev.node + " freezes for " + config::format_duration(ev.duration) +
+              " (SIGSTOP: none of its actors runs, its connections go silent)");
+  frozen_until_[ev.node] = now + ev.duration;
+  auto actors = n.dir->all();
+  actors.push_back(n.monitor);
+  if (n.member)
+    actors.push_back(n.member);
+  for (auto& a : actors)
+    stalled_[caf::actor_cast<caf::abstract_actor*>(a)] = now + ev.duration;
+  if (clustered() && ev.duration > pipeline_->cluster.connection_timeout)
+    after(pipeline_->cluster.connection_timeout, [this, node = ev.node] { drop_links(node); });
+}
+
+void harness::partition_node(const timeline_event& ev) {
+  world_->log("timeline: node " + ev.node + " is cut off from its peers for " +
+              config::format_duration(ev.duration) + " (the database still reaches it)");
+  partitioned_until_[ev.node] = world_->elapsed() + ev.duration;
+  if (clustered())
+    after(std::min(pipeline_->cluster.connection_timeout, ev.duration),
+          [this, node = ev.node] { drop_links(node); });
 }
 
 void harness::kill_node(const std::string& name, const char* why) {
@@ -277,6 +424,10 @@ void harness::kill_node(const std::string& name, const char* why) {
     killed_.push_back(a);
   }
   caf::anon_send_exit(n.monitor, caf::exit_reason::kill);
+  if (n.member) {
+    caf::anon_send_exit(n.member, caf::exit_reason::kill);
+    killed_.push_back(n.member);
+  }
   n.dir->clear();
   n = sim_node{};
 }
@@ -303,6 +454,8 @@ void harness::stop_node(const std::string& name) {
         it->second = sim_node{};
       self->send_exit(n.root, caf::exit_reason::user_shutdown);
       self->send_exit(n.monitor, caf::exit_reason::user_shutdown);
+      if (n.member)
+        self->send_exit(n.member, caf::exit_reason::user_shutdown);
       self->send_exit(drainer, caf::exit_reason::user_shutdown);
       self->quit();
     };
@@ -327,6 +480,15 @@ void harness::fire(const timeline_event& ev) {
     break;
   case event_kind::stop_node:
     stop_node(ev.node);
+    break;
+  case event_kind::freeze_node:
+    if (world_->scale > 0)
+      fail("timeline: a freeze needs virtual time (the harness holds the node's mailboxes)");
+    else
+      freeze_node(ev);
+    break;
+  case event_kind::partition:
+    partition_node(ev);
     break;
   case event_kind::crash_actor:
   case event_kind::stall_actor: {
@@ -460,6 +622,8 @@ void harness::run() {
           caf::anon_send(pump, work_available{stage});
   };
   prepare_store();
+  spawn_network();
+  helpers_.push_back(network_);
 
   std::vector<timeline_event> events;
   for (const auto& n : sc_->nodes) {
@@ -525,6 +689,12 @@ void harness::run() {
     killed_.push_back(call);
   }
   world_->calls.clear();
+  // The simulated network and timers the harness scheduled itself.
+  for (auto& helper : helpers_) {
+    caf::anon_send_exit(helper, caf::exit_reason::kill);
+    killed_.push_back(helper);
+  }
+  helpers_.clear();
   stalled_.clear();
   run_jobs();
   if (real) {
@@ -574,7 +744,8 @@ replay_result run_scenario(const scenario& sc, const replay_options& options) {
 
 bool runs_in_real_time(const scenario& sc) {
   for (const auto& ev : sc.timeline)
-    if (ev.kind == event_kind::stall_actor)
+    if (ev.kind == event_kind::stall_actor || ev.kind == event_kind::freeze_node ||
+        ev.kind == event_kind::partition)
       return false;
   return true;
 }
