@@ -399,6 +399,14 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
       forget_endpoints(name);
       p.handle = nullptr;
       p.verified = false;
+      if (dm.reason == caf::exit_reason::user_shutdown) {
+        // A graceful stop: the peer drained and released its leases itself.
+        spdlog::info("cluster: node {} at {} stopped gracefully", name, p.address);
+        // Its last report (stopped_at) follows; no reconnecting meanwhile.
+        p.next_attempt = self->clock().now() + c.connection_timeout;
+        publish_membership();
+        return;
+      }
       p.lost = true;
       p.rescued = false;
       p.lost_since = self->clock().now();
