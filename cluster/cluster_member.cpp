@@ -17,6 +17,13 @@ namespace {
 
 using membership_tick_atom = caf::atom_constant<caf::atom("membertk")>;
 using probe_done_atom = caf::atom_constant<caf::atom("probedone")>;
+using gone_check_atom = caf::atom_constant<caf::atom("gonecheck")>;
+
+/// A killed process's connections close before its listening socket does:
+/// a probe that finds the address half-alive (neither verified nor refused)
+/// is repeated this many times, this far apart.
+constexpr int gone_check_tries = 5;
+constexpr auto gone_check_pause = std::chrono::milliseconds(200);
 
 // The actor clock: virtual in the simulation, steady in a real run.
 using clock_point = caf::actor_clock::time_point;
@@ -79,6 +86,7 @@ struct peer {
 
   // Set while a peer we were connected to is lost and its leases not yet returned.
   bool lost = false;
+  int gone_checks = 0;
   bool rescue_in_flight = false;
   bool rescued = false;
   clock_point lost_since;
@@ -415,6 +423,7 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
                    "process is gone",
                    name, p.address, self->system().render(dm.reason));
       publish_membership();
+      p.gone_checks = 1;
       start_probe(name, p.address, probe_purpose::gone_check);
       return;
     }
@@ -475,6 +484,14 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
                               "cluster: could not read turing.nodes: {}", self->system().render(e));
                 });
       },
+      [=](gone_check_atom, const std::string& name, const std::string& address) {
+        auto it = self->state.peers.find(name);
+        if (it == self->state.peers.end() || it->second.address != address || !it->second.lost ||
+            it->second.rescued)
+          return;
+        ++it->second.gone_checks;
+        start_probe(name, address, probe_purpose::gone_check);
+      },
       [=](probe_done_atom, const std::string& name, const std::string& address, int purpose,
           int result, const std::string& common_name, const std::string& error) {
         auto it = self->state.peers.find(name);
@@ -482,8 +499,13 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
           return;
         auto outcome = static_cast<peer_identity::outcome>(result);
         if (static_cast<probe_purpose>(purpose) == probe_purpose::gone_check) {
-          if (outcome == peer_identity::outcome::refused && it->second.lost)
+          auto& p = it->second;
+          if (!p.lost || p.rescued)
+            return;
+          if (outcome == peer_identity::outcome::refused)
             rescue(name, "its address refuses connections: the process is gone");
+          else if (outcome != peer_identity::outcome::verified && p.gone_checks < gone_check_tries)
+            self->delayed_send(self, gone_check_pause, gone_check_atom::value, name, address);
           else
             spdlog::info("cluster: node {} at {} does not refuse connections ({}); its leases "
                          "return once its report in turing.nodes has not advanced for {}",
