@@ -55,22 +55,6 @@ bool split_address(const std::string& address, std::string& host, uint16_t& port
   return true;
 }
 
-std::string_view outcome_name(peer_identity::outcome o) {
-  switch (o) {
-  case peer_identity::outcome::verified:
-    return "verified";
-  case peer_identity::outcome::refused:
-    return "connection refused";
-  case peer_identity::outcome::unreachable:
-    return "unreachable";
-  case peer_identity::outcome::timeout:
-    return "timed out";
-  case peer_identity::outcome::rejected:
-    return "TLS rejected";
-  }
-  return "unknown";
-}
-
 struct peer {
   std::string address;
   /// The peer that connected to us, until its address's certificate is verified.
@@ -509,7 +493,7 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
           else
             spdlog::info("cluster: node {} at {} does not refuse connections ({}); its leases "
                          "return once its report in turing.nodes has not advanced for {}",
-                         name, address, outcome_name(outcome),
+                         name, address, to_string(outcome),
                          config::format_duration(c.connection_timeout));
           return;
         }
@@ -521,7 +505,7 @@ caf::behavior cluster_member(member_actor* self, cluster_member_options o) {
         }
         if (outcome != peer_identity::outcome::verified) {
           attempt_failed(name,
-                         std::string{outcome_name(outcome)} + (error.empty() ? "" : ": " + error));
+                         std::string{to_string(outcome)} + (error.empty() ? "" : ": " + error));
           return;
         }
         if (common_name == name && static_cast<probe_purpose>(purpose) == probe_purpose::accept) {
