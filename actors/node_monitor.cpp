@@ -165,7 +165,8 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
                     self->send(o.drained_listener, pipeline_drained{{st.failed_stages.begin(),
                                                                      st.failed_stages.end()}});
                   auto now = self->clock().now(); // virtual in the simulation
-                  if (live > 0 && now - st.last_progress >= o.progress_interval) {
+                  if (live > 0 && o.progress_interval.count() > 0 &&
+                      now - st.last_progress >= o.progress_interval) {
                     std::string line;
                     for (const auto& s : census.stages)
                       line += " " + s.stage + "=" + std::to_string(s.ready) + "r/" +

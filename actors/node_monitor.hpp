@@ -21,6 +21,7 @@ struct node_monitor_options {
   std::shared_ptr<const config::pipeline_config> pipeline;
   std::shared_ptr<actor_directory> dir;
   persistence::millis census_interval{1000};
+  /// The `progress:` log line; 0: none (a terminal shows a progress bar instead).
   persistence::millis progress_interval{10000};
   /// How often the node writes its report (turing.nodes.seen_at is its
   /// heartbeat there); distributed mode reports more often, since peers

@@ -1,6 +1,7 @@
 // The turing subcommands; each returns the process exit status.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -27,6 +28,8 @@ int enqueue_command(const enqueue_options& options);
 struct status_options {
   std::filesystem::path config;
   bool json = false;
+  bool watch = false; ///< redraw live on a terminal; one plain snapshot otherwise
+  std::chrono::milliseconds watch_interval{1000};
 };
 int status_command(const status_options& options);
 

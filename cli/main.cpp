@@ -2,26 +2,14 @@
 // every failure into one line on stderr and a non-zero exit status.
 #include "cli/cli_context.hpp"
 #include "cli/commands.hpp"
+#include "cli/log_setup.hpp"
 #include "persistence/embedded_cluster.hpp"
 #include "persistence/store_error.hpp"
 
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <malloc.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
-
-namespace {
-
-/// Logs go to stderr so that command output on stdout stays machine-readable.
-void set_up_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("turing");
-  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(level));
-}
-
-} // namespace
 
 int main(int argc, char** argv) {
   // Payloads of megabytes come and go all the time: keep every block of
@@ -35,6 +23,10 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  std::string log_format_name = "text";
+  app.add_option("--log-format", log_format_name,
+                 "text (default; a progress bar on a terminal) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}));
 
   std::filesystem::path config;
   auto add_config = [&](CLI::App* cmd) {
@@ -65,7 +57,15 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "show per-stage counts, runs and sinks");
   status_options status_opts;
   add_config(status);
-  status->add_flag("--json", status_opts.json, "print JSON");
+  auto* status_json = status->add_flag("--json", status_opts.json, "print JSON");
+  status
+      ->add_flag("-w,--watch", status_opts.watch,
+                 "live view on a terminal (q or Ctrl-C quits); without one, a single snapshot")
+      ->excludes(status_json);
+  double watch_seconds = 1.0;
+  status->add_option("--interval", watch_seconds, "--watch: seconds between redraws")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
 
   auto* report =
       app.add_subcommand("report", "summarise a run: sinks, grouped results, throughput");
@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  set_up_logging(log_level);
+  set_up_logging(log_level, log_format_name == "json" ? log_format::json : log_format::text);
   try {
     if (*run) {
       run_opts.config = config;
@@ -143,6 +143,8 @@ int main(int argc, char** argv) {
     }
     if (*status) {
       status_opts.config = config;
+      status_opts.watch_interval =
+          std::chrono::milliseconds(static_cast<int64_t>(watch_seconds * 1000));
       return status_command(status_opts);
     }
     if (*report) {

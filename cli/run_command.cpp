@@ -6,6 +6,9 @@
 #include "actors/node_runtime.hpp"
 #include "cli/cli_context.hpp"
 #include "cli/commands.hpp"
+#include "cli/log_setup.hpp"
+#include "cli/run_progress.hpp"
+#include "cli/terminal.hpp"
 #include "cluster/cluster_member.hpp"
 #include "config/duration.hpp"
 #include "messages/registry.hpp"
@@ -148,6 +151,10 @@ int run_command(const run_options& options) {
     monitor_options.report_interval = std::chrono::seconds(1);
   if (options.until_drained)
     monitor_options.drained_listener = caf::actor_cast<caf::actor>(self);
+  // On a terminal a progress bar replaces the periodic `progress:` line.
+  auto bar = current_log_format() == log_format::text && is_terminal(STDERR_FILENO);
+  if (bar)
+    monitor_options.progress_interval = persistence::millis{0};
   auto monitor = actors::spawn_node_monitor(sys, monitor_options);
 
   actors::node_options node_opts;
@@ -200,6 +207,9 @@ int run_command(const run_options& options) {
   spdlog::info("node {}: running {} stage(s) and {} model endpoint(s) from {}", node,
                pipeline->stages.size(), pipeline->models.size(), pipeline->file.string());
 
+  std::unique_ptr<run_progress> progress;
+  if (bar)
+    progress = std::make_unique<run_progress>(db.connection_string);
   int exit_code = 0;
   bool root_alive = true;
   bool stop = false;
@@ -239,6 +249,7 @@ int run_command(const run_options& options) {
             });
   }
 
+  progress.reset();
   if (root_alive) {
     auto d = actors::spawn_node_drainer(sys, pipeline, dir);
     self->request(d, pipeline->runtime.shutdown_grace + std::chrono::seconds(30),

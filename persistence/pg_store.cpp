@@ -1196,6 +1196,28 @@ std::map<std::string, int64_t> pg_store::running_by_node() {
   });
 }
 
+std::vector<pg_store::attempt_tally> pg_store::recent_attempt_tallies(millis window,
+                                                                      int64_t max_rows) {
+  return in_transaction("recent_attempt_tallies", [&](pqxx::work& tx) {
+    auto r =
+        tx.exec_params("SELECT stage, coalesce(model, ''), result, coalesce(outcome, ''), count(*) "
+                       "FROM turing.attempts "
+                       "WHERE id > (SELECT coalesce(max(id), 0) FROM turing.attempts) - $2 "
+                       "AND finished_at > turing.now() - $1 * interval '1 millisecond' "
+                       "GROUP BY 1, 2, 3, 4",
+                       static_cast<double>(window.count()), max_rows);
+    std::vector<attempt_tally> out;
+    for (const auto& row : r) {
+      auto result = parse_attempt_result(row[2].as<std::string>());
+      if (!result)
+        continue; // a result this build does not know: not ours to count
+      out.push_back({row[0].as<std::string>(), row[1].as<std::string>(), *result,
+                     row[3].as<std::string>(), row[4].as<int64_t>()});
+    }
+    return out;
+  });
+}
+
 std::map<std::string, pg_store::model_usage>
 pg_store::model_usage_since(const std::vector<std::string>& stages, millis window) {
   return in_transaction("model_usage_since", [&](pqxx::work& tx) {

@@ -72,6 +72,18 @@ public:
   };
   std::map<std::string, model_usage> model_usage_since(const std::vector<std::string>& stages,
                                                        millis window);
+  /// Attempts that finished over the last `window`, counted by stage, model,
+  /// result and outcome: fail rates, model errors and the flow along each
+  /// edge for `turing status`. Reads only the newest `max_rows` attempts (an
+  /// id range of the primary key), so its cost does not grow with the history.
+  struct attempt_tally {
+    std::string stage;
+    std::string model; ///< "" for stages without a model
+    attempt_result result = attempt_result::completed;
+    std::string outcome; ///< "" unless completed
+    int64_t attempts = 0;
+  };
+  std::vector<attempt_tally> recent_attempt_tallies(millis window, int64_t max_rows);
   /// Messages each node holds leases on now, by owner node. For `turing status`.
   std::map<std::string, int64_t> running_by_node();
   std::optional<run_status> run(int64_t run_id) override;
