@@ -19,6 +19,12 @@ std::string duration_text(const json& ms) {
 
 namespace {
 
+/// A JSON scalar as text. Streaming a json value directly would take the
+/// stream's width as its indentation (nlohmann) instead of padding it.
+std::string text(const json& j) {
+  return j.is_string() ? j.get<std::string>() : j.dump();
+}
+
 std::string list_text(const json& names) {
   std::string out;
   for (const auto& x : names)
@@ -35,9 +41,10 @@ void stages_table(std::ostringstream& o, const json& snapshot) {
   for (const auto& r : snapshot["stages"]) {
     live += r["ready"].get<int64_t>() + r["delayed"].get<int64_t>() + r["running"].get<int64_t>();
     o << std::left << std::setw(16) << r["stage"].get<std::string>() << std::right << std::setw(8)
-      << r["ready"] << std::setw(9) << r["delayed"] << std::setw(9) << r["retrying"] << std::setw(9)
-      << r["running"] << std::setw(9) << r["expired"] << std::setw(9) << r["done"] << std::setw(7)
-      << r["dead"] << "  " << duration_text(r["oldest_running_age_ms"]) << " / "
+      << text(r["ready"]) << std::setw(9) << text(r["delayed"]) << std::setw(9)
+      << text(r["retrying"]) << std::setw(9) << text(r["running"]) << std::setw(9)
+      << text(r["expired"]) << std::setw(9) << text(r["done"]) << std::setw(7) << text(r["dead"])
+      << "  " << duration_text(r["oldest_running_age_ms"]) << " / "
       << duration_text(r["oldest_heartbeat_age_ms"]);
     if (!r["configured"].get<bool>())
       o << "  (not in this config)";
@@ -47,7 +54,8 @@ void stages_table(std::ostringstream& o, const json& snapshot) {
     for (const auto& w : r["waiting_for_models"])
       o << "    waiting for model " << w["model"].get<std::string>() << " for "
         << duration_text(w["since_ms_ago"]) << " (" << w["node"].get<std::string>() << ": "
-        << w["calls_waiting"] << " call(s) waiting): " << w["error"].get<std::string>() << "\n";
+        << text(w["calls_waiting"]) << " call(s) waiting): " << w["error"].get<std::string>()
+        << "\n";
   }
   o << (live == 0 ? "pipeline idle: nothing ready, delayed or running\n" : "");
 }
@@ -61,9 +69,9 @@ void latency_table(std::ostringstream& o, const json& snapshot) {
     const auto& l = s["latency"];
     const auto& t = s["timeout"];
     o << "  " << std::left << std::setw(16) << s["stage"].get<std::string>() << std::right
-      << std::setw(5) << l["samples"] << " attempts  p50 " << duration_text(l["p50_ms"]) << "  p95 "
-      << duration_text(l["p95_ms"]) << "  p99 " << duration_text(l["p99_ms"]) << "  timeout "
-      << duration_text(t["current_ms"]);
+      << std::setw(5) << text(l["samples"]) << " attempts  p50 " << duration_text(l["p50_ms"])
+      << "  p95 " << duration_text(l["p95_ms"]) << "  p99 " << duration_text(l["p99_ms"])
+      << "  timeout " << duration_text(t["current_ms"]);
     if (t.contains("auto"))
       o << " (auto: p99 x " << t["auto"]["factor"].get<double>() << ", floor "
         << duration_text(t["auto"]["floor_ms"]) << ", ceiling "
@@ -80,13 +88,13 @@ void models_table(std::ostringstream& o, const json& snapshot) {
     o << "models (calls answered and tokens in the last minute, all nodes; budget):\n";
   for (const auto& m : snapshot["models"]) {
     o << "  " << std::left << std::setw(16) << m["model"].get<std::string>() << std::right
-      << std::setw(6) << m["calls_last_minute"] << " calls";
+      << std::setw(6) << text(m["calls_last_minute"]) << " calls";
     if (m["requests_per_minute"].is_number())
-      o << " of " << m["requests_per_minute"];
-    o << std::setw(10) << m["tokens_last_minute"] << " tokens";
+      o << " of " << text(m["requests_per_minute"]);
+    o << std::setw(10) << text(m["tokens_last_minute"]) << " tokens";
     if (m["tokens_per_minute"].is_number())
-      o << " of " << m["tokens_per_minute"];
-    o << "  concurrency " << m["concurrency"] << ", " << m["in_flight"] << " in flight";
+      o << " of " << text(m["tokens_per_minute"]);
+    o << "  concurrency " << text(m["concurrency"]) << ", " << text(m["in_flight"]) << " in flight";
     if (m["gpu"].is_string())
       o << "  on gpu " << m["gpu"].get<std::string>();
     o << "\n";
@@ -98,9 +106,9 @@ void runs_and_sinks(std::ostringstream& o, const json& snapshot) {
   if (snapshot["runs"].empty())
     o << "  none\n";
   for (const auto& r : snapshot["runs"]) {
-    o << "  run " << r["id"] << " '" << r["label"].get<std::string>() << "' into "
-      << r["entry_stage"].get<std::string>() << ": " << r["items"] << " items, " << r["pending"]
-      << " pending";
+    o << "  run " << text(r["id"]) << " '" << r["label"].get<std::string>() << "' into "
+      << r["entry_stage"].get<std::string>() << ": " << text(r["items"]) << " items, "
+      << text(r["pending"]) << " pending";
     auto elapsed_ms = json(static_cast<int64_t>(r["elapsed_s"].get<double>() * 1000));
     if (r["finished"].get<bool>())
       o << ", finished after " << duration_text(elapsed_ms);
@@ -126,7 +134,7 @@ void nodes_table(std::ostringstream& o, const json& snapshot, bool placed) {
     o << "  " << n["name"].get<std::string>() << ": " << state;
     if (state == "alive")
       o << ", seen " << duration_text(n["seen_ms_ago"]) << " ago, up "
-        << duration_text(n["started_ms_ago"]) << ", " << n["running_messages"]
+        << duration_text(n["started_ms_ago"]) << ", " << text(n["running_messages"])
         << " message(s) leased";
     if (n["address"].is_string()) {
       o << "; at " << n["address"].get<std::string>() << ", peers: " << list_text(n["peers"]);
@@ -143,13 +151,13 @@ void nodes_table(std::ostringstream& o, const json& snapshot, bool placed) {
       o << "    stage " << stage << " FAILED: " << reason.get<std::string>() << "\n";
     for (const auto& [model, outage] : n["unavailable_models"].items())
       o << "    model " << model << " UNAVAILABLE for " << duration_text(outage["since_ms_ago"])
-        << ", " << outage["calls_waiting"]
+        << ", " << text(outage["calls_waiting"])
         << " call(s) waiting: " << outage["error"].get<std::string>() << "\n";
     if (state == "alive")
       for (const auto& c : n["running_calls"])
         o << "    model " << c["model"].get<std::string>() << " running for "
-          << c["stage"].get<std::string>() << " message " << c["message_id"] << ": "
-          << duration_text(c["running_ms"]) << ", " << c["tokens"] << " tokens streamed ("
+          << c["stage"].get<std::string>() << " message " << text(c["message_id"]) << ": "
+          << duration_text(c["running_ms"]) << ", " << text(c["tokens"]) << " tokens streamed ("
           << std::fixed << std::setprecision(1) << c["tokens_per_s"].get<double>()
           << " tokens/s when last reported)\n"
           << std::defaultfloat;
