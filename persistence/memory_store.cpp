@@ -8,6 +8,7 @@
 #include "persistence/payload_size.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <tuple>
 
 namespace turing::persistence {
@@ -86,6 +87,10 @@ enqueue_result memory_store::enqueue(const enqueue_request& request) {
   if (request.run_id && !runs_.count(*request.run_id))
     throw store_error(store_errc::invalid_argument,
                       "enqueue: run " + std::to_string(*request.run_id) + " does not exist");
+  if (request.run_id && runs_.at(*request.run_id).cancelled())
+    throw store_error(store_errc::invalid_argument,
+                      "enqueue: run " + std::to_string(*request.run_id) + " was cancelled by " +
+                          runs_.at(*request.run_id).cancelled_by);
   auto now = clock_();
   enqueue_result out;
   if (request.run_id) {
@@ -535,7 +540,7 @@ std::vector<stage_counts> memory_store::counts() {
       c.done += 1;
       break;
     case message_state::dead:
-      c.dead += 1;
+      (m.purged_at ? c.purged : c.dead) += 1;
       break;
     }
   }
@@ -555,7 +560,16 @@ std::optional<run_status> memory_store::run(int64_t run_id) {
   auto it = runs_.find(run_id);
   if (it == runs_.end())
     return std::nullopt;
-  return it->second;
+  return with_dead_items(it->second);
+}
+
+run_status memory_store::with_dead_items(const run_status& run) const {
+  auto out = run;
+  out.dead = 0;
+  for (const auto& [id, i] : items_)
+    if (i.run_id == run.id && i.finished_at && i.sink == std::optional<std::string>{dead_sink})
+      out.dead += 1;
+  return out;
 }
 
 std::vector<run_status> memory_store::runs(bool unfinished_only) {
@@ -563,7 +577,7 @@ std::vector<run_status> memory_store::runs(bool unfinished_only) {
   std::vector<run_status> out;
   for (const auto& [id, r] : runs_)
     if (!unfinished_only || r.pending > 0)
-      out.push_back(r);
+      out.push_back(with_dead_items(r));
   return out;
 }
 
@@ -642,6 +656,12 @@ std::vector<std::string> memory_store::check_invariants() {
     if (r.pending != unfinished_per_run[rid])
       out.push_back("run " + id(rid) + " has pending " + id(r.pending) + " but " +
                     id(unfinished_per_run[rid]) + " unfinished items");
+    if (r.cancelled())
+      for (const auto& [mid, m] : messages_)
+        if (m.run_id == rid &&
+            (m.state == message_state::ready || m.state == message_state::running))
+          out.push_back("run " + id(rid) + " was cancelled but its message " + id(mid) + " is " +
+                        to_string(m.state));
     if (r.items_total != items_per_run[rid])
       out.push_back("run " + id(rid) + " has items_total " + id(r.items_total) + " but " +
                     id(items_per_run[rid]) + " items");
@@ -753,6 +773,179 @@ std::optional<time_point> memory_store::next_available_at(const std::string& sta
   for (const auto& [id, m] : messages_)
     if (m.stage == stage && m.state == message_state::ready && (!out || m.available_at < *out))
       out = m.available_at;
+  return out;
+}
+
+// -- operators' actions on dead letters and runs ---------------------------------
+
+namespace {
+
+std::string lowered(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+} // namespace
+
+bool memory_store::is_dead_letter(const message_row& m, const dead_filter& f) const {
+  return m.state == message_state::dead && !m.purged_at && (!f.stage || m.stage == *f.stage) &&
+         (!f.run_id || m.run_id == *f.run_id) &&
+         (!f.reason || f.reason->empty() ||
+          lowered(m.last_error).find(lowered(*f.reason)) != std::string::npos);
+}
+
+void memory_store::record_action(const std::string& by, const char* action, const json& filter,
+                                 const std::vector<int64_t>& ids, time_point now) {
+  operator_action a;
+  a.id = static_cast<int64_t>(operator_actions_.size()) + 1;
+  a.at = now;
+  a.by = by;
+  a.action = action;
+  a.filter = filter;
+  a.message_ids = ids;
+  a.count = static_cast<int64_t>(ids.size());
+  operator_actions_.push_back(std::move(a));
+}
+
+std::vector<dead_message> memory_store::dead_messages(const dead_filter& filter, int limit) {
+  check_available("dead_messages");
+  std::vector<dead_message> out;
+  std::map<int64_t, size_t> at;
+  for (const auto& [id, m] : messages_) {
+    if (static_cast<int>(out.size()) >= limit)
+      break;
+    if (!is_dead_letter(m, filter))
+      continue;
+    dead_message d;
+    d.id = m.id;
+    d.run_id = m.run_id;
+    d.item_id = m.item_id;
+    d.stage = m.stage;
+    d.item_key = items_.at(m.item_id).key;
+    d.epoch = m.epoch;
+    d.died_at = *m.finished_at;
+    d.reason = m.last_error;
+    at[id] = out.size();
+    out.push_back(std::move(d));
+  }
+  for (const auto& a : attempts_)
+    if (auto it = at.find(a.message_id); it != at.end())
+      out[it->second].attempts.push_back(a);
+  return out;
+}
+
+operator_result memory_store::retry_dead(const dead_filter& filter, const std::string& by) {
+  check_available("retry_dead");
+  if (filter.run_id) {
+    auto run = runs_.find(*filter.run_id);
+    if (run != runs_.end() && run->second.cancelled())
+      throw store_error(store_errc::invalid_argument,
+                        "retry: run " + std::to_string(*filter.run_id) + " was cancelled by " +
+                            run->second.cancelled_by + "; its dead letters stay dead");
+  }
+  auto now = clock_();
+  operator_result out;
+  std::set<std::string> ready_stages;
+  std::map<int64_t, int> reopened_branches;
+  for (auto& [id, m] : messages_) {
+    if (!is_dead_letter(m, filter))
+      continue;
+    if (runs_.at(m.run_id).cancelled()) {
+      ++out.skipped_cancelled;
+      continue;
+    }
+    // A fresh message: its old owner's late result is fenced by the epoch.
+    m.state = message_state::ready;
+    m.attempt = 0;
+    m.lost = 0;
+    m.epoch += 1;
+    m.owner_node.reset();
+    m.lease_expires_at.reset();
+    m.available_at = now;
+    m.finished_at.reset();
+    out.message_ids.push_back(id);
+    reopened_branches[m.item_id] += 1;
+    ready_stages.insert(m.stage);
+  }
+  for (const auto& [item_id, n] : reopened_branches) {
+    auto& item = items_.at(item_id);
+    if (item.finished_at) {
+      item.finished_at.reset();
+      auto& run = runs_.at(item.run_id);
+      run.pending += 1;
+      run.finished_at.reset();
+    }
+    item.open_branches += n;
+    bool still_dead = std::any_of(messages_.begin(), messages_.end(), [&](const auto& entry) {
+      return entry.second.item_id == item_id && entry.second.state == message_state::dead;
+    });
+    if (item.sink == std::optional<std::string>{dead_sink} && !still_dead)
+      item.sink.reset();
+  }
+  if (!out.message_ids.empty())
+    record_action(by, "retry", filter.to_json(), out.message_ids, now);
+  notify(ready_stages);
+  return out;
+}
+
+operator_result memory_store::purge_dead(const dead_filter& filter, const std::string& by) {
+  check_available("purge_dead");
+  auto now = clock_();
+  operator_result out;
+  for (auto& [id, m] : messages_) {
+    if (!is_dead_letter(m, filter))
+      continue;
+    m.purged_at = now;
+    m.purged_by = by;
+    out.message_ids.push_back(id);
+  }
+  if (!out.message_ids.empty())
+    record_action(by, "purge", filter.to_json(), out.message_ids, now);
+  return out;
+}
+
+operator_result memory_store::cancel_run(int64_t run_id, const std::string& by) {
+  check_available("cancel_run");
+  auto it = runs_.find(run_id);
+  if (it == runs_.end())
+    throw store_error(store_errc::invalid_argument,
+                      "cancel: run " + std::to_string(run_id) + " does not exist");
+  if (it->second.finished() && !it->second.cancelled())
+    throw store_error(store_errc::invalid_argument,
+                      "cancel: run " + std::to_string(run_id) + " has finished; nothing to cancel");
+  auto now = clock_();
+  operator_result out;
+  detail::item_effects effects;
+  for (auto& [id, m] : messages_) {
+    if (m.run_id != run_id ||
+        (m.state != message_state::ready && m.state != message_state::running))
+      continue;
+    if (m.state == message_state::running)
+      m.epoch += 1; // the owner's result is late now
+    m.state = message_state::dead;
+    m.lease_expires_at.reset();
+    m.finished_at = std::max(now, m.started_at.value_or(now));
+    m.last_error = "run cancelled by " + by;
+    effects.dead_branch(m.item_id);
+    out.message_ids.push_back(id);
+  }
+  apply_item_effects(effects, now);
+  auto& run = runs_.at(run_id);
+  if (!run.cancelled_at) {
+    run.cancelled_at = now;
+    run.cancelled_by = by;
+  }
+  record_action(by, "cancel", json{{"run", run_id}}, out.message_ids, now);
+  return out;
+}
+
+std::vector<operator_action> memory_store::operator_log(int limit) {
+  check_available("operator_log");
+  std::vector<operator_action> out;
+  for (auto it = operator_actions_.rbegin();
+       it != operator_actions_.rend() && static_cast<int>(out.size()) < limit; ++it)
+    out.push_back(*it);
   return out;
 }
 

@@ -62,6 +62,12 @@ public:
   std::optional<time_point> next_available_at(const std::string& stage) override;
   std::vector<millis> recent_latencies(const std::string& stage, int limit, millis window) override;
 
+  std::vector<dead_message> dead_messages(const dead_filter& filter, int limit) override;
+  operator_result retry_dead(const dead_filter& filter, const std::string& by) override;
+  operator_result purge_dead(const dead_filter& filter, const std::string& by) override;
+  operator_result cancel_run(int64_t run_id, const std::string& by) override;
+  std::vector<operator_action> operator_log(int limit) override;
+
 private:
   struct message_row {
     int64_t id = 0, run_id = 0, item_id = 0;
@@ -78,6 +84,8 @@ private:
     std::optional<time_point> lease_expires_at, heartbeat_at, started_at, finished_at;
     std::string outcome, last_error;
     json output;
+    std::optional<time_point> purged_at; ///< a dead letter an operator purged
+    std::string purged_by;
   };
   struct item_row {
     int64_t id = 0, run_id = 0;
@@ -105,6 +113,12 @@ private:
   rescue_where(int max_lost, const std::function<bool(const message_row&)>& match,
                const std::function<std::string(const std::string& owner)>& reason_for);
   void notify(const std::set<std::string>& stages);
+  /// A dead letter (dead, not purged) that `filter` matches.
+  bool is_dead_letter(const message_row& m, const dead_filter& filter) const;
+  void record_action(const std::string& by, const char* action, const json& filter,
+                     const std::vector<int64_t>& ids, time_point now);
+  /// The run with its dead items counted (they are not kept per run).
+  run_status with_dead_items(const run_status& run) const;
 
   clock_function clock_;
   ready_listener listener_;
@@ -119,6 +133,7 @@ private:
   std::map<std::string, node_report> nodes_;
   /// Done messages removed by retention, per stage: counts() still counts them.
   std::map<std::string, int64_t> pruned_done_;
+  std::vector<operator_action> operator_actions_;
 };
 
 } // namespace turing::persistence

@@ -405,6 +405,49 @@ ALTER TABLE turing.nodes ADD COLUMN address text;
 ALTER TABLE turing.nodes ADD COLUMN peers jsonb NOT NULL DEFAULT '[]';
 )sql";
 
+// Operators act on dead letters and runs without SQL (`turing dead`, `turing
+// cancel`), every action audited. A retried dead letter is ready again, so
+// the tallies that counted it dead count it `retried` (and its item, if that
+// had finished, `reopened` on its run); a purged one stays a dead row, marked,
+// and is tallied `purged`. The tallies stay exact: dead letters = dead -
+// retried - purged, a run's finished items = finished - reopened. Dead
+// letters still to act on are found through their own partial index.
+const char* operator_actions = R"sql(
+CREATE TABLE turing.operator_actions (
+  id          bigserial PRIMARY KEY,
+  at          timestamptz NOT NULL DEFAULT turing.now(),
+  by          text NOT NULL,
+  action      text NOT NULL CHECK (action IN ('retry', 'purge', 'cancel')),
+  filter      jsonb NOT NULL DEFAULT '{}'::jsonb,
+  message_ids bigint[] NOT NULL DEFAULT '{}',
+  count       bigint NOT NULL CHECK (count = cardinality(message_ids))
+);
+CREATE FUNCTION turing.refuse_operator_action_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'turing.operator_actions is append-only: % refused', TG_OP
+    USING ERRCODE = 'integrity_constraint_violation';
+END
+$$;
+CREATE TRIGGER operator_actions_append_only BEFORE UPDATE OR DELETE ON turing.operator_actions
+  FOR EACH ROW EXECUTE FUNCTION turing.refuse_operator_action_change();
+CREATE TRIGGER operator_actions_no_truncate BEFORE TRUNCATE ON turing.operator_actions
+  FOR EACH STATEMENT EXECUTE FUNCTION turing.refuse_operator_action_change();
+
+ALTER TABLE turing.runs ADD COLUMN cancelled_at timestamptz, ADD COLUMN cancelled_by text,
+  ADD CONSTRAINT runs_cancelled_by CHECK ((cancelled_at IS NULL) = (cancelled_by IS NULL));
+ALTER TABLE turing.messages ADD COLUMN purged_at timestamptz, ADD COLUMN purged_by text,
+  ADD CONSTRAINT messages_purged_dead CHECK (purged_at IS NULL OR state = 'dead'),
+  ADD CONSTRAINT messages_purged_by CHECK ((purged_at IS NULL) = (purged_by IS NULL));
+CREATE INDEX messages_dead_letters_idx ON turing.messages (stage, id)
+  WHERE state = 'dead' AND purged_at IS NULL;
+
+ALTER TABLE turing.stage_tallies
+  ADD COLUMN retried bigint NOT NULL DEFAULT 0 CHECK (retried >= 0),
+  ADD COLUMN purged bigint NOT NULL DEFAULT 0 CHECK (purged >= 0);
+ALTER TABLE turing.run_tallies
+  ADD COLUMN reopened bigint NOT NULL DEFAULT 0 CHECK (reopened >= 0);
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
@@ -428,6 +471,8 @@ const std::vector<migration>& all_migrations() {
       {16, "nodes.running_calls: model calls in flight and their tokens, for status",
        running_calls},
       {17, "nodes.address and nodes.peers: distributed mode's membership", cluster_membership},
+      {18, "operator actions: audit log, cancelled runs, purged and retried dead letters",
+       operator_actions},
   };
   return list;
 }

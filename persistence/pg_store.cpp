@@ -339,20 +339,53 @@ run_status read_run(const pqxx::row& row) {
   s.pending = row[4].as<int64_t>();
   s.created_at = from_us(row[5].as<int64_t>());
   s.finished_at = opt_time(row[6]);
+  s.dead = row[7].as<int64_t>();
+  s.cancelled_at = opt_time(row[8]);
+  s.cancelled_by = opt_text(row[9]);
   return s;
 }
 
 /// A run with its progress: pending is items_total less the finished
-/// tallies; a run without pending items finished when its last item did.
+/// tallies (less those reopened by a retry); a run without pending items
+/// finished when its last item did.
 const char* run_select = R"sql(
   SELECT r.id, r.label, r.entry_stage, r.items_total, r.items_total - coalesce(t.finished, 0),
          )sql" TS_US("r.created_at") R"sql(,
          CASE WHEN r.items_total = coalesce(t.finished, 0) THEN )sql" TS_US(
-    "greatest(r.created_at, t.last_finished_at)") R"sql( END
+    "greatest(r.created_at, t.last_finished_at)") R"sql( END,
+         coalesce(t.dead, 0), )sql" TS_US("r.cancelled_at") R"sql(, r.cancelled_by
   FROM turing.runs r
-  LEFT JOIN (SELECT run_id, sum(finished)::bigint AS finished,
+  LEFT JOIN (SELECT run_id, sum(finished - reopened)::bigint AS finished,
+                    sum(finished - reopened) FILTER (WHERE sink = 'dead')::bigint AS dead,
                     max(last_finished_at) AS last_finished_at
              FROM turing.run_tallies GROUP BY run_id) t ON t.run_id = r.id)sql";
+
+/// The columns read_attempt() reads, in its order.
+const char* attempt_select =
+    "SELECT id, message_id, item_id, run_id, stage, attempt, epoch, node, " TS_US(
+        "started_at") ", " TS_US("finished_at") ", result, outcome, model, output::text, error, "
+                                                "coalesce(tokens, -1)";
+
+attempt_record read_attempt(const pqxx::row& row) {
+  attempt_record a;
+  a.id = row[0].as<int64_t>();
+  a.message_id = row[1].as<int64_t>();
+  a.item_id = row[2].as<int64_t>();
+  a.run_id = row[3].as<int64_t>();
+  a.stage = row[4].as<std::string>();
+  a.attempt = row[5].as<int>();
+  a.epoch = row[6].as<int64_t>();
+  a.node = row[7].as<std::string>();
+  a.started_at = from_us(row[8].as<int64_t>());
+  a.finished_at = from_us(row[9].as<int64_t>());
+  a.result = parse_attempt_result(row[10].as<std::string>()).value_or(attempt_result::failed);
+  a.outcome = opt_text(row[11]);
+  a.model = opt_text(row[12]);
+  a.output = opt_json(row[13]);
+  a.error = opt_text(row[14]);
+  a.tokens = row[15].as<int64_t>();
+  return a;
+}
 
 } // namespace
 
@@ -509,11 +542,15 @@ namespace {
 /// The run an enqueue appends to (locked), or a new one.
 int64_t open_run(pqxx::work& tx, const enqueue_request& request) {
   if (request.run_id) {
-    auto r = tx.exec_params("SELECT id FROM turing.runs WHERE id = $1 FOR NO KEY UPDATE",
+    auto r = tx.exec_params("SELECT cancelled_by FROM turing.runs WHERE id = $1 FOR NO KEY UPDATE",
                             *request.run_id);
     if (r.empty())
       throw store_error(store_errc::invalid_argument,
                         "enqueue: run " + std::to_string(*request.run_id) + " does not exist");
+    if (!r[0][0].is_null())
+      throw store_error(store_errc::invalid_argument,
+                        "enqueue: run " + std::to_string(*request.run_id) + " was cancelled by " +
+                            r[0][0].as<std::string>());
     return *request.run_id;
   }
   return tx
@@ -1086,22 +1123,26 @@ std::vector<rescued_message> pg_store::rescue_expired(const std::string& rescuer
       WITH gone AS (
         DELETE FROM turing.stage_tallies t WHERE backend <> 0
           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.pid = t.backend)
-        RETURNING stage, done, dead, pruned)
-      INSERT INTO turing.stage_tallies AS t (stage, backend, done, dead, pruned)
-      SELECT stage, 0, sum(done), sum(dead), sum(pruned) FROM gone GROUP BY stage
+        RETURNING stage, done, dead, pruned, retried, purged)
+      INSERT INTO turing.stage_tallies AS t (stage, backend, done, dead, pruned, retried, purged)
+      SELECT stage, 0, sum(done), sum(dead), sum(pruned), sum(retried), sum(purged) FROM gone
+      GROUP BY stage
       ON CONFLICT (stage, backend) DO UPDATE SET done = t.done + EXCLUDED.done,
                                                 dead = t.dead + EXCLUDED.dead,
-                                                pruned = t.pruned + EXCLUDED.pruned)sql");
+                                                pruned = t.pruned + EXCLUDED.pruned,
+                                                retried = t.retried + EXCLUDED.retried,
+                                                purged = t.purged + EXCLUDED.purged)sql");
     session_->statements.exec(tx, R"sql(
       WITH gone AS (
         DELETE FROM turing.run_tallies t WHERE backend <> 0
           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.pid = t.backend)
-        RETURNING run_id, sink, finished, last_finished_at)
-      INSERT INTO turing.run_tallies AS t (run_id, sink, backend, finished, last_finished_at)
-      SELECT run_id, sink, 0, sum(finished), max(last_finished_at) FROM gone
+        RETURNING run_id, sink, finished, reopened, last_finished_at)
+      INSERT INTO turing.run_tallies AS t (run_id, sink, backend, finished, reopened,
+                                           last_finished_at)
+      SELECT run_id, sink, 0, sum(finished), sum(reopened), max(last_finished_at) FROM gone
       GROUP BY run_id, sink
       ON CONFLICT (run_id, sink, backend) DO UPDATE SET
-        finished = t.finished + EXCLUDED.finished,
+        finished = t.finished + EXCLUDED.finished, reopened = t.reopened + EXCLUDED.reopened,
         last_finished_at = greatest(t.last_finished_at, EXCLUDED.last_finished_at))sql");
     return 0;
   });
@@ -1177,7 +1218,8 @@ std::map<std::string, int64_t> pg_store::dead_from_lost_leases() {
   return in_transaction("dead_from_lost_leases", [&](pqxx::work& tx) {
     std::map<std::string, int64_t> out;
     for (const auto& row : tx.exec("SELECT stage, count(*) FROM turing.messages WHERE state = "
-                                   "'dead' AND last_error LIKE 'lost % times with its node%' "
+                                   "'dead' AND purged_at IS NULL "
+                                   "AND last_error LIKE 'lost % times with its node%' "
                                    "GROUP BY stage"))
       out[row[0].as<std::string>()] = row[1].as<int64_t>();
     return out;
@@ -1278,14 +1320,16 @@ std::vector<stage_counts> pg_store::counts() {
         count(*) FILTER (WHERE available_at <= turing.now()),
         count(*) FILTER (WHERE available_at > turing.now()),
         count(*) FILTER (WHERE attempt > 0),
-        0::bigint, 0::bigint, 0::bigint, 0::bigint, NULL::bigint, NULL::bigint
+        0::bigint, 0::bigint, 0::bigint, 0::bigint, NULL::bigint, NULL::bigint, 0::bigint
       FROM turing.messages WHERE state = 'ready' GROUP BY stage
       UNION ALL
       SELECT stage, 0, 0, 0, count(*), count(*) FILTER (WHERE lease_expires_at < turing.now()),
-        0, 0, )sql" TS_US("min(started_at)") ", " TS_US("min(heartbeat_at)") R"sql(
+        0, 0, )sql" TS_US("min(started_at)") ", " TS_US("min(heartbeat_at)") R"sql(, 0
       FROM turing.messages WHERE state = 'running' GROUP BY stage
       UNION ALL
-      SELECT stage, 0, 0, 0, 0, 0, sum(done)::bigint, sum(dead)::bigint, NULL, NULL
+      -- Dead letters: dead-lettered less retried (ready again) and purged.
+      SELECT stage, 0, 0, 0, 0, 0, sum(done)::bigint, sum(dead - retried - purged)::bigint,
+        NULL, NULL, sum(purged)::bigint
       FROM turing.stage_tallies GROUP BY stage)sql");
     std::map<std::string, stage_counts> by_stage;
     for (const auto& row : r) {
@@ -1302,6 +1346,7 @@ std::vector<stage_counts> pg_store::counts() {
         c.oldest_started_at = t;
       if (auto t = opt_time(row[9]))
         c.oldest_heartbeat_at = t;
+      c.purged += row[10].as<int64_t>();
     }
     std::vector<stage_counts> out;
     for (auto& [stage, c] : by_stage)
@@ -1321,7 +1366,8 @@ std::vector<stage_counts> pg_store::live_counts() {
       UNION ALL
       SELECT stage, 0, 0, count(*), 0 FROM turing.messages WHERE state = 'running' GROUP BY stage
       UNION ALL
-      SELECT stage, 0, 0, 0, count(*) FROM turing.messages WHERE state = 'dead' GROUP BY stage)sql");
+      SELECT stage, 0, 0, 0, count(*) FROM turing.messages
+      WHERE state = 'dead' AND purged_at IS NULL GROUP BY stage)sql");
     std::map<std::string, stage_counts> by_stage;
     for (const auto& row : r) {
       auto& c = by_stage[row[0].as<std::string>()];
@@ -1362,12 +1408,14 @@ std::vector<run_status> pg_store::runs(bool unfinished_only) {
 std::vector<sink_count> pg_store::sink_counts(std::optional<int64_t> run_id) {
   return in_transaction("sink_counts", [&](pqxx::work& tx) {
     // From the tallies: finished items per sink, never a scan of the items.
-    auto r = run_id ? tx.exec_params("SELECT sink, sum(finished)::bigint FROM turing.run_tallies "
-                                     "WHERE run_id = $1 GROUP BY sink HAVING sum(finished) > 0 "
-                                     "ORDER BY sink",
+    // Less the items a retry reopened.
+    auto r = run_id ? tx.exec_params("SELECT sink, sum(finished - reopened)::bigint "
+                                     "FROM turing.run_tallies WHERE run_id = $1 GROUP BY sink "
+                                     "HAVING sum(finished - reopened) > 0 ORDER BY sink",
                                      *run_id)
-                    : tx.exec("SELECT sink, sum(finished)::bigint FROM turing.run_tallies "
-                              "GROUP BY sink HAVING sum(finished) > 0 ORDER BY sink");
+                    : tx.exec("SELECT sink, sum(finished - reopened)::bigint "
+                              "FROM turing.run_tallies GROUP BY sink "
+                              "HAVING sum(finished - reopened) > 0 ORDER BY sink");
     std::vector<sink_count> out;
     for (const auto& row : r)
       out.push_back({opt_text(row[0]), row[1].as<int64_t>()});
@@ -1402,33 +1450,12 @@ std::vector<item_record> pg_store::items(int64_t run_id) {
 
 std::vector<attempt_record> pg_store::attempts(std::optional<int64_t> run_id) {
   return in_transaction("attempts", [&](pqxx::work& tx) {
-    std::string sql = "SELECT id, message_id, item_id, run_id, stage, attempt, epoch, node, " TS_US(
-        "started_at") ", " TS_US("finished_at") ", result, outcome, model, output::text, error, "
-                                                "coalesce(tokens, -1) "
-                                                "FROM turing.attempts";
+    std::string sql = std::string(attempt_select) + " FROM turing.attempts";
     auto r = run_id ? tx.exec_params(sql + " WHERE run_id = $1 ORDER BY id", *run_id)
                     : tx.exec(sql + " ORDER BY id");
     std::vector<attempt_record> out;
-    for (const auto& row : r) {
-      attempt_record a;
-      a.id = row[0].as<int64_t>();
-      a.message_id = row[1].as<int64_t>();
-      a.item_id = row[2].as<int64_t>();
-      a.run_id = row[3].as<int64_t>();
-      a.stage = row[4].as<std::string>();
-      a.attempt = row[5].as<int>();
-      a.epoch = row[6].as<int64_t>();
-      a.node = row[7].as<std::string>();
-      a.started_at = from_us(row[8].as<int64_t>());
-      a.finished_at = from_us(row[9].as<int64_t>());
-      a.result = parse_attempt_result(row[10].as<std::string>()).value_or(attempt_result::failed);
-      a.outcome = opt_text(row[11]);
-      a.model = opt_text(row[12]);
-      a.output = opt_json(row[13]);
-      a.error = opt_text(row[14]);
-      a.tokens = row[15].as<int64_t>();
-      out.push_back(std::move(a));
-    }
+    for (const auto& row : r)
+      out.push_back(read_attempt(row));
     return out;
   });
 }
@@ -1487,7 +1514,7 @@ std::vector<std::string> pg_store::check_invariants() {
                                 WHERE i.run_id = r.id AND i.finished_at IS NULL)
                  || ' unfinished items'
           FROM turing.runs r
-          LEFT JOIN (SELECT run_id, sum(finished) AS finished FROM turing.run_tallies
+          LEFT JOIN (SELECT run_id, sum(finished - reopened) AS finished FROM turing.run_tallies
                      GROUP BY run_id) t ON t.run_id = r.id
           WHERE r.items_total - coalesce(t.finished, 0)
                 <> (SELECT count(*) FROM turing.items i
@@ -1497,22 +1524,30 @@ std::vector<std::string> pg_store::check_invariants() {
                  || ' but ' || coalesce(i.n, 0) || ' items finished there'
           FROM (SELECT run_id, sink, count(*) AS n FROM turing.items
                 WHERE finished_at IS NOT NULL GROUP BY run_id, sink) i
-          FULL JOIN (SELECT run_id, sink, sum(finished) AS finished FROM turing.run_tallies
+          FULL JOIN (SELECT run_id, sink, sum(finished - reopened) AS finished
+                     FROM turing.run_tallies
                      GROUP BY run_id, sink) t ON t.run_id = i.run_id AND t.sink = i.sink
           WHERE coalesce(i.n, 0) <> coalesce(t.finished, 0))sql",
       // Done messages removed by retention stay tallied: done rows + pruned.
+      // Dead letters: dead less retried less purged; purged: the purged rows.
       R"sql(SELECT 'stage ' || coalesce(m.stage, t.stage) || ' tallies ' || coalesce(t.done, 0)
                  || ' done' || CASE WHEN coalesce(t.pruned, 0) > 0
                                     THEN ' (' || t.pruned || ' of them pruned)' ELSE '' END
-                 || ' and ' || coalesce(t.dead, 0) || ' dead, but holds '
-                 || coalesce(m.done, 0) || ' done and ' || coalesce(m.dead, 0) || ' dead messages'
+                 || ', ' || coalesce(t.dead, 0) || ' dead, ' || coalesce(t.retried, 0)
+                 || ' retried and ' || coalesce(t.purged, 0) || ' purged, but holds '
+                 || coalesce(m.done, 0) || ' done, ' || coalesce(m.dead, 0)
+                 || ' dead and ' || coalesce(m.purged, 0) || ' purged messages'
           FROM (SELECT stage, count(*) FILTER (WHERE state = 'done') AS done,
-                       count(*) FILTER (WHERE state = 'dead') AS dead
+                       count(*) FILTER (WHERE state = 'dead' AND purged_at IS NULL) AS dead,
+                       count(*) FILTER (WHERE state = 'dead' AND purged_at IS NOT NULL) AS purged
                 FROM turing.messages GROUP BY stage) m
-          FULL JOIN (SELECT stage, sum(done) AS done, sum(dead) AS dead, sum(pruned) AS pruned
+          FULL JOIN (SELECT stage, sum(done) AS done, sum(dead) AS dead, sum(pruned) AS pruned,
+                            sum(retried) AS retried, sum(purged) AS purged
                      FROM turing.stage_tallies GROUP BY stage) t ON t.stage = m.stage
           WHERE coalesce(m.done, 0) <> coalesce(t.done, 0) - coalesce(t.pruned, 0)
-             OR coalesce(m.dead, 0) <> coalesce(t.dead, 0))sql",
+             OR coalesce(m.dead, 0)
+                <> coalesce(t.dead, 0) - coalesce(t.retried, 0) - coalesce(t.purged, 0)
+             OR coalesce(m.purged, 0) <> coalesce(t.purged, 0))sql",
       R"sql(SELECT 'run ' || r.id || ' has items_total ' || r.items_total || ' but '
                  || count(i.id) || ' items'
           FROM turing.runs r LEFT JOIN turing.items i ON i.run_id = r.id
@@ -1568,6 +1603,11 @@ std::vector<std::string> pg_store::check_invariants() {
           WHERE m.id IS NULL OR m.item_id <> a.item_id)sql",
       R"sql(SELECT 'join of stage ' || j.stage || ' belongs to item ' || j.item_id || ', which does not exist'
           FROM turing.joins j WHERE NOT EXISTS (SELECT 1 FROM turing.items i WHERE i.id = j.item_id))sql",
+      // A cancelled run keeps no live work (turing cancel dead-letters it all).
+      R"sql(SELECT 'run ' || m.run_id || ' was cancelled but its message ' || m.id || ' is '
+                 || m.state
+          FROM turing.messages m JOIN turing.runs r ON r.id = m.run_id
+          WHERE m.state IN ('ready', 'running') AND r.cancelled_at IS NOT NULL)sql",
       R"sql(SELECT 'item ' || i.id || ' is unfinished but has no live message or waiting join'
           FROM turing.items i
           WHERE i.finished_at IS NULL
@@ -1610,6 +1650,320 @@ std::optional<time_point> pg_store::next_available_at(const std::string& stage) 
             "min(available_at)") " FROM turing.messages WHERE stage = $1 AND state = 'ready'",
         stage);
     return opt_time(r[0][0]);
+  });
+}
+
+// -- operators' actions on dead letters and runs ---------------------------------
+
+namespace {
+
+/// The dead letters a filter matches ($1 stage or '', $2 run or 0, $3 reason
+/// or ''), after id $4: read through messages_dead_letters_idx, so the cost
+/// follows the dead letters, not the history.
+#define DEAD_LETTERS_WHERE                                                                         \
+  " m.state = 'dead' AND m.purged_at IS NULL AND ($1::text = '' OR m.stage = $1::text)"            \
+  " AND ($2::bigint = 0 OR m.run_id = $2::bigint)"                                                 \
+  " AND ($3::text = '' OR strpos(lower(coalesce(m.last_error, '')), lower($3::text)) > 0)"         \
+  " AND m.id > $4::bigint "
+
+std::string id_list(const std::vector<int64_t>& ids) {
+  return id_array(ids, [](int64_t id) { return id; });
+}
+
+std::vector<int64_t> ids_of(const pqxx::result& r, int col = 0) {
+  std::vector<int64_t> out;
+  out.reserve(r.size());
+  for (const auto& row : r)
+    out.push_back(row[col].as<int64_t>());
+  return out;
+}
+
+/// The audit log's row for what one transaction of an operator's action did.
+void record_action(pqxx::work& tx, const std::string& by, const char* action, const json& filter,
+                   const std::vector<int64_t>& ids) {
+  tx.exec_params("INSERT INTO turing.operator_actions (by, action, filter, message_ids, count) "
+                 "VALUES ($1, $2, $3::jsonb, $4::bigint[], $5)",
+                 storable_text(by), action, filter.dump(), id_list(ids),
+                 static_cast<int64_t>(ids.size()));
+}
+
+/// The next batch of dead letters a filter matches, by id, after `after`.
+pqxx::result pick_dead_letters(pqxx::work& tx, const dead_filter& f, int64_t after, int limit) {
+  return tx.exec_params(
+      "SELECT m.id FROM turing.messages m WHERE" DEAD_LETTERS_WHERE "ORDER BY m.id LIMIT $5",
+      f.stage.value_or(""), f.run_id.value_or(0), f.reason.value_or(""), after, limit);
+}
+
+} // namespace
+
+std::vector<dead_message> pg_store::dead_messages(const dead_filter& filter, int limit) {
+  return in_transaction("dead_messages", [&](pqxx::work& tx) {
+    auto r = tx.exec_params(
+        "SELECT m.id, m.run_id, m.item_id, m.stage, i.key, m.epoch, " TS_US(
+            "m.finished_at") ", coalesce(m.last_error, '') "
+                             "FROM turing.messages m LEFT JOIN turing.items i ON i.id = m.item_id "
+                             "WHERE" DEAD_LETTERS_WHERE "ORDER BY m.id LIMIT $5",
+        filter.stage.value_or(""), filter.run_id.value_or(0), filter.reason.value_or(""),
+        int64_t{0}, std::max(limit, 0));
+    std::vector<dead_message> out;
+    std::map<int64_t, size_t> at;
+    for (const auto& row : r) {
+      dead_message d;
+      d.id = row[0].as<int64_t>();
+      d.run_id = row[1].as<int64_t>();
+      d.item_id = row[2].as<int64_t>();
+      d.stage = row[3].as<std::string>();
+      if (!row[4].is_null())
+        d.item_key = row[4].as<std::string>();
+      d.epoch = row[5].as<int64_t>();
+      d.died_at = from_us(row[6].as<int64_t>());
+      d.reason = row[7].as<std::string>();
+      at[d.id] = out.size();
+      out.push_back(std::move(d));
+    }
+    if (out.empty())
+      return out;
+    auto history = tx.exec_params(std::string(attempt_select) +
+                                      " FROM turing.attempts WHERE message_id = ANY($1::bigint[]) "
+                                      "ORDER BY message_id, id",
+                                  id_list(ids_of(r)));
+    for (const auto& row : history) {
+      auto a = read_attempt(row);
+      out[at.at(a.message_id)].attempts.push_back(std::move(a));
+    }
+    return out;
+  });
+}
+
+operator_result pg_store::retry_dead(const dead_filter& filter, const std::string& by) {
+  operator_result out;
+  auto& sc = session_->statements;
+  in_transaction("retry_dead", [&](pqxx::work& tx) {
+    if (filter.run_id) {
+      auto r = tx.exec_params("SELECT cancelled_by FROM turing.runs WHERE id = $1", *filter.run_id);
+      if (!r.empty() && !r[0][0].is_null())
+        throw store_error(store_errc::invalid_argument,
+                          "retry: run " + std::to_string(*filter.run_id) + " was cancelled by " +
+                              r[0][0].as<std::string>() + "; its dead letters stay dead");
+    }
+    out.skipped_cancelled =
+        tx.exec_params1("SELECT count(*) FROM turing.messages m WHERE" DEAD_LETTERS_WHERE
+                        "AND EXISTS (SELECT 1 FROM turing.runs r WHERE r.id = m.run_id "
+                        "AND r.cancelled_at IS NOT NULL)",
+                        filter.stage.value_or(""), filter.run_id.value_or(0),
+                        filter.reason.value_or(""), int64_t{0})[0]
+            .as<int64_t>();
+    return 0;
+  });
+  // Bounded transactions, by id: a message retried here that dies again at
+  // once is not picked up a second time by this same retry.
+  for (int64_t after = 0;;) {
+    auto batch = in_transaction("retry_dead", [&](pqxx::work& tx) {
+      std::pair<int64_t, std::vector<int64_t>> result{0, {}};
+      auto picked = pick_dead_letters(tx, filter, after, operator_batch);
+      if (picked.empty())
+        return result;
+      result.first = picked[picked.size() - 1][0].as<int64_t>();
+      auto ids = id_list(ids_of(picked));
+      // Rows in the order every transaction locks them: messages, items,
+      // runs. A run being cancelled holds its row: this waits, then sees it.
+      lock_in_order(sc, tx, "messages", ids);
+      auto items = tx.exec_params(
+          "SELECT id, run_id, finished_at IS NOT NULL, sink FROM turing.items WHERE id IN "
+          "(SELECT item_id FROM turing.messages WHERE id = ANY($1::bigint[])) ORDER BY id "
+          "FOR NO KEY UPDATE",
+          ids);
+      auto open_runs = tx.exec_params(
+          "SELECT id FROM turing.runs WHERE id IN (SELECT run_id FROM turing.messages "
+          "WHERE id = ANY($1::bigint[])) AND cancelled_at IS NULL ORDER BY id FOR SHARE",
+          ids);
+      auto retried = tx.exec_params(R"sql(
+        WITH retried AS (
+          UPDATE turing.messages m SET state = 'ready', attempt = 0, lost = 0,
+            epoch = m.epoch + 1, owner_node = NULL, lease_expires_at = NULL,
+            available_at = turing.now(), finished_at = NULL
+          WHERE m.id = ANY($1::bigint[]) AND m.run_id = ANY($2::bigint[])
+            AND (m.state = 'dead') IS TRUE AND m.purged_at IS NULL
+          RETURNING m.id, m.item_id, m.stage),
+        tally AS (
+          INSERT INTO turing.stage_tallies AS t (stage, backend, retried)
+          SELECT stage, pg_backend_pid(), count(*) FROM retried GROUP BY stage
+          ON CONFLICT (stage, backend) DO UPDATE SET retried = t.retried + EXCLUDED.retried)
+        SELECT id, item_id, stage FROM retried ORDER BY id)sql",
+                                    ids, id_list(ids_of(open_runs)));
+      if (retried.empty())
+        return result;
+      result.second = ids_of(retried);
+      std::vector<int64_t> item_ids = ids_of(retried, 1);
+      std::set<std::string> stages;
+      for (const auto& row : retried)
+        stages.insert(row[2].as<std::string>());
+      // Each retried message opens a branch of its item again; an item that
+      // had finished is unfinished again (its run too), and dead only while
+      // another of its messages still is.
+      std::set<int64_t> touched(item_ids.begin(), item_ids.end());
+      json reopened = json::array();
+      std::map<std::pair<int64_t, std::string>, int64_t> per_run_sink;
+      for (const auto& row : items)
+        if (touched.count(row[0].as<int64_t>()) && row[2].as<bool>())
+          per_run_sink[{row[1].as<int64_t>(), opt_text(row[3])}] += 1;
+      tx.exec_params(R"sql(
+        WITH d AS (SELECT item_id, count(*)::integer AS n FROM unnest($1::bigint[]) AS item_id
+                   GROUP BY item_id)
+        UPDATE turing.items i SET open_branches = i.open_branches + d.n, finished_at = NULL,
+          sink = CASE WHEN i.sink = 'dead' AND NOT EXISTS (
+                        SELECT 1 FROM turing.messages m WHERE m.item_id = i.id
+                        AND (m.state = 'dead') IS TRUE) THEN NULL ELSE i.sink END
+        FROM d WHERE i.id = d.item_id)sql",
+                     id_list(item_ids));
+      for (const auto& [key, n] : per_run_sink)
+        reopened.push_back({{"run_id", key.first}, {"sink", key.second}, {"n", n}});
+      if (!reopened.empty())
+        tx.exec_params(R"sql(
+          INSERT INTO turing.run_tallies AS t (run_id, sink, backend, reopened, last_finished_at)
+          SELECT run_id, sink, pg_backend_pid(), n, turing.now()
+          FROM jsonb_to_recordset($1::jsonb) AS d(run_id bigint, sink text, n bigint)
+          ON CONFLICT (run_id, sink, backend) DO UPDATE SET reopened = t.reopened + EXCLUDED.reopened)sql",
+                       reopened.dump());
+      record_action(tx, by, "retry", filter.to_json(), result.second);
+      notify_stages(sc, tx, stages);
+      return result;
+    });
+    if (batch.first == 0)
+      break;
+    after = batch.first;
+    out.message_ids.insert(out.message_ids.end(), batch.second.begin(), batch.second.end());
+  }
+  return out;
+}
+
+operator_result pg_store::purge_dead(const dead_filter& filter, const std::string& by) {
+  operator_result out;
+  auto& sc = session_->statements;
+  for (int64_t after = 0;;) {
+    auto batch = in_transaction("purge_dead", [&](pqxx::work& tx) {
+      std::pair<int64_t, std::vector<int64_t>> result{0, {}};
+      auto picked = pick_dead_letters(tx, filter, after, operator_batch);
+      if (picked.empty())
+        return result;
+      result.first = picked[picked.size() - 1][0].as<int64_t>();
+      auto ids = id_list(ids_of(picked));
+      lock_in_order(sc, tx, "messages", ids);
+      auto purged = tx.exec_params(R"sql(
+        WITH purged AS (
+          UPDATE turing.messages m SET purged_at = turing.now(), purged_by = $2
+          WHERE m.id = ANY($1::bigint[]) AND (m.state = 'dead') IS TRUE AND m.purged_at IS NULL
+          RETURNING m.id, m.stage),
+        tally AS (
+          INSERT INTO turing.stage_tallies AS t (stage, backend, purged)
+          SELECT stage, pg_backend_pid(), count(*) FROM purged GROUP BY stage
+          ON CONFLICT (stage, backend) DO UPDATE SET purged = t.purged + EXCLUDED.purged)
+        SELECT id FROM purged ORDER BY id)sql",
+                                   ids, storable_text(by));
+      result.second = ids_of(purged);
+      if (!result.second.empty())
+        record_action(tx, by, "purge", filter.to_json(), result.second);
+      return result;
+    });
+    if (batch.first == 0)
+      break;
+    after = batch.first;
+    out.message_ids.insert(out.message_ids.end(), batch.second.begin(), batch.second.end());
+  }
+  return out;
+}
+
+operator_result pg_store::cancel_run(int64_t run_id, const std::string& by) {
+  operator_result out;
+  auto& sc = session_->statements;
+  json filter{{"run", run_id}};
+  // The first transaction marks the run cancelled (so that no enqueue or
+  // retry adds to it from then on); each one dead-letters a bounded batch of
+  // its live messages. A batch that started after the mark and found none
+  // ends it: whatever a concurrent completion or retry committed before the
+  // mark is then seen and dead-lettered too.
+  for (int round = 0;; ++round) {
+    auto batch = in_transaction("cancel_run", [&](pqxx::work& tx) {
+      if (round == 0) {
+        auto r = tx.exec_params(std::string(run_select) + " WHERE r.id = $1", run_id);
+        if (r.empty())
+          throw store_error(store_errc::invalid_argument,
+                            "cancel: run " + std::to_string(run_id) + " does not exist");
+        auto run = read_run(r[0]);
+        if (run.finished() && !run.cancelled())
+          throw store_error(store_errc::invalid_argument, "cancel: run " + std::to_string(run_id) +
+                                                              " has finished; nothing to cancel");
+      }
+      // Its ready and running messages, from their partial indexes.
+      auto picked = tx.exec_params(R"sql(
+        SELECT id FROM (
+          SELECT id FROM turing.messages WHERE state = 'ready' AND run_id = $1
+          UNION ALL
+          SELECT id FROM turing.messages WHERE state = 'running' AND run_id = $1) live
+        ORDER BY id LIMIT $2)sql",
+                                   run_id, operator_batch);
+      std::vector<int64_t> ids;
+      if (!picked.empty()) {
+        auto id_text = id_list(ids_of(picked));
+        lock_in_order(sc, tx, "messages", id_text);
+        // A running message's epoch moves on: its owner's result is late.
+        auto dead = tx.exec_params(R"sql(
+          WITH live AS (
+            SELECT id, state = 'running' AS running FROM turing.messages
+            WHERE id = ANY($1::bigint[]) AND (state IN ('ready', 'running')) IS TRUE),
+          cancelled AS (
+            UPDATE turing.messages m SET state = 'dead',
+              epoch = CASE WHEN live.running THEN m.epoch + 1 ELSE m.epoch END,
+              lease_expires_at = NULL, finished_at = greatest(turing.now(), m.started_at),
+              last_error = 'run cancelled by ' || $2::text
+            FROM live WHERE m.id = live.id
+            RETURNING m.id, m.item_id, m.stage),
+          tally AS (
+            INSERT INTO turing.stage_tallies AS t (stage, backend, dead)
+            SELECT stage, pg_backend_pid(), count(*) FROM cancelled GROUP BY stage
+            ON CONFLICT (stage, backend) DO UPDATE SET dead = t.dead + EXCLUDED.dead)
+          SELECT id, item_id, true FROM cancelled ORDER BY id)sql",
+                                   id_text, storable_text(by));
+        apply_dead(sc, tx, dead, 1, 2);
+        ids = ids_of(dead);
+      }
+      if (round == 0)
+        tx.exec_params(
+            "UPDATE turing.runs SET cancelled_at = coalesce(cancelled_at, turing.now()), "
+            "cancelled_by = coalesce(cancelled_by, $2) WHERE id = $1",
+            run_id, storable_text(by));
+      if (round == 0 || !ids.empty())
+        record_action(tx, by, "cancel", filter, ids);
+      return std::make_pair(!picked.empty(), ids);
+    });
+    out.message_ids.insert(out.message_ids.end(), batch.second.begin(), batch.second.end());
+    if (!batch.first && round > 0)
+      break;
+  }
+  std::sort(out.message_ids.begin(), out.message_ids.end());
+  return out;
+}
+
+std::vector<operator_action> pg_store::operator_log(int limit) {
+  return in_transaction("operator_log", [&](pqxx::work& tx) {
+    auto r = tx.exec_params(
+        "SELECT id, " TS_US("at") ", by, action, filter::text, "
+                                  "array_to_json(message_ids)::text, count "
+                                  "FROM turing.operator_actions ORDER BY id DESC LIMIT $1",
+        std::max(limit, 0));
+    std::vector<operator_action> out;
+    for (const auto& row : r) {
+      operator_action a;
+      a.id = row[0].as<int64_t>();
+      a.at = from_us(row[1].as<int64_t>());
+      a.by = row[2].as<std::string>();
+      a.action = row[3].as<std::string>();
+      a.filter = parse_field(row[4]);
+      a.message_ids = parse_field(row[5]).get<std::vector<int64_t>>();
+      a.count = row[6].as<int64_t>();
+      out.push_back(std::move(a));
+    }
+    return out;
   });
 }
 

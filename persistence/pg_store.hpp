@@ -97,6 +97,12 @@ public:
   std::optional<time_point> next_available_at(const std::string& stage) override;
   std::vector<millis> recent_latencies(const std::string& stage, int limit, millis window) override;
 
+  std::vector<dead_message> dead_messages(const dead_filter& filter, int limit) override;
+  operator_result retry_dead(const dead_filter& filter, const std::string& by) override;
+  operator_result purge_dead(const dead_filter& filter, const std::string& by) override;
+  operator_result cancel_run(int64_t run_id, const std::string& by) override;
+  std::vector<operator_action> operator_log(int limit) override;
+
   const std::string& connection_string() const { return connection_string_; }
 
   /// Transactions rolled back by PostgreSQL (deadlock, serialisation

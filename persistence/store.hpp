@@ -131,6 +131,31 @@ public:
   /// `window` ago. What adaptive timeouts and `turing status` start from.
   virtual std::vector<millis> recent_latencies(const std::string& stage, int limit,
                                                millis window) = 0;
+
+  // -- operators' actions on dead letters and runs (audited) -------------------
+
+  /// Dead letters (dead, not purged) matching `filter`, by id, at most
+  /// `limit`, each with its attempt history.
+  virtual std::vector<dead_message> dead_messages(const dead_filter& filter, int limit) = 0;
+  /// Puts matching dead letters back to ready as fresh messages: epoch + 1
+  /// (a late result of the old owner is fenced), attempt and lost counts 0,
+  /// their items (and runs) open again; tallies count them as retried (and
+  /// their finished items as reopened). Dead letters of cancelled runs are
+  /// left dead (counted in skipped_cancelled); a filter naming a cancelled
+  /// run throws store_error(invalid_argument). Audited as "retry" by `by`.
+  virtual operator_result retry_dead(const dead_filter& filter, const std::string& by) = 0;
+  /// Marks matching dead letters purged (purged_at, purged_by): the rows
+  /// stay, dead_messages() no longer lists them, counts() counts them as
+  /// purged. Audited as "purge" by `by`.
+  virtual operator_result purge_dead(const dead_filter& filter, const std::string& by) = 0;
+  /// Stops a run: its ready and delayed messages are dead-lettered ("run
+  /// cancelled by <by>"), its running ones too with their epoch bumped so
+  /// the owner's result is fenced; the run is marked cancelled and finishes.
+  /// Throws store_error(invalid_argument) for a run that does not exist or
+  /// finished without being cancelled. Audited as "cancel" by `by`.
+  virtual operator_result cancel_run(int64_t run_id, const std::string& by) = 0;
+  /// The operators' audit log, newest first, at most `limit` rows.
+  virtual std::vector<operator_action> operator_log(int limit) = 0;
 };
 
 } // namespace turing::persistence

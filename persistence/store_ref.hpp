@@ -63,6 +63,21 @@ public:
   std::optional<time_point> next_available_at(const std::string& stage) override {
     return target_.next_available_at(stage);
   }
+  std::vector<dead_message> dead_messages(const dead_filter& f, int limit) override {
+    return target_.dead_messages(f, limit);
+  }
+  operator_result retry_dead(const dead_filter& f, const std::string& by) override {
+    return target_.retry_dead(f, by);
+  }
+  operator_result purge_dead(const dead_filter& f, const std::string& by) override {
+    return target_.purge_dead(f, by);
+  }
+  operator_result cancel_run(int64_t run_id, const std::string& by) override {
+    return target_.cancel_run(run_id, by);
+  }
+  std::vector<operator_action> operator_log(int limit) override {
+    return target_.operator_log(limit);
+  }
 
 private:
   store& target_;

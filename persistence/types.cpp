@@ -51,4 +51,15 @@ std::string lost_too_often(int lost, int max_lost, const std::string& last_reaso
          std::to_string(max_lost) + "), not failed; the last: " + last_reason;
 }
 
+json dead_filter::to_json() const {
+  json out = json::object();
+  if (stage)
+    out["stage"] = *stage;
+  if (run_id)
+    out["run"] = *run_id;
+  if (reason)
+    out["reason"] = *reason;
+  return out;
+}
+
 } // namespace turing::persistence

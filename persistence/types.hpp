@@ -189,7 +189,9 @@ struct stage_counts {
   int64_t running = 0;
   int64_t expired = 0; ///< running with a lease past its expiry
   int64_t done = 0;
+  /// Dead letters still to act on: dead-lettered, less those retried or purged since.
   int64_t dead = 0;
+  int64_t purged = 0; ///< dead letters an operator purged (kept, no longer listed)
   std::optional<time_point> oldest_started_at;   ///< of running messages
   std::optional<time_point> oldest_heartbeat_at; ///< of running messages
 };
@@ -202,7 +204,12 @@ struct run_status {
   int64_t pending = 0;
   time_point created_at;
   std::optional<time_point> finished_at;
+  int64_t dead = 0; ///< items finished in the dead sink
+  /// `turing cancel`: when and by whom; a cancelled run's dead letters stay dead.
+  std::optional<time_point> cancelled_at;
+  std::string cancelled_by;
   bool finished() const { return pending == 0; }
+  bool cancelled() const { return cancelled_at.has_value(); }
 };
 
 struct sink_count {
@@ -274,5 +281,54 @@ struct item_record {
   json result;
   bool finished = false;
 };
+
+// -- operator actions ---------------------------------------------------------
+
+/// The dead letters an operator means: every field given must match; none
+/// given matches every dead letter (the CLI asks for --all before that).
+struct dead_filter {
+  std::optional<std::string> stage;
+  std::optional<int64_t> run_id;
+  std::optional<std::string> reason; ///< a case-insensitive substring of the last error
+  bool empty() const { return !stage && !run_id && !reason; }
+  /// As the audit log records it: {"stage", "run", "reason"}, given fields only.
+  json to_json() const;
+};
+
+/// A dead letter (dead, not purged) and how it got there.
+struct dead_message {
+  int64_t id = 0;
+  int64_t run_id = 0;
+  int64_t item_id = 0;
+  std::string stage;
+  std::optional<std::string> item_key;
+  int64_t epoch = 0;
+  time_point died_at;
+  std::string reason;                   ///< its last error
+  std::vector<attempt_record> attempts; ///< oldest first
+};
+
+/// What an operator's retry, purge or cancel acted on.
+struct operator_result {
+  std::vector<int64_t> message_ids; ///< ascending
+  /// retry: dead letters the filter matched in cancelled runs, left dead.
+  int64_t skipped_cancelled = 0;
+  int64_t count() const { return static_cast<int64_t>(message_ids.size()); }
+};
+
+/// One row of the operators' audit log (turing.operator_actions).
+struct operator_action {
+  int64_t id = 0;
+  time_point at;
+  std::string by;
+  std::string action; ///< retry, purge or cancel
+  json filter;
+  std::vector<int64_t> message_ids;
+  int64_t count = 0;
+};
+
+/// How many messages one transaction of retry, purge or cancel takes at most
+/// (pg_store loops over batches; each batch is one audited transaction).
+inline constexpr int operator_batch = 1000;
 
 } // namespace turing::persistence

@@ -256,4 +256,36 @@ std::optional<time_point> traced_store::next_available_at(const std::string& sta
   return inner_->next_available_at(stage);
 }
 
+// Operators' actions: not part of any scenario's timeline, forwarded as they are.
+
+std::vector<dead_message> traced_store::dead_messages(const dead_filter& filter, int limit) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
+  reachable("dead_messages");
+  return inner_->dead_messages(filter, limit);
+}
+
+operator_result traced_store::retry_dead(const dead_filter& filter, const std::string& by) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
+  reachable("retry_dead");
+  return inner_->retry_dead(filter, by);
+}
+
+operator_result traced_store::purge_dead(const dead_filter& filter, const std::string& by) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
+  reachable("purge_dead");
+  return inner_->purge_dead(filter, by);
+}
+
+operator_result traced_store::cancel_run(int64_t run_id, const std::string& by) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
+  reachable("cancel_run");
+  return inner_->cancel_run(run_id, by);
+}
+
+std::vector<operator_action> traced_store::operator_log(int limit) {
+  std::lock_guard<std::recursive_mutex> guard{world_->mutex};
+  reachable("operator_log");
+  return inner_->operator_log(limit);
+}
+
 } // namespace turing::replay

@@ -49,6 +49,14 @@ public:
   std::optional<persistence::time_point> next_available_at(const std::string& stage) override;
   std::vector<persistence::millis> recent_latencies(const std::string& stage, int limit,
                                                     persistence::millis window) override;
+  std::vector<persistence::dead_message> dead_messages(const persistence::dead_filter& filter,
+                                                       int limit) override;
+  persistence::operator_result retry_dead(const persistence::dead_filter& filter,
+                                          const std::string& by) override;
+  persistence::operator_result purge_dead(const persistence::dead_filter& filter,
+                                          const std::string& by) override;
+  persistence::operator_result cancel_run(int64_t run_id, const std::string& by) override;
+  std::vector<persistence::operator_action> operator_log(int limit) override;
 
 private:
   /// After a write applied: throws store_error(unavailable) if the timeline

@@ -100,6 +100,43 @@ struct fixture : turing::testing::store_fixture {
     return std::chrono::duration_cast<std::chrono::microseconds>(t - turing::testing::virtual_epoch)
         .count();
   }
+  /// `n` items keyed "<prefix>0".., at `stage`, in a run of their own.
+  int64_t enqueue_keyed(const std::string& stage, const std::string& prefix, int n,
+                        int max_attempts = 1) {
+    enqueue_request r;
+    r.stage = stage;
+    r.label = prefix;
+    r.max_attempts = max_attempts;
+    for (int i = 0; i < n; ++i)
+      r.items.push_back({prefix + std::to_string(i), json{{"n", i}}});
+    return s.enqueue(r).run_id;
+  }
+  /// Fails `m` for good with `error`: a dead letter.
+  void kill(const claimed_message& m, const std::string& error) {
+    auto f = failed(m, 0ms, false);
+    f.error = error;
+    s.fail({f});
+  }
+  static dead_filter by_run(int64_t run_id) {
+    dead_filter f;
+    f.run_id = run_id;
+    return f;
+  }
+  /// True when `f` throws store_error(invalid_argument).
+  template <class F> static bool refuses_as_invalid(F f) {
+    try {
+      f();
+    } catch (const store_error& e) {
+      return e.code() == store_errc::invalid_argument;
+    }
+    return false;
+  }
+  std::vector<std::string> violations() {
+    auto out = s.check_invariants();
+    for (const auto& v : out)
+      CAF_MESSAGE("invariant violated: " << v);
+    return out;
+  }
   std::vector<attempt_record> attempts_with(attempt_result r) {
     auto all = s.attempts(std::nullopt);
     all.erase(std::remove_if(all.begin(), all.end(), [r](const auto& a) { return a.result != r; }),
@@ -882,5 +919,248 @@ CAF_TEST(retention_removes_done_history_of_finished_items_and_keeps_the_totals) 
 }
 
 #endif // TURING_FIXTURE_VIRTUAL_CLOCK
+
+// -- operators' actions on dead letters and runs ---------------------------------
+
+CAF_TEST(dead_letters_are_listed_with_reason_and_attempt_history_and_filtered) {
+  auto run_a = enqueue_keyed("alma", "a", 2);
+  auto run_b = enqueue_keyed("bert", "b", 1);
+  auto alma = claim("alma", 2);
+  kill(alma[0], "Model first: TIMEOUT after 1s");
+  kill(alma[1], "bad json");
+  kill(claim("bert", 1).at(0), "model first: timeout after 1s");
+  auto all = s.dead_messages({}, 100);
+  CAF_REQUIRE_EQUAL(all.size(), 3u);
+  CAF_CHECK_EQUAL(all[0].id, alma[0].id);
+  CAF_CHECK_EQUAL(all[0].stage, "alma");
+  CAF_CHECK_EQUAL(all[0].run_id, run_a);
+  CAF_CHECK_EQUAL(all[0].item_id, alma[0].item_id);
+  CAF_CHECK_EQUAL(all[0].item_key.value_or(""), "a0");
+  CAF_CHECK_EQUAL(all[0].epoch, alma[0].epoch);
+  CAF_CHECK_EQUAL(all[0].reason, "Model first: TIMEOUT after 1s");
+  CAF_REQUIRE_EQUAL(all[0].attempts.size(), 1u);
+  CAF_CHECK_EQUAL(all[0].attempts[0].attempt, 1);
+  CAF_CHECK_EQUAL(all[0].attempts[0].node, "node-a");
+  CAF_CHECK(all[0].attempts[0].result == attempt_result::failed);
+  CAF_CHECK_EQUAL(all[0].attempts[0].error, "Model first: TIMEOUT after 1s");
+  CAF_CHECK(all[0].died_at >= all[0].attempts[0].started_at);
+  dead_filter stage;
+  stage.stage = "bert";
+  CAF_CHECK_EQUAL(s.dead_messages(stage, 100).size(), 1u);
+  CAF_CHECK_EQUAL(s.dead_messages(by_run(run_a), 100).size(), 2u);
+  CAF_CHECK_EQUAL(s.dead_messages(by_run(run_b), 100).size(), 1u);
+  dead_filter reason;
+  reason.reason = "timeout"; // any case, a substring
+  auto timeouts = s.dead_messages(reason, 100);
+  CAF_REQUIRE_EQUAL(timeouts.size(), 2u);
+  CAF_CHECK_EQUAL(timeouts[1].stage, "bert");
+  reason.stage = "alma";
+  CAF_CHECK_EQUAL(s.dead_messages(reason, 100).size(), 1u);
+  CAF_CHECK_EQUAL(s.dead_messages({}, 2).size(), 2u);
+}
+
+CAF_TEST(a_retried_dead_letter_is_fresh_under_a_new_epoch_and_its_old_owner_is_fenced) {
+  auto run_id = enqueue_keyed("alma", "a", 1);
+  auto first = claim("alma", 1).at(0);
+  kill(first, "model down");
+  CAF_REQUIRE(run_of(run_id).finished());
+  CAF_CHECK_EQUAL(run_of(run_id).dead, 1);
+  auto retried = s.retry_dead(by_run(run_id), "alice@ops");
+  CAF_REQUIRE_EQUAL(retried.count(), 1);
+  CAF_CHECK_EQUAL(retried.message_ids[0], first.id);
+  // Ready again, with no attempt behind it; the item and the run are open again.
+  auto c = counts_of("alma");
+  CAF_CHECK_EQUAL(c.ready, 1);
+  CAF_CHECK_EQUAL(c.retrying, 0);
+  CAF_CHECK_EQUAL(c.dead, 0);
+  CAF_CHECK_EQUAL(run_of(run_id).pending, 1);
+  CAF_CHECK(!run_of(run_id).finished_at.has_value());
+  CAF_CHECK_EQUAL(run_of(run_id).dead, 0);
+  CAF_CHECK(!item_of(run_id, 0).finished);
+  CAF_CHECK(!item_of(run_id, 0).sink.has_value());
+  CAF_CHECK(s.sink_counts(run_id).empty());
+  CAF_CHECK(s.dead_messages({}, 10).empty());
+  CAF_CHECK(violations().empty());
+  // The old owner's late failure is fenced: its epoch is no longer current.
+  CAF_CHECK(s.fail({failed(first)}).at(0) == fence_result::stale);
+  auto again = claim("alma", 1);
+  CAF_REQUIRE_EQUAL(again.size(), 1u);
+  CAF_CHECK_EQUAL(again[0].attempt, 1);
+  CAF_CHECK_EQUAL(again[0].epoch, first.epoch + 2);
+  CAF_CHECK(s.complete({done(first, {to_sink("committed")})}).at(0) == fence_result::stale);
+  CAF_CHECK(s.complete({done(again[0], {to_sink("committed")})}).at(0) == fence_result::applied);
+  CAF_CHECK(run_of(run_id).finished());
+  CAF_CHECK_EQUAL(item_of(run_id, 0).sink.value_or(""), "committed");
+  CAF_CHECK_EQUAL(run_of(run_id).dead, 0);
+  CAF_CHECK_EQUAL(counts_of("alma").done, 1);
+  CAF_CHECK_EQUAL(counts_of("alma").dead, 0);
+  CAF_CHECK_EQUAL(attempts_with(attempt_result::late_result).size(), 2u);
+  CAF_CHECK(violations().empty());
+  auto log = s.operator_log(10);
+  CAF_REQUIRE_EQUAL(log.size(), 1u);
+  CAF_CHECK_EQUAL(log[0].action, "retry");
+  CAF_CHECK_EQUAL(log[0].by, "alice@ops");
+  CAF_CHECK_EQUAL(log[0].filter, (json{{"run", run_id}}));
+  CAF_CHECK_EQUAL(log[0].count, 1);
+  CAF_CHECK(log[0].message_ids == std::vector<int64_t>{first.id});
+}
+
+CAF_TEST(a_retried_side_of_a_join_lets_the_join_fire_and_the_item_leave_the_dead_sink) {
+  auto run_id = enqueue_n("carl", 1);
+  auto carl = claim("carl", 1).at(0);
+  s.complete({done(carl, {to_stage("clara_a"), to_stage("clara_b")})});
+  auto a = claim("clara_a", 1).at(0);
+  auto b = claim("clara_b", 1).at(0);
+  kill(a, "boom");
+  s.complete({done(b, {to_join("compare", {"clara_a", "clara_b"}, json::object())})});
+  CAF_REQUIRE_EQUAL(item_of(run_id, 0).sink.value_or(""), "dead");
+  dead_filter stage;
+  stage.stage = "clara_a";
+  CAF_CHECK_EQUAL(s.retry_dead(stage, "op").count(), 1);
+  auto a2 = claim("clara_a", 1).at(0);
+  s.complete({done(a2, {to_join("compare", {"clara_a", "clara_b"}, json::object())})});
+  auto joined = claim("compare", 1);
+  CAF_REQUIRE_EQUAL(joined.size(), 1u);
+  s.complete({done(joined[0], {to_sink("committed")}, "agree")});
+  CAF_CHECK(item_of(run_id, 0).finished);
+  CAF_CHECK_EQUAL(item_of(run_id, 0).sink.value_or(""), "committed");
+  CAF_CHECK(run_of(run_id).finished());
+  CAF_CHECK(violations().empty());
+}
+
+CAF_TEST(purged_dead_letters_are_kept_but_no_longer_listed_and_count_as_purged) {
+  auto run_a = enqueue_keyed("alma", "a", 2);
+  enqueue_keyed("bert", "b", 1);
+  auto alma = claim("alma", 2);
+  kill(alma[0], "boom");
+  kill(alma[1], "boom");
+  kill(claim("bert", 1).at(0), "boom");
+  dead_filter stage;
+  stage.stage = "alma";
+  auto purged = s.purge_dead(stage, "bob@ops");
+  CAF_CHECK_EQUAL(purged.count(), 2);
+  CAF_CHECK(purged.message_ids == (std::vector<int64_t>{alma[0].id, alma[1].id}));
+  CAF_CHECK(s.dead_messages(stage, 10).empty());
+  CAF_CHECK_EQUAL(s.dead_messages({}, 10).size(), 1u);
+  CAF_CHECK_EQUAL(counts_of("alma").dead, 0);
+  CAF_CHECK_EQUAL(counts_of("alma").purged, 2);
+  CAF_CHECK_EQUAL(counts_of("bert").dead, 1);
+  CAF_CHECK_EQUAL(counts_of("bert").purged, 0);
+  // The items stay dead; the run stays finished; purged ones are not retried.
+  CAF_CHECK(run_of(run_a).finished());
+  CAF_CHECK_EQUAL(run_of(run_a).dead, 2);
+  CAF_CHECK_EQUAL(s.retry_dead(stage, "bob@ops").count(), 0);
+  CAF_CHECK_EQUAL(s.purge_dead(stage, "bob@ops").count(), 0);
+  CAF_CHECK(violations().empty());
+  auto log = s.operator_log(10);
+  CAF_REQUIRE_EQUAL(log.size(), 1u);
+  CAF_CHECK_EQUAL(log[0].action, "purge");
+  CAF_CHECK_EQUAL(log[0].by, "bob@ops");
+  CAF_CHECK_EQUAL(log[0].filter, (json{{"stage", "alma"}}));
+  CAF_CHECK_EQUAL(log[0].count, 2);
+}
+
+CAF_TEST(cancel_dead_letters_ready_delayed_and_running_messages_and_fences_the_owner) {
+  auto run_id = enqueue_keyed("alma", "a", 3, 3);
+  auto other = enqueue_keyed("alma", "o", 1, 3);
+  auto ms = claim("alma", 2);       // a0, a1
+  s.fail({failed(ms[1], 60000ms)}); // a1: delayed, retrying
+  auto running = ms[0];
+  auto cancelled = s.cancel_run(run_id, "carol@ops");
+  CAF_CHECK_EQUAL(cancelled.count(), 3);
+  auto run = run_of(run_id);
+  CAF_CHECK(run.finished());
+  CAF_CHECK(run.cancelled());
+  CAF_CHECK_EQUAL(run.cancelled_by, "carol@ops");
+  CAF_CHECK_EQUAL(run.dead, 3);
+  for (const auto& i : s.items(run_id))
+    CAF_CHECK_EQUAL(i.sink.value_or(""), "dead");
+  // The other run is untouched.
+  CAF_CHECK_EQUAL(run_of(other).pending, 1);
+  CAF_CHECK_EQUAL(counts_of("alma").ready, 1);
+  CAF_CHECK_EQUAL(counts_of("alma").running, 0);
+  CAF_CHECK_EQUAL(counts_of("alma").dead, 3);
+  auto dead = s.dead_messages(by_run(run_id), 10);
+  CAF_REQUIRE_EQUAL(dead.size(), 3u);
+  for (const auto& d : dead)
+    CAF_CHECK_EQUAL(d.reason, "run cancelled by carol@ops");
+  CAF_CHECK_EQUAL(dead[0].epoch, running.epoch + 1);
+  // The running owner learns it lost its lease, and its result is late.
+  auto lost = s.heartbeat("node-a", {running.fencing()}, 30000ms);
+  CAF_CHECK_EQUAL(lost.size(), 1u);
+  CAF_CHECK(s.complete({done(running, {to_sink("committed")})}).at(0) == fence_result::stale);
+  CAF_CHECK_EQUAL(attempts_with(attempt_result::late_result).size(), 1u);
+  CAF_CHECK_EQUAL(run_of(run_id).dead, 3);
+  CAF_CHECK(violations().empty());
+  // No more work joins a cancelled run.
+  enqueue_request more;
+  more.stage = "alma";
+  more.run_id = run_id;
+  more.items = {{"a9", json{{"n", 9}}}};
+  CAF_CHECK(refuses_as_invalid([&] { s.enqueue(more); }));
+  auto log = s.operator_log(10);
+  CAF_REQUIRE(!log.empty());
+  CAF_CHECK_EQUAL(log[0].action, "cancel");
+  CAF_CHECK_EQUAL(log[0].by, "carol@ops");
+  CAF_CHECK_EQUAL(log[0].filter, (json{{"run", run_id}}));
+  CAF_CHECK_EQUAL(log[0].count, 3);
+  CAF_CHECK(log[0].message_ids == cancelled.message_ids);
+}
+
+CAF_TEST(retrying_the_dead_letters_of_a_cancelled_run_is_refused) {
+  auto run_id = enqueue_keyed("alma", "a", 2);
+  kill(claim("alma", 1).at(0), "boom");
+  s.cancel_run(run_id, "carol@ops");
+  try {
+    s.retry_dead(by_run(run_id), "dave@ops");
+    CAF_FAIL("retry of a cancelled run's dead letters was not refused");
+  } catch (const store_error& e) {
+    CAF_CHECK(e.code() == store_errc::invalid_argument);
+    CAF_CHECK(std::string(e.what()).find("cancelled") != std::string::npos);
+  }
+  // Filters that reach past the run leave its dead letters dead.
+  dead_filter stage;
+  stage.stage = "alma";
+  auto r = s.retry_dead(stage, "dave@ops");
+  CAF_CHECK_EQUAL(r.count(), 0);
+  CAF_CHECK_EQUAL(r.skipped_cancelled, 2);
+  CAF_CHECK_EQUAL(counts_of("alma").dead, 2);
+  CAF_CHECK(run_of(run_id).finished());
+  CAF_CHECK(violations().empty());
+}
+
+CAF_TEST(cancel_refuses_a_run_that_does_not_exist_or_finished_uncancelled) {
+  auto run_id = enqueue_keyed("alma", "a", 1);
+  s.complete({done(claim("alma", 1).at(0), {to_sink("committed")})});
+  CAF_CHECK(refuses_as_invalid([&] { s.cancel_run(run_id, "op"); }));
+  CAF_CHECK(refuses_as_invalid([&] { s.cancel_run(run_id + 100, "op"); }));
+  CAF_CHECK(!run_of(run_id).cancelled());
+  CAF_CHECK(s.operator_log(10).empty());
+}
+
+CAF_TEST(the_operator_log_is_newest_first_and_bounded) {
+  auto run_id = enqueue_keyed("alma", "a", 3);
+  auto ms = claim("alma", 3);
+  for (const auto& m : ms)
+    kill(m, "boom");
+  dead_filter one;
+  one.reason = "boom";
+  one.run_id = run_id;
+  s.purge_dead(by_run(run_id + 50), "op"); // matches nothing: not recorded
+  s.retry_dead(one, "op-1");
+  auto again = claim("alma", 3);
+  kill(again.at(0), "boom again");
+  s.purge_dead(one, "op-2");
+  auto log = s.operator_log(10);
+  CAF_REQUIRE_EQUAL(log.size(), 2u);
+  CAF_CHECK_EQUAL(log[0].action, "purge");
+  CAF_CHECK_EQUAL(log[0].by, "op-2");
+  CAF_CHECK_EQUAL(log[1].action, "retry");
+  CAF_CHECK_EQUAL(log[1].count, 3);
+  CAF_CHECK(log[0].id > log[1].id);
+  CAF_CHECK(log[0].at >= log[1].at);
+  CAF_CHECK_EQUAL(s.operator_log(1).size(), 1u);
+  CAF_CHECK(violations().empty());
+}
 
 CAF_TEST_FIXTURE_SCOPE_END()
