@@ -3,6 +3,7 @@
 #include "cli/cli_context.hpp"
 #include "cli/commands.hpp"
 #include "cli/log_setup.hpp"
+#include "cli/operations_cli.hpp"
 #include "persistence/embedded_cluster.hpp"
 #include "persistence/store_error.hpp"
 
@@ -126,6 +127,8 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::IsMember({"start", "stop"}));
 
+  auto run_operations_command = add_operations_commands(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -133,6 +136,8 @@ int main(int argc, char** argv) {
   }
   set_up_logging(log_level, log_format_name == "json" ? log_format::json : log_format::text);
   try {
+    if (auto status = run_operations_command())
+      return *status;
     if (*run) {
       run_opts.config = config;
       return run_command(run_opts);
