@@ -69,7 +69,7 @@ function layout(status) {
   for (const s of sinks) col.set("sink:" + s, maxCol + 1);
   const byCol = new Map();
   for (const [name, c] of col) { if (!byCol.has(c)) byCol.set(c, []); byCol.get(c).push(name); }
-  const W = 170, H = 62, GX = 70, GY = 22, pos = new Map();
+  const W = 165, H = 62, GX = 56, GY = 22, pos = new Map();
   let height = 0;
   for (const [c, names] of byCol) {
     names.forEach((n, i) => pos.set(n, { x: 10 + c * (W + GX), y: 10 + i * (H + GY), w: W, h: H }));
@@ -81,9 +81,10 @@ function layout(status) {
 function drawGraph(status) {
   const root = document.getElementById("pipeline");
   const { pos, sinks, width, height } = layout(status);
-  root.setAttribute("width", width);
-  root.setAttribute("height", height);
+  // Scaled to the section's width (the style sheet): a long pipeline shrinks
+  // instead of scrolling out of sight.
   root.setAttribute("viewBox", "0 0 " + width + " " + height);
+  root.style.maxHeight = height + "px";
   const parts = [svg("defs")];
   const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5",
                                  markerWidth: "7", markerHeight: "7", orient: "auto" });

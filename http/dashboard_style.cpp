@@ -23,6 +23,7 @@ th { color: var(--muted); font-weight: 600; }
 .bad { color: var(--bad); font-weight: 600; }
 .ok { color: var(--ok); }
 #graph { overflow-x: auto; }
+#pipeline { display: block; width: 100%; height: auto; }
 svg .stage rect { fill: #fff; stroke: var(--accent); stroke-width: 1.5; }
 svg .stage.failed rect { stroke: var(--bad); fill: #fdecea; }
 svg .sink rect { fill: #eef5ee; stroke: var(--ok); }

@@ -72,15 +72,14 @@ void ops_server::stop() {
 
 void ops_server::add_routes() {
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    // Run progress comes from the cached snapshot (at most one database read
+    // Run progress comes from the run tallies (one small query, at most once
     // per couple of seconds); everything else is read from the atomics.
     if (o_.status && o_.metrics) {
       try {
-        auto status = o_.status->get();
-        for (const auto& r : status->at("runs")) {
-          auto id = std::to_string(r.at("id").get<int64_t>());
-          o_.metrics->run_items_done(id).set(r.at("done").get<double>());
-          o_.metrics->run_items_total(id).set(r.at("items").get<double>());
+        for (const auto& r : o_.status->runs()) {
+          auto id = std::to_string(r.id);
+          o_.metrics->run_items_done(id).set(static_cast<double>(r.items_total - r.pending));
+          o_.metrics->run_items_total(id).set(static_cast<double>(r.items_total));
         }
       } catch (const std::exception& e) {
         spdlog::warn("http: /metrics: node {}: could not read run progress: {}", o_.node, e.what());

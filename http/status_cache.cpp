@@ -36,4 +36,21 @@ std::shared_ptr<const nlohmann::json> status_cache::get() {
   }
 }
 
+std::vector<persistence::run_status> status_cache::runs() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto now = clock::now();
+  if (runs_read_at_ && now - *runs_read_at_ < ttl_)
+    return runs_;
+  try {
+    if (!store_)
+      store_ = std::make_unique<persistence::pg_store>(connection_string_);
+    runs_ = store_->runs(false);
+    runs_read_at_ = now;
+    return runs_;
+  } catch (...) {
+    store_.reset();
+    throw;
+  }
+}
+
 } // namespace turing::http

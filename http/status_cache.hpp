@@ -26,6 +26,10 @@ public:
   /// `ttl` old. Throws what the database threw; the next call reconnects.
   std::shared_ptr<const nlohmann::json> get();
 
+  /// Every run's progress for /metrics: one query of the run tallies (not
+  /// the whole snapshot), at most once per `ttl`. Throws as get() does.
+  std::vector<persistence::run_status> runs();
+
 private:
   using clock = std::chrono::steady_clock;
   std::shared_ptr<const config::pipeline_config> pipeline_;
@@ -38,6 +42,8 @@ private:
   operations::run_rate_tracker rates_;
   std::shared_ptr<const nlohmann::json> cached_;
   clock::time_point read_at_{};
+  std::vector<persistence::run_status> runs_;
+  std::optional<clock::time_point> runs_read_at_;
 };
 
 } // namespace turing::http
