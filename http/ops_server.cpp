@@ -60,7 +60,12 @@ void ops_server::start() {
   thread_ = std::thread([this] {
     if (!server_->listen_after_bind())
       spdlog::warn("http: listener on {}:{} stopped unexpectedly", o_.host, port_);
+    serving_ended_ = true;
   });
+  // httplib's stop() does nothing until its loop runs: a stop right after
+  // start would leave the thread serving and its join waiting forever.
+  while (!server_->is_running() && !serving_ended_)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 void ops_server::stop() {

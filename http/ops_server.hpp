@@ -6,6 +6,7 @@
 #include "http/status_cache.hpp"
 #include "metrics/node_metrics.hpp"
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -48,6 +49,7 @@ private:
   ops_server_options o_;
   std::unique_ptr<httplib::Server> server_;
   int port_ = 0;
+  std::atomic<bool> serving_ended_{false};
   std::thread thread_;
 };
 
