@@ -531,7 +531,7 @@ void stage_pump::finish_failure(const lease& fence, attempt_result kind, const s
   f.retry_after =
       last ? config::millis{0} : retry_backoff(stage_->retry, e->job->counted_attempt(), rng_);
   if (last)
-    dying_.insert(fence.message_id);
+    dying_.insert(fence.message_id); // counted dead once the store applied it
   if (last)
     spdlog::error("{} {}: {}; dead-lettered{}", log_id(*e->job), to_string(kind), error,
                   retryable ? " after its last attempt" : " (not retryable)");
