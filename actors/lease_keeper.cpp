@@ -3,6 +3,7 @@
 
 #include "actors/store_actor.hpp"
 #include "messages/registry.hpp"
+#include "metrics/node_metrics.hpp"
 
 #include <caf/all.hpp>
 #include <map>
@@ -138,6 +139,7 @@ caf::behavior lease_keeper(caf::stateful_actor<lease_keeper_state>* self,
             .then(
                 [=](const std::vector<lease>& lost) {
                   self->state.heartbeat_in_flight = false;
+                  metrics::process_metrics().lease_heartbeats().inc();
                   spdlog::debug("lease keeper: extended {} leases, {} lost", count - lost.size(),
                                 lost.size());
                   // One line per heartbeat however many were lost: an outage
@@ -154,6 +156,7 @@ caf::behavior lease_keeper(caf::stateful_actor<lease_keeper_state>* self,
                         self->send(h, lease_lost{l});
                     }
                   }
+                  metrics::process_metrics().leases_lost().inc(told.size());
                   if (!told.empty())
                     spdlog::warn("lease keeper: {} lease(s) lost (rescued meanwhile): {}; telling "
                                  "their owners to stop",

@@ -7,6 +7,7 @@
 #include "config/duration.hpp"
 #include "messages/models.hpp"
 #include "messages/registry.hpp"
+#include "metrics/node_metrics.hpp"
 
 #include <algorithm>
 #include <caf/all.hpp>
@@ -92,6 +93,8 @@ struct model_endpoint_state {
     bool in_budget = false;
     /// For status: when it started (wall clock) and its tokens so far.
     persistence::time_point started_at;
+    /// The start on the actor clock: the call's duration for the metrics.
+    caf::actor_clock::time_point began;
     int64_t tokens = 0;
     /// Keeps the call alive: an actor nobody references is ended as
     /// unreachable, even while its call is outstanding.
@@ -103,6 +106,8 @@ struct model_endpoint_state {
   /// slots until they finish.
   std::set<caf::actor_addr> owners;
   int active = 0;
+  /// Looked up once per incarnation: each event is then one relaxed atomic.
+  metrics::model_metrics metrics;
 
   /// The server is unreachable since `since`; calls wait in the queue.
   struct outage {
@@ -218,6 +223,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
     rc.probe = probe;
     rc.worker = worker;
     rc.started_at = o.wall_clock();
+    rc.began = self->clock().now();
     if (o.observer && !st.activity_armed) {
       st.activity_armed = true;
       self->delayed_send(self, activity_interval, activity_atom::value);
@@ -232,9 +238,11 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
     ++st.active;
   };
 
-  // Tells the GPU's scheduler what waits and runs, when that changed.
+  // Tells the metrics what runs, and the GPU's scheduler what waits and
+  // runs when that changed. Every change of `active` ends here.
   auto sync_gpu = [=](bool force) {
     auto& st = self->state;
+    st.metrics.in_flight->set(st.active);
     if (!o.find_gpu)
       return;
     std::pair<int64_t, int64_t> now{static_cast<int64_t>(st.queue.size()), st.active};
@@ -486,6 +494,9 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
     return it == self->state.running.end() ? nullptr : &it->second;
   };
 
+  self->state.metrics = metrics::process_metrics().model(model.name);
+  self->state.metrics.concurrency->set(model.concurrency);
+  self->state.metrics.in_flight->set(0);
   if (model.requests_per_minute > 0 || model.tokens_per_minute > 0)
     self->state.budget.emplace(model.requests_per_minute, model.tokens_per_minute);
 
@@ -522,11 +533,13 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
       --st.active;
       if (rc.probe && st.down)
         st.down->probe_in_flight = false, st.down->probe_due = true;
-      if (dm.reason && dm.reason != caf::exit_reason::normal)
+      if (dm.reason && dm.reason != caf::exit_reason::normal) {
+        st.metrics.errors->inc();
         self->send(rc.owner, execution_failed{rc.call.fence,
                                               "model " + model.name + ": call crashed: " +
                                                   self->system().render(dm.reason),
                                               true, model.name});
+      }
     }
     st.running.erase(it);
     dispatch();
@@ -554,6 +567,8 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
           return;
         self->state.settled(rc->call.fence);
         budget_ended(*rc, msg.tokens);
+        self->state.metrics.call_seconds->observe(
+            std::chrono::duration<double>(self->clock().now() - rc->began).count());
         if (msg.load_ms > 0 && o.find_gpu)
           if (auto gpu = o.find_gpu())
             self->send(gpu, gpu_load_observed{model.name, msg.load_ms});
@@ -595,6 +610,7 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
                        " times, max_throttled: this attempt counts)";
         }
         if (!msg.unavailable) {
+          st.metrics.errors->inc();
           st.settled(rc->call.fence);
           if (msg.fault == model_fault::context_overflow && !rc->abandoned)
             overflowed(*rc, msg);

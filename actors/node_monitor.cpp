@@ -3,6 +3,7 @@
 
 #include "actors/store_actor.hpp"
 #include "messages/registry.hpp"
+#include "metrics/node_metrics.hpp"
 
 #include <algorithm>
 #include <caf/all.hpp>
@@ -34,7 +35,22 @@ struct node_monitor_state {
 
 namespace {
 
+/// The census as the turing_queue_depth gauges (a stage without work reads 0).
+void publish_queue_depths(const std::vector<stage_work>& stages) {
+  auto& m = metrics::process_metrics();
+  for (const auto& s : stages) {
+    m.queue_depth(s.stage, "ready").set(static_cast<double>(s.ready));
+    m.queue_depth(s.stage, "delayed").set(static_cast<double>(s.delayed));
+    m.queue_depth(s.stage, "running").set(static_cast<double>(s.running));
+    m.queue_depth(s.stage, "dead").set(static_cast<double>(s.dead));
+  }
+}
+
 caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_monitor_options o) {
+  metrics::process_metrics().node_info(o.node).set(1);
+  if (o.pipeline)
+    for (const auto& s : o.pipeline->stages)
+      metrics::process_metrics().stage_failed(s.name).set(0);
   self->state.report.name = o.node;
   self->state.report.started_at = o.wall_clock();
   self->state.last_progress = self->clock().now();
@@ -63,6 +79,8 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
   return {
       [=](child_started& e) {
         if (e.restart_count > 0)
+          metrics::process_metrics().supervisor_restarts(e.supervisor).inc();
+        if (e.restart_count > 0)
           spdlog::warn("supervision: {} restarted {} (restart {})", e.supervisor, e.child,
                        e.restart_count);
         else
@@ -74,6 +92,9 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
             !stopping) {
           auto stage = e.child.substr(6);
           self->state.report.failed_stages[stage] = e.reason;
+          metrics::process_metrics().stage_failed(stage).set(1);
+          if (o.on_stage_failed)
+            o.on_stage_failed(stage, e.reason);
           report();
           if (self->state.failed_stages.insert(stage).second)
             spdlog::error("stage {} FAILED: {}; its work stays where it is, the other stages keep "
@@ -141,6 +162,7 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
                       stages.push_back({name, 0, 0, 0, 0});
                   std::sort(stages.begin(), stages.end(),
                             [](const auto& a, const auto& b) { return a.stage < b.stage; });
+                  publish_queue_depths(stages);
                   for (const auto& s : stages) {
                     bool has = s.ready + s.delayed + s.running > 0;
                     auto& dry = st.dry_censuses[s.stage];

@@ -39,6 +39,9 @@ struct node_monitor_options {
   /// Where database failures are told (first, summaries, end); none in the
   /// simulation, where each failure is a warning of its own.
   std::shared_ptr<persistence::outage_log> outage;
+  /// Told (on the monitor's thread) when a stage's supervisor gave up: the
+  /// HTTP listener's /healthz; may be empty.
+  std::function<void(const std::string& stage, const std::string& reason)> on_stage_failed;
 };
 
 /// How it works: it is the supervision tree's observer (child_started,

@@ -3,6 +3,7 @@
 
 #include "actors/store_actor.hpp"
 #include "messages/registry.hpp"
+#include "metrics/node_metrics.hpp"
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
@@ -60,6 +61,11 @@ caf::behavior rescuer(caf::event_based_actor* self, rescuer_options options,
                   int64_t dead = 0;
                   std::string ids;
                   for (const auto& r : rescued) {
+                    // Per stage, looked up per rescued message: rare, off the hot path.
+                    auto stage = metrics::process_metrics().stage(r.stage);
+                    stage.rescued->inc();
+                    if (r.dead)
+                      stage.dead->inc();
                     dead += r.dead ? 1 : 0;
                     if (ids.size() < 200)
                       ids += (ids.empty() ? "" : ",") + std::to_string(r.message_id) + "(" +

@@ -17,6 +17,7 @@
 #include "config/prompt_template.hpp"
 #include "messages/registry.hpp"
 #include "messages/supervision.hpp"
+#include "metrics/node_metrics.hpp"
 #include "persistence/next_payload.hpp"
 #include "persistence/payload_size.hpp"
 #include "persistence/storable_text.hpp"
@@ -25,6 +26,7 @@
 #include <deque>
 #include <map>
 #include <random>
+#include <set>
 #include <spdlog/spdlog.h>
 
 namespace turing::actors {
@@ -60,7 +62,8 @@ class stage_pump final : public caf::event_based_actor {
 public:
   stage_pump(caf::actor_config& cfg, stage_pump_options options)
       : caf::event_based_actor(cfg), o_(std::move(options)), pipeline_(*o_.pipeline),
-        runtime_(pipeline_.runtime), stage_(pipeline_.find_stage(o_.stage)) {
+        runtime_(pipeline_.runtime), stage_(pipeline_.find_stage(o_.stage)),
+        metrics_(metrics::process_metrics().stage(o_.stage)) {
     if (stage_)
       timeout_ = pipeline_.timeout_of(*stage_);
     if (o_.random_seed != 0)
@@ -137,6 +140,7 @@ private:
   template <class Result>
   void on_written(result_queue<Result>& queue, const std::vector<Result>& batch,
                   const std::vector<fence_result>& results, const char* what);
+  template <class Result> void count_written(const Result& r, bool stale);
   template <class Result>
   void on_write_failed(result_queue<Result>& queue, std::vector<Result> batch, const caf::error& e,
                        const char* what);
@@ -163,6 +167,10 @@ private:
   const config::pipeline_config& pipeline_;
   const config::runtime_config& runtime_;
   const config::stage_config* stage_;
+  /// Looked up once: each event is then one relaxed atomic add.
+  metrics::stage_metrics metrics_;
+  /// Messages whose failure being written is their last (dead once applied).
+  std::set<int64_t> dying_;
   config::millis timeout_{0};
   /// timeout = "auto": the stage's recent latencies (seeded from the
   /// attempts table at start) give timeout_, within its floor and ceiling.
@@ -237,6 +245,7 @@ void stage_pump::on_claimed(std::vector<claimed_message>& jobs, int limit) {
     check_drained();
     return;
   }
+  metrics_.claimed->inc(jobs.size());
   leases_taken taken;
   for (const auto& j : jobs)
     taken.leases.push_back(j.fencing());
@@ -490,6 +499,8 @@ void stage_pump::finish_success(const lease& fence, const std::string& outcome, 
     return;
   }
   c.derived_payloads = true;
+  metrics_.attempt_seconds->observe(
+      std::chrono::duration<double>(clock().now() - e->running_since).count());
   record_latency(*e);
   c.attempt = e->job->attempt;
   c.started_at = e->job->started_at;
@@ -519,6 +530,8 @@ void stage_pump::finish_failure(const lease& fence, attempt_result kind, const s
   bool last = !retryable || e->job->counted_attempt() >= e->job->max_attempts;
   f.retry_after =
       last ? config::millis{0} : retry_backoff(stage_->retry, e->job->counted_attempt(), rng_);
+  if (last)
+    dying_.insert(fence.message_id); // counted dead once the store applied it
   if (last)
     spdlog::error("{} {}: {}; dead-lettered{}", log_id(*e->job), to_string(kind), error,
                   retryable ? " after its last attempt" : " (not retryable)");
@@ -572,6 +585,7 @@ void stage_pump::ended(const lease& fence) {
 // as a late result (its epoch fails the fence) and applies nothing.
 template <class Result> void stage_pump::record_late(Result late, const char* what) {
   auto fence = late.fence;
+  metrics_.late_results->inc();
   spdlog::warn("stage {}: late {} for message {} epoch {}: no longer owned here; recorded, not "
                "applied",
                o_.stage, what, fence.message_id, fence.epoch);
@@ -681,7 +695,9 @@ void stage_pump::on_written(result_queue<Result>& queue, const std::vector<Resul
   std::vector<lease> written;
   for (size_t i = 0; i < batch.size(); ++i) {
     written.push_back(batch[i].fence);
-    if (i < results.size() && results[i] == fence_result::stale)
+    bool stale = i < results.size() && results[i] == fence_result::stale;
+    count_written(batch[i], stale);
+    if (stale)
       spdlog::warn("stage {}: {} of message {} epoch {} was fenced out (its lease "
                    "was lost meanwhile); recorded as a late result",
                    o_.stage, what, batch[i].fence.message_id, batch[i].fence.epoch);
@@ -710,6 +726,23 @@ void stage_pump::on_write_failed(result_queue<Result>& queue, std::vector<Result
     write_error_reported_ = level >= spdlog::level::warn;
   }
   delayed_send(this, runtime_.poll_interval, flush_retry_atom::value);
+}
+
+// What the store made of one written result, for the metrics: applied
+// (completed, failed, dead) or stale (a late result).
+template <class Result> void stage_pump::count_written(const Result& r, bool stale) {
+  if (stale)
+    metrics_.late_results->inc();
+  if constexpr (std::is_same_v<Result, failure>) {
+    bool dead = dying_.erase(r.fence.message_id) > 0;
+    if (stale)
+      return;
+    metrics_.failed->inc();
+    if (dead)
+      metrics_.dead->inc();
+  } else if (!stale) {
+    metrics_.completed->inc();
+  }
 }
 
 // -- drain path -----------------------------------------------------------------

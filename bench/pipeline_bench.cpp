@@ -4,6 +4,7 @@
 //
 //   build/bench/pipeline_bench [--items N] [--history N] [--rss-items N] [--peers]
 //                              [--database URL] [--only CASES]
+//   build/bench/pipeline_bench --only http [--http-items N] [--http-rounds N]
 //
 // Runs the real `turing` binary (enqueue, run --until-drained) on generated
 // configs of `turing.pass` builtins; rates come from the attempts table
@@ -13,6 +14,7 @@
 #include "persistence/migrations.hpp"
 
 #include <algorithm>
+#include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -20,12 +22,15 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <httplib.h>
 #include <map>
+#include <netinet/in.h>
 #include <optional>
 #include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
 #include <sstream>
 #include <string>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -41,8 +46,10 @@ struct options {
   int64_t rss_items = 0; ///< items for the RSS and enqueue case
   bool peers = false;
   std::string database;
-  std::string only;      ///< comma-separated case names; empty = all
-  int payload_bytes = 0; ///< a "text" of this many bytes in each item
+  std::string only;       ///< comma-separated case names; empty = all
+  int payload_bytes = 0;  ///< a "text" of this many bytes in each item
+  int http_items = 50000; ///< items per run of the http case
+  int http_rounds = 4;    ///< off/on pairs of the http case (even: each order as often)
 };
 
 bool wanted(const options& o, const std::string& name) {
@@ -225,6 +232,146 @@ chain_result run_chain(const bench_env& env, const std::string& name, int stages
   return r;
 }
 
+// -- the operations listener (--only http) --------------------------------------
+
+void print_row(const char* what, double value, const char* unit, double baseline);
+
+/// A port free on 127.0.0.1 now (the kernel's choice for port 0).
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+struct http_case_result {
+  double per_second = 0;
+  int scrapes = 0; ///< /metrics and /api/status requests answered 200
+  /// Wall time of the requests: what the listener adds, less noisy than a
+  /// throughput difference on a busy machine.
+  std::vector<double> metrics_ms, status_ms;
+};
+
+/// The 1-stage no-op pipeline drained with the listener off, or on with
+/// /metrics and /api/status each fetched once a second while it runs (as a
+/// Prometheus scrape and one dashboard would).
+http_case_result run_http_case(const bench_env& env, const std::string& name, bool listener) {
+  auto config = write_chain_config(env.dir, name, 1, env.dsn);
+  int port = listener ? free_port() : 0;
+  {
+    std::ofstream out{config, std::ios::app};
+    if (listener)
+      out << "\n[http]\nlisten = \"127.0.0.1:" << port << "\"\n";
+    else
+      out << "\n[http]\nenabled = false\n";
+  }
+  auto file = write_items(env.dir, name, env.o.http_items, env.o.payload_bytes);
+  auto enqueue = run({env.turing, "--log-level", "warn", "enqueue", "--config", config.string(),
+                      "--stage", "s1", "--file", file.string(), "--label", name},
+                     env.log);
+  if (enqueue.status != 0) {
+    std::fprintf(stderr, "pipeline_bench: enqueue of %s failed (exit %d); see %s\n", name.c_str(),
+                 enqueue.status, env.log.c_str());
+    std::exit(1);
+  }
+  auto run_id = last_run(env.dsn);
+  {
+    // Each case starts from tables in the same shape, whatever ran before.
+    pqxx::connection c{env.dsn};
+    pqxx::nontransaction vacuum{c};
+    vacuum.exec("VACUUM ANALYZE turing.messages");
+    vacuum.exec("VACUUM ANALYZE turing.items");
+    vacuum.exec("VACUUM ANALYZE turing.attempts");
+  }
+  std::atomic<bool> running{true};
+  std::atomic<int> scrapes{0};
+  std::vector<double> metrics_ms, status_ms; // the scraper's own until joined
+  std::thread scraper;
+  if (listener)
+    scraper = std::thread([&] {
+      httplib::Client c{"127.0.0.1", port};
+      c.set_read_timeout(10, 0);
+      while (running.load()) {
+        for (int i = 0; i < 20 && running.load(); ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        for (const char* path : {"/metrics", "/api/status"}) {
+          auto t = clock_type::now();
+          auto r = c.Get(path);
+          auto ms = seconds_since(t) * 1000;
+          if (r && r->status == 200) {
+            ++scrapes;
+            (path[1] == 'm' ? metrics_ms : status_ms).push_back(ms);
+          }
+        }
+      }
+    });
+  auto result = run(
+      {env.turing, "--log-level", "warn", "run", "--config", config.string(), "--until-drained"},
+      env.log);
+  running = false;
+  if (scraper.joinable())
+    scraper.join();
+  if (result.status != 0) {
+    std::fprintf(stderr, "pipeline_bench: run of %s failed (exit %d); see %s\n", name.c_str(),
+                 result.status, env.log.c_str());
+    std::exit(1);
+  }
+  return {drain_of_run(env.dsn, run_id).per_second(), scrapes.load(), metrics_ms, status_ms};
+}
+
+/// Off and on interleaved (off/on, then on/off, …) so that drift in the
+/// machine's load and the tables' growth falls on both alike; prints each
+/// run, the on/off ratio of the means and the median of the rounds' ratios.
+void http_overhead(const bench_env& env) {
+  std::vector<double> off, on, metrics_ms, status_ms;
+  int scrapes = 0;
+  for (int round = 0; round < env.o.http_rounds; ++round) {
+    bool on_first = round % 2 == 1;
+    for (bool listener : {on_first, !on_first}) {
+      auto name = std::string("http_") + (listener ? "on" : "off") + std::to_string(round + 1);
+      auto r = run_http_case(env, name, listener);
+      (listener ? on : off).push_back(r.per_second);
+      scrapes += r.scrapes;
+      metrics_ms.insert(metrics_ms.end(), r.metrics_ms.begin(), r.metrics_ms.end());
+      status_ms.insert(status_ms.end(), r.status_ms.begin(), r.status_ms.end());
+      char label[96];
+      std::snprintf(label, sizeof label, "  round %d, listener %s", round + 1,
+                    listener ? "on (scraped 1/s)" : "off");
+      print_row(label, r.per_second, "items/s", 0);
+    }
+  }
+  auto mean = [](const std::vector<double>& v) {
+    double t = 0;
+    for (double x : v)
+      t += x;
+    return v.empty() ? 0.0 : t / v.size();
+  };
+  print_row("turing: 1-stage no-op, listener off (mean)", mean(off), "items/s", 0);
+  print_row("turing: 1-stage no-op, listener on + scrapes (mean)", mean(on), "items/s", 0);
+  std::printf("| %-52s | %22.3f | %7s |\n", "  on / off (issue 13: >= 0.95)",
+              mean(off) > 0 ? mean(on) / mean(off) : 0.0, "");
+  std::vector<double> ratios;
+  for (size_t i = 0; i < on.size() && i < off.size(); ++i)
+    if (off[i] > 0)
+      ratios.push_back(on[i] / off[i]);
+  std::sort(ratios.begin(), ratios.end());
+  std::printf("| %-52s | %22.3f | %7s |\n", "  on / off, median of the rounds",
+              ratios.empty() ? 0.0 : ratios[ratios.size() / 2], "");
+  std::printf("| %-52s | %22d | %7s |\n", "  requests answered while on", scrapes, "");
+  std::sort(metrics_ms.begin(), metrics_ms.end());
+  std::sort(status_ms.begin(), status_ms.end());
+  print_row("  GET /metrics, p50", quantile(metrics_ms, 0.5), "ms", 0);
+  print_row("  GET /metrics, max", metrics_ms.empty() ? 0 : metrics_ms.back(), "ms", 0);
+  print_row("  GET /api/status, p50 (cached half the time)", quantile(status_ms, 0.5), "ms", 0);
+  print_row("  GET /api/status, max (a snapshot read)", status_ms.empty() ? 0 : status_ms.back(),
+            "ms", 0);
+}
+
 /// Low load: items enqueued one at a time, 20 ms apart, while a node runs.
 std::vector<double> low_load_handoffs(const bench_env& env, int items) {
   auto config = write_chain_config(env.dir, "latency", 7, env.dsn);
@@ -379,11 +526,15 @@ options parse(int argc, char** argv) {
       o.only = value();
     else if (flag == "--payload-bytes")
       o.payload_bytes = std::stoi(value());
+    else if (flag == "--http-items")
+      o.http_items = std::stoi(value());
+    else if (flag == "--http-rounds")
+      o.http_rounds = std::stoi(value());
     else {
       std::fprintf(stderr,
                    "usage: pipeline_bench [--items N] [--history N] [--rss-items N] [--peers] "
-                   "[--database URL] [--only baseline,one,chain,latency,history,rss] "
-                   "[--payload-bytes N]\n");
+                   "[--database URL] [--only baseline,one,chain,latency,history,rss,http] "
+                   "[--payload-bytes N] [--http-items N] [--http-rounds N]\n");
       std::exit(2);
     }
   }
@@ -418,7 +569,7 @@ int main(int argc, char** argv) {
     turing::persistence::migrate(c);
   }
   std::printf("pipeline_bench: %d items per case of %d payload bytes, %s, %u cores; log %s\n\n",
-              env.o.items, env.o.payload_bytes,
+              env.o.only == "http" ? env.o.http_items : env.o.items, env.o.payload_bytes,
               embedded ? "embedded cluster (unix socket, fsync on)" : "--database",
               std::thread::hardware_concurrency(), env.log.c_str());
   std::printf("| %-52s | %22s | %7s |\n", "case", "figure", "ratio");
@@ -473,6 +624,9 @@ int main(int argc, char** argv) {
     print_row("  turing enqueue peak RSS", r.enqueue.peak_rss_kb / 1024.0, "MB", 0);
     print_row("turing run peak RSS, draining the rss case", r.run.peak_rss_kb / 1024.0, "MB", 0);
   }
+  // Not in the default set: it drains 2 x rounds x 50,000 items.
+  if (!env.o.only.empty() && wanted(env.o, "http"))
+    http_overhead(env);
   if (env.o.peers) {
     for (const auto& [name, rate] : run_peers(env)) {
       std::string label = "peer: " + name;

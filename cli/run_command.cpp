@@ -11,6 +11,7 @@
 #include "cli/terminal.hpp"
 #include "cluster/cluster_member.hpp"
 #include "config/duration.hpp"
+#include "http/ops_server.hpp"
 #include "messages/registry.hpp"
 #include "persistence/pg_store.hpp"
 
@@ -76,6 +77,48 @@ void log_startup_census(persistence::store& store) {
                unfinished.size(), pending, running, expired);
 }
 
+/// The operations listener ([http]), bound before anything starts. An
+/// address written in the config that cannot be bound ends the process
+/// (exit 2); the default one being taken (another node on this host) is a
+/// warning and the node runs without it. Null when off or not bound.
+std::unique_ptr<http::ops_server>
+start_ops_server(const std::shared_ptr<const config::pipeline_config>& pipeline,
+                 const std::string& node, const database_handle& db,
+                 std::shared_ptr<http::node_health> health) {
+  const auto& h = pipeline->http;
+  if (!h.enabled) {
+    spdlog::info("http: listener off ([http] in {})", pipeline->file.string());
+    return nullptr;
+  }
+  http::ops_server_options o;
+  o.host = h.listen_host;
+  o.port = h.listen_port;
+  o.node = node;
+  o.status = std::make_shared<http::status_cache>(pipeline, db.connection_string, db.description);
+  o.health = std::move(health);
+  o.metrics = &metrics::process_metrics();
+  auto server = std::make_unique<http::ops_server>(std::move(o));
+  std::string error;
+  if (!server->bind(error)) {
+    if (h.explicit_listen) {
+      spdlog::critical("node {}: cannot listen for HTTP on {}:{} ([http] listen in {}): {}", node,
+                       h.listen_host, h.listen_port, pipeline->file.string(), error);
+      spdlog::default_logger()->flush();
+      _exit(2);
+    }
+    spdlog::warn("node {}: http: the default address {}:{} is taken ({}); running without "
+                 "/metrics and the dashboard (set [http] listen, e.g. \"127.0.0.1:0\")",
+                 node, h.listen_host, h.listen_port, error);
+    return nullptr;
+  }
+  server->start();
+  auto shown =
+      h.listen_host.find(':') != std::string::npos ? "[" + h.listen_host + "]" : h.listen_host;
+  spdlog::info("http: listening on http://{}:{}/ (metrics, healthz, api/status, dashboard)", shown,
+               server->port());
+  return server;
+}
+
 /// Distributed mode's checks before anything starts: the certificate, key
 /// and CA belong together, and the node's name is its certificate's CN
 /// (peers check that name; CAF checks only the CA). Returns the node name.
@@ -127,6 +170,8 @@ int run_command(const run_options& options) {
     persistence::pg_store store{db.connection_string};
     log_startup_census(store);
   }
+  auto health = std::make_shared<http::node_health>();
+  auto ops = start_ops_server(pipeline, node, db, health);
   install_signal_handlers();
 
   caf::actor_system_config cfg;
@@ -147,6 +192,9 @@ int run_command(const run_options& options) {
   monitor_options.dir = dir;
   monitor_options.node = node;
   monitor_options.outage = outage;
+  monitor_options.on_stage_failed = [health](const std::string& stage, const std::string& reason) {
+    health->stage_failed(stage, reason);
+  };
   if (cluster_cfg.enabled)
     monitor_options.report_interval = std::chrono::seconds(1);
   if (options.until_drained)
@@ -169,6 +217,7 @@ int run_command(const run_options& options) {
   node_opts.outage = outage;
   auto root = actors::spawn_node(sys, node_opts, dir);
   self->monitor(root);
+  health->set_up(true);
   caf::actor member;
   if (cluster_cfg.enabled) {
     cluster::cluster_member_options m;
@@ -250,6 +299,7 @@ int run_command(const run_options& options) {
   }
 
   progress.reset();
+  health->set_up(false); // /healthz: 503 while stopping
   if (root_alive) {
     auto d = actors::spawn_node_drainer(sys, pipeline, dir);
     self->request(d, pipeline->runtime.shutdown_grace + std::chrono::seconds(30),
@@ -285,6 +335,8 @@ int run_command(const run_options& options) {
   } catch (const std::exception& e) {
     spdlog::warn("node {}: could not record its stop: {}", node, e.what());
   }
+  if (ops)
+    ops->stop();
   spdlog::info("node {}: stopped (exit status {})", node, exit_code);
   // Everything this node owned is written or released by now. Exit without
   // waiting for the actor system to join every thread: a thread still

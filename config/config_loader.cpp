@@ -110,8 +110,10 @@ bool looks_like_connection_string(std::string_view url) {
          url.find('=') != std::string_view::npos;
 }
 
-/// "host:port" or "[v6]:port" into its parts.
-bool split_host_port(const std::string& text, std::string& host, uint16_t& port, std::string& why) {
+/// "host:port" or "[v6]:port" into its parts; port 0 ("any free port") only
+/// when `allow_any_port`.
+bool split_host_port(const std::string& text, std::string& host, uint16_t& port, std::string& why,
+                     bool allow_any_port = false) {
   auto colon = text.rfind(':');
   if (colon == std::string::npos || colon == 0) {
     why = "expected host:port";
@@ -122,9 +124,10 @@ bool split_host_port(const std::string& text, std::string& host, uint16_t& port,
     host = host.substr(1, host.size() - 2);
   auto digits = text.substr(colon + 1);
   if (digits.empty() || digits.size() > 5 ||
-      digits.find_first_not_of("0123456789") != std::string::npos || std::stoul(digits) == 0 ||
-      std::stoul(digits) > 65535) {
-    why = "the port must be a number in 1..65535";
+      digits.find_first_not_of("0123456789") != std::string::npos ||
+      (std::stoul(digits) == 0 && !allow_any_port) || std::stoul(digits) > 65535) {
+    why = allow_any_port ? "the port must be a number in 0..65535 (0: any free port)"
+                         : "the port must be a number in 1..65535";
     return false;
   }
   port = static_cast<uint16_t>(std::stoul(digits));
@@ -150,6 +153,7 @@ public:
     read_database();
     read_runtime();
     read_cluster();
+    read_http();
     read_model_endpoint();
     read_gpus();
     read_api_keys();
@@ -302,6 +306,29 @@ private:
                   ") must be longer than heartbeat_interval (" +
                   format_duration(c.heartbeat_interval) +
                   "): a quiet but healthy peer would be dropped");
+    r.finish();
+  }
+
+  /// `[http]`: the operations listener. listen = "" or enabled = false
+  /// turns it off; an address written here must be bound (see http_config).
+  void read_http() {
+    auto* table = top_.subtable("http");
+    if (table == nullptr)
+      return;
+    auto& h = config_.http;
+    table_reader r{*table, "http", diag_};
+    h.where = r.where();
+    if (auto enabled = r.boolean("enabled"))
+      h.enabled = *enabled;
+    if (auto listen = r.string("listen")) {
+      std::string why;
+      if (listen->empty())
+        h.enabled = false;
+      else if (!split_host_port(*listen, h.listen_host, h.listen_port, why, true))
+        r.error("listen", "bad listen address " + in_quotes(*listen) + ": " + why);
+      else
+        h.explicit_listen = true;
+    }
     r.finish();
   }
 

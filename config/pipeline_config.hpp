@@ -158,6 +158,18 @@ struct cluster_config {
   source_location where;
 };
 
+/// `[http]`: the node's operations listener (/metrics, /healthz, /api/status
+/// and the dashboard). On by default at loopback, which only this host reaches.
+struct http_config {
+  bool enabled = true;
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 9464; ///< 0: any free port (the chosen one is logged)
+  /// The address was written in the config: failing to bind it stops the
+  /// node (exit 2); the default address being taken is only a warning.
+  bool explicit_listen = false;
+  source_location where;
+};
+
 /// `[nodes.<name>]`: what one node of a cluster hosts. A model listed here
 /// has its endpoint on that node only (its limits then hold once for the
 /// cluster; other nodes send their calls to it over CAF); a model no node
@@ -281,6 +293,7 @@ struct pipeline_config {
   /// In file order.
   std::vector<api_key_budget> api_keys;
   cluster_config cluster;
+  http_config http;
   /// In file order.
   std::vector<node_placement> nodes;
   std::vector<std::string> sinks;
