@@ -1,4 +1,5 @@
-// The newest dead-lettered messages with their reasons (/api/status).
+// The newest dead letters (dead, not purged) with their reasons, for /api/status;
+// `turing dead list` (store::dead_messages) gives their attempt histories.
 #include "operations/dead_letters.hpp"
 
 namespace turing::operations {
@@ -9,7 +10,7 @@ nlohmann::json newest_dead_letters(pqxx::connection& db, int limit) {
     SELECT m.id, m.stage, m.run_id, m.item_id, i.key, coalesce(m.last_error, ''),
            (extract(epoch FROM m.finished_at) * 1000)::bigint
     FROM turing.messages m JOIN turing.items i ON i.id = m.item_id
-    WHERE m.state = 'dead'
+    WHERE m.state = 'dead' AND m.purged_at IS NULL
     ORDER BY m.finished_at DESC, m.id DESC
     LIMIT $1)sql",
                              limit);

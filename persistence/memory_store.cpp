@@ -474,9 +474,16 @@ void memory_store::report_node(const node_report& report) {
 prune_result memory_store::prune_history(millis older_than, int limit) {
   check_available("prune_history");
   auto cutoff = clock_() - older_than;
+  // An item with a dead letter keeps its history until the letter is
+  // retried or purged: a retried message is assembled from its parents.
+  std::set<int64_t> items_with_dead_letters;
+  for (const auto& [id, m] : messages_)
+    if (m.state == message_state::dead && !m.purged_at)
+      items_with_dead_letters.insert(m.item_id);
   std::vector<const message_row*> victims;
   for (const auto& [id, m] : messages_) {
-    if (m.state != message_state::done || !(*m.finished_at < cutoff))
+    if (m.state != message_state::done || !(*m.finished_at < cutoff) ||
+        items_with_dead_letters.count(m.item_id))
       continue;
     auto item = items_.find(m.item_id);
     if (item != items_.end() && item->second.finished_at && *item->second.finished_at < cutoff)

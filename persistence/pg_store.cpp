@@ -1478,6 +1478,8 @@ prune_result pg_store::prune_history(millis older_than, int limit) {
   return in_transaction("prune_history", [&](pqxx::work& tx) {
     // The audit log's trigger lets this transaction, and only it, delete.
     session_->statements.exec(tx, "SELECT set_config('turing.retention', 'on', true)");
+    // An item with a dead letter keeps its history until the letter is
+    // retried or purged: a retried message is assembled from its parents.
     // Oldest first, from messages_done_idx. SKIP LOCKED: a row a writer holds
     // (a late result being recorded) waits for the next pass; a late result
     // that comes after its message is gone finds nothing to record against.
@@ -1488,6 +1490,8 @@ prune_result pg_store::prune_history(millis older_than, int limit) {
         WHERE m.state = 'done' AND m.finished_at < cutoff.at
           AND EXISTS (SELECT 1 FROM turing.items i WHERE i.id = m.item_id
                       AND i.finished_at < cutoff.at)
+          AND NOT EXISTS (SELECT 1 FROM turing.messages d WHERE d.item_id = m.item_id
+                          AND d.state = 'dead' AND d.purged_at IS NULL)
         ORDER BY m.finished_at LIMIT $2
         FOR UPDATE OF m SKIP LOCKED),
       gone_attempts AS (

@@ -918,6 +918,35 @@ CAF_TEST(retention_removes_done_history_of_finished_items_and_keeps_the_totals) 
   CAF_CHECK(s.check_invariants().empty());
 }
 
+CAF_TEST(retention_keeps_the_history_of_an_item_with_a_dead_letter_until_retried_or_purged) {
+  enqueue_keyed("alma", "r", 2);
+  auto ms = claim("alma", 2);
+  s.complete({done(ms[0], {to_stage("commit")}), done(ms[1], {to_stage("commit")})});
+  auto commits = claim("commit", 2);
+  kill(commits[0], "bad json");
+  kill(commits[1], "model timeout");
+  advance(20min);
+  // Both items ended dead; their alma messages are what a retry assembles from.
+  CAF_CHECK_EQUAL(s.prune_history(15min, 100).messages, 0);
+  dead_filter bad_json;
+  bad_json.reason = "bad json";
+  CAF_CHECK_EQUAL(s.purge_dead(bad_json, "bob@ops").count(), 1);
+  CAF_CHECK_EQUAL(s.prune_history(15min, 100).messages, 1); // the purged item's alma message
+  dead_filter timeout;
+  timeout.reason = "timeout";
+  CAF_CHECK_EQUAL(s.retry_dead(timeout, "bob@ops").count(), 1);
+  CAF_CHECK_EQUAL(s.prune_history(15min, 100).messages, 0); // its item is open again
+  auto again = claim("commit", 1);
+  CAF_REQUIRE_EQUAL(again.size(), 1u);
+  CAF_CHECK_EQUAL(again[0].payload.value("via", ""), "commit");
+  s.complete({done(again[0], {to_sink("committed")})});
+  advance(20min);
+  CAF_CHECK_EQUAL(s.prune_history(15min, 100).messages, 2); // alma and commit, done
+  CAF_CHECK_EQUAL(counts_of("alma").done, 2);
+  CAF_CHECK_EQUAL(counts_of("commit").done, 1);
+  CAF_CHECK(violations().empty());
+}
+
 #endif // TURING_FIXTURE_VIRTUAL_CLOCK
 
 // -- operators' actions on dead letters and runs ---------------------------------
