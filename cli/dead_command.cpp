@@ -98,22 +98,33 @@ int dead_list_command(const dead_options& o) {
   return 0;
 }
 
-int dead_retry_command(const dead_options& o) {
-  require_filter_or_all(o, "retry");
+// Retry and purge differ only in the store call and the words they print.
+template <class Act>
+persistence::operator_result act_on_dead_letters(const dead_options& o, const char* action,
+                                                 const char* past, Act act) {
+  require_filter_or_all(o, action);
   auto builtins = make_builtins();
   auto config = load_checked_config(o.config, builtins);
   auto db = open_database(config, /*may_initialise=*/false);
   persistence::pg_store store{db.connection_string};
   auto by = acting_operator(o.by);
+  auto filter = o.filter.to_json().dump();
   persistence::operator_result result;
   try {
-    result = store.retry_dead(o.filter, by);
+    result = act(store, by);
   } catch (const persistence::store_error& e) {
-    refused(e, "dead retry (filter " + o.filter.to_json().dump() + ")");
+    refused(e, std::string("dead ") + action + " (filter " + filter + ")");
   }
-  spdlog::info("dead retry: {} dead letter(s) retried by {} (filter {}): messages {}",
-               result.count(), by, o.filter.to_json().dump(), id_summary(result.message_ids));
-  std::cout << "retried " << result.count() << " dead letter(s)";
+  spdlog::info("dead {}: {} dead letter(s) {} by {} (filter {}): messages {}", action,
+               result.count(), past, by, filter, id_summary(result.message_ids));
+  std::cout << past << " " << result.count() << " dead letter(s)";
+  return result;
+}
+
+int dead_retry_command(const dead_options& o) {
+  auto result = act_on_dead_letters(o, "retry", "retried", [&](auto& store, const auto& by) {
+    return store.retry_dead(o.filter, by);
+  });
   if (result.skipped_cancelled > 0)
     std::cout << "; left " << result.skipped_cancelled << " of cancelled runs dead";
   std::cout << "\n";
@@ -121,21 +132,9 @@ int dead_retry_command(const dead_options& o) {
 }
 
 int dead_purge_command(const dead_options& o) {
-  require_filter_or_all(o, "purge");
-  auto builtins = make_builtins();
-  auto config = load_checked_config(o.config, builtins);
-  auto db = open_database(config, /*may_initialise=*/false);
-  persistence::pg_store store{db.connection_string};
-  auto by = acting_operator(o.by);
-  persistence::operator_result result;
-  try {
-    result = store.purge_dead(o.filter, by);
-  } catch (const persistence::store_error& e) {
-    refused(e, "dead purge (filter " + o.filter.to_json().dump() + ")");
-  }
-  spdlog::info("dead purge: {} dead letter(s) purged by {} (filter {}): messages {}",
-               result.count(), by, o.filter.to_json().dump(), id_summary(result.message_ids));
-  std::cout << "purged " << result.count() << " dead letter(s)\n";
+  act_on_dead_letters(o, "purge", "purged",
+                      [&](auto& store, const auto& by) { return store.purge_dead(o.filter, by); });
+  std::cout << "\n";
   return 0;
 }
 
