@@ -46,10 +46,10 @@ struct options {
   int64_t rss_items = 0; ///< items for the RSS and enqueue case
   bool peers = false;
   std::string database;
-  std::string only;       ///< comma-separated case names; empty = all
-  int payload_bytes = 0;  ///< a "text" of this many bytes in each item
-  int http_items = 50000; ///< items per run of the http case
-  int http_rounds = 4;    ///< off/on pairs of the http case (even: each order as often)
+  std::string only;        ///< comma-separated case names; empty = all
+  int payload_bytes = 0;   ///< a "text" of this many bytes in each item
+  int http_items = 100000; ///< items per run of the http case (long enough to scrape often)
+  int http_rounds = 3;     ///< rounds of the three http cases (each starts one round)
 };
 
 bool wanted(const options& o, const std::string& name) {
@@ -257,10 +257,29 @@ struct http_case_result {
   std::vector<double> metrics_ms, status_ms;
 };
 
-/// The 1-stage no-op pipeline drained with the listener off, or on with
-/// /metrics and /api/status each fetched once a second while it runs (as a
-/// Prometheus scrape and one dashboard would).
-http_case_result run_http_case(const bench_env& env, const std::string& name, bool listener) {
+/// What fetches from the listener while a case runs.
+enum class http_load {
+  off,       ///< no listener at all
+  metrics,   ///< the listener on, /metrics fetched once a second (a Prometheus scrape)
+  dashboard, ///< also /api/status once a second (a dashboard open in a browser)
+};
+
+const char* to_string(http_load l) { // at most 40 characters: a table cell
+  switch (l) {
+  case http_load::off:
+    return "listener off";
+  case http_load::metrics:
+    return "on, /metrics 1/s";
+  case http_load::dashboard:
+    return "on, /metrics + /api/status 1/s";
+  }
+  return "?";
+}
+
+/// The 1-stage no-op pipeline drained with the listener off, or on and
+/// fetched from once a second while it runs.
+http_case_result run_http_case(const bench_env& env, const std::string& name, http_load load) {
+  bool listener = load != http_load::off;
   auto config = write_chain_config(env.dir, name, 1, env.dsn);
   int port = listener ? free_port() : 0;
   {
@@ -300,6 +319,8 @@ http_case_result run_http_case(const bench_env& env, const std::string& name, bo
         for (int i = 0; i < 20 && running.load(); ++i)
           std::this_thread::sleep_for(std::chrono::milliseconds(50));
         for (const char* path : {"/metrics", "/api/status"}) {
+          if (path[1] == 'a' && load != http_load::dashboard)
+            continue;
           auto t = clock_type::now();
           auto r = c.Get(path);
           auto ms = seconds_since(t) * 1000;
@@ -324,24 +345,27 @@ http_case_result run_http_case(const bench_env& env, const std::string& name, bo
   return {drain_of_run(env.dsn, run_id).per_second(), scrapes.load(), metrics_ms, status_ms};
 }
 
-/// Off and on interleaved (off/on, then on/off, …) so that drift in the
-/// machine's load and the tables' growth falls on both alike; prints each
-/// run, the on/off ratio of the means and the median of the rounds' ratios.
+/// Off, on with a Prometheus scrape, and on with a dashboard open, in a
+/// rotating order (so that drift in the machine's load and the tables' growth
+/// falls on each alike); prints each run, each on/off ratio of the means and
+/// the median of the rounds' ratios.
 void http_overhead(const bench_env& env) {
-  std::vector<double> off, on, metrics_ms, status_ms;
+  const http_load loads[] = {http_load::off, http_load::metrics, http_load::dashboard};
+  std::map<http_load, std::vector<double>> rates;
+  std::vector<double> metrics_ms, status_ms;
   int scrapes = 0;
   for (int round = 0; round < env.o.http_rounds; ++round) {
-    bool on_first = round % 2 == 1;
-    for (bool listener : {on_first, !on_first}) {
-      auto name = std::string("http_") + (listener ? "on" : "off") + std::to_string(round + 1);
-      auto r = run_http_case(env, name, listener);
-      (listener ? on : off).push_back(r.per_second);
+    for (int k = 0; k < 3; ++k) {
+      auto load = loads[(round + k) % 3];
+      auto name =
+          "http_" + std::to_string(static_cast<int>(load)) + "_" + std::to_string(round + 1);
+      auto r = run_http_case(env, name, load);
+      rates[load].push_back(r.per_second);
       scrapes += r.scrapes;
       metrics_ms.insert(metrics_ms.end(), r.metrics_ms.begin(), r.metrics_ms.end());
       status_ms.insert(status_ms.end(), r.status_ms.begin(), r.status_ms.end());
       char label[96];
-      std::snprintf(label, sizeof label, "  round %d, listener %s", round + 1,
-                    listener ? "on (scraped 1/s)" : "off");
+      std::snprintf(label, sizeof label, "  round %d, %s", round + 1, to_string(load));
       print_row(label, r.per_second, "items/s", 0);
     }
   }
@@ -351,17 +375,26 @@ void http_overhead(const bench_env& env) {
       t += x;
     return v.empty() ? 0.0 : t / v.size();
   };
-  print_row("turing: 1-stage no-op, listener off (mean)", mean(off), "items/s", 0);
-  print_row("turing: 1-stage no-op, listener on + scrapes (mean)", mean(on), "items/s", 0);
-  std::printf("| %-52s | %22.3f | %7s |\n", "  on / off (issue 13: >= 0.95)",
-              mean(off) > 0 ? mean(on) / mean(off) : 0.0, "");
-  std::vector<double> ratios;
-  for (size_t i = 0; i < on.size() && i < off.size(); ++i)
-    if (off[i] > 0)
-      ratios.push_back(on[i] / off[i]);
-  std::sort(ratios.begin(), ratios.end());
-  std::printf("| %-52s | %22.3f | %7s |\n", "  on / off, median of the rounds",
-              ratios.empty() ? 0.0 : ratios[ratios.size() / 2], "");
+  auto& off = rates[http_load::off];
+  for (auto load : loads) {
+    char label[96];
+    std::snprintf(label, sizeof label, "turing 1-stage no-op, mean, %s", to_string(load));
+    print_row(label, mean(rates[load]), "items/s", 0);
+  }
+  for (auto load : {http_load::metrics, http_load::dashboard}) {
+    auto& on = rates[load];
+    std::vector<double> ratios;
+    for (size_t i = 0; i < on.size() && i < off.size(); ++i)
+      if (off[i] > 0)
+        ratios.push_back(on[i] / off[i]);
+    std::sort(ratios.begin(), ratios.end());
+    char label[96];
+    std::snprintf(label, sizeof label, "  %s / off: of the means, median of rounds",
+                  load == http_load::metrics ? "/metrics" : "dashboard");
+    std::printf("| %-52s | %10.3f, %9.3f | %7s |\n", label,
+                mean(off) > 0 ? mean(on) / mean(off) : 0.0,
+                ratios.empty() ? 0.0 : ratios[ratios.size() / 2], "");
+  }
   std::printf("| %-52s | %22d | %7s |\n", "  requests answered while on", scrapes, "");
   std::sort(metrics_ms.begin(), metrics_ms.end());
   std::sort(status_ms.begin(), status_ms.end());
