@@ -318,6 +318,8 @@ json status_snapshot(persistence::pg_store& store, const config::pipeline_config
          {"done", done},
          {"pending", r.pending},
          {"finished", r.finished()},
+         {"cancelled_by", r.cancelled() ? json(r.cancelled_by) : json()},
+         {"cancelled_at_ms", r.cancelled_at ? json(epoch_ms(*r.cancelled_at)) : json()},
          {"progress", r.items_total > 0 ? static_cast<double>(done) / r.items_total : 1.0},
          {"created_at_ms", epoch_ms(r.created_at)},
          {"finished_at_ms", r.finished_at ? json(epoch_ms(*r.finished_at)) : json()},

@@ -110,7 +110,10 @@ void runs_and_sinks(std::ostringstream& o, const json& snapshot) {
       << r["entry_stage"].get<std::string>() << ": " << text(r["items"]) << " items, "
       << text(r["pending"]) << " pending";
     auto elapsed_ms = json(static_cast<int64_t>(r["elapsed_s"].get<double>() * 1000));
-    if (r["finished"].get<bool>())
+    auto by = r.find("cancelled_by"); // absent in snapshots of older versions
+    if (by != r.end() && by->is_string())
+      o << ", cancelled by " << by->get<std::string>() << " after " << duration_text(elapsed_ms);
+    else if (r["finished"].get<bool>())
       o << ", finished after " << duration_text(elapsed_ms);
     else
       o << ", running for " << duration_text(elapsed_ms);

@@ -72,6 +72,11 @@ std::string run_progress_line(const json& run, int bar_width) {
   o << "run " << run["id"] << " '" << run["label"].get<std::string>() << "' "
     << progress_bar(run["progress"].get<double>(), bar_width) << "  " << run["done"] << "/"
     << run["items"];
+  auto by = run.find("cancelled_by"); // absent in snapshots of older versions
+  if (by != run.end() && by->is_string()) {
+    o << "  cancelled by " << by->get<std::string>();
+    return o.str();
+  }
   if (run["finished"].get<bool>()) {
     o << "  done in " << eta_text(run["elapsed_s"]) << ", "
       << fixed(run["items_per_s"].get<double>(), 1) << " items/s";

@@ -97,6 +97,16 @@ CAF_TEST(a_run_line_prefers_the_last_minute_rate) {
   CAF_CHECK_EQUAL(line, "run 7 'skills' [##........]  25%  500/2000  60.0 items/s  ETA 25s");
 }
 
+CAF_TEST(a_cancelled_run_says_who_cancelled_it) {
+  auto s = snapshot();
+  auto& run = s["runs"][0];
+  run["finished"] = true;
+  run["cancelled_by"] = "carol@ops";
+  CAF_CHECK(status_text(s).find("1500 pending, cancelled by carol@ops after") != std::string::npos);
+  CAF_CHECK(run_progress_line(run, 10).find("cancelled by carol@ops") != std::string::npos);
+  CAF_CHECK(run_progress_line(snapshot()["runs"][0], 10).find("cancelled") == std::string::npos);
+}
+
 CAF_TEST(the_watch_frame_fits_its_width_and_shows_every_section) {
   for (int width : {60, 80, 132}) {
     auto frame = watch_frame(snapshot(), width);
