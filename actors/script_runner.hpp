@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <sys/types.h>
@@ -81,63 +80,6 @@ struct parsed_stdout {
 /// judge_script_exit for a stdout parsed as it arrived (run_script_streamed).
 script_result judge_script_exit(script_result r, parsed_stdout out,
                                 const std::string& transport_problem = {});
-
-// --- worker mode ---------------------------------------------------------------------------
-
-/// What serve_script_worker reports, from its own thread.
-struct script_worker_callbacks {
-  /// Right after the child exists (from the I/O thread).
-  std::function<void(pid_t)> started;
-  /// Each line the child writes to stdout, without its '\n', with the stderr (tail, raw bytes)
-  /// it wrote since its current request was queued.
-  std::function<void(std::string line, std::string request_stderr)> line;
-};
-
-/// What a worker-mode child's I/O thread (serve_script_worker) and the actor feeding it share:
-/// request bytes queued for the child's stdin and a stop request. Both calls are thread-safe
-/// and never block, so an actor on CAF's scheduler may make them.
-class script_worker_control {
-public:
-  script_worker_control(); // throws std::system_error if its wake-up pipe cannot be made
-  ~script_worker_control();
-  script_worker_control(const script_worker_control&) = delete;
-  script_worker_control& operator=(const script_worker_control&) = delete;
-
-  /// Queues bytes for the child's stdin: one request, a JSON line ending in '\n'.
-  void send(std::string bytes);
-  /// Ends the child: its I/O thread SIGKILLs the process group, reaps it and returns. Only that
-  /// thread kills, before it reaps, so the kill can never reach a recycled pid.
-  void stop();
-
-  // For serve_script_worker's side:
-  /// Readable when send() or stop() was called; drain it before take().
-  int wake_fd() const { return wake_r_; }
-  /// Moves the queued bytes to the end of `into`; true if stop() was called.
-  bool take(std::string& into);
-
-private:
-  void wake();
-
-  std::mutex mutex_;
-  std::string pending_;
-  bool stop_ = false;
-  int wake_r_ = -1;
-  int wake_w_ = -1;
-};
-
-/// A reply line longer than this ends the worker: an error, not our memory exhausted.
-inline constexpr std::size_t default_max_reply_line = std::size_t{64} << 20;
-
-/// Runs one long-lived worker child (same spawning as run_script: own process group, PATH
-/// resolved first) and serves it until it exits or `control.stop()`: writes what
-/// `control.send` queued to its stdin, reports every stdout line, keeps the stderr tail.
-/// Blocking; call it on a dedicated thread. Returns once the child is reaped, always with
-/// ok=false and `error` saying why it ended ("exit status 2; stderr: …", "killed by signal 9",
-/// "reply line exceeds 64 MiB", "stopped", "cannot start '…': …"), plus pid, exit_status,
-/// term_signal and stderr_tail as run_script fills them.
-script_result serve_script_worker(const script_spec& spec, script_worker_control& control,
-                                  const script_worker_callbacks& callbacks,
-                                  std::size_t max_line_bytes = default_max_reply_line);
 
 /// SIGKILLs the whole process group (the script and anything it started). Thread-safe,
 /// async-signal-safe; a no-op if already gone, and for pgid <= 1 (which would mean "our own

@@ -20,12 +20,13 @@ namespace {
 // From a child's I/O actor to the pool, tagged with the slot and the child's generation so that
 // news about an earlier child of the slot is recognised and dropped.
 using worker_up_atom = caf::atom_constant<caf::atom("wrkup")>;
-using worker_line_atom = caf::atom_constant<caf::atom("wrkline")>;
+using worker_reply_atom = caf::atom_constant<caf::atom("wrkreply")>;
+using worker_failed_atom = caf::atom_constant<caf::atom("wrkfail")>;
 using worker_gone_atom = caf::atom_constant<caf::atom("wrkgone")>;
 
 struct call {
   persistence::lease fence;
-  std::string input;
+  script_worker_control::request input;
   caf::actor owner;
   /// The owner gave up on it: nothing more is reported for it.
   bool abandoned = false;
@@ -69,9 +70,13 @@ caf::behavior worker_io(caf::event_based_actor* self, caf::actor pool, int index
   callbacks.started = [&](pid_t pid) {
     self->send(pool, worker_up_atom::value, index, generation, static_cast<int64_t>(pid));
   };
-  callbacks.line = [&](std::string line, std::string request_stderr) {
-    self->send(pool, worker_line_atom::value, index, generation, std::move(line),
-               std::move(request_stderr));
+  callbacks.reply = [&](script_result reply, bool in_step) {
+    if (reply.ok)
+      self->send(pool, worker_reply_atom::value, index, generation,
+                 execution_succeeded{{}, std::move(reply.outcome), std::move(reply.output), ""});
+    else
+      self->send(pool, worker_failed_atom::value, index, generation, std::move(reply.error),
+                 in_step);
   };
   auto r = serve_script_worker(spec, *control, callbacks, max_line);
   self->send(pool, worker_gone_atom::value, index, generation, std::move(r.error));
@@ -115,9 +120,7 @@ caf::behavior script_worker_pool(caf::stateful_actor<pool_state>* self,
 
   auto hand_over = [=](slot& s, call c) {
     self->send(c.owner, execution_started{c.fence, static_cast<int64_t>(s.pid)});
-    // The request line is handed on, not copied: a payload of megabytes
-    // exists once as text on its way to the child.
-    c.input += '\n';
+    // Handed on, not copied: the child's writer thread serializes it into the pipe.
     s.control->send(std::move(c.input));
     s.current = std::move(c);
     s.state = slot::status::busy;
@@ -170,6 +173,24 @@ caf::behavior script_worker_pool(caf::stateful_actor<pool_state>* self,
       return nullptr;
     auto& s = slots[static_cast<std::size_t>(index)];
     return s.generation == generation && s.state != slot::status::empty ? &s : nullptr;
+  };
+
+  // The call a reply from the slot's child answers; nothing when the reply is void (an earlier
+  // child's, or one being ended) or answers nothing (the slot is then restarted: with one reply
+  // per request, later replies could no longer be matched to requests). The slot is idle after.
+  auto take_reply = [=](int index, int64_t generation) -> std::optional<call> {
+    auto* s = slot_of(index, generation);
+    if (!s || s->state == slot::status::stopping)
+      return std::nullopt;
+    if (s->state != slot::status::busy || !s->current) {
+      spdlog::warn("stage {}: {} wrote a line while idle; restarting it", o.stage, worker_name(*s));
+      stop_child(*s);
+      return std::nullopt;
+    }
+    auto c = std::move(*s->current);
+    s->current.reset();
+    s->state = slot::status::idle;
+    return c;
   };
 
   self->set_down_handler([=](caf::down_msg& dm) {
@@ -236,38 +257,25 @@ caf::behavior script_worker_pool(caf::stateful_actor<pool_state>* self,
         }
         serve();
       },
-      [=](worker_line_atom, int index, int64_t generation, std::string& line,
-          std::string& request_stderr) {
-        auto* s = slot_of(index, generation);
-        if (!s || s->state == slot::status::stopping)
-          return; // a child being ended: whatever it still says is void
-        if (s->state != slot::status::busy || !s->current) {
-          // A line nobody asked for: the protocol is one reply per request, so from here on
-          // replies could not be matched to requests.
-          spdlog::warn("stage {}: {} wrote a line while idle; restarting it", o.stage,
-                       worker_name(*s));
-          stop_child(*s);
+      [=](worker_reply_atom, int index, int64_t generation, execution_succeeded& reply) {
+        auto c = take_reply(index, generation);
+        if (!c)
           return;
-        }
-        auto c = std::move(*s->current);
-        s->current.reset();
-        script_result judged;
-        judged.pid = s->pid;
-        judged.exit_status = 0; // judged like a child that exited 0 with `line` on stdout
-        judged.stderr_tail = std::move(request_stderr);
-        bool is_json = nlohmann::json::accept(line);
-        judged = judge_script_exit(std::move(judged), line);
-        if (judged.ok) {
-          self->send(c.owner, execution_succeeded{c.fence, std::move(judged.outcome),
-                                                  std::move(judged.output), ""});
-          s->state = slot::status::idle;
-        } else if (is_json) {
+        reply.fence = c->fence;
+        self->send(c->owner, std::move(reply));
+        serve();
+      },
+      [=](worker_failed_atom, int index, int64_t generation, std::string& error, bool in_step) {
+        auto c = take_reply(index, generation);
+        if (!c)
+          return;
+        auto& s = self->state.slots[static_cast<std::size_t>(index)];
+        if (in_step) {
           // Valid JSON that breaks the contract: this call fails, the stream is intact.
-          fail(c, worker_name(*s) + ": " + judged.error);
-          s->state = slot::status::idle;
+          fail(*c, worker_name(s) + ": " + error);
         } else {
-          fail(c, worker_name(*s) + ": " + judged.error + " (worker restarted)");
-          stop_child(*s);
+          fail(*c, worker_name(s) + ": " + error + " (worker restarted)");
+          stop_child(s);
         }
         serve();
       },

@@ -2,7 +2,7 @@
 // that take one JSON line per execution, so the script's start-up is paid once, not per message.
 #pragma once
 
-#include "actors/script_runner.hpp"
+#include "actors/script_worker.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -24,12 +24,12 @@ struct script_worker_pool_options {
   std::size_t max_reply_line = default_max_reply_line;
 };
 
-/// How it works: an owner (the stage pump) sends `script_call{fence, input}`; the pool writes
-/// `input` and a newline to an idle child's stdin (starting one if a slot is empty, queueing if
-/// none is free) and answers the owner like a script job: execution_started{fence, child pid},
-/// then execution_succeeded, or execution_failed (always retryable) when the reply line breaks
-/// the contract (judge_script_exit's rules), is not JSON, or the child dies first. A child is
-/// started lazily and replaced by the next call after it died or was ended; it is ended after a
+/// How it works: an owner (the stage pump) sends `script_call{fence, input}`; the pool has
+/// `input` written as one JSON line to an idle child's stdin (starting one if a slot is empty,
+/// queueing if none is free) and answers the owner like a script job: execution_started{fence,
+/// child pid}, then execution_succeeded, or execution_failed (always retryable) when the reply line
+/// breaks the contract (judge_script_exit's rules), is not JSON, or the child dies first. A child
+/// is started lazily and replaced by the next call after it died or was ended; it is ended after a
 /// reply that is not JSON or a line nobody asked for, since its stream can no longer be trusted.
 /// Each child has its own I/O thread (a detached actor); nothing here blocks.
 ///

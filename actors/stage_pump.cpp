@@ -342,8 +342,9 @@ void stage_pump::start_script(execution& e) {
                      "script worker pool of stage " + o_.stage + " is not running", true, "");
       return;
     }
-    send(worker, script_call{e.job->fencing(),
-                             e.job->payload.dump(-1, ' ', false, json::error_handler_t::replace)});
+    // The payload as it was claimed, shared: the child's I/O thread serializes it into the pipe.
+    send(worker,
+         script_call{e.job->fencing(), std::shared_ptr<const json>(e.job, &e.job->payload)});
   } else {
     worker = spawn<caf::detached + caf::monitored>(script_job, owner, e.job, spec);
   }

@@ -8,6 +8,7 @@
 
 #include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
+#include <memory>
 
 namespace turing {
 
@@ -104,11 +105,12 @@ struct model_progress {
 };
 
 /// A worker-mode script execution, from its owner to the stage's script
-/// worker pool: `input` (the payload as one line of JSON, no newline) goes
-/// to an idle child; the pool answers like a script job.
+/// worker pool: `input` (the claimed payload, shared with the owner, never
+/// copied) goes to an idle child as one line of JSON; the pool answers like a
+/// script job. On the wire the payload travels as text.
 struct script_call {
   persistence::lease fence;
-  std::string input;
+  std::shared_ptr<const persistence::json> input;
 };
 
 /// The owner gave up on an execution (deadline passed, lease lost or
@@ -163,7 +165,15 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, script_call& x) {
-  return f(caf::meta::type_name("turing::script_call"), x.fence, x.input);
+  std::string input = x.input ? x.input->dump() : std::string("null");
+  auto parse = caf::meta::load_callback([&]() -> caf::error {
+    auto document = std::make_shared<persistence::json>();
+    if (auto err = persistence::detail::parse_json_into(input, *document))
+      return err;
+    x.input = std::move(document);
+    return caf::none;
+  });
+  return f(caf::meta::type_name("turing::script_call"), x.fence, input, parse);
 }
 
 template <class Inspector>

@@ -78,4 +78,11 @@ json parse_json_moving(const char* first, const char* last) {
   return root;
 }
 
+json parse_json_moving(std::istream& in) {
+  json root;
+  moving_dom_builder builder{root};
+  json::sax_parse(in, &builder);
+  return root;
+}
+
 } // namespace turing::persistence

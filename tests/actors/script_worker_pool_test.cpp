@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 using namespace turing;
 using namespace turing::actors;
@@ -43,6 +44,9 @@ while True:
         continue
     if what == "hang":
         time.sleep(3600)
+    if what == "echo_document":
+        print(json.dumps({"outcome": "ok", "output": {"document": req["document"]}}), flush=True)
+        continue
     if what == "measure":
         print(json.dumps({"outcome": "ok", "output": {"bytes": len(raw)}}), flush=True)
         continue
@@ -101,7 +105,8 @@ struct pool_fixture {
   // Sends one execution as a pump would; returns its fence.
   persistence::lease call(nlohmann::json payload) {
     persistence::lease fence{next_id++, 1};
-    self->send(pool, script_call{fence, payload.dump()});
+    self->send(pool,
+               script_call{fence, std::make_shared<const nlohmann::json>(std::move(payload))});
     return fence;
   }
 
@@ -313,6 +318,29 @@ CAF_TEST(a_request_of_megabytes_reaches_its_child_whole) {
   auto done = next(event::succeeded, fence);
   CAF_CHECK_EQUAL(done.output.at("bytes").get<std::size_t>(), payload.dump().size() + 1);
   run_ok(1); // and the child serves on
+}
+
+CAF_TEST(a_reply_of_megabytes_comes_back_whole_and_the_child_serves_on) {
+  start(1);
+  std::string document(20 << 20, 'y');
+  document.replace(0, 9, "\u00e9 \\ \" \n"); // escapes the parser must undo on the way
+  auto fence = call({{"do", "echo_document"}, {"document", document}});
+  next(event::started, fence);
+  auto done = next(event::succeeded, fence);
+  CAF_CHECK(done.output.at("document").get_ref<const std::string&>() == document);
+  run_ok(1);
+}
+
+CAF_TEST(replies_are_matched_to_their_requests_in_order_under_a_queue) {
+  start(1);
+  std::vector<persistence::lease> fences;
+  for (int n = 0; n < 20; ++n)
+    fences.push_back(call({{"n", n}}));
+  for (int n = 0; n < 20; ++n) {
+    next(event::started, fences[static_cast<std::size_t>(n)]);
+    auto done = next(event::succeeded, fences[static_cast<std::size_t>(n)]);
+    CAF_CHECK_EQUAL(done.output.at("n").get<int>(), n);
+  }
 }
 
 CAF_TEST(stopping_the_pool_ends_its_children) {

@@ -130,7 +130,7 @@ CAF_TEST(execution_messages_round_trip) {
   round_trip(gpu_demand{"mistral", 3, 2});
   round_trip(gpu_turn{"mistral", true});
   round_trip(gpu_load_observed{"mistral", 1500.0});
-  round_trip(script_call{{42, 9}, "{\"key\": \"s0001\"}"});
+  round_trip(script_call{{42, 9}, std::make_shared<const json>(json{{"key", "s0001"}})});
   round_trip(execution_abandoned{{42, 9}});
   round_trip(lease_lost{{42, 9}});
 }
