@@ -12,6 +12,7 @@
 #include <ctime>
 #include <libpq-fe.h>
 #include <map>
+#include <optional>
 #include <pqxx/pqxx>
 #include <set>
 #include <spdlog/spdlog.h>
@@ -603,6 +604,10 @@ enqueue_result pg_store::enqueue(const enqueue_request& request) {
   });
 }
 
+/// An item whose text is at least this long is written to the staging table
+/// by a statement of its own instead of the COPY stream.
+constexpr std::size_t enqueue_row_by_itself = std::size_t{1} << 20;
+
 enqueue_result pg_store::enqueue_all(const enqueue_request& request, item_source& items) {
   if (request.stage.empty())
     throw store_error(store_errc::invalid_argument, "enqueue: no stage given");
@@ -616,20 +621,36 @@ enqueue_result pg_store::enqueue_all(const enqueue_request& request, item_source
             "ON COMMIT DROP");
     int64_t given = 0;
     {
-      pqxx::stream_to copy{tx, "turing_enqueue_staging",
-                           std::vector<std::string>{"ord", "key", "payload"}};
+      std::optional<pqxx::stream_to> copy;
       std::vector<new_item> one(1);
       while (auto item = items.next()) {
         one[0] = std::move(*item);
         const char* key = one[0].key ? one[0].key->c_str() : nullptr;
+        if (one[0].payload_text.size() >= enqueue_row_by_itself) {
+          // libpqxx 6 escapes, joins and copies a COPY row before libpq
+          // buffers it: four copies of a 50 MB item. Moved into a statement
+          // of its own, the text is held once more, in libpq's buffer.
+          if (copy) {
+            copy->complete();
+            copy.reset();
+          }
+          tx.exec_params("INSERT INTO turing_enqueue_staging (ord, key, payload) "
+                         "VALUES ($1, $2, $3)",
+                         given++, key, std::move(one[0].payload_text));
+          continue;
+        }
+        if (!copy)
+          copy.emplace(tx, "turing_enqueue_staging",
+                       std::vector<std::string>{"ord", "key", "payload"});
         if (!one[0].payload_text.empty()) { // checked by its reader; PostgreSQL parses it
-          copy << std::make_tuple(given++, key, one[0].payload_text);
+          *copy << std::make_tuple(given++, key, one[0].payload_text);
           continue;
         }
         detail::refuse_unstorable(one);
-        copy << std::make_tuple(given++, key, one[0].payload.dump());
+        *copy << std::make_tuple(given++, key, one[0].payload.dump());
       }
-      copy.complete();
+      if (copy)
+        copy->complete();
     }
     // The two sorts keep items and messages in file order; in memory, not
     // spilled to disk, for files of a few hundred thousand lines.
