@@ -2,10 +2,12 @@
 // four-stage pipeline of the owl's shape (builtin, script, builtin, builtin),
 // with the real turing binary on the embedded cluster (or --database).
 //
-//   build/bench/payload_bench [--sizes 1KB:2000,5MB:20,50MB:4] [--database URL]
+//   build/bench/payload_bench [--sizes 1KB:2000,5MB:20,50MB:4] [--modes process,worker]
+//                             [--database URL]
 //
-// Prints per size: peak RSS of `turing enqueue` and `turing run`, how much
-// the database grew per item (against the item's own size), and items/s
+// Runs every size with the script stage in each mode (a child per item, or
+// long-lived workers fed one line per item). Prints per mode and size: peak RSS of `turing enqueue`
+// and `turing run`, how much the database grew per item (against the item's own size), and items/s
 // from the attempts table (first claim to last completion).
 #include "bench/bench_support.hpp"
 #include "config/byte_size.hpp"
@@ -34,13 +36,17 @@ struct size_case {
 struct options {
   std::vector<size_case> cases{{1 << 10, 2000}, {5 << 20, 20}, {50 << 20, 4}};
   std::string database;
+  /// The script stage's modes to measure, each over every size.
+  std::vector<std::string> modes{"process", "worker"};
 };
 
 options parse(int argc, char** argv) {
   options o;
   auto usage = [] {
-    std::fprintf(stderr, "usage: payload_bench [--sizes SIZE:ITEMS,...] [--database URL]\n"
-                         "  e.g. --sizes 1KB:2000,5MB:20,50MB:4 (the default)\n");
+    std::fprintf(stderr, "usage: payload_bench [--sizes SIZE:ITEMS,...] [--modes MODE,...] "
+                         "[--database URL]\n"
+                         "  e.g. --sizes 1KB:2000,5MB:20,50MB:4 (the default)\n"
+                         "  --modes process,worker (the default): the script stage's modes\n");
     std::exit(2);
   };
   for (int i = 1; i < argc; ++i) {
@@ -50,6 +56,21 @@ options parse(int argc, char** argv) {
     std::string value = argv[++i];
     if (flag == "--database") {
       o.database = value;
+    } else if (flag == "--modes") {
+      o.modes.clear();
+      size_t at = 0;
+      while (at <= value.size()) {
+        auto end = value.find(',', at);
+        auto mode = value.substr(at, end == std::string::npos ? std::string::npos : end - at);
+        if (mode != "process" && mode != "worker") {
+          std::fprintf(stderr, "payload_bench: bad mode '%s' (process or worker)\n", mode.c_str());
+          std::exit(2);
+        }
+        o.modes.push_back(mode);
+        if (end == std::string::npos)
+          break;
+        at = end + 1;
+      }
     } else if (flag == "--sizes") {
       o.cases.clear();
       size_t at = 0;
@@ -113,18 +134,25 @@ fs::path write_items(const fs::path& dir, const size_case& c) {
   return path;
 }
 
-fs::path write_config(const fs::path& dir, const std::string& dsn) {
-  auto path = dir / "payloads.toml";
+fs::path write_config(const fs::path& dir, const std::string& dsn, const std::string& mode) {
+  auto path = dir / ("payloads-" + mode + ".toml");
   std::ofstream out{path};
   out << "sinks = [\"done\"]\n\n[database]\nurl = \"" << dsn << "\"\n\n"
       << "[runtime]\nmax_payload = \"255MB\"\n\n"
       << "[stages.normalize]\nhandler = \"builtin\"\nfunction = \"turing.pass\"\nentry = true\n"
       << "routes = { ok = \"check\" }\n\n"
-      // A real child per item, reading the whole payload on stdin, as Lucy does.
-      << "[stages.check]\nhandler = \"script\"\n"
-      << "command = [\"sh\", \"-c\", \"cat > /dev/null; echo "
-         "'{\\\"outcome\\\": \\\"ok\\\", \\\"output\\\": {\\\"checked\\\": true}}'\"]\n"
-      << "outcomes = [\"ok\"]\ntimeout = \"5m\"\nroutes = { ok = \"grade\" }\n\n"
+      << "[stages.check]\nhandler = \"script\"\n";
+  if (mode == "worker")
+    // Long-lived children, each reading one whole payload line per request, as Lucy does.
+    out << "mode = \"worker\"\n"
+        << "command = [\"python3\", \"-c\", \"import sys\\nfor line in sys.stdin:\\n    "
+           "print('{\\\"outcome\\\": \\\"ok\\\", \\\"output\\\": {\\\"checked\\\": true}}', "
+           "flush=True)\"]\n";
+  else
+    // A real child per item, reading the whole payload on stdin.
+    out << "command = [\"sh\", \"-c\", \"cat > /dev/null; echo "
+           "'{\\\"outcome\\\": \\\"ok\\\", \\\"output\\\": {\\\"checked\\\": true}}'\"]\n";
+  out << "outcomes = [\"ok\"]\ntimeout = \"5m\"\nroutes = { ok = \"grade\" }\n\n"
       << "[stages.grade]\nhandler = \"builtin\"\nfunction = \"turing.pass\"\n"
       << "routes = { ok = \"commit\" }\n\n"
       << "[stages.commit]\nhandler = \"builtin\"\nfunction = \"turing.pass\"\n"
@@ -159,7 +187,6 @@ int main(int argc, char** argv) {
     pqxx::connection c{dsn};
     turing::persistence::migrate(c);
   }
-  auto config = write_config(dir, dsn);
   std::string turing = TURING_EXE;
   std::printf(
       "payload_bench: 4 stages (builtin, script, builtin, builtin), %s, %u cores; log %s\n\n",
@@ -168,47 +195,52 @@ int main(int argc, char** argv) {
   // The first (smallest) case is the baseline RSS; for the others, what the
   // run grew beyond it is set against all their items' bytes (every item of
   // a large case can be in flight at once).
-  std::printf("| item size | items | enqueue peak RSS | run peak RSS | (run RSS - baseline) / "
-              "input bytes | database growth per item | growth / item size | items/s |\n");
-  std::printf("|--:|--:|--:|--:|--:|--:|--:|--:|\n");
-  long baseline_kb = 0;
-  for (const auto& c : o.cases) {
-    auto items = write_items(dir, c);
-    auto before = database_bytes(dsn);
-    auto enqueue = run({turing, "--log-level", "warn", "enqueue", "--config", config.string(),
-                        "--stage", "normalize", "--file", items.string()},
-                       log);
-    if (enqueue.status != 0) {
-      std::fprintf(stderr, "payload_bench: enqueue failed (exit %d); see %s\n", enqueue.status,
-                   log.c_str());
-      return 1;
+  std::printf("| script mode | item size | items | enqueue peak RSS | run peak RSS | (run RSS - "
+              "baseline) / input bytes | database growth per item | growth / item size | "
+              "items/s |\n");
+  std::printf("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+  for (const auto& mode : o.modes) {
+    auto config = write_config(dir, dsn, mode);
+    long baseline_kb = 0;
+    for (const auto& c : o.cases) {
+      auto items = write_items(dir, c);
+      auto before = database_bytes(dsn);
+      auto enqueue = run({turing, "--log-level", "warn", "enqueue", "--config", config.string(),
+                          "--stage", "normalize", "--file", items.string()},
+                         log);
+      if (enqueue.status != 0) {
+        std::fprintf(stderr, "payload_bench: enqueue failed (exit %d); see %s\n", enqueue.status,
+                     log.c_str());
+        return 1;
+      }
+      auto run_id = last_run(dsn);
+      auto drained = run(
+          {turing, "--log-level", "warn", "run", "--config", config.string(), "--until-drained"},
+          log);
+      if (drained.status != 0) {
+        std::fprintf(stderr, "payload_bench: run failed (exit %d); see %s\n", drained.status,
+                     log.c_str());
+        return 1;
+      }
+      auto growth = static_cast<double>(database_bytes(dsn) - before) / c.items;
+      auto figures = drain_of_run(dsn, run_id);
+      if (baseline_kb == 0)
+        baseline_kb = drained.peak_rss_kb;
+      auto input = static_cast<double>(c.bytes) * c.items;
+      char over[32] = "baseline";
+      if (&c != &o.cases.front())
+        std::snprintf(over, sizeof over, "%.2f×",
+                      (drained.peak_rss_kb - baseline_kb) * 1024.0 / input);
+      std::printf(
+          "| %s | %s | %d | %.0f MB | %.0f MB | %s | %s | %.2f× | %.1f |\n", mode.c_str(),
+          turing::config::format_byte_size(c.bytes).c_str(), c.items, enqueue.peak_rss_kb / 1024.0,
+          drained.peak_rss_kb / 1024.0, over,
+          turing::config::format_byte_size(static_cast<std::uint64_t>(std::max(0.0, growth)))
+              .c_str(),
+          growth / static_cast<double>(c.bytes), figures.per_second() / 4);
+      fs::remove(items);
+      std::fflush(stdout);
     }
-    auto run_id = last_run(dsn);
-    auto drained =
-        run({turing, "--log-level", "warn", "run", "--config", config.string(), "--until-drained"},
-            log);
-    if (drained.status != 0) {
-      std::fprintf(stderr, "payload_bench: run failed (exit %d); see %s\n", drained.status,
-                   log.c_str());
-      return 1;
-    }
-    auto growth = static_cast<double>(database_bytes(dsn) - before) / c.items;
-    auto figures = drain_of_run(dsn, run_id);
-    if (baseline_kb == 0)
-      baseline_kb = drained.peak_rss_kb;
-    auto input = static_cast<double>(c.bytes) * c.items;
-    char over[32] = "baseline";
-    if (&c != &o.cases.front())
-      std::snprintf(over, sizeof over, "%.2f×",
-                    (drained.peak_rss_kb - baseline_kb) * 1024.0 / input);
-    std::printf(
-        "| %s | %d | %.0f MB | %.0f MB | %s | %s | %.2f× | %.1f |\n",
-        turing::config::format_byte_size(c.bytes).c_str(), c.items, enqueue.peak_rss_kb / 1024.0,
-        drained.peak_rss_kb / 1024.0, over,
-        turing::config::format_byte_size(static_cast<std::uint64_t>(std::max(0.0, growth))).c_str(),
-        growth / static_cast<double>(c.bytes), figures.per_second() / 4);
-    fs::remove(items);
-    std::fflush(stdout);
   }
   if (embedded) {
     turing::persistence::embedded_cluster::stop(dir / "cluster");
