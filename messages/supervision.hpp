@@ -155,20 +155,6 @@ inline bool operator==(const child_status& x, const child_status& y) {
 /// Registers the supervision messages (and, through CAF, `std::vector<T>` of
 /// each, which covers the `which_children_atom` reply) and a renderer for
 /// `supervision_errc`, so `actor_system::render` prints it by name.
-inline void add_supervision_message_types(caf::actor_system_config& cfg) {
-  cfg.add_message_type<child_started>("turing::child_started");
-  cfg.add_message_type<child_exited>("turing::child_exited");
-  cfg.add_message_type<supervisor_gave_up>("turing::supervisor_gave_up");
-  cfg.add_message_type<child_status>("turing::child_status");
-  cfg.add_error_category(
-      supervision_category, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
-        auto result = "supervision_error(" + to_string(static_cast<supervision_errc>(code));
-        if (ctx.match_elements<std::string>())
-          result += ", " + ctx.get_as<std::string>(0);
-        else if (!ctx.empty())
-          result += ", " + caf::to_string(ctx);
-        return result + ")";
-      });
-}
+void add_supervision_message_types(caf::actor_system_config& cfg); // supervision.cpp
 
 } // namespace turing
