@@ -69,6 +69,7 @@ struct cluster_layout {
   /// initdb writes here and the result is renamed to cluster_dir, so an
   /// interrupted initdb never leaves a half-made cluster where one is expected.
   fs::path initdb_dir;
+  bool fsync = true; ///< embedded_cluster_options::fsync
 };
 
 cluster_layout layout_for(const fs::path& data_dir) {
@@ -565,7 +566,7 @@ std::string postmaster_options(const cluster_layout& l) {
       "unix_socket_directories=\"" + l.socket_dir.string() + "\"",
       "max_connections=200",
       "shared_buffers=128MB",
-      "fsync=on",
+      l.fsync ? "fsync=on" : "fsync=off",
       // A queue's dead tuples are best vacuumed within seconds, not a minute.
       "autovacuum_naptime=10s",
   };
@@ -827,6 +828,7 @@ embedded_cluster::embedded_cluster(std::string connection_string, bool started_h
 
 embedded_cluster embedded_cluster::ensure_running(const embedded_cluster_options& options) {
   auto l = layout_for(options.data_dir);
+  l.fsync = options.fsync;
   if (options.database.empty() || options.user.empty())
     throw cluster_error("embedded cluster under " + l.data_dir.string() +
                         ": database and user must not be empty");

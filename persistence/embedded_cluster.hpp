@@ -25,6 +25,10 @@ struct embedded_cluster_options {
   /// data_dir without a cluster is then a cluster_error naming it, and
   /// nothing is created there (no initdb, no directories, no lock file).
   bool may_initialise = true;
+  /// PostgreSQL's fsync. Off only for throwaway clusters (the test suite's):
+  /// a crash of the machine could then corrupt the cluster; a crash of
+  /// PostgreSQL or of turing still loses nothing committed.
+  bool fsync = true;
 };
 
 /// The cluster could not be brought up; the message is one line naming the
