@@ -159,8 +159,13 @@ std::vector<claimed_message> memory_store::claim(const claim_request& request) {
   if (request.max_bytes > 0) {
     int64_t before = 0;
     size_t taken = 0;
-    for (; taken < ready.size() && before < request.max_bytes; ++taken)
-      before += static_cast<int64_t>(json_text_size(ready[taken]->payload));
+    // Taken in order while the total stays within the budget; the first always.
+    for (; taken < ready.size(); ++taken) {
+      auto bytes = static_cast<int64_t>(json_text_size(ready[taken]->payload));
+      if (taken > 0 && before + bytes > request.max_bytes)
+        break;
+      before += bytes;
+    }
     ready.resize(taken);
   }
   std::vector<claimed_message> out;

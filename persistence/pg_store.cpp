@@ -700,12 +700,14 @@ std::vector<claimed_message> pg_store::claim(const claim_request& request) {
         ORDER BY available_at, id
         LIMIT $3
         FOR NO KEY UPDATE SKIP LOCKED),
-      -- The byte budget ($5, 0 for none): taken while the bytes before are
-      -- under it. pg_column_size is the stored (compressed) size: no detoasting.
+      -- The byte budget ($5, 0 for none): taken in order while the total
+      -- stays within it, the first always. pg_column_size is the stored
+      -- (compressed) size: no detoasting.
       picked AS (
-        SELECT id FROM (SELECT id, sum(bytes) OVER (ORDER BY available_at, id) - bytes AS before
+        SELECT id FROM (SELECT id, sum(bytes) OVER (ORDER BY available_at, id) AS total,
+                               sum(bytes) OVER (ORDER BY available_at, id) - bytes AS before
                         FROM candidates) c
-        WHERE $5::bigint <= 0 OR before < $5::bigint)
+        WHERE $5::bigint <= 0 OR before = 0 OR total <= $5::bigint)
       UPDATE turing.messages m SET
         state = 'running', attempt = m.attempt + 1, epoch = m.epoch + 1, owner_node = $2,
         started_at = turing.now(), heartbeat_at = turing.now(),

@@ -214,7 +214,7 @@ CAF_TEST(claim_takes_the_oldest_up_to_its_limit_and_bumps_epochs) {
   CAF_CHECK(c.oldest_started_at.has_value());
 }
 
-CAF_TEST(a_claim_stops_at_its_byte_budget_but_always_takes_one) {
+CAF_TEST(a_claim_stays_within_its_byte_budget_but_always_takes_one) {
   enqueue_request r;
   r.stage = "read";
   r.label = "test";
@@ -224,12 +224,19 @@ CAF_TEST(a_claim_stops_at_its_byte_budget_but_always_takes_one) {
     r.items.push_back({"k" + std::to_string(i),
                        json{{"document", turing::testing::incompressible_text(100'000, i + 1)}}});
   s.enqueue(r);
-  claim_request budget{"read", "node-a", 10, 30s, 150'000};
-  CAF_CHECK_EQUAL(s.claim(budget).size(), 2u); // 0 and ~100 KB before: under 150 KB
+  claim_request budget{"read", "node-a", 10, 30s, 250'000};
+  CAF_CHECK_EQUAL(s.claim(budget).size(), 2u); // ~200 KB fit 250 KB, a third would not
+  budget.max_bytes = 150'000;
+  CAF_CHECK_EQUAL(s.claim(budget).size(), 1u); // a second would pass 150 KB
   budget.max_bytes = 1;
   CAF_CHECK_EQUAL(s.claim(budget).size(), 1u); // the first, whatever its size
+  enqueue_request more = r;
+  more.items.clear();
+  for (int i = 4; i < 6; ++i)
+    more.items.push_back({"k" + std::to_string(i), json{{"n", i}}});
+  s.enqueue(more);
   budget.max_bytes = 0;
-  CAF_CHECK_EQUAL(s.claim(budget).size(), 1u); // no budget: what is left
+  CAF_CHECK_EQUAL(s.claim(budget).size(), 2u); // no budget: what is left
 }
 
 CAF_TEST(completion_routes_the_output_to_every_target_stage) {
