@@ -302,13 +302,8 @@ script_result run_child(const script_spec& spec, const std::string* text,
   // --- exit status --------------------------------------------------------------------------
   // Reaping only now keeps the pid (= pgid) reserved while the pipes were open, so a deadline
   // kill issued before this point cannot reach a recycled process group.
-  int status = 0;
-  pid_t waited;
-  do {
-    waited = ::waitpid(pid, &status, 0);
-  } while (waited < 0 && errno == EINTR);
-  int wait_errno = errno;
-  guard.reaped = true;
+  script_result r;
+  auto wait_problem = guard.reap_into(r, std::move(err_tail));
   if (writer)
     writer->join(); // the child is gone: its stdin's read end is closed
   if (reader) {
@@ -316,24 +311,11 @@ script_result run_child(const script_spec& spec, const std::string* text,
     stdout_overflow = reader->overflowed();
   }
 
-  script_result r;
-  r.pid = pid;
-  if (err_tail.size() > stderr_tail_bytes)
-    err_tail.erase(0, err_tail.size() - stderr_tail_bytes);
-  r.stderr_tail = std::move(err_tail);
-  if (waited == pid) {
-    if (WIFEXITED(status))
-      r.exit_status = WEXITSTATUS(status);
-    else if (WIFSIGNALED(status))
-      r.term_signal = WTERMSIG(status);
-  }
-
   std::string transport_problem =
-      !io_error.empty() ? io_error
-      : waited != pid // e.g. SIGCHLD set to SIG_IGN by the application: children auto-reaped
-          ? "cannot collect exit status: " + errno_text(wait_errno)
-          : stdout_overflow ? "stdout exceeds " + config::format_byte_size(spec.max_stdout)
-                            : std::string();
+      !io_error.empty()       ? io_error
+      : !wait_problem.empty() ? wait_problem
+      : stdout_overflow       ? "stdout exceeds " + config::format_byte_size(spec.max_stdout)
+                              : std::string();
   if (reader)
     return judge_script_exit(std::move(r), reader->take(), transport_problem);
   return judge_script_exit(std::move(r), out, transport_problem);

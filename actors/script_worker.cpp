@@ -463,13 +463,8 @@ script_result serve_script_worker(const script_spec& spec, script_worker_control
       reader->join();
   }
 
-  int status = 0;
-  pid_t waited;
-  do {
-    waited = ::waitpid(pid, &status, 0);
-  } while (waited < 0 && errno == EINTR);
-  int wait_errno = errno;
-  guard.reaped = true;
+  script_result r;
+  auto wait_problem = guard.reap_into(r, "");
 
   // Its last words on stderr: the group is dead, so EOF comes at once unless something escaped
   // the group; a second bounds that case.
@@ -497,21 +492,13 @@ script_result serve_script_worker(const script_spec& spec, script_worker_control
     err_r.reset();
   }
 
-  script_result r;
-  r.pid = pid;
   if (err_tail.size() > stderr_tail_bytes)
     err_tail.erase(0, err_tail.size() - stderr_tail_bytes);
   r.stderr_tail = std::move(err_tail);
-  if (waited == pid) {
-    if (WIFEXITED(status))
-      r.exit_status = WEXITSTATUS(status);
-    else if (WIFSIGNALED(status))
-      r.term_signal = WTERMSIG(status);
-  }
   if (problem.empty())
-    problem = waited != pid        ? "cannot collect exit status: " + errno_text(wait_errno)
-              : r.term_signal != 0 ? "killed by signal " + std::to_string(r.term_signal)
-                                   : "exit status " + std::to_string(r.exit_status);
+    problem = !wait_problem.empty() ? wait_problem
+              : r.term_signal != 0  ? "killed by signal " + std::to_string(r.term_signal)
+                                    : "exit status " + std::to_string(r.exit_status);
   return judge_script_exit(std::move(r), "", problem);
 }
 

@@ -272,6 +272,27 @@ started_child spawn_child(const script_spec& spec) {
   return child;
 }
 
+std::string child_guard::reap_into(script_result& r, std::string err_tail) {
+  int status = 0;
+  pid_t waited;
+  do {
+    waited = ::waitpid(pid, &status, 0);
+  } while (waited < 0 && errno == EINTR);
+  int wait_errno = errno;
+  reaped = true;
+  r.pid = pid;
+  if (err_tail.size() > stderr_tail_bytes)
+    err_tail.erase(0, err_tail.size() - stderr_tail_bytes);
+  r.stderr_tail = std::move(err_tail);
+  if (waited != pid)
+    return "cannot collect exit status: " + errno_text(wait_errno);
+  if (WIFEXITED(status))
+    r.exit_status = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    r.term_signal = WTERMSIG(status);
+  return "";
+}
+
 fd_output_buffer::fd_output_buffer(int fd, sigpipe_guard& guard, int halt_fd)
     : fd_(fd), halt_fd_(halt_fd), guard_(guard), buffer_(std::make_unique<char[]>(io_chunk)) {
   setp(buffer_.get(), buffer_.get() + io_chunk);

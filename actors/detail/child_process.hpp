@@ -99,6 +99,11 @@ private:
 struct child_guard {
   pid_t pid = 0;
   bool reaped = false;
+  /// Waits for the child (not killing it) and fills `r`: pid, exit_status or
+  /// term_signal, and the stderr tail trimmed to its size. Returns "" or the
+  /// problem of a wait that collected nothing (e.g. SIGCHLD ignored by the
+  /// application, so children are reaped automatically).
+  std::string reap_into(script_result& r, std::string err_tail);
   ~child_guard() {
     if (pid <= 0 || reaped)
       return;
