@@ -205,10 +205,13 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
                   ELSE coalesce(d.sink, i.sink) END,
       result = CASE WHEN d.dead OR i.sink = 'dead' THEN i.result
                     WHEN d.result_of IS NOT NULL
-                      THEN (SELECT turing.next_payload(coalesce(m.payload,
-                                                                turing.message_payload(m.id)),
-                                                       m.output)
-                            FROM turing.messages m WHERE m.id = d.result_of)
+                      -- OFFSET 0 keeps p's columns plain, so next_payload
+                      -- is inlined; given the coalesce as its argument it
+                      -- would be called as a SQL function per item.
+                      THEN (SELECT turing.next_payload(p.payload, p.output)
+                            FROM (SELECT coalesce(m.payload, turing.message_payload(m.id))
+                                           AS payload, m.output
+                                  FROM turing.messages m WHERE m.id = d.result_of OFFSET 0) p)
                     ELSE coalesce(d.result, i.result) END,
       finished_at = CASE WHEN i.open_branches + d.delta = 0
                          THEN greatest(turing.now(), i.created_at) END
