@@ -37,6 +37,16 @@ namespace {
 // threshold a copy costs less than the lookups that would replace it.
 #define STORED_INLINE(size) "(" size " <= 2000)"
 
+// A batch of results reaches SQL as one JSON object keyed "id:epoch" (or
+// "id" for items), and each row updated looks its entry up by key: no join.
+// Joined as a jsonb_to_recordset to the rows (found by id = ANY), the batch
+// was planned as a nested loop rescanning it per row, O(n²): 25 ms for a
+// completion of 192 rows, 3 ms for 64.
+#define MESSAGE_ENTRY "($1::jsonb -> (m.id::text || ':' || m.epoch::text))"
+#define ITEM_ENTRY "($1::jsonb -> i.id::text)"
+// A JSON null in an entry reads as SQL NULL, as jsonb_to_recordset read it.
+#define JSONB_FIELD(entry, field) "nullif(" entry " -> '" field "', 'null'::jsonb)"
+
 time_point from_us(int64_t us) {
   return time_point{std::chrono::microseconds{us}};
 }
@@ -113,6 +123,11 @@ template <class Batch, class Id> std::string id_array(const Batch& batch, Id id)
   return out + "}";
 }
 
+/// The key of a result's entry in a batch object (MESSAGE_ENTRY).
+std::string fence_key(const lease& fence) {
+  return std::to_string(fence.message_id) + ":" + std::to_string(fence.epoch);
+}
+
 json fences_json(const std::vector<lease>& leases) {
   json out = json::array();
   for (const auto& l : leases)
@@ -173,7 +188,7 @@ void lock_in_order(statement_cache& sc, pqxx::work& tx, const char* table, const
 void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_effects& effects) {
   if (effects.empty())
     return;
-  json rows = json::array();
+  json rows = json::object();
   std::string ids = "{";
   for (const auto& [item_id, e] : effects) {
     // A message that handed off to exactly one next stage leaves its item as
@@ -181,43 +196,45 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
     if (e.branch_delta == 0 && !e.sink && !e.dead)
       continue;
     ids += (ids.size() > 1 ? "," : "") + std::to_string(item_id);
-    rows.push_back({{"item_id", item_id},
-                    {"delta", e.branch_delta},
-                    {"sink", e.sink ? json(*e.sink) : json()},
-                    {"result", e.sink && !e.result_of ? e.result : json()},
-                    {"result_of", e.sink && e.result_of ? json(*e.result_of) : json()},
-                    {"dead", e.dead}});
+    rows[std::to_string(item_id)] = {
+        {"delta", e.branch_delta},
+        {"sink", e.sink ? json(*e.sink) : json()},
+        {"result", e.sink && !e.result_of ? e.result : json()},
+        {"result_of", e.sink && e.result_of ? json(*e.result_of) : json()},
+        {"dead", e.dead}};
   }
   if (rows.empty())
     return;
   ids += "}";
   // One row is in order by itself, and the UPDATE locks it: the separate
   // lock is a round trip saved on the last transition of every item.
-  if (rows.size() > 1)
+  if (rows.size() > 1) {
     lock_in_order(sc, tx, "items", ids);
+  }
+  // Each item's entry by key (ITEM_ENTRY), not a join: see MESSAGE_ENTRY.
+#define D(field) "(" ITEM_ENTRY " ->> '" field "')"
   auto finished = sc.exec(tx, R"sql(
-    WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
-               AS d(item_id bigint, delta integer, sink text, result jsonb, result_of bigint,
-                    dead boolean))
     UPDATE turing.items i SET
-      open_branches = i.open_branches + d.delta,
-      sink = CASE WHEN d.dead THEN 'dead' WHEN i.sink = 'dead' THEN i.sink
-                  ELSE coalesce(d.sink, i.sink) END,
-      result = CASE WHEN d.dead OR i.sink = 'dead' THEN i.result
-                    WHEN d.result_of IS NOT NULL
+      open_branches = i.open_branches + )sql" D("delta") R"sql(::integer,
+      sink = CASE WHEN )sql" D("dead") R"sql(::boolean THEN 'dead' WHEN i.sink = 'dead' THEN i.sink
+                  ELSE coalesce()sql" D("sink") R"sql(, i.sink) END,
+      result = CASE WHEN )sql" D("dead") R"sql(::boolean OR i.sink = 'dead' THEN i.result
+                    WHEN )sql" D("result_of") R"sql( IS NOT NULL
                       -- OFFSET 0 keeps p's columns plain, so next_payload
                       -- is inlined; given the coalesce as its argument it
                       -- would be called as a SQL function per item.
                       THEN (SELECT turing.next_payload(p.payload, p.output)
                             FROM (SELECT coalesce(m.payload, turing.message_payload(m.id))
                                            AS payload, m.output
-                                  FROM turing.messages m WHERE m.id = d.result_of OFFSET 0) p)
-                    ELSE coalesce(d.result, i.result) END,
-      finished_at = CASE WHEN i.open_branches + d.delta = 0
+                                  FROM turing.messages m
+                                  WHERE m.id = )sql" D("result_of") R"sql(::bigint OFFSET 0) p)
+                    ELSE coalesce()sql" JSONB_FIELD(ITEM_ENTRY, "result") R"sql(, i.result) END,
+      finished_at = CASE WHEN i.open_branches + )sql" D("delta") R"sql(::integer = 0
                          THEN greatest(turing.now(), i.created_at) END
-    FROM d WHERE i.id = d.item_id AND i.finished_at IS NULL AND i.id = ANY($2::bigint[])
+    WHERE i.id = ANY($2::bigint[]) AND i.finished_at IS NULL
     RETURNING i.run_id, i.open_branches = 0 AS finished, i.sink, )sql" TS_US("i.finished_at"),
                           rows.dump(), ids);
+#undef D
   struct tally {
     int64_t finished = 0;
     int64_t last_us = 0;
@@ -782,28 +799,27 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
   if (batch.empty())
     return {};
   detail::refuse_unstorable(batch);
-  json fences = json::array();
+  json fences = json::object();
   for (const auto& c : batch)
-    fences.push_back({{"id", c.fence.message_id},
-                      {"epoch", c.fence.epoch},
-                      {"outcome", c.outcome},
-                      {"output", c.output},
-                      {"model", c.model.empty() ? json() : json(c.model)},
-                      {"tokens", c.tokens >= 0 ? json(c.tokens) : json()}});
+    fences[fence_key(c.fence)] = {{"outcome", c.outcome},
+                                  {"output", c.output},
+                                  {"model", c.model.empty() ? json() : json(c.model)},
+                                  {"tokens", c.tokens >= 0 ? json(c.tokens) : json()}};
   auto ids = id_array(batch, [](const completion& c) { return c.fence.message_id; });
   return in_transaction("complete", [&](pqxx::work& tx) {
     lock_in_order(session_->statements, tx, "messages", ids);
     auto done = session_->statements.exec(tx, R"sql(
-      WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
-                 AS x(id bigint, epoch bigint, outcome text, output jsonb, model text,
-                      tokens bigint)),
-      done AS (
+      WITH done AS (
         UPDATE turing.messages m SET state = 'done', lease_expires_at = NULL,
-          finished_at = greatest(turing.now(), m.started_at), outcome = x.outcome, output = x.output
-        FROM x WHERE m.id = x.id AND m.epoch = x.epoch AND (m.state = 'running') IS TRUE
-          AND m.id = ANY($2::bigint[])
+          finished_at = greatest(turing.now(), m.started_at),
+          outcome = )sql" MESSAGE_ENTRY R"sql( ->> 'outcome',
+          output = )sql" JSONB_FIELD(MESSAGE_ENTRY, "output") R"sql(
+        WHERE m.id = ANY($2::bigint[]) AND (m.state = 'running') IS TRUE
+          AND $1::jsonb ? (m.id::text || ':' || m.epoch::text)
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, m.owner_node,
-                  m.started_at, m.finished_at, m.outcome, m.output, x.model, x.tokens),
+                  m.started_at, m.finished_at, m.outcome, m.output,
+                  )sql" MESSAGE_ENTRY R"sql( ->> 'model' AS model,
+                  ()sql" MESSAGE_ENTRY R"sql( ->> 'tokens')::bigint AS tokens),
       audit AS (
         INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                      started_at, finished_at, result, outcome, model, output,
@@ -819,8 +835,9 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       -- Done under this very epoch before this statement: an earlier try of
       -- this write committed although its caller was told it failed.
       SELECT m.id, m.epoch, m.item_id, m.run_id, m.stage, false
-      FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
-      WHERE (m.state = 'done') IS TRUE AND m.id = ANY($2::bigint[]))sql",
+      FROM turing.messages m
+      WHERE (m.state = 'done') IS TRUE AND m.id = ANY($2::bigint[])
+        AND $1::jsonb ? (m.id::text || ':' || m.epoch::text))sql",
                                           fences.dump(), ids);
     struct applied_message {
       int64_t item_id, run_id;
@@ -995,48 +1012,50 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
 std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
   if (batch.empty())
     return {};
-  json rows = json::array();
+  json rows = json::object();
   for (const auto& f : batch) {
     if (f.result != attempt_result::failed && f.result != attempt_result::timeout &&
         f.result != attempt_result::crashed)
       throw store_error(store_errc::invalid_argument,
                         std::string("fail: result must be failed, timeout or crashed, not ") +
                             to_string(f.result));
-    rows.push_back({{"id", f.fence.message_id},
-                    {"epoch", f.fence.epoch},
-                    {"node", f.node},
-                    {"result", to_string(f.result)},
-                    {"error", storable_text(f.error)},
-                    {"model", f.model.empty() ? json() : json(f.model)},
-                    {"retry_ms", f.retry_after.count()},
-                    {"retryable", f.retryable}});
+    rows[fence_key(f.fence)] = {{"node", f.node},
+                                {"result", to_string(f.result)},
+                                {"error", storable_text(f.error)},
+                                {"model", f.model.empty() ? json() : json(f.model)},
+                                {"retry_ms", f.retry_after.count()},
+                                {"retryable", f.retryable}};
   }
   auto ids = id_array(batch, [](const failure& f) { return f.fence.message_id; });
   return in_transaction("fail", [&](pqxx::work& tx) {
     lock_in_order(session_->statements, tx, "messages", ids);
     // attempt and max_attempts are not updated, so `retry` reads the same in
     // SET (old row) and RETURNING (new row).
-    auto r = session_->statements.exec(tx, R"sql(
-      WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
-                 AS x(id bigint, epoch bigint, node text, result text, error text, model text,
-                      retry_ms bigint, retryable boolean)),
-      failed AS (
+    // Each message's entry by key (MESSAGE_ENTRY), not a join.
+#define X(field) "(" MESSAGE_ENTRY " ->> '" field "')"
+#define RETRIES X("retryable") "::boolean AND m.attempt - m.lost < m.max_attempts"
+    auto r = session_->statements.exec(tx,
+                                       R"sql(
+      WITH failed AS (
         UPDATE turing.messages m SET
-          state = CASE WHEN x.retryable AND m.attempt - m.lost < m.max_attempts THEN 'ready' ELSE 'dead' END,
-          owner_node = CASE WHEN x.retryable AND m.attempt - m.lost < m.max_attempts THEN NULL
-                            ELSE m.owner_node END,
+          state = CASE WHEN )sql" RETRIES R"sql( THEN 'ready' ELSE 'dead' END,
+          owner_node = CASE WHEN )sql" RETRIES R"sql( THEN NULL ELSE m.owner_node END,
           lease_expires_at = NULL,
-          available_at = CASE WHEN x.retryable AND m.attempt - m.lost < m.max_attempts
-                              THEN turing.now() + x.retry_ms * interval '1 millisecond'
+          available_at = CASE WHEN )sql" RETRIES R"sql(
+                              THEN turing.now() + )sql" X("retry_ms") R"sql(::bigint
+                                                  * interval '1 millisecond'
                               ELSE m.available_at END,
-          finished_at = CASE WHEN x.retryable AND m.attempt - m.lost < m.max_attempts THEN NULL
+          finished_at = CASE WHEN )sql" RETRIES R"sql( THEN NULL
                              ELSE greatest(turing.now(), m.started_at) END,
-          last_error = x.error
-        FROM x WHERE m.id = x.id AND m.epoch = x.epoch AND (m.state = 'running') IS TRUE
-          AND m.id = ANY($2::bigint[])
-        RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, x.node, m.started_at,
-                  x.result, x.error, x.model,
-                  NOT (x.retryable AND m.attempt - m.lost < m.max_attempts) AS dead, x.retry_ms),
+          last_error = )sql" X("error") R"sql(
+        WHERE m.id = ANY($2::bigint[]) AND (m.state = 'running') IS TRUE
+          AND $1::jsonb ? (m.id::text || ':' || m.epoch::text)
+        RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch,
+                  )sql" X("node") R"sql( AS node,
+                  m.started_at, )sql" X("result") R"sql( AS result,
+                  )sql" X("error") R"sql( AS error,
+                  )sql" X("model") R"sql( AS model, NOT ()sql" RETRIES R"sql() AS dead,
+                  )sql" X("retry_ms") R"sql(::bigint AS retry_ms),
       audit AS (
         INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                      started_at, finished_at, result, model, error)
@@ -1051,11 +1070,14 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
       -- Failed under this very epoch before this statement: an earlier try of
       -- this write committed although its caller was told it failed.
       SELECT m.id, m.item_id, false, m.stage, -1, m.epoch
-      FROM turing.messages m JOIN x ON m.id = x.id AND m.epoch = x.epoch
+      FROM turing.messages m
       WHERE (m.state IN ('ready', 'dead')) IS TRUE AND m.id = ANY($2::bigint[])
+        AND $1::jsonb ? (m.id::text || ':' || m.epoch::text)
         AND EXISTS (SELECT 1 FROM turing.attempts a WHERE a.message_id = m.id
                     AND a.epoch = m.epoch AND a.result IN ('failed', 'timeout', 'crashed')))sql",
                                        rows.dump(), ids);
+#undef RETRIES
+#undef X
     // By (id, epoch), never by id alone (see complete()).
     std::set<std::pair<int64_t, int64_t>> applied;
     std::set<std::string> notify;
