@@ -117,8 +117,9 @@ private:
 /// key): the same rules behind a lock, since each endpoint asks on its own.
 class shared_model_budget {
 public:
-  shared_model_budget(std::string name, int64_t requests_per_minute, int64_t tokens_per_minute)
-      : name_(std::move(name)), budget_(requests_per_minute, tokens_per_minute) {}
+  shared_model_budget(std::string name, int64_t requests_per_minute, int64_t tokens_per_minute,
+                      model_budget::clock_duration window = std::chrono::seconds(61))
+      : name_(std::move(name)), budget_(requests_per_minute, tokens_per_minute, window) {}
 
   const std::string& name() const { return name_; }
 

@@ -498,7 +498,8 @@ caf::behavior model_endpoint(caf::stateful_actor<model_endpoint_state>* self,
   self->state.metrics.concurrency->set(model.concurrency);
   self->state.metrics.in_flight->set(0);
   if (model.requests_per_minute > 0 || model.tokens_per_minute > 0)
-    self->state.budget.emplace(model.requests_per_minute, model.tokens_per_minute);
+    self->state.budget.emplace(model.requests_per_minute, model.tokens_per_minute,
+                               model.budget_window);
 
   // On a GPU, calls wait for the scheduler's first turn; it learns of this
   // endpoint (a restarted one too) from the first demand.

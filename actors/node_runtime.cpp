@@ -131,8 +131,8 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
   // their restarts: the minute's spending does not start over).
   std::map<std::string, std::shared_ptr<shared_model_budget>> key_budgets;
   for (const auto& k : o.pipeline->api_keys)
-    key_budgets[k.env] =
-        std::make_shared<shared_model_budget>(k.env, k.requests_per_minute, k.tokens_per_minute);
+    key_budgets[k.env] = std::make_shared<shared_model_budget>(
+        k.env, k.requests_per_minute, k.tokens_per_minute, k.budget_window);
   for (const auto& m : o.pipeline->models) {
     if (hosted_elsewhere(m.name)) {
       models.push_back(

@@ -103,6 +103,10 @@ struct model_config {
   /// unspent, until the budget allows them.
   int64_t requests_per_minute = 0;
   int64_t tokens_per_minute = 0;
+  /// The sliding window those budgets are counted over: a minute and a
+  /// second (clear of 60 s windows measured elsewhere). Not a setting: a
+  /// real-time replay scales it with every other duration.
+  millis budget_window{61000};
   /// The GPU (a [gpus] entry) the model is loaded on; empty: none declared,
   /// its calls are not scheduled with other models'.
   std::string gpu;
@@ -189,6 +193,8 @@ struct api_key_budget {
   std::string env;
   int64_t requests_per_minute = 0;
   int64_t tokens_per_minute = 0;
+  /// As model_config::budget_window.
+  millis budget_window{61000};
   /// The [models] that use this key, in file order.
   std::vector<std::string> models;
   source_location where;

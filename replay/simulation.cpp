@@ -105,7 +105,10 @@ config::pipeline_config scaled(config::pipeline_config p, const sim_world& w) {
   for (auto& m : p.models) {
     m.max_unavailable = w.real(m.max_unavailable);
     m.idle_timeout = w.real(m.idle_timeout);
+    m.budget_window = w.real(m.budget_window);
   }
+  for (auto& k : p.api_keys)
+    k.budget_window = w.real(k.budget_window);
   for (auto& g : p.gpus) {
     g.swap_cost = w.real(g.swap_cost);
     g.max_wait = w.real(g.max_wait);
