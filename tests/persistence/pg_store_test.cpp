@@ -251,6 +251,31 @@ CAF_TEST(enqueue_and_completion_notify_the_target_stages) {
   await(2);
   CAF_REQUIRE_EQUAL(rx.payloads.size(), 2u);
   CAF_CHECK_EQUAL(rx.payloads[1], "alma");
+  // One batch: a route to a stage, a join that fires and a second route to
+  // the same stage notify each target stage once, and only those.
+  enqueue_n(s, "lucy", 3);
+  await(3);
+  auto ms = s.claim({"lucy", "n", 3, 30s});
+  CAF_REQUIRE_EQUAL(ms.size(), 3u);
+  std::vector<completion> batch;
+  for (size_t i = 0; i < ms.size(); ++i) {
+    completion b;
+    b.fence = ms[i].fencing();
+    b.node = "n";
+    b.started_at = ms[i].started_at;
+    b.outcome = "passed";
+    if (i == 1)
+      b.deliveries.push_back({delivery::kind::join, "compare", json::object(), 3, {"lucy"}});
+    else
+      b.deliveries.push_back({delivery::kind::stage, "carl", json::object(), 3, {}});
+    batch.push_back(b);
+  }
+  s.complete(batch);
+  await(5);
+  listener.await_notification(0, 200000); // nothing more may follow
+  CAF_REQUIRE_EQUAL(rx.payloads.size(), 5u);
+  std::set<std::string> batch_targets(rx.payloads.begin() + 3, rx.payloads.end());
+  CAF_CHECK_EQUAL(batch_targets, (std::set<std::string>{"carl", "compare"}));
 }
 
 CAF_TEST(an_unreachable_database_is_reported_as_unavailable_naming_the_server) {
