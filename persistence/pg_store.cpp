@@ -37,12 +37,13 @@ namespace {
 // threshold a copy costs less than the lookups that would replace it.
 #define STORED_INLINE(size) "(" size " <= 2000)"
 
-// A batch of results reaches SQL as one JSON object keyed "id:epoch" (or
-// "id" for items), and each row updated looks its entry up by key: no join.
-// Joined as a jsonb_to_recordset to the rows (found by id = ANY), the batch
-// was planned as a nested loop rescanning it per row, O(n²): 25 ms for a
-// completion of 192 rows, 3 ms for 64.
-#define MESSAGE_ENTRY "($1::jsonb -> (m.id::text || ':' || m.epoch::text))"
+// A batch of results reaches SQL as one JSON object keyed by message (or
+// item) id, and each row updated looks its entry up by key: no join. Joined
+// as a jsonb_to_recordset to the rows (found by id = ANY), the batch was
+// planned as a nested loop rescanning it per row, O(n²): 25 ms for a
+// completion of 192 rows, 3 ms for 64. A message's entry holds the epoch
+// that fences it.
+#define MESSAGE_ENTRY "($1::jsonb -> m.id::text)"
 #define ITEM_ENTRY "($1::jsonb -> i.id::text)"
 // A JSON null in an entry reads as SQL NULL, as jsonb_to_recordset read it.
 #define JSONB_FIELD(entry, field) "nullif(" entry " -> '" field "', 'null'::jsonb)"
@@ -122,9 +123,24 @@ template <class Batch, class Id> std::string id_array(const Batch& batch, Id id)
   return out + "}";
 }
 
-/// The key of a result's entry in a batch object (MESSAGE_ENTRY).
-std::string fence_key(const lease& fence) {
-  return std::to_string(fence.message_id) + ":" + std::to_string(fence.epoch);
+/// A batch of results as the object MESSAGE_ENTRY reads: each entry under
+/// its message id, with its epoch. A batch retried after a failed write can
+/// hold one message twice, its old epoch and its new one: the newer is kept
+/// (its claim made every earlier epoch stale), the older is answered stale.
+template <class Result, class Entry>
+json entries_by_message(const std::vector<Result>& batch, Entry entry) {
+  json out = json::object();
+  std::map<int64_t, int64_t> epochs;
+  for (const auto& r : batch) {
+    auto [kept, first] = epochs.emplace(r.fence.message_id, r.fence.epoch);
+    if (!first && kept->second > r.fence.epoch)
+      continue;
+    kept->second = r.fence.epoch;
+    json e = entry(r);
+    e["epoch"] = r.fence.epoch;
+    out[std::to_string(r.fence.message_id)] = std::move(e);
+  }
+  return out;
 }
 
 json fences_json(const std::vector<lease>& leases) {
@@ -798,12 +814,12 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
   if (batch.empty())
     return {};
   detail::refuse_unstorable(batch);
-  json fences = json::object();
-  for (const auto& c : batch)
-    fences[fence_key(c.fence)] = {{"outcome", c.outcome},
-                                  {"output", c.output},
-                                  {"model", c.model.empty() ? json() : json(c.model)},
-                                  {"tokens", c.tokens >= 0 ? json(c.tokens) : json()}};
+  auto fences = entries_by_message(batch, [](const completion& c) {
+    return json{{"outcome", c.outcome},
+                {"output", c.output},
+                {"model", c.model.empty() ? json() : json(c.model)},
+                {"tokens", c.tokens >= 0 ? json(c.tokens) : json()}};
+  });
   auto ids = id_array(batch, [](const completion& c) { return c.fence.message_id; });
   return in_transaction("complete", [&](pqxx::work& tx) {
     lock_in_order(session_->statements, tx, "messages", ids);
@@ -814,7 +830,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
           outcome = )sql" MESSAGE_ENTRY R"sql( ->> 'outcome',
           output = )sql" JSONB_FIELD(MESSAGE_ENTRY, "output") R"sql(
         WHERE m.id = ANY($2::bigint[]) AND (m.state = 'running') IS TRUE
-          AND $1::jsonb ? (m.id::text || ':' || m.epoch::text)
+          AND m.epoch = ()sql" MESSAGE_ENTRY R"sql( ->> 'epoch')::bigint
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, m.owner_node,
                   m.started_at, m.finished_at, m.outcome, m.output,
                   )sql" MESSAGE_ENTRY R"sql( ->> 'model' AS model,
@@ -839,7 +855,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       FROM turing.messages m
       WHERE (SELECT count(*) FROM done) < cardinality($2::bigint[])
         AND (m.state = 'done') IS TRUE AND m.id = ANY($2::bigint[])
-        AND $1::jsonb ? (m.id::text || ':' || m.epoch::text))sql",
+        AND m.epoch = ()sql" MESSAGE_ENTRY R"sql( ->> 'epoch')::bigint)sql",
                                           fences.dump(), ids);
     struct applied_message {
       int64_t item_id, run_id;
@@ -1014,20 +1030,20 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
 std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
   if (batch.empty())
     return {};
-  json rows = json::object();
-  for (const auto& f : batch) {
+  for (const auto& f : batch)
     if (f.result != attempt_result::failed && f.result != attempt_result::timeout &&
         f.result != attempt_result::crashed)
       throw store_error(store_errc::invalid_argument,
                         std::string("fail: result must be failed, timeout or crashed, not ") +
                             to_string(f.result));
-    rows[fence_key(f.fence)] = {{"node", f.node},
-                                {"result", to_string(f.result)},
-                                {"error", storable_text(f.error)},
-                                {"model", f.model.empty() ? json() : json(f.model)},
-                                {"retry_ms", f.retry_after.count()},
-                                {"retryable", f.retryable}};
-  }
+  auto rows = entries_by_message(batch, [](const failure& f) {
+    return json{{"node", f.node},
+                {"result", to_string(f.result)},
+                {"error", storable_text(f.error)},
+                {"model", f.model.empty() ? json() : json(f.model)},
+                {"retry_ms", f.retry_after.count()},
+                {"retryable", f.retryable}};
+  });
   auto ids = id_array(batch, [](const failure& f) { return f.fence.message_id; });
   return in_transaction("fail", [&](pqxx::work& tx) {
     lock_in_order(session_->statements, tx, "messages", ids);
@@ -1051,7 +1067,7 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
                              ELSE greatest(turing.now(), m.started_at) END,
           last_error = )sql" X("error") R"sql(
         WHERE m.id = ANY($2::bigint[]) AND (m.state = 'running') IS TRUE
-          AND $1::jsonb ? (m.id::text || ':' || m.epoch::text)
+          AND m.epoch = )sql" X("epoch") R"sql(::bigint
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch,
                   )sql" X("node") R"sql( AS node,
                   m.started_at, )sql" X("result") R"sql( AS result,
@@ -1075,7 +1091,7 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
       FROM turing.messages m
       WHERE (SELECT count(*) FROM failed) < cardinality($2::bigint[])
         AND (m.state IN ('ready', 'dead')) IS TRUE AND m.id = ANY($2::bigint[])
-        AND $1::jsonb ? (m.id::text || ':' || m.epoch::text)
+        AND m.epoch = )sql" X("epoch") R"sql(::bigint
         AND EXISTS (SELECT 1 FROM turing.attempts a WHERE a.message_id = m.id
                     AND a.epoch = m.epoch AND a.result IN ('failed', 'timeout', 'crashed')))sql",
                                        rows.dump(), ids);
