@@ -45,7 +45,9 @@ namespace {
 // that fences it.
 #define MESSAGE_ENTRY "($1::jsonb -> m.id::text)"
 #define ITEM_ENTRY "($1::jsonb -> i.id::text)"
-// A JSON null in an entry reads as SQL NULL, as jsonb_to_recordset read it.
+// A field of an entry as text (cast it as needed); a jsonb field, where a
+// JSON null reads as SQL NULL, as jsonb_to_recordset read it.
+#define ENTRY_TEXT(entry, field) "(" entry " ->> '" field "')"
 #define JSONB_FIELD(entry, field) "nullif(" entry " -> '" field "', 'null'::jsonb)"
 
 time_point from_us(int64_t us) {
@@ -227,7 +229,7 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
     lock_in_order(sc, tx, "items", ids);
   }
   // Each item's entry by key (ITEM_ENTRY), not a join: see MESSAGE_ENTRY.
-#define D(field) "(" ITEM_ENTRY " ->> '" field "')"
+#define D(field) ENTRY_TEXT(ITEM_ENTRY, field)
   auto finished = sc.exec(tx, R"sql(
     UPDATE turing.items i SET
       open_branches = i.open_branches + )sql" D("delta") R"sql(::integer,
@@ -827,14 +829,14 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       WITH done AS (
         UPDATE turing.messages m SET state = 'done', lease_expires_at = NULL,
           finished_at = greatest(turing.now(), m.started_at),
-          outcome = )sql" MESSAGE_ENTRY R"sql( ->> 'outcome',
+          outcome = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "outcome") R"sql(,
           output = )sql" JSONB_FIELD(MESSAGE_ENTRY, "output") R"sql(
         WHERE m.id = ANY($2::bigint[]) AND (m.state = 'running') IS TRUE
-          AND m.epoch = ()sql" MESSAGE_ENTRY R"sql( ->> 'epoch')::bigint
+          AND m.epoch = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "epoch") R"sql(::bigint
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, m.owner_node,
                   m.started_at, m.finished_at, m.outcome, m.output,
-                  )sql" MESSAGE_ENTRY R"sql( ->> 'model' AS model,
-                  ()sql" MESSAGE_ENTRY R"sql( ->> 'tokens')::bigint AS tokens),
+                  )sql" ENTRY_TEXT(MESSAGE_ENTRY, "model") R"sql( AS model,
+                  )sql" ENTRY_TEXT(MESSAGE_ENTRY, "tokens") R"sql(::bigint AS tokens),
       audit AS (
         INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                      started_at, finished_at, result, outcome, model, output,
@@ -855,7 +857,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       FROM turing.messages m
       WHERE (SELECT count(*) FROM done) < cardinality($2::bigint[])
         AND (m.state = 'done') IS TRUE AND m.id = ANY($2::bigint[])
-        AND m.epoch = ()sql" MESSAGE_ENTRY R"sql( ->> 'epoch')::bigint)sql",
+        AND m.epoch = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "epoch") R"sql(::bigint)sql",
                                           fences.dump(), ids);
     struct applied_message {
       int64_t item_id, run_id;
@@ -1050,7 +1052,7 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
     // attempt and max_attempts are not updated, so `retry` reads the same in
     // SET (old row) and RETURNING (new row).
     // Each message's entry by key (MESSAGE_ENTRY), not a join.
-#define X(field) "(" MESSAGE_ENTRY " ->> '" field "')"
+#define X(field) ENTRY_TEXT(MESSAGE_ENTRY, field)
 #define RETRIES X("retryable") "::boolean AND m.attempt - m.lost < m.max_attempts"
     auto r = session_->statements.exec(tx,
                                        R"sql(
