@@ -8,6 +8,7 @@
 #include "tests/support/pg_test_cluster.hpp"
 
 #include <caf/test/unit_test.hpp>
+#include <functional>
 #include <map>
 #include <pqxx/pqxx>
 #include <random>
