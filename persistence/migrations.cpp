@@ -448,6 +448,14 @@ ALTER TABLE turing.run_tallies
   ADD COLUMN reopened bigint NOT NULL DEFAULT 0 CHECK (reopened >= 0);
 )sql";
 
+// Retention finds old done messages through their completed attempts
+// (attempts_stage_time_idx, insert-only) instead of an index on messages that
+// every completion added an entry to; it is also one of the indexes whose
+// predicate on `state` keeps a message's updates from being HOT.
+const char* retention_by_attempts = R"sql(
+DROP INDEX IF EXISTS turing.messages_done_idx;
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
@@ -473,6 +481,8 @@ const std::vector<migration>& all_migrations() {
       {17, "nodes.address and nodes.peers: distributed mode's membership", cluster_membership},
       {18, "operator actions: audit log, cancelled runs, purged and retried dead letters",
        operator_actions},
+      {19, "retention through completed attempts; messages_done_idx dropped",
+       retention_by_attempts},
   };
   return list;
 }

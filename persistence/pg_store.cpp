@@ -1553,19 +1553,30 @@ prune_result pg_store::prune_history(millis older_than, int limit) {
     session_->statements.exec(tx, "SELECT set_config('turing.retention', 'on', true)");
     // An item with a dead letter keeps its history until the letter is
     // retried or purged: a retried message is assembled from its parents.
-    // Oldest first, from messages_done_idx. SKIP LOCKED: a row a writer holds
-    // (a late result being recorded) waits for the next pass; a late result
-    // that comes after its message is gone finds nothing to record against.
+    // Oldest first. A done message has exactly one completed attempt, with
+    // the same finished_at: each stage's oldest are read from
+    // attempts_stage_time_idx (the LIMIT after the item filters, so items
+    // still open do not stall the pass), then the oldest of those across
+    // stages. SKIP LOCKED: a row a writer holds (a late result being
+    // recorded) waits for the next pass; a late result that comes after its
+    // message is gone finds nothing to record against.
     auto r = session_->statements.exec(tx, R"sql(
       WITH cutoff AS (SELECT turing.now() - $1::double precision * interval '1 millisecond' AS at),
+      oldest AS (
+        SELECT o.message_id, o.finished_at
+        FROM (SELECT DISTINCT stage FROM turing.stage_tallies) s, cutoff,
+        LATERAL (
+          SELECT a.message_id, a.finished_at FROM turing.attempts a
+          WHERE a.stage = s.stage AND a.result = 'completed' AND a.finished_at < cutoff.at
+            AND EXISTS (SELECT 1 FROM turing.items i WHERE i.id = a.item_id
+                        AND i.finished_at < cutoff.at)
+            AND NOT EXISTS (SELECT 1 FROM turing.messages d WHERE d.item_id = a.item_id
+                            AND d.state = 'dead' AND d.purged_at IS NULL)
+          ORDER BY a.finished_at LIMIT $2) o),
       victims AS (
-        SELECT m.id, m.stage FROM turing.messages m, cutoff
-        WHERE m.state = 'done' AND m.finished_at < cutoff.at
-          AND EXISTS (SELECT 1 FROM turing.items i WHERE i.id = m.item_id
-                      AND i.finished_at < cutoff.at)
-          AND NOT EXISTS (SELECT 1 FROM turing.messages d WHERE d.item_id = m.item_id
-                          AND d.state = 'dead' AND d.purged_at IS NULL)
-        ORDER BY m.finished_at LIMIT $2
+        SELECT m.id, m.stage FROM oldest o JOIN turing.messages m ON m.id = o.message_id
+        WHERE m.state = 'done'
+        ORDER BY o.finished_at, m.id LIMIT $2
         FOR UPDATE OF m SKIP LOCKED),
       gone_attempts AS (
         DELETE FROM turing.attempts a USING victims v WHERE a.message_id = v.id RETURNING a.id),
