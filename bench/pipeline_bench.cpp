@@ -29,6 +29,7 @@
 #include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -39,6 +40,18 @@
 using namespace turing::bench;
 
 namespace {
+
+/// A case that cannot go on. Thrown, not exited on, so that main stops the
+/// embedded cluster it started (std::exit would leave it running).
+struct bench_failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void fail_step(const char* step, const std::string& name, int status,
+                            const fs::path& log) {
+  throw bench_failure(std::string(step) + " of " + name + " failed (exit " +
+                      std::to_string(status) + "); see " + log.string());
+}
 
 struct options {
   int items = 20000;
@@ -215,18 +228,14 @@ chain_result run_chain(const bench_env& env, const std::string& name, int stages
                    "--stage", "s1", "--file", file.string(), "--label", name},
                   env.log);
   if (r.enqueue.status != 0) {
-    std::fprintf(stderr, "pipeline_bench: enqueue of %s failed (exit %d); see %s\n", name.c_str(),
-                 r.enqueue.status, env.log.c_str());
-    std::exit(1);
+    fail_step("enqueue", name, r.enqueue.status, env.log);
   }
   r.run_id = last_run(env.dsn);
   r.run = run(
       {env.turing, "--log-level", "warn", "run", "--config", config.string(), "--until-drained"},
       env.log);
   if (r.run.status != 0) {
-    std::fprintf(stderr, "pipeline_bench: run of %s failed (exit %d); see %s\n", name.c_str(),
-                 r.run.status, env.log.c_str());
-    std::exit(1);
+    fail_step("run", name, r.run.status, env.log);
   }
   r.drain = drain_of_run(env.dsn, r.run_id);
   return r;
@@ -294,9 +303,7 @@ http_case_result run_http_case(const bench_env& env, const std::string& name, ht
                       "--stage", "s1", "--file", file.string(), "--label", name},
                      env.log);
   if (enqueue.status != 0) {
-    std::fprintf(stderr, "pipeline_bench: enqueue of %s failed (exit %d); see %s\n", name.c_str(),
-                 enqueue.status, env.log.c_str());
-    std::exit(1);
+    fail_step("enqueue", name, enqueue.status, env.log);
   }
   auto run_id = last_run(env.dsn);
   {
@@ -338,9 +345,7 @@ http_case_result run_http_case(const bench_env& env, const std::string& name, ht
   if (scraper.joinable())
     scraper.join();
   if (result.status != 0) {
-    std::fprintf(stderr, "pipeline_bench: run of %s failed (exit %d); see %s\n", name.c_str(),
-                 result.status, env.log.c_str());
-    std::exit(1);
+    fail_step("run", name, result.status, env.log);
   }
   return {drain_of_run(env.dsn, run_id).per_second(), scrapes.load(), metrics_ms, status_ms};
 }
@@ -578,9 +583,27 @@ options parse(int argc, char** argv) {
   return o;
 }
 
+/// Stops the embedded cluster a run started and removes it, however the run
+/// ends.
+struct embedded_cluster_guard {
+  fs::path dir;
+  ~embedded_cluster_guard() {
+    if (dir.empty())
+      return;
+    try {
+      turing::persistence::embedded_cluster::stop(dir);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "pipeline_bench: stopping the cluster in %s: %s\n", dir.c_str(),
+                   e.what());
+    }
+    std::error_code ignored;
+    fs::remove_all(dir, ignored);
+  }
+};
+
 } // namespace
 
-int main(int argc, char** argv) {
+int run_bench(int argc, char** argv) {
   bench_env env;
   env.o = parse(argc, argv);
   spdlog::set_level(spdlog::level::warn);
@@ -590,10 +613,12 @@ int main(int argc, char** argv) {
   fs::permissions(env.dir, fs::perms(0755));
   env.log = env.dir / "bench.log";
   bool embedded = env.o.database.empty();
+  embedded_cluster_guard cluster_guard;
   if (embedded) {
     turing::persistence::embedded_cluster_options options;
     options.data_dir = env.dir / "cluster";
     env.dsn = turing::persistence::embedded_cluster::ensure_running(options).connection_string();
+    cluster_guard.dir = options.data_dir;
   } else {
     env.dsn = env.o.database;
   }
@@ -669,9 +694,14 @@ int main(int argc, char** argv) {
                     "");
     }
   }
-  if (embedded) {
-    turing::persistence::embedded_cluster::stop(env.dir / "cluster");
-    fs::remove_all(env.dir / "cluster");
-  }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run_bench(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pipeline_bench: %s\n", e.what());
+    return 1;
+  }
 }
