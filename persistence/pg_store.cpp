@@ -1753,7 +1753,7 @@ namespace {
 /// or ''), after id $4: read through messages_dead_letters_idx, so the cost
 /// follows the dead letters, not the history.
 #define DEAD_LETTERS_WHERE                                                                         \
-  " m.died_at IS NOT NULL AND m.purged_at IS NULL AND ($1::text = '' OR m.stage = $1::text)"            \
+  " m.died_at IS NOT NULL AND m.purged_at IS NULL AND ($1::text = '' OR m.stage = $1::text)"       \
   " AND ($2::bigint = 0 OR m.run_id = $2::bigint)"                                                 \
   " AND ($3::text = '' OR strpos(lower(coalesce(m.last_error, '')), lower($3::text)) > 0)"         \
   " AND m.id > $4::bigint "
