@@ -456,21 +456,6 @@ const char* retention_by_attempts = R"sql(
 DROP INDEX IF EXISTS turing.messages_done_idx;
 )sql";
 
-// Dead letters are found through a column set only when a message dies, not
-// through a predicate on `state`: a column in any index's predicate is an
-// indexed column to PostgreSQL, and a claim or a completion that changes one
-// cannot be a HOT update. The CHECK keeps died_at and state in step.
-const char* died_at = R"sql(
-ALTER TABLE turing.messages ADD COLUMN died_at timestamptz;
-UPDATE turing.messages SET died_at = finished_at WHERE state = 'dead';
-ALTER TABLE turing.messages ADD CONSTRAINT messages_died_when_dead
-  CHECK ((state = 'dead') = (died_at IS NOT NULL));
-DROP INDEX turing.messages_dead_idx;
-DROP INDEX turing.messages_dead_letters_idx;
-CREATE INDEX messages_dead_letters_idx ON turing.messages (stage, id)
-  WHERE died_at IS NOT NULL AND purged_at IS NULL;
-)sql";
-
 } // namespace
 
 const std::vector<migration>& all_migrations() {
@@ -498,7 +483,6 @@ const std::vector<migration>& all_migrations() {
        operator_actions},
       {19, "retention through completed attempts; messages_done_idx dropped",
        retention_by_attempts},
-      {20, "messages.died_at: dead letters indexed without a predicate on state", died_at},
   };
   return list;
 }

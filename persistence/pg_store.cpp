@@ -335,8 +335,6 @@ const char* rescue_sql(bool by_node) {
         available_at = turing.now(),
         finished_at = CASE WHEN m.lost + 1 < e.max_lost THEN NULL
                            ELSE greatest(turing.now(), m.started_at) END,
-        died_at = CASE WHEN m.lost + 1 < e.max_lost THEN NULL
-                       ELSE greatest(turing.now(), m.started_at) END,
         last_error = CASE WHEN m.lost + 1 < e.max_lost THEN e.reason
                           ELSE 'lost ' || (m.lost + 1) || ' times with its node (max_lost_attempts '
                                || e.max_lost || '), not failed; the last: ' || e.reason END
@@ -1069,8 +1067,6 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
                               ELSE m.available_at END,
           finished_at = CASE WHEN )sql" RETRIES R"sql( THEN NULL
                              ELSE greatest(turing.now(), m.started_at) END,
-          died_at = CASE WHEN )sql" RETRIES R"sql( THEN NULL
-                         ELSE greatest(turing.now(), m.started_at) END,
           last_error = )sql" X("error") R"sql(
         WHERE m.id = ANY($2::bigint[]) AND (m.state = 'running') IS TRUE
           AND m.epoch = )sql" X("epoch") R"sql(::bigint
@@ -1294,8 +1290,8 @@ void pg_store::report_node(const node_report& report) {
 std::map<std::string, int64_t> pg_store::dead_from_lost_leases() {
   return in_transaction("dead_from_lost_leases", [&](pqxx::work& tx) {
     std::map<std::string, int64_t> out;
-    for (const auto& row : tx.exec("SELECT stage, count(*) FROM turing.messages WHERE died_at "
-                                   "IS NOT NULL AND purged_at IS NULL "
+    for (const auto& row : tx.exec("SELECT stage, count(*) FROM turing.messages WHERE state = "
+                                   "'dead' AND purged_at IS NULL "
                                    "AND last_error LIKE 'lost % times with its node%' "
                                    "GROUP BY stage"))
       out[row[0].as<std::string>()] = row[1].as<int64_t>();
@@ -1444,7 +1440,7 @@ std::vector<stage_counts> pg_store::live_counts() {
       SELECT stage, 0, 0, count(*), 0 FROM turing.messages WHERE state = 'running' GROUP BY stage
       UNION ALL
       SELECT stage, 0, 0, 0, count(*) FROM turing.messages
-      WHERE died_at IS NOT NULL AND purged_at IS NULL GROUP BY stage)sql");
+      WHERE state = 'dead' AND purged_at IS NULL GROUP BY stage)sql");
     std::map<std::string, stage_counts> by_stage;
     for (const auto& row : r) {
       auto& c = by_stage[row[0].as<std::string>()];
@@ -1753,7 +1749,7 @@ namespace {
 /// or ''), after id $4: read through messages_dead_letters_idx, so the cost
 /// follows the dead letters, not the history.
 #define DEAD_LETTERS_WHERE                                                                         \
-  " m.died_at IS NOT NULL AND m.purged_at IS NULL AND ($1::text = '' OR m.stage = $1::text)"       \
+  " m.state = 'dead' AND m.purged_at IS NULL AND ($1::text = '' OR m.stage = $1::text)"            \
   " AND ($2::bigint = 0 OR m.run_id = $2::bigint)"                                                 \
   " AND ($3::text = '' OR strpos(lower(coalesce(m.last_error, '')), lower($3::text)) > 0)"         \
   " AND m.id > $4::bigint "
@@ -1873,7 +1869,7 @@ operator_result pg_store::retry_dead(const dead_filter& filter, const std::strin
         WITH retried AS (
           UPDATE turing.messages m SET state = 'ready', attempt = 0, lost = 0,
             epoch = m.epoch + 1, owner_node = NULL, lease_expires_at = NULL,
-            available_at = turing.now(), finished_at = NULL, died_at = NULL
+            available_at = turing.now(), finished_at = NULL
           WHERE m.id = ANY($1::bigint[]) AND m.run_id = ANY($2::bigint[])
             AND (m.state = 'dead') IS TRUE AND m.purged_at IS NULL
           RETURNING m.id, m.item_id, m.stage),
@@ -2007,7 +2003,6 @@ operator_result pg_store::cancel_run(int64_t run_id, const std::string& by) {
             UPDATE turing.messages m SET state = 'dead',
               epoch = CASE WHEN live.running THEN m.epoch + 1 ELSE m.epoch END,
               lease_expires_at = NULL, finished_at = greatest(turing.now(), m.started_at),
-              died_at = greatest(turing.now(), m.started_at),
               last_error = 'run cancelled by ' || $2::text
             FROM live WHERE m.id = live.id
             RETURNING m.id, m.item_id, m.stage),
