@@ -2,6 +2,7 @@
 #include "http/ops_server.hpp"
 
 #include "http/dashboard_assets.hpp"
+#include "http/read_failure_log.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -76,7 +77,10 @@ void ops_server::stop() {
 }
 
 void ops_server::add_routes() {
-  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  auto progress_reads =
+      std::make_shared<read_failure_log>("http: /metrics: node " + o_.node + ": run progress");
+  auto status_reads = std::make_shared<read_failure_log>("http: /api/status: node " + o_.node);
+  server_->Get("/metrics", [this, progress_reads](const httplib::Request&, httplib::Response& res) {
     // Run progress comes from the run tallies (one small query, at most once
     // per couple of seconds); everything else is read from the atomics.
     if (o_.status && o_.metrics) {
@@ -86,8 +90,9 @@ void ops_server::add_routes() {
           o_.metrics->run_items_done(id).set(static_cast<double>(r.items_total - r.pending));
           o_.metrics->run_items_total(id).set(static_cast<double>(r.items_total));
         }
+        progress_reads->succeeded();
       } catch (const std::exception& e) {
-        spdlog::warn("http: /metrics: node {}: could not read run progress: {}", o_.node, e.what());
+        progress_reads->failed(e.what());
       }
     }
     auto body = o_.metrics ? o_.metrics->owner().exposition() : std::string{};
@@ -112,26 +117,28 @@ void ops_server::add_routes() {
     res.set_content(text + "\n", "text/plain");
   });
 
-  server_->Get("/api/status", [this](const httplib::Request&, httplib::Response& res) {
-    try {
-      auto status = o_.status->get();
-      auto doc = *status; // this_node is live, the rest cached
-      auto failed = nlohmann::json::object();
-      if (o_.health)
-        for (const auto& [stage, reason] : o_.health->failed_stages())
-          failed[stage] = reason;
-      doc["this_node"] = {
-          {"name", o_.node}, {"up", o_.health && o_.health->up()}, {"failed_stages", failed}};
-      res.set_header("Cache-Control", "no-store");
-      res.set_content(doc.dump(), "application/json");
-    } catch (const std::exception& e) {
-      spdlog::warn("http: /api/status: node {}: could not read the status: {}", o_.node, e.what());
-      res.status = 503;
-      res.set_content(
-          nlohmann::json{{"error", e.what()}, {"this_node", {{"name", o_.node}}}}.dump(),
-          "application/json");
-    }
-  });
+  server_->Get(
+      "/api/status", [this, status_reads](const httplib::Request&, httplib::Response& res) {
+        try {
+          auto status = o_.status->get();
+          status_reads->succeeded();
+          auto doc = *status; // this_node is live, the rest cached
+          auto failed = nlohmann::json::object();
+          if (o_.health)
+            for (const auto& [stage, reason] : o_.health->failed_stages())
+              failed[stage] = reason;
+          doc["this_node"] = {
+              {"name", o_.node}, {"up", o_.health && o_.health->up()}, {"failed_stages", failed}};
+          res.set_header("Cache-Control", "no-store");
+          res.set_content(doc.dump(), "application/json");
+        } catch (const std::exception& e) {
+          status_reads->failed(e.what());
+          res.status = 503;
+          res.set_content(
+              nlohmann::json{{"error", e.what()}, {"this_node", {{"name", o_.node}}}}.dump(),
+              "application/json");
+        }
+      });
 
   auto asset = [this](const char* path, const char* type, const char* body) {
     server_->Get(path, [type, body](const httplib::Request&, httplib::Response& res) {
