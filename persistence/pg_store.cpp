@@ -492,6 +492,15 @@ pqxx::connection& pg_store::session::get(const std::string& connection_string_) 
   statements.clear();
   try {
     connection = std::make_unique<pqxx::connection>(connection_string_);
+    // Every statement here is prepared once and run thousands of times with
+    // batches of any size. With `auto`, PostgreSQL keeps planning the
+    // completion, its row locks and the items update afresh at every call
+    // (a generic plan for an array of unknown length looks dearer than a
+    // custom plan for one id): 0.5, 0.17 and 0.34 ms of planning per call
+    // against 0.34, 0.07 and 0.34 ms of execution at low load
+    // (pg_stat_statements, track_planning). Their generic plans are the same
+    // index scans.
+    connection->set_variable("plan_cache_mode", "force_generic_plan");
   } catch (const std::exception& e) {
     connection.reset();
     std::string why = e.what();
