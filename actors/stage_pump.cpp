@@ -28,6 +28,7 @@
 #include <random>
 #include <set>
 #include <spdlog/spdlog.h>
+#include <utility>
 
 namespace turing::actors {
 
@@ -179,6 +180,7 @@ private:
   result_queue<completion> completions_;
   result_queue<failure> failures_;
   bool claiming_ = false;
+  bool claim_again_ = false; ///< woken while claiming: claim again when it returns
   bool write_error_reported_ = false;
   bool claim_error_reported_ = false;
   bool draining_ = false;
@@ -221,12 +223,20 @@ void stage_pump::try_claim() {
   // Results waiting to become durable bound the claims too: a database
   // that refuses writes stops claiming instead of piling results up.
   auto max_unwritten = 2 * static_cast<size_t>(std::max(stage_->concurrency, runtime_.claim_batch));
-  if (draining_ || claiming_ || free <= 0 || unwritten() >= max_unwritten)
+  if (claiming_) {
+    // The claim in flight may have taken its snapshot before the commit this
+    // wake tells of: claim once more when it returns, or that message waits
+    // for the poll timer.
+    claim_again_ = true;
+    return;
+  }
+  if (draining_ || free <= 0 || unwritten() >= max_unwritten)
     return;
   auto store = o_.dir->get("store");
   if (!store)
     return;
   claiming_ = true;
+  claim_again_ = false;
   int limit = std::min(free, runtime_.claim_batch);
   request(store, store_timeout,
           claim_request{o_.stage, o_.node, limit, runtime_.lease_ttl,
@@ -237,12 +247,15 @@ void stage_pump::try_claim() {
 
 void stage_pump::on_claimed(std::vector<claimed_message>& jobs, int limit) {
   claiming_ = false;
+  bool woken_meanwhile = std::exchange(claim_again_, false);
   if (claim_error_reported_) {
     spdlog::info("stage {}: claiming works again", o_.stage);
     claim_error_reported_ = false;
   }
   if (jobs.empty()) {
     check_drained();
+    if (woken_meanwhile)
+      try_claim();
     return;
   }
   metrics_.claimed->inc(jobs.size());
@@ -266,12 +279,13 @@ void stage_pump::on_claimed(std::vector<claimed_message>& jobs, int limit) {
   }
   for (auto& j : jobs)
     dispatch(std::move(j)); // the reply is ours alone: moved, not copied
-  if (static_cast<int>(jobs.size()) == limit)
+  if (static_cast<int>(jobs.size()) == limit || woken_meanwhile)
     try_claim();
 }
 
 void stage_pump::on_claim_failed(const caf::error& e) {
   claiming_ = false;
+  claim_again_ = false; // the poll timer retries: no tight loop against a failing store
   if (!claim_error_reported_) {
     auto level = persistence::secondhand_level(o_.outage);
     spdlog::log(level, "stage {}: claim failed ({}); retrying every {}", o_.stage,
