@@ -13,7 +13,6 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
-#include <map>
 #include <pqxx/pqxx>
 #include <unistd.h>
 
@@ -38,12 +37,6 @@ int postmaster_pid(const fs::path& cluster_dir) {
   return pid;
 }
 
-/// The postmaster's command line as postmaster.opts had it before a stop.
-std::string& saved_options(const fs::path& data_dir) {
-  static std::map<fs::path, std::string> by_dir;
-  return by_dir[data_dir];
-}
-
 /// pg_ctl `action` (restart, stop or start; -m fast) on the test cluster, as
 /// the postgres user under root; `round` names its log file.
 int pg_ctl_cluster(const temp_dir& dir, const fs::path& data_dir, const std::string& action,
@@ -63,16 +56,13 @@ int pg_ctl_cluster(const temp_dir& dir, const fs::path& data_dir, const std::str
                                 (data_dir / "postgres.log").string()};
   if (geteuid() == 0)
     argv.insert(argv.begin(), {"/usr/sbin/runuser", "-u", "postgres", "--"});
-  if (action == "stop") {
-    argv.erase(argv.end() - 2, argv.end()); // no -l: stop writes no server log
-    // start knows nothing of the options the cluster was started with
-    // (socket directory, no TCP): restart reads them from postmaster.opts,
-    // kept here for start.
-    std::ifstream opts{data_dir / "postgres" / "postmaster.opts"};
-    std::getline(opts, saved_options(data_dir));
-  }
   if (action == "start") {
-    auto line = saved_options(data_dir);
+    // start knows nothing of the options the cluster was started with
+    // (socket directory, no TCP); restart reads them from postmaster.opts,
+    // which a stop leaves in place: the same line, after the program's path.
+    std::string line;
+    std::ifstream opts{data_dir / "postgres" / "postmaster.opts"};
+    std::getline(opts, line);
     auto first_arg = line.find(" \"");
     if (first_arg != std::string::npos)
       argv.insert(argv.end(), {"-o", line.substr(first_arg + 1)});
