@@ -210,7 +210,11 @@ int run_command(const run_options& options) {
   node_opts.builtins = builtins;
   node_opts.node = node;
   auto dsn = db.connection_string;
-  node_opts.make_store = [dsn] { return std::make_unique<persistence::pg_store>(dsn); };
+  node_opts.make_store = [dsn] {
+    auto store = std::make_unique<persistence::pg_store>(dsn);
+    store->warm_up_connections();
+    return store;
+  };
   node_opts.store_workers = 4;
   node_opts.listen_connection_string = dsn;
   node_opts.observer = monitor;

@@ -2,6 +2,7 @@
 // over a JSON batch, fenced by (id, epoch), audited in turing.attempts.
 #include "persistence/pg_store.hpp"
 
+#include "persistence/detail/hot_statements.hpp"
 #include "persistence/detail/item_effects.hpp"
 #include "persistence/detail/refusals.hpp"
 #include "persistence/json_parse.hpp"
@@ -26,29 +27,6 @@ namespace turing::persistence {
 // entries between vacuums (a 191-row completion took 42 ms instead of 2).
 
 namespace {
-
-// SQL fragments converting between timestamptz and integer microseconds
-// since the epoch, exactly (a double would lose the last digit).
-#define TS_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
-
-// A payload whose stored size is at most this is copied into the message
-// that receives it; a larger one is not stored again but assembled when the
-// message is claimed (turing.message_payload, migration 14). Below the TOAST
-// threshold a copy costs less than the lookups that would replace it.
-#define STORED_INLINE(size) "(" size " <= 2000)"
-
-// A batch of results reaches SQL as one JSON object keyed by message (or
-// item) id, and each row updated looks its entry up by key: no join. Joined
-// as a jsonb_to_recordset to the rows (found by id = ANY), the batch was
-// planned as a nested loop rescanning it per row, O(n²): 25 ms for a
-// completion of 192 rows, 3 ms for 64. A message's entry holds the epoch
-// that fences it.
-#define MESSAGE_ENTRY "($1::jsonb -> m.id::text)"
-#define ITEM_ENTRY "($1::jsonb -> i.id::text)"
-// A field of an entry as text (cast it as needed); a jsonb field, where a
-// JSON null reads as SQL NULL, as jsonb_to_recordset read it.
-#define ENTRY_TEXT(entry, field) "(" entry " ->> '" field "')"
-#define JSONB_FIELD(entry, field) "nullif(" entry " -> '" field "', 'null'::jsonb)"
 
 time_point from_us(int64_t us) {
   return time_point{std::chrono::microseconds{us}};
@@ -157,7 +135,7 @@ json fences_json(const std::vector<lease>& leases) {
 class statement_cache {
 public:
   template <class... Args>
-  pqxx::result exec(pqxx::work& tx, const std::string& sql, Args&&... args) {
+  pqxx::result exec(pqxx::transaction_base& tx, const std::string& sql, Args&&... args) {
     auto it = names_.find(sql);
     if (it == names_.end()) {
       auto name = "turing_" + std::to_string(names_.size());
@@ -229,29 +207,7 @@ void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_
     lock_in_order(sc, tx, "items", ids);
   }
   // Each item's entry by key (ITEM_ENTRY), not a join: see MESSAGE_ENTRY.
-#define D(field) ENTRY_TEXT(ITEM_ENTRY, field)
-  auto finished = sc.exec(tx, R"sql(
-    UPDATE turing.items i SET
-      open_branches = i.open_branches + )sql" D("delta") R"sql(::integer,
-      sink = CASE WHEN )sql" D("dead") R"sql(::boolean THEN 'dead' WHEN i.sink = 'dead' THEN i.sink
-                  ELSE coalesce()sql" D("sink") R"sql(, i.sink) END,
-      result = CASE WHEN )sql" D("dead") R"sql(::boolean OR i.sink = 'dead' THEN i.result
-                    WHEN )sql" D("result_of") R"sql( IS NOT NULL
-                      -- OFFSET 0 keeps p's columns plain, so next_payload
-                      -- is inlined; given the coalesce as its argument it
-                      -- would be called as a SQL function per item.
-                      THEN (SELECT turing.next_payload(p.payload, p.output)
-                            FROM (SELECT coalesce(m.payload, turing.message_payload(m.id))
-                                           AS payload, m.output
-                                  FROM turing.messages m
-                                  WHERE m.id = )sql" D("result_of") R"sql(::bigint OFFSET 0) p)
-                    ELSE coalesce()sql" JSONB_FIELD(ITEM_ENTRY, "result") R"sql(, i.result) END,
-      finished_at = CASE WHEN i.open_branches + )sql" D("delta") R"sql(::integer = 0
-                         THEN greatest(turing.now(), i.created_at) END
-    WHERE i.id = ANY($2::bigint[]) AND i.finished_at IS NULL
-    RETURNING i.run_id, i.open_branches = 0 AS finished, i.sink, )sql" TS_US("i.finished_at"),
-                          rows.dump(), ids);
-#undef D
+  auto finished = sc.exec(tx, detail::items_update_sql, rows.dump(), ids);
   struct tally {
     int64_t finished = 0;
     int64_t last_us = 0;
@@ -432,9 +388,39 @@ attempt_record read_attempt(const pqxx::row& row) {
 
 // -- connection and transactions ----------------------------------------------
 
+namespace {
+
+/// Prepares and plans the hot path's statements on a new connection: each runs
+/// once with arguments that match no row, in a transaction rolled back.
+/// Without it, a connection's first completion paid about 13 ms to parse and
+/// plan its two statements and fill the backend's catalog caches (PREPARE and
+/// first EXECUTE in psql, against 0.4 and 0.2 ms for the next EXECUTE): with
+/// four fresh connections at a node's start, the top of the low-load
+/// handoff's p99. A schema not made yet is no error here: the statements are
+/// then prepared at their first use, as before.
+void warm_up_hot_path(pqxx::connection& c, statement_cache& sc) {
+  try {
+    pqxx::work tx{c, "warm_up"};
+    sc.exec(tx, detail::claim_sql, "", "", 0, 0.0, int64_t{0}); // LIMIT 0: claims nothing
+    sc.exec(tx, detail::complete_sql, "{}", "{}");
+    sc.exec(tx, detail::handoff_sql, "[]", ready_channel);
+    sc.exec(tx, detail::items_update_sql, "{}", "{}");
+    lock_in_order(sc, tx, "messages", "{}");
+    lock_in_order(sc, tx, "items", "{}");
+    tx.abort();
+  } catch (const std::exception& e) {
+    spdlog::debug("store: warming up a new connection failed ({}); its statements are "
+                  "prepared at first use",
+                  e.what());
+  }
+}
+
+} // namespace
+
 struct pg_store::session {
   std::unique_ptr<pqxx::connection> connection;
   statement_cache statements;
+  bool warm_up = false; ///< prepare and plan the hot path on every new connection
 
   /// The open connection, opened now if there is none or it broke.
   pqxx::connection& get(const std::string& connection_string);
@@ -449,6 +435,10 @@ pg_store::pg_store(std::string connection_string, clock_function clock)
       session_(std::make_unique<session>()) {}
 
 pg_store::~pg_store() = default;
+
+void pg_store::warm_up_connections() {
+  session_->warm_up = true;
+}
 
 std::string describe_connection(const std::string& cs) {
   // libpq parses both forms (key=value and postgresql:// URLs, quoting and
@@ -501,6 +491,8 @@ pqxx::connection& pg_store::session::get(const std::string& connection_string_) 
     // (pg_stat_statements, track_planning). Their generic plans are the same
     // index scans.
     connection->set_variable("plan_cache_mode", "force_generic_plan");
+    if (warm_up)
+      warm_up_hot_path(*connection, statements);
   } catch (const std::exception& e) {
     connection.reset();
     std::string why = e.what();
@@ -517,10 +509,20 @@ pqxx::connection& pg_store::session::get(const std::string& connection_string_) 
 }
 
 template <class F> auto pg_store::in_transaction(const char* what, F&& body) {
+  return run_in<pqxx::work>(what, std::forward<F>(body));
+}
+
+template <class F> auto pg_store::in_one_statement(const char* what, F&& body) {
+  if (clock_)
+    return run_in<pqxx::work>(what, std::forward<F>(body));
+  return run_in<pqxx::nontransaction>(what, std::forward<F>(body));
+}
+
+template <class Tx, class F> auto pg_store::run_in(const char* what, F&& body) {
   constexpr int max_tries = 8;
   for (int attempt = 1;; ++attempt) {
     try {
-      pqxx::work tx{session_->get(connection_string_), what};
+      Tx tx{session_->get(connection_string_), what};
       // Transaction-local, so it ends with this transaction (commit or not)
       // and a connection never carries one operation's time into the next.
       if (clock_)
@@ -736,38 +738,14 @@ enqueue_result pg_store::enqueue_all(const enqueue_request& request, item_source
 std::vector<claimed_message> pg_store::claim(const claim_request& request) {
   if (request.limit < 1)
     throw store_error(store_errc::invalid_argument, "claim: limit must be >= 1");
-  return in_transaction("claim", [&](pqxx::work& tx) {
-    auto r = session_->statements.exec(tx, R"sql(
-      WITH candidates AS (
-        SELECT id, available_at,
-               -- A payload stored once is counted at its item's input size.
-               coalesce(pg_column_size(payload),
-                        (SELECT pg_column_size(i.payload) FROM turing.items i
-                         WHERE i.id = item_id)) AS bytes
-        FROM turing.messages
-        WHERE stage = $1 AND state = 'ready' AND available_at <= turing.now()
-        ORDER BY available_at, id
-        LIMIT $3
-        FOR NO KEY UPDATE SKIP LOCKED),
-      -- The byte budget ($5, 0 for none): taken in order while the total
-      -- stays within it, the first always. pg_column_size is the stored
-      -- (compressed) size: no detoasting.
-      picked AS (
-        SELECT id FROM (SELECT id, sum(bytes) OVER (ORDER BY available_at, id) AS total,
-                               sum(bytes) OVER (ORDER BY available_at, id) - bytes AS before
-                        FROM candidates) c
-        WHERE $5::bigint <= 0 OR before = 0 OR total <= $5::bigint)
-      UPDATE turing.messages m SET
-        state = 'running', attempt = m.attempt + 1, epoch = m.epoch + 1, owner_node = $2,
-        started_at = turing.now(), heartbeat_at = turing.now(),
-        lease_expires_at = turing.now() + $4::double precision * interval '1 millisecond'
-      FROM picked WHERE m.id = picked.id
-      RETURNING m.id, m.item_id, m.run_id,
-                coalesce(m.payload, turing.message_payload(m.id))::text, m.attempt, m.max_attempts, m.epoch,
-                )sql" TS_US("m.started_at") R"sql(, m.lost)sql",
-                                       request.stage, request.node, request.limit,
-                                       static_cast<double>(request.lease_ttl.count()),
-                                       request.max_bytes);
+  // Autocommit: the claim is one statement, so BEGIN and COMMIT would only
+  // add two round trips to every claim (each handoff at low load has one).
+  // A connection lost during it leaves its outcome unknown, as a COMMIT
+  // lost did before: what it may have claimed returns when the lease expires.
+  return in_one_statement("claim", [&](pqxx::transaction_base& tx) {
+    auto r = session_->statements.exec(
+        tx, detail::claim_sql, request.stage, request.node, request.limit,
+        static_cast<double>(request.lease_ttl.count()), request.max_bytes);
     std::vector<claimed_message> out;
     out.reserve(r.size());
     for (const auto& row : r) {
@@ -832,42 +810,23 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
                 {"tokens", c.tokens >= 0 ? json(c.tokens) : json()}};
   });
   auto ids = id_array(batch, [](const completion& c) { return c.fence.message_id; });
+  // One message is its own order, and the UPDATE below locks it: the lock
+  // statement is a round trip saved on every handoff at low load.
+  const bool one_message = batch.size() == 1;
   return in_transaction("complete", [&](pqxx::work& tx) {
-    lock_in_order(session_->statements, tx, "messages", ids);
-    auto done = session_->statements.exec(tx, R"sql(
-      WITH done AS (
-        UPDATE turing.messages m SET state = 'done', lease_expires_at = NULL,
-          finished_at = greatest(turing.now(), m.started_at),
-          outcome = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "outcome") R"sql(,
-          output = )sql" JSONB_FIELD(MESSAGE_ENTRY, "output") R"sql(
-        WHERE m.id = ANY($2::bigint[]) AND (m.state = 'running') IS TRUE
-          AND m.epoch = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "epoch") R"sql(::bigint
-        RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, m.owner_node,
-                  m.started_at, m.finished_at, m.outcome, m.output,
-                  )sql" ENTRY_TEXT(MESSAGE_ENTRY, "model") R"sql( AS model,
-                  )sql" ENTRY_TEXT(MESSAGE_ENTRY, "tokens") R"sql(::bigint AS tokens),
-      audit AS (
-        INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
-                                     started_at, finished_at, result, outcome, model, output,
-                                     tokens)
-        SELECT id, item_id, run_id, stage, attempt, epoch, owner_node, started_at, finished_at,
-               'completed', outcome, model, output, tokens FROM done),
-      tally AS (
-        INSERT INTO turing.stage_tallies AS t (stage, backend, done)
-        SELECT stage, pg_backend_pid(), count(*) FROM done GROUP BY stage
-        ON CONFLICT (stage, backend) DO UPDATE SET done = t.done + EXCLUDED.done)
-      SELECT id, epoch, item_id, run_id, stage, true FROM done
-      UNION ALL
-      -- Done under this very epoch before this statement: an earlier try of
-      -- this write committed although its caller was told it failed. Looked
-      -- for only when some entry was not applied now (a one-time filter: the
-      -- usual batch, all applied, does not probe its rows twice).
-      SELECT m.id, m.epoch, m.item_id, m.run_id, m.stage, false
-      FROM turing.messages m
-      WHERE (SELECT count(*) FROM done) < cardinality($2::bigint[])
-        AND (m.state = 'done') IS TRUE AND m.id = ANY($2::bigint[])
-        AND m.epoch = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "epoch") R"sql(::bigint)sql",
-                                          fences.dump(), ids);
+    if (!one_message)
+      lock_in_order(session_->statements, tx, "messages", ids);
+    auto mark_done = [&] {
+      return session_->statements.exec(tx, detail::complete_sql, fences.dump(), ids);
+    };
+    auto done = mark_done();
+    // Without the lock statement, the UPDATE may have waited for the row
+    // behind an earlier try of this write that was committing, and skipped
+    // it; its snapshot predates that commit, so the probe for "done under
+    // this epoch" missed it too. A second statement sees the commit. Only
+    // a result that was not applied (a late one, mostly) pays for it.
+    if (one_message && done.empty())
+      done = mark_done();
     struct applied_message {
       int64_t item_id, run_id;
       std::string stage;
@@ -1004,34 +963,7 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
     // The next stages are told in the same statement (one round trip less
     // per handoff): exactly the stages that got a message here.
     if (!new_messages.empty())
-      session_->statements.exec(
-          tx,
-          R"sql(
-        WITH ins AS (
-        INSERT INTO turing.messages (run_id, item_id, parent_id, stage, payload, max_attempts,
-                                     available_at, created_at)
-        SELECT x.run_id, x.item_id, x.parent_id, x.stage,
-               -- Scalar subqueries: always one index probe per row (a join
-               -- may be planned as a hash join over the whole table).
-               -- A payload too large to copy is left NULL: assembled when
-               -- claimed from its parent (or its join's row).
-               CASE WHEN x.derived_from IS NOT NULL
-                      THEN (SELECT CASE WHEN )sql" STORED_INLINE(
-              "pg_column_size(m.payload) + coalesce(pg_column_size(m.output), 0)")
-              R"sql( THEN turing.next_payload(m.payload, m.output) END
-                            FROM turing.messages m WHERE m.id = x.derived_from)
-                    WHEN x.from_join THEN (SELECT CASE WHEN j.arrived_from = '{}'::jsonb
-                                                       THEN j.inputs END
-                                           FROM turing.joins j
-                                           WHERE j.item_id = x.item_id AND j.stage = x.stage)
-                    ELSE x.payload END,
-               x.max_attempts, turing.now(), turing.now()
-        FROM jsonb_to_recordset($1::jsonb)
-          AS x(run_id bigint, item_id bigint, parent_id bigint, stage text, payload jsonb,
-               derived_from bigint, from_join boolean, max_attempts integer)
-        RETURNING stage)
-        SELECT pg_notify($2, s.stage) FROM (SELECT DISTINCT stage FROM ins) s)sql",
-          new_messages.dump(), ready_channel);
+      session_->statements.exec(tx, detail::handoff_sql, new_messages.dump(), ready_channel);
     apply_item_effects(session_->statements, tx, effects);
     record_late(session_->statements, tx, late);
     return results;

@@ -34,6 +34,11 @@ public:
   explicit pg_store(std::string connection_string, clock_function clock = {});
   ~pg_store() override;
 
+  /// Prepares and plans the hot path's statements (claim, completion,
+  /// handoff, item update) on every connection this store opens, before its
+  /// first use: for a node's pumps, whose first messages would pay for it.
+  void warm_up_connections();
+
   /// Opens the connection now; throws store_error(unavailable) naming the
   /// server if it cannot.
   void connect();
@@ -113,7 +118,12 @@ public:
 private:
   struct session; // the libpqxx connection, kept out of this header
 
+  /// Runs body in a transaction, retried when PostgreSQL rolls it back.
   template <class F> auto in_transaction(const char* what, F&& body);
+  /// Runs body, one statement, in autocommit: no BEGIN and COMMIT round
+  /// trips. A transaction while a clock is set (its time is transaction-local).
+  template <class F> auto in_one_statement(const char* what, F&& body);
+  template <class Tx, class F> auto run_in(const char* what, F&& body);
 
   std::string connection_string_;
   clock_function clock_;

@@ -31,6 +31,25 @@ struct fixture {
       r.items.push_back({std::nullopt, json{{"n", i}}});
     return s.enqueue(r).run_id;
   }
+  /// The completion of `m` by `node`: outcome "passed", to the sink "committed".
+  static completion passed_to_sink(const claimed_message& m, const std::string& node) {
+    completion c;
+    c.fence = m.fencing();
+    c.node = node;
+    c.started_at = m.started_at;
+    c.outcome = "passed";
+    c.deliveries.push_back({delivery::kind::sink, "committed", json::object(), 1, {}});
+    return c;
+  }
+  /// The store error counts() fails with (internal if it does not fail).
+  static store_errc counts_error(pg_store& s) {
+    try {
+      s.counts();
+    } catch (const store_error& e) {
+      return e.code();
+    }
+    return store_errc::internal;
+  }
   /// Runs a statement expected to be refused; returns the error text.
   std::string refused(const std::string& sql) {
     pqxx::connection c{dsn};
@@ -69,13 +88,7 @@ CAF_TEST(concurrent_claimers_never_claim_a_message_twice) {
           std::vector<completion> done;
           for (const auto& m : batch) {
             claimed[t].push_back(m.id);
-            completion c;
-            c.fence = m.fencing();
-            c.node = node;
-            c.started_at = m.started_at;
-            c.outcome = "passed";
-            c.deliveries.push_back({delivery::kind::sink, "committed", json::object(), 1, {}});
-            done.push_back(std::move(c));
+            done.push_back(passed_to_sink(m, node));
           }
           for (auto r : s.complete(done))
             if (r != fence_result::applied)
@@ -297,25 +310,36 @@ CAF_TEST(an_unreachable_database_is_reported_as_unavailable_naming_the_server) {
 CAF_TEST(operations_before_migration_report_a_missing_schema) {
   auto bare = pg_test_cluster::instance().fresh_database();
   pg_store s{bare};
-  store_errc code = store_errc::internal;
-  try {
-    s.counts();
-  } catch (const store_error& e) {
-    code = e.code();
+  CAF_CHECK(counts_error(s) == store_errc::schema);
+}
+
+CAF_TEST(a_warmed_up_connection_claims_nothing_and_survives_a_schema_made_after_it) {
+  // A node's store prepares its hot statements when it connects, running
+  // each once on no row. Before migrations that fails quietly; the
+  // statements are then prepared at first use, once the schema exists.
+  auto bare = pg_test_cluster::instance().fresh_database();
+  pg_store early{bare};
+  early.warm_up_connections();
+  CAF_CHECK(counts_error(early) == store_errc::schema);
+  {
+    pqxx::connection c{bare};
+    migrate(c);
   }
-  CAF_CHECK(code == store_errc::schema);
+  enqueue_n(early, "alma", 2);
+  // A second store warms up against the schema: nothing is claimed by it.
+  pg_store warm{bare};
+  warm.warm_up_connections();
+  warm.connect();
+  CAF_CHECK_EQUAL(warm.counts().at(0).ready, 2);
+  CAF_CHECK_EQUAL(early.claim({"alma", "n", 5, 30s}).size(), 2u);
+  CAF_CHECK(early.check_invariants().empty());
 }
 
 CAF_TEST(the_invariant_check_catches_a_corrupted_database) {
   pg_store s{dsn};
   auto run_id = enqueue_n(s, "alma", 2);
   auto m = s.claim({"alma", "n", 1, 30s}).at(0);
-  completion c;
-  c.fence = m.fencing();
-  c.node = "n";
-  c.started_at = m.started_at;
-  c.outcome = "passed";
-  c.deliveries.push_back({delivery::kind::sink, "committed", json::object(), 1, {}});
+  auto c = passed_to_sink(m, "n");
   s.complete({c});
   CAF_CHECK(s.check_invariants().empty());
   // What a buggy writer could do that no constraint forbids: a run's tally
@@ -431,12 +455,7 @@ CAF_TEST(finishing_an_item_never_waits_on_its_run_or_on_other_finishing_items) {
                      run_id);
   pg_store s{dsn + " options='-c lock_timeout=2000'"};
   auto m = s.claim({"alma", "n", 1, 30s}).at(0);
-  completion c;
-  c.fence = m.fencing();
-  c.node = "n";
-  c.started_at = m.started_at;
-  c.outcome = "passed";
-  c.deliveries.push_back({delivery::kind::sink, "committed", json::object(), 1, {}});
+  auto c = passed_to_sink(m, "n");
   std::vector<fence_result> r;
   try {
     r = s.complete({c});
@@ -636,6 +655,58 @@ CAF_TEST(items_of_megabytes_stream_between_small_ones_in_file_order_with_their_k
     CAF_CHECK_EQUAL(rows[i][2].is_null() ? 0 : rows[i][2].as<int>(),
                     i % 2 == 1 ? static_cast<int>(big.size()) : 0);
   }
+}
+
+CAF_TEST(a_completion_sent_again_while_its_first_try_commits_is_answered_applied_not_late) {
+  // After "outcome unknown" the pump sends a batch again, and its first try
+  // may still be committing. Another transaction plays that first try of a
+  // one-message completion: it marks the message done under the same epoch
+  // and holds the row until the retry waits for it, then commits. The retry
+  // must answer "applied" and record no late result: a one-message
+  // completion takes no row lock of its own before its UPDATE, whose
+  // snapshot predates that commit.
+  pg_store s{dsn};
+  auto run_id = enqueue_n(s, "alma", 1);
+  auto m = s.claim({"alma", "n", 1, 30s}).at(0);
+  pqxx::connection other{dsn};
+  pqxx::work first_try{other};
+  first_try.exec_params("UPDATE turing.messages SET state = 'done', lease_expires_at = NULL, "
+                        "finished_at = now(), outcome = 'passed' WHERE id = $1 AND epoch = $2",
+                        m.id, m.epoch);
+  auto c = passed_to_sink(m, "n");
+  std::vector<fence_result> results;
+  std::string error;
+  std::thread retry([&] {
+    try {
+      results = s.complete({c});
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  // The retry is waiting for the row once a backend of this database waits
+  // on a lock.
+  pqxx::connection watcher{dsn};
+  auto give_up = std::chrono::steady_clock::now() + 30s;
+  for (;;) {
+    pqxx::nontransaction q{watcher};
+    if (q.exec1("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'")[0]
+            .as<int>() > 0)
+      break;
+    if (std::chrono::steady_clock::now() > give_up) {
+      first_try.abort();
+      retry.join();
+      CAF_FAIL("the retry never waited for the row its first try holds");
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  first_try.commit();
+  retry.join();
+  CAF_REQUIRE_EQUAL(error, "");
+  CAF_REQUIRE_EQUAL(results.size(), 1u);
+  CAF_CHECK(results[0] == fence_result::applied);
+  for (const auto& a : s.attempts(run_id))
+    CAF_CHECK(a.result != attempt_result::late_result);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -1,0 +1,128 @@
+// The statements of the hot path (claim, completion, handoff, item update),
+// named so that a new connection can prepare and plan them before its first
+// message (pg_store's warm-up) rather than during it.
+#pragma once
+
+#include "persistence/detail/sql_fragments.hpp"
+
+namespace turing::persistence::detail {
+
+/// Claims up to $3 ready messages of stage $1 for node $2 (lease $4 ms,
+/// byte budget $5).
+inline constexpr const char* claim_sql = R"sql(
+      WITH candidates AS (
+        SELECT id, available_at,
+               -- A payload stored once is counted at its item's input size.
+               coalesce(pg_column_size(payload),
+                        (SELECT pg_column_size(i.payload) FROM turing.items i
+                         WHERE i.id = item_id)) AS bytes
+        FROM turing.messages
+        WHERE stage = $1 AND state = 'ready' AND available_at <= turing.now()
+        ORDER BY available_at, id
+        LIMIT $3
+        FOR NO KEY UPDATE SKIP LOCKED),
+      -- The byte budget ($5, 0 for none): taken in order while the total
+      -- stays within it, the first always. pg_column_size is the stored
+      -- (compressed) size: no detoasting.
+      picked AS (
+        SELECT id FROM (SELECT id, sum(bytes) OVER (ORDER BY available_at, id) AS total,
+                               sum(bytes) OVER (ORDER BY available_at, id) - bytes AS before
+                        FROM candidates) c
+        WHERE $5::bigint <= 0 OR before = 0 OR total <= $5::bigint)
+      UPDATE turing.messages m SET
+        state = 'running', attempt = m.attempt + 1, epoch = m.epoch + 1, owner_node = $2,
+        started_at = turing.now(), heartbeat_at = turing.now(),
+        lease_expires_at = turing.now() + $4::double precision * interval '1 millisecond'
+      FROM picked WHERE m.id = picked.id
+      RETURNING m.id, m.item_id, m.run_id,
+                coalesce(m.payload, turing.message_payload(m.id))::text, m.attempt, m.max_attempts, m.epoch,
+                )sql" TS_US("m.started_at") R"sql(, m.lost)sql";
+
+/// Marks the messages of a completion batch done ($1: entries by message id,
+/// $2: their ids), with their attempt rows and the stage tallies.
+inline constexpr const char* complete_sql = R"sql(
+      WITH done AS (
+        UPDATE turing.messages m SET state = 'done', lease_expires_at = NULL,
+          finished_at = greatest(turing.now(), m.started_at),
+          outcome = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "outcome") R"sql(,
+          output = )sql" JSONB_FIELD(MESSAGE_ENTRY, "output") R"sql(
+        WHERE m.id = ANY($2::bigint[]) AND (m.state = 'running') IS TRUE
+          AND m.epoch = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "epoch") R"sql(::bigint
+        RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, m.owner_node,
+                  m.started_at, m.finished_at, m.outcome, m.output,
+                  )sql" ENTRY_TEXT(MESSAGE_ENTRY, "model") R"sql( AS model,
+                  )sql" ENTRY_TEXT(MESSAGE_ENTRY, "tokens") R"sql(::bigint AS tokens),
+      audit AS (
+        INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
+                                     started_at, finished_at, result, outcome, model, output,
+                                     tokens)
+        SELECT id, item_id, run_id, stage, attempt, epoch, owner_node, started_at, finished_at,
+               'completed', outcome, model, output, tokens FROM done),
+      tally AS (
+        INSERT INTO turing.stage_tallies AS t (stage, backend, done)
+        SELECT stage, pg_backend_pid(), count(*) FROM done GROUP BY stage
+        ON CONFLICT (stage, backend) DO UPDATE SET done = t.done + EXCLUDED.done)
+      SELECT id, epoch, item_id, run_id, stage, true FROM done
+      UNION ALL
+      -- Done under this very epoch before this statement: an earlier try of
+      -- this write committed although its caller was told it failed. Looked
+      -- for only when some entry was not applied now (a one-time filter: the
+      -- usual batch, all applied, does not probe its rows twice).
+      SELECT m.id, m.epoch, m.item_id, m.run_id, m.stage, false
+      FROM turing.messages m
+      WHERE (SELECT count(*) FROM done) < cardinality($2::bigint[])
+        AND (m.state = 'done') IS TRUE AND m.id = ANY($2::bigint[])
+        AND m.epoch = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "epoch") R"sql(::bigint)sql";
+
+/// Inserts the next stages' messages ($1: a JSON array) and notifies them.
+inline constexpr const char* handoff_sql = R"sql(
+        WITH ins AS (
+        INSERT INTO turing.messages (run_id, item_id, parent_id, stage, payload, max_attempts,
+                                     available_at, created_at)
+        SELECT x.run_id, x.item_id, x.parent_id, x.stage,
+               -- Scalar subqueries: always one index probe per row (a join
+               -- may be planned as a hash join over the whole table).
+               -- A payload too large to copy is left NULL: assembled when
+               -- claimed from its parent (or its join's row).
+               CASE WHEN x.derived_from IS NOT NULL
+                      THEN (SELECT CASE WHEN )sql" STORED_INLINE(
+    "pg_column_size(m.payload) + coalesce(pg_column_size(m.output), 0)")
+    R"sql( THEN turing.next_payload(m.payload, m.output) END
+                            FROM turing.messages m WHERE m.id = x.derived_from)
+                    WHEN x.from_join THEN (SELECT CASE WHEN j.arrived_from = '{}'::jsonb
+                                                       THEN j.inputs END
+                                           FROM turing.joins j
+                                           WHERE j.item_id = x.item_id AND j.stage = x.stage)
+                    ELSE x.payload END,
+               x.max_attempts, turing.now(), turing.now()
+        FROM jsonb_to_recordset($1::jsonb)
+          AS x(run_id bigint, item_id bigint, parent_id bigint, stage text, payload jsonb,
+               derived_from bigint, from_join boolean, max_attempts integer)
+        RETURNING stage)
+        SELECT pg_notify($2, s.stage) FROM (SELECT DISTINCT stage FROM ins) s)sql";
+
+#define D(field) ENTRY_TEXT(ITEM_ENTRY, field)
+/// Applies branch changes and sinks to items ($1: entries by item id, $2: ids).
+inline constexpr const char* items_update_sql = R"sql(
+    UPDATE turing.items i SET
+      open_branches = i.open_branches + )sql" D("delta") R"sql(::integer,
+      sink = CASE WHEN )sql" D("dead") R"sql(::boolean THEN 'dead' WHEN i.sink = 'dead' THEN i.sink
+                  ELSE coalesce()sql" D("sink") R"sql(, i.sink) END,
+      result = CASE WHEN )sql" D("dead") R"sql(::boolean OR i.sink = 'dead' THEN i.result
+                    WHEN )sql" D("result_of") R"sql( IS NOT NULL
+                      -- OFFSET 0 keeps p's columns plain, so next_payload
+                      -- is inlined; given the coalesce as its argument it
+                      -- would be called as a SQL function per item.
+                      THEN (SELECT turing.next_payload(p.payload, p.output)
+                            FROM (SELECT coalesce(m.payload, turing.message_payload(m.id))
+                                           AS payload, m.output
+                                  FROM turing.messages m
+                                  WHERE m.id = )sql" D("result_of") R"sql(::bigint OFFSET 0) p)
+                    ELSE coalesce()sql" JSONB_FIELD(ITEM_ENTRY, "result") R"sql(, i.result) END,
+      finished_at = CASE WHEN i.open_branches + )sql" D("delta") R"sql(::integer = 0
+                         THEN greatest(turing.now(), i.created_at) END
+    WHERE i.id = ANY($2::bigint[]) AND i.finished_at IS NULL
+    RETURNING i.run_id, i.open_branches = 0 AS finished, i.sink, )sql" TS_US("i.finished_at");
+#undef D
+
+} // namespace turing::persistence::detail
