@@ -6,6 +6,7 @@
 
 #include <caf/all.hpp>
 #include <deque>
+#include <set>
 
 namespace turing::actors {
 
@@ -88,10 +89,12 @@ private:
       q.waiting.pop_front();
     }
     ++q.in_flight;
+    auto handoffs = o_.wake_local_pumps ? handoffs_of(merged) : handoffs_t{};
     request(store, o_.store_timeout, std::move(merged))
         .then(
             [=, &q](std::vector<fence_result>& results) mutable {
               --q.in_flight;
+              wake_local_pumps(handoffs, results);
               answer(slices, results);
               write(q);
             },
@@ -101,6 +104,33 @@ private:
                 promise.deliver(e);
               write(q);
             });
+  }
+
+  /// Which entry of a merged batch hands off to which stage (an entry index
+  /// per stage or join it delivers to).
+  using handoffs_t = std::vector<std::pair<size_t, std::string>>;
+  static handoffs_t handoffs_of(const std::vector<completion>& batch) {
+    handoffs_t out;
+    for (size_t i = 0; i < batch.size(); ++i)
+      for (const auto& d : batch[i].deliveries)
+        if (d.type != delivery::kind::sink)
+          out.emplace_back(i, d.target);
+    return out;
+  }
+  static handoffs_t handoffs_of(const std::vector<failure>&) { return {}; }
+
+  /// Tells this node's pumps of the stages a committed batch handed off to,
+  /// at once: the NOTIFY of the same commit reaches them later, through
+  /// PostgreSQL and the ready listener (and still tells other nodes). A join
+  /// that did not fire costs its pump one claim that finds nothing.
+  void wake_local_pumps(const handoffs_t& handoffs, const std::vector<fence_result>& results) {
+    std::set<std::string> stages;
+    for (const auto& [entry, stage] : handoffs)
+      if (entry < results.size() && results[entry] == fence_result::applied)
+        stages.insert(stage);
+    for (const auto& stage : stages)
+      if (auto pump = dir_->get("pump/" + stage))
+        send(pump, work_available{stage});
   }
 
   static void answer(std::vector<std::pair<caf::response_promise, size_t>>& slices,

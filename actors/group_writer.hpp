@@ -24,6 +24,10 @@ struct group_writer_options {
   /// Rows per transaction: a larger batch holds its row locks longer.
   size_t max_rows = 1024;
   std::chrono::seconds store_timeout{60};
+  /// After a completion batch commits, wake this node's pumps of the stages
+  /// it handed off to (directory name "pump/<stage>") without waiting for
+  /// the NOTIFY to come back through PostgreSQL.
+  bool wake_local_pumps = true;
 };
 
 /// How it works: a pump sends a std::vector<completion> (or <failure>) as it

@@ -1,6 +1,7 @@
 // group_writer on CAF's deterministic test scheduler, before a store that
 // holds its replies until told: batches of several pumps share one write,
-// each pump gets its own slice of the results, and a failed write fails all.
+// each pump gets its own slice of the results, a failed write fails all, and
+// a committed handoff wakes this node's pump of the next stage.
 #define CAF_SUITE group_writer
 #include "actors/group_writer.hpp"
 #include "messages/registry.hpp"
@@ -27,6 +28,7 @@ struct record {
   std::vector<std::vector<int64_t>> held_ids;
   std::map<std::string, std::vector<fence_result>> replies;
   std::map<std::string, int> errors;
+  std::vector<std::string> wakes; ///< work_available the local pumps got, in order
 };
 using record_ptr = std::shared_ptr<record>;
 
@@ -62,14 +64,22 @@ caf::behavior held_store(caf::event_based_actor* self, record_ptr r) {
   };
 }
 
-/// A pump's flush, reduced to its request: sends `ids` as completions.
+/// A pump of this node as the writer sees it: in the directory, woken.
+caf::behavior woken_pump(caf::event_based_actor*, record_ptr r) {
+  return {[=](const work_available& w) { r->wakes.push_back(w.stage); }};
+}
+
+/// A pump's flush, reduced to its request: sends `ids` as completions, each
+/// handing off to the stages `to` names for it.
 void fake_pump(caf::event_based_actor* self, caf::actor writer, record_ptr r, std::string name,
-               std::vector<int64_t> ids) {
+               std::vector<int64_t> ids, std::map<int64_t, std::vector<std::string>> to) {
   std::vector<completion> batch;
   for (auto id : ids) {
     completion c;
     c.fence = lease{id, 1};
     c.outcome = "ok";
+    for (const auto& stage : to[id])
+      c.deliveries.push_back({delivery::kind::stage, stage, json::object(), 3, {}});
     batch.push_back(c);
   }
   self->request(writer, caf::infinite, std::move(batch))
@@ -90,8 +100,9 @@ struct fixture : test_coordinator_fixture<> {
 
   // sched.run(), not run(): virtual time stands still, so the 60 s request
   // timeouts never fire while the store holds its replies.
-  void send_from(const std::string& name, std::vector<int64_t> ids) {
-    sys.spawn(fake_pump, writer, r, name, std::move(ids));
+  void send_from(const std::string& name, std::vector<int64_t> ids,
+                 std::map<int64_t, std::vector<std::string>> to = {}) {
+    sys.spawn(fake_pump, writer, r, name, std::move(ids), std::move(to));
     sched.run();
   }
 
@@ -103,6 +114,9 @@ struct fixture : test_coordinator_fixture<> {
   ~fixture() {
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(dir->get("store"), caf::exit_reason::user_shutdown);
+    for (const char* pump : {"pump/left", "pump/right"})
+      if (auto p = dir->get(pump))
+        caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
     sched.run();
     dir->clear();
   }
@@ -186,6 +200,30 @@ CAF_TEST(a_failed_write_fails_every_batch_in_it_and_the_next_write_goes) {
   CAF_CHECK_EQUAL(r->writes, (std::vector<size_t>{1, 2, 1}));
   answer();
   CAF_CHECK_EQUAL(r->replies["b"], (std::vector<fence_result>{fence_result::applied}));
+}
+
+CAF_TEST(a_committed_handoff_wakes_the_local_pump_of_its_next_stage_once) {
+  start(group_writer_options{});
+  dir->put("pump/left", sys.spawn(woken_pump, r));
+  dir->put("pump/right", sys.spawn(woken_pump, r));
+  sched.run();
+  // 2 and 4 are applied, 3 is stale (fenced out: it handed off nothing);
+  // "far" has no pump on this node.
+  send_from("a", {2, 3, 4}, {{2, {"left"}}, {3, {"right"}}, {4, {"left", "far"}}});
+  CAF_CHECK(r->wakes.empty()); // nothing before the commit
+  answer();
+  CAF_CHECK_EQUAL(r->wakes, (std::vector<std::string>{"left"}));
+}
+
+CAF_TEST(a_failed_write_wakes_no_pump) {
+  start(group_writer_options{});
+  dir->put("pump/left", sys.spawn(woken_pump, r));
+  sched.run();
+  send_from("a", {2}, {{2, {"left"}}});
+  caf::anon_send(dir->get("store"), refuse_atom::value);
+  sched.run();
+  CAF_CHECK_EQUAL(r->errors["a"], 1);
+  CAF_CHECK(r->wakes.empty());
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
