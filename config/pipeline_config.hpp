@@ -28,6 +28,9 @@ struct database_config {
   std::filesystem::path data_dir;
 };
 
+/// The most messages one claim takes when the config sets no claim_batch.
+inline constexpr int default_claim_batch = 512;
+
 struct runtime_config {
   /// Empty until the runtime fills in "<hostname>-<pid>".
   std::string node;
@@ -38,7 +41,7 @@ struct runtime_config {
   millis shutdown_grace{20000};
   millis default_timeout{60000};
   /// The most messages one claim takes (still bounded by free capacity).
-  int claim_batch = 256;
+  int claim_batch = default_claim_batch;
   /// A message whose lease expired with its node (SIGKILL, an outage, a
   /// partition) this many times is dead-lettered; such lost attempts do not
   /// count against a stage's max_attempts, which bounds failures.
@@ -224,8 +227,13 @@ struct route_target {
   friend bool operator!=(const route_target& x, const route_target& y) { return !(x == y); }
 };
 
-/// A builtin stage's concurrency when the config sets none.
-inline constexpr int default_builtin_concurrency = 256;
+/// A builtin stage's concurrency when the config sets none: two claim
+/// batches, so that the next batch is claimed while the results of the
+/// last one are written (at one batch the pump waited for each write).
+/// Against 256 and 256, 1,024 and 512 drained a 1-stage no-op pipeline
+/// 1.2-1.3x and a 7-stage chain 1.15x faster (pipeline_bench, medians of
+/// 6-9 interleaved rounds).
+inline constexpr int default_builtin_concurrency = 2 * default_claim_batch;
 
 /// `timeout = "auto"`: the deadline follows the stage's own latency, the
 /// field report's rule: p99 of its recent completed attempts × factor,

@@ -286,7 +286,7 @@ routes = { ok = "out" }
   CAF_CHECK_EQUAL(c.runtime.poll_interval.count(), 2'000);
   CAF_CHECK_EQUAL(c.runtime.shutdown_grace.count(), 20'000);
   CAF_CHECK_EQUAL(c.runtime.default_timeout.count(), 60'000);
-  CAF_CHECK_EQUAL(c.runtime.claim_batch, 256);
+  CAF_CHECK_EQUAL(c.runtime.claim_batch, turing::config::default_claim_batch);
   CAF_CHECK_EQUAL(c.runtime.stall_timeout.count(), 10'000);
   CAF_CHECK(c.models.empty());
   CAF_REQUIRE_EQUAL(c.stages.size(), 1u);
