@@ -28,7 +28,7 @@ using detail::table_reader;
 
 namespace {
 
-constexpr std::int64_t max_concurrency = 10000;
+constexpr std::int64_t max_concurrency = max_stage_concurrency;
 constexpr std::int64_t max_claim_batch = 10000;
 
 bool starts_with(std::string_view s, std::string_view prefix) {
@@ -787,7 +787,7 @@ private:
       auto& stage = stages.back().stage;
       if (stage_table->get("concurrency") == nullptr) {
         if (stage.handler == handler_kind::builtin)
-          stage.concurrency = default_builtin_concurrency;
+          stage.concurrency = builtin_concurrency_for(config_.runtime.claim_batch);
         else if (stage.handler == handler_kind::model)
           for (const auto& m : config_.models)
             if (m.name == stage.model)

@@ -235,6 +235,19 @@ struct route_target {
 /// 6-9 interleaved rounds).
 inline constexpr int default_builtin_concurrency = 2 * default_claim_batch;
 
+/// The most executions a stage may have in flight (`stages.X.concurrency`).
+inline constexpr int max_stage_concurrency = 10000;
+
+/// A builtin stage's concurrency when the config sets none, given the
+/// runtime's claim_batch: two batches of a larger claim_batch, so it keeps
+/// the overlap above.
+constexpr int builtin_concurrency_for(int claim_batch) {
+  int two_batches = 2 * claim_batch;
+  int wanted =
+      two_batches > default_builtin_concurrency ? two_batches : default_builtin_concurrency;
+  return wanted < max_stage_concurrency ? wanted : max_stage_concurrency;
+}
+
 /// `timeout = "auto"`: the deadline follows the stage's own latency, the
 /// field report's rule: p99 of its recent completed attempts × factor,
 /// within [floor, ceiling]; the midpoint until enough attempts are known.

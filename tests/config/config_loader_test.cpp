@@ -294,6 +294,33 @@ routes = { ok = "out" }
   CAF_CHECK_EQUAL(c.timeout_of(c.stages[0]).count(), 60'000);
 }
 
+CAF_TEST(builtin_concurrency_defaults_to_two_claim_batches_of_a_large_claim_batch) {
+  auto with_claim_batch = [&](const std::string& runtime_line, const std::string& stage_line) {
+    return load("sinks = [\"out\"]\n[runtime]\n" + runtime_line + R"(
+[stages.only]
+handler = "builtin"
+entry = true
+function = "owl.normalize"
+routes = { ok = "out" }
+)" + stage_line);
+  };
+  auto r = with_claim_batch("claim_batch = 2048", "");
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.config->stages[0].concurrency, 4096);
+  // A small claim_batch keeps the default: many batches in flight already.
+  r = with_claim_batch("claim_batch = 32", "");
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.config->stages[0].concurrency, turing::config::default_builtin_concurrency);
+  // Capped at the most a stage may have.
+  r = with_claim_batch("claim_batch = 9000", "");
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.config->stages[0].concurrency, turing::config::max_stage_concurrency);
+  // A concurrency the config sets is kept.
+  r = with_claim_batch("claim_batch = 2048", "concurrency = 3\n");
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.config->stages[0].concurrency, 3);
+}
+
 CAF_TEST(script_mode_defaults_to_process_and_reads_worker) {
   auto text = [](const std::string& mode_line) {
     return R"(sinks = ["out"]
