@@ -4,6 +4,7 @@
 
 #include "config/duration.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -242,10 +243,7 @@ inline constexpr int max_stage_concurrency = 10000;
 /// runtime's claim_batch: two batches of a larger claim_batch, so it keeps
 /// the overlap above.
 constexpr int builtin_concurrency_for(int claim_batch) {
-  int two_batches = 2 * claim_batch;
-  int wanted =
-      two_batches > default_builtin_concurrency ? two_batches : default_builtin_concurrency;
-  return wanted < max_stage_concurrency ? wanted : max_stage_concurrency;
+  return std::min(std::max(2 * claim_batch, default_builtin_concurrency), max_stage_concurrency);
 }
 
 /// `timeout = "auto"`: the deadline follows the stage's own latency, the
