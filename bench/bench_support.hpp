@@ -19,7 +19,8 @@ double seconds_since(clock_type::time_point t);
 struct process_result {
   int status = -1;
   double seconds = 0;
-  long peak_rss_kb = 0; ///< VmHWM, sampled while it ran
+  long peak_rss_kb = 0;   ///< VmHWM, sampled while it ran
+  double cpu_seconds = 0; ///< user + system CPU of the process and its threads
 };
 
 /// VmHWM of a live process, in KB (0 once it is gone).
@@ -31,6 +32,16 @@ pid_t spawn(const std::vector<std::string>& argv, const fs::path& log);
 
 /// Runs argv, output appended to `log`; samples its peak RSS every 50 ms.
 process_result run(const std::vector<std::string>& argv, const fs::path& log);
+
+/// The pid of the postmaster serving `dsn` when it runs on this machine (the
+/// parent of this connection's backend), 0 when it does not.
+pid_t postmaster_pid(const std::string& dsn);
+
+/// CPU seconds (user + system) a PostgreSQL cluster has used so far: the
+/// postmaster, its live children and the children it has reaped. The
+/// difference over a case is what the case cost the database: a figure far
+/// steadier than a throughput on a shared machine.
+double cluster_cpu_seconds(pid_t postmaster);
 
 struct drain_figures {
   int64_t attempts = 0;

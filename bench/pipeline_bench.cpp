@@ -218,6 +218,7 @@ struct bench_env {
   fs::path dir;
   std::string turing;
   fs::path log;
+  pid_t postmaster = 0; ///< 0 when the cluster is not on this machine
 };
 
 /// Enqueues `items` into a fresh `stages`-stage chain and drains it with
@@ -226,6 +227,7 @@ struct chain_result {
   drain_figures drain;
   process_result enqueue, run;
   int64_t run_id = 0;
+  double database_cpu_seconds = 0; ///< the cluster's CPU while `turing run` ran
 };
 
 chain_result run_chain(const bench_env& env, const std::string& name, int stages, int64_t items) {
@@ -239,9 +241,11 @@ chain_result run_chain(const bench_env& env, const std::string& name, int stages
     fail_step("enqueue", name, r.enqueue.status, env.log);
   }
   r.run_id = last_run(env.dsn);
+  auto database_cpu_before = cluster_cpu_seconds(env.postmaster);
   r.run = run(
       {env.turing, "--log-level", "warn", "run", "--config", config.string(), "--until-drained"},
       env.log);
+  r.database_cpu_seconds = cluster_cpu_seconds(env.postmaster) - database_cpu_before;
   if (r.run.status != 0) {
     fail_step("run", name, r.run.status, env.log);
   }
@@ -492,21 +496,24 @@ double status_seconds(const bench_env& env) {
 
 /// run-peers against the same cluster: jobs/s per case, by case name.
 std::map<std::string, double> run_peers(const bench_env& env) {
-  std::map<std::string, std::string> kv;
-  std::istringstream in{env.dsn};
-  std::string pair;
-  while (in >> pair)
-    if (auto eq = pair.find('='); eq != std::string::npos)
-      kv[pair.substr(0, eq)] = pair.substr(eq + 1);
+  // Where to reach the cluster, as libpq resolved it: the DSN may be a URL
+  // or key=value pairs; a unix socket's host is its directory.
+  std::string host, port, user;
+  {
+    pqxx::connection c{env.dsn};
+    host = c.hostname() ? c.hostname() : "";
+    port = c.port() ? c.port() : "5432";
+    user = c.username() ? c.username() : "postgres";
+  }
   fs::path script = fs::path(TURING_SOURCE_DIR) / ".." / "shared" / "peers" / "run-peers";
   if (!fs::exists(script)) {
     std::fprintf(stderr, "pipeline_bench: %s not found; skipping peers\n", script.c_str());
     return {};
   }
   auto out = env.dir / "peers.jsonl";
-  std::string cmd = script.string() + " --host '" + kv["host"] + "' --port " + kv["port"] +
-                    " --user " + kv["user"] + " --n " + std::to_string(env.o.items) + " > " +
-                    out.string() + " 2>>" + env.log.string();
+  std::string cmd = script.string() + " --host '" + host + "' --port " + port + " --user '" + user +
+                    "' --n " + std::to_string(env.o.items) + " > " + out.string() + " 2>>" +
+                    env.log.string();
   if (std::system(cmd.c_str()) != 0) {
     std::fprintf(stderr, "pipeline_bench: run-peers failed; see %s\n", env.log.c_str());
     return {};
@@ -565,6 +572,9 @@ void print_rounds(const std::vector<double>& values) {
 /// weighs on all of them alike.
 struct round_figures {
   std::vector<double> one, one_enqueue, chain, chain_handoff_p50;
+  /// CPU per item (1 stage) or per transition (chain), in microseconds, of
+  /// `turing run` and of the cluster while it ran.
+  std::vector<double> one_turing_us, one_database_us, chain_turing_us, chain_database_us;
   std::map<std::string, std::vector<double>> peers;
 };
 
@@ -575,10 +585,15 @@ round_figures run_rounds(const bench_env& env) {
       auto r = run_chain(env, "one", 1, env.o.items);
       f.one.push_back(r.drain.per_second());
       f.one_enqueue.push_back(env.o.items / r.enqueue.seconds);
+      f.one_turing_us.push_back(r.run.cpu_seconds * 1e6 / static_cast<double>(env.o.items));
+      f.one_database_us.push_back(r.database_cpu_seconds * 1e6 / static_cast<double>(env.o.items));
     }
     if (wanted(env.o, "chain")) {
       auto r = run_chain(env, "chain", 7, env.o.items);
       f.chain.push_back(r.drain.per_second());
+      auto transitions = static_cast<double>(env.o.items) * 7;
+      f.chain_turing_us.push_back(r.run.cpu_seconds * 1e6 / transitions);
+      f.chain_database_us.push_back(r.database_cpu_seconds * 1e6 / transitions);
       f.chain_handoff_p50.push_back(quantile(handoff_ms(env.dsn, r.run_id), 0.5));
     }
     if (env.o.peers)
@@ -593,6 +608,20 @@ void print_row(const char* what, double value, const char* unit, double baseline
     std::printf("| %-52s | %12.0f %-9s | %6.2fx |\n", what, value, unit, value / baseline);
   else
     std::printf("| %-52s | %12.1f %-9s | %7s |\n", what, value, unit, "");
+}
+
+/// CPU per unit of work, medians over the rounds: `turing run` itself and the
+/// cluster while it ran (autovacuum and checkpoints included). Steadier than
+/// a rate on a shared machine: an A/B of a change reads best here.
+void print_cpu(const bench_env& env, const char* what, const std::vector<double>& turing_us,
+               const std::vector<double>& database_us) {
+  std::string label = std::string(what) + ", turing run";
+  print_row(label.c_str(), median(turing_us), "us", 0);
+  if (env.postmaster <= 0)
+    return;
+  label = std::string(what) + ", PostgreSQL";
+  print_row(label.c_str(), median(database_us), "us", 0);
+  print_rounds(database_us);
 }
 
 options parse(int argc, char** argv) {
@@ -688,6 +717,7 @@ int run_bench(int argc, char** argv) {
     pqxx::connection c{env.dsn};
     turing::persistence::migrate(c);
   }
+  env.postmaster = postmaster_pid(env.dsn);
   std::printf("pipeline_bench: %d items per case of %d payload bytes, %s, %u cores; log %s\n\n",
               env.o.only == "http" ? env.o.http_items : env.o.items, env.o.payload_bytes,
               embedded ? "embedded cluster (unix socket, fsync on)" : "--database",
@@ -720,6 +750,7 @@ int run_bench(int argc, char** argv) {
     print_row("turing: 1-stage no-op pipeline, defaults", one_rate, "items/s", baseline);
     print_rounds(rounds.one);
     print_row("  its turing enqueue", median(rounds.one_enqueue), "items/s", 0);
+    print_cpu(env, "  CPU per item", rounds.one_turing_us, rounds.one_database_us);
   }
   if (!rounds.chain.empty()) {
     auto transitions = median(rounds.chain);
@@ -727,6 +758,7 @@ int run_bench(int argc, char** argv) {
     print_row("turing: 7-stage no-op chain, stage transitions", transitions, "/s", baseline);
     print_rounds(rounds.chain);
     print_row("  handoff under full load, p50", median(rounds.chain_handoff_p50), "ms", 0);
+    print_cpu(env, "  CPU per transition", rounds.chain_turing_us, rounds.chain_database_us);
   }
   if (wanted(env.o, "latency") && (wanted(env.o, "one") || wanted(env.o, "chain")))
     print_low_load("after the above");
