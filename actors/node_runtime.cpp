@@ -82,7 +82,7 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
   }));
   if (!o.listen_connection_string.empty())
     persistence.push_back(named_child(dir, "ready_listener", [o](caf::event_based_actor* sup) {
-      return sup->spawn(ready_listener, o.listen_connection_string, o.outage);
+      return sup->spawn(ready_listener, o.listen_connection_string, o.node, o.outage);
     }));
   persistence.push_back(
       named_child(dir, "lease_keeper", [o, dir, runtime](caf::event_based_actor* sup) {

@@ -26,9 +26,10 @@ namespace {
 
 class listener_thread {
 public:
-  listener_thread(caf::actor_system& sys, std::string dsn,
+  listener_thread(caf::actor_system& sys, std::string dsn, std::string node,
                   std::shared_ptr<persistence::outage_log> outage)
-      : sys_(sys), dsn_(std::move(dsn)), outage_(std::move(outage)), thread_([this] { loop(); }) {}
+      : sys_(sys), dsn_(std::move(dsn)), node_(std::move(node)), outage_(std::move(outage)),
+        thread_([this] { loop(); }) {}
   ~listener_thread() {
     {
       std::lock_guard<std::mutex> guard{mutex_};
@@ -40,12 +41,17 @@ public:
 
 private:
   struct forwarder : pqxx::notification_receiver {
-    forwarder(pqxx::connection_base& c, caf::actor_system& sys)
-        : pqxx::notification_receiver(c, persistence::ready_channel), sys_(sys) {}
-    void operator()(const std::string& stage, int) override {
-      caf::anon_send(ready_group(sys_, stage), work_available{stage});
+    forwarder(pqxx::connection_base& c, caf::actor_system& sys, const std::string& node)
+        : pqxx::notification_receiver(c, persistence::ready_channel), sys_(sys), node_(node) {}
+    void operator()(const std::string& payload, int) override {
+      auto notice = persistence::parse_ready_payload(payload);
+      // This node's writer woke its pumps when it committed these handoffs.
+      if (!node_.empty() && notice.woken_node == node_)
+        return;
+      caf::anon_send(ready_group(sys_, notice.stage), work_available{notice.stage});
     }
     caf::actor_system& sys_;
+    const std::string& node_;
   };
 
   bool stopping() {
@@ -66,7 +72,7 @@ private:
       try {
         if (!conn) {
           conn = std::make_unique<pqxx::connection>(dsn_);
-          receiver = std::make_unique<forwarder>(*conn, sys_);
+          receiver = std::make_unique<forwarder>(*conn, sys_, node_);
           if (reported_down)
             spdlog::log(outage_ ? spdlog::level::debug : spdlog::level::info,
                         "ready listener: listening again on {}", persistence::ready_channel);
@@ -102,6 +108,7 @@ private:
 
   caf::actor_system& sys_;
   std::string dsn_;
+  std::string node_;
   std::shared_ptr<persistence::outage_log> outage_;
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -116,10 +123,10 @@ struct listener_state {
 } // namespace
 
 caf::behavior ready_listener(caf::event_based_actor* self, std::string connection_string,
-                             std::shared_ptr<persistence::outage_log> outage) {
+                             std::string node, std::shared_ptr<persistence::outage_log> outage) {
   auto state = std::make_shared<listener_state>();
-  state->thread =
-      std::make_unique<listener_thread>(self->system(), connection_string, std::move(outage));
+  state->thread = std::make_unique<listener_thread>(self->system(), connection_string,
+                                                    std::move(node), std::move(outage));
   // The thread ends with the actor: the behavior owns the state.
   return {[state](caf::get_atom) { return state->thread != nullptr; }};
 }

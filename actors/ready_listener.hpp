@@ -24,8 +24,11 @@ caf::group any_ready_group(caf::actor_system& sys);
 /// waits for notifications in 250 ms slices, so it notices its actor's end
 /// within that time. A broken connection is reopened after a pause, then
 /// every pump is told to look, since notifications sent meanwhile are lost.
-/// Correctness never depends on it: pumps also poll.
+/// Correctness never depends on it: pumps also poll. Notices of handoffs
+/// that `node`'s own writer committed are passed over: that writer woke the
+/// node's pumps already (persistence::ready_notice).
 caf::behavior ready_listener(caf::event_based_actor* self, std::string connection_string,
+                             std::string node,
                              std::shared_ptr<persistence::outage_log> outage = nullptr);
 
 } // namespace turing::actors

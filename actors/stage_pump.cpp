@@ -181,6 +181,10 @@ private:
   result_queue<failure> failures_;
   bool claiming_ = false;
   bool claim_again_ = false; ///< woken while claiming: claim again when it returns
+  /// Work may wait that no claim could take yet (a full batch came back, or
+  /// a wake found no free place): a written result claims again. Without
+  /// it, a written result claims nothing: new work comes with a wake.
+  bool claim_wanted_ = false;
   bool write_error_reported_ = false;
   bool claim_error_reported_ = false;
   bool draining_ = false;
@@ -230,13 +234,18 @@ void stage_pump::try_claim() {
     claim_again_ = true;
     return;
   }
-  if (draining_ || free <= 0 || unwritten() >= max_unwritten)
+  if (draining_)
     return;
+  if (free <= 0 || unwritten() >= max_unwritten) {
+    claim_wanted_ = true; // claimed when results are written and free a place
+    return;
+  }
   auto store = o_.dir->get("store");
   if (!store)
     return;
   claiming_ = true;
   claim_again_ = false;
+  claim_wanted_ = false;
   int limit = std::min(free, runtime_.claim_batch);
   request(store, store_timeout,
           claim_request{o_.stage, o_.node, limit, runtime_.lease_ttl,
@@ -719,7 +728,8 @@ void stage_pump::on_written(result_queue<Result>& queue, const std::vector<Resul
   }
   tell_keeper(leases_ended{std::move(written)});
   flush();
-  try_claim();
+  if (claim_wanted_)
+    try_claim();
 }
 
 template <class Result>

@@ -20,6 +20,17 @@
 
 namespace turing::persistence {
 
+std::string ready_payload(const ready_notice& notice) {
+  return notice.woken_node.empty() ? notice.stage : notice.stage + " " + notice.woken_node;
+}
+
+ready_notice parse_ready_payload(const std::string& payload) {
+  auto space = payload.find(' ');
+  if (space == std::string::npos)
+    return {payload, {}};
+  return {payload.substr(0, space), payload.substr(space + 1)};
+}
+
 // Statements that find messages by id test their state as `(m.state = 'x')
 // IS TRUE`: the same test, but one the planner cannot match to the partial
 // indexes on state. Matched, it ANDs the id lookup with a scan of the whole
@@ -150,6 +161,16 @@ public:
 private:
   std::map<std::string, std::string> names_;
 };
+
+/// What the handoff's NOTIFY appends to each stage: " node" (ready_payload's
+/// suffix) when every completion of the batch is one node's, whose writer
+/// wakes that node's pumps itself; else nothing.
+std::string one_writer_node(const std::vector<completion>& batch) {
+  for (const auto& c : batch)
+    if (c.node.empty() || c.node != batch.front().node)
+      return {};
+  return batch.empty() ? std::string() : ready_payload({"", batch.front().node});
+}
 
 bool is_retryable_sqlstate(const std::string& state) {
   return state == "40001" || state == "40P01"; // serialization_failure, deadlock_detected
@@ -403,7 +424,7 @@ void warm_up_hot_path(pqxx::connection& c, statement_cache& sc) {
     pqxx::work tx{c, "warm_up"};
     sc.exec(tx, detail::claim_sql, "", "", 0, 0.0, int64_t{0}); // LIMIT 0: claims nothing
     sc.exec(tx, detail::complete_sql, "{}", "{}");
-    sc.exec(tx, detail::handoff_sql, "[]", ready_channel);
+    sc.exec(tx, detail::handoff_sql, "[]", ready_channel, "");
     sc.exec(tx, detail::items_update_sql, "{}", "{}");
     lock_in_order(sc, tx, "messages", "{}");
     lock_in_order(sc, tx, "items", "{}");
@@ -963,7 +984,8 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
     // The next stages are told in the same statement (one round trip less
     // per handoff): exactly the stages that got a message here.
     if (!new_messages.empty())
-      session_->statements.exec(tx, detail::handoff_sql, new_messages.dump(), ready_channel);
+      session_->statements.exec(tx, detail::handoff_sql, new_messages.dump(), ready_channel,
+                                one_writer_node(batch));
     apply_item_effects(session_->statements, tx, effects);
     record_late(session_->statements, tx, late);
     return results;

@@ -14,6 +14,19 @@ namespace turing::persistence {
 /// The channel pumps LISTEN on; the payload is the stage that got work.
 inline constexpr const char* ready_channel = "turing_ready";
 
+/// A notification on ready_channel: the stage that got work and, for the
+/// handoffs of a completion batch, the node that wrote it. That node's writer
+/// wakes its own pumps directly after the commit, so its listener passes the
+/// notice over (one empty claim less per handoff); other nodes' take it.
+struct ready_notice {
+  std::string stage;
+  std::string woken_node; ///< empty: every node's pumps of `stage` look
+};
+
+/// The payload: "stage", or "stage node" (stage names hold no space).
+std::string ready_payload(const ready_notice& notice);
+ready_notice parse_ready_payload(const std::string& payload);
+
 /// How it works: every method runs one transaction on this object's own
 /// connection, opened on first use and opened again after it broke. Rows are
 /// locked in id order (messages, then items, then runs), FOR NO KEY UPDATE;

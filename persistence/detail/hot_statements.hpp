@@ -74,7 +74,9 @@ inline constexpr const char* complete_sql = R"sql(
         AND (m.state = 'done') IS TRUE AND m.id = ANY($2::bigint[])
         AND m.epoch = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "epoch") R"sql(::bigint)sql";
 
-/// Inserts the next stages' messages ($1: a JSON array) and notifies them.
+/// Inserts the next stages' messages ($1: a JSON array) and notifies them
+/// ($3: " node" when the writer's node wakes its own pumps, else empty; see
+/// ready_payload).
 inline constexpr const char* handoff_sql = R"sql(
         WITH ins AS (
         INSERT INTO turing.messages (run_id, item_id, parent_id, stage, payload, max_attempts,
@@ -99,7 +101,7 @@ inline constexpr const char* handoff_sql = R"sql(
           AS x(run_id bigint, item_id bigint, parent_id bigint, stage text, payload jsonb,
                derived_from bigint, from_join boolean, max_attempts integer)
         RETURNING stage)
-        SELECT pg_notify($2, s.stage) FROM (SELECT DISTINCT stage FROM ins) s)sql";
+        SELECT pg_notify($2, s.stage || $3::text) FROM (SELECT DISTINCT stage FROM ins) s)sql";
 
 #define D(field) ENTRY_TEXT(ITEM_ENTRY, field)
 /// Applies branch changes and sinks to items ($1: entries by item id, $2: ids).

@@ -1,7 +1,8 @@
 // stage_pump on CAF's deterministic scheduler, before a store that holds its
 // claims until told: a wake (NOTIFY) that lands while a claim is in flight is
 // not lost, or a message committed just after that claim's snapshot would
-// wait for the poll timer (2 s by default) instead of being claimed at once.
+// wait for the poll timer (2 s by default) instead of being claimed at once;
+// and a written result claims again only when work may still wait.
 #define CAF_SUITE stage_pump_wake
 #include "actors/ready_listener.hpp"
 #include "actors/stage_pump.hpp"
@@ -21,6 +22,7 @@ namespace {
 
 using answer_atom = caf::atom_constant<caf::atom("tanswer")>;
 
+/// The stage under test; `concurrency` is appended when a test sets it.
 const char* pipeline_toml = R"toml(
 sinks = ["done"]
 
@@ -34,9 +36,25 @@ function = "test.pass"
 routes = { ok = "done" }
 )toml";
 
+claimed_message message(int64_t id) {
+  claimed_message m;
+  m.id = m.item_id = id;
+  m.run_id = 1;
+  m.stage = "pass";
+  m.payload = nlohmann::json::object();
+  m.attempt = 1;
+  m.max_attempts = 3;
+  m.epoch = 1;
+  m.started_at = turing::persistence::wall_clock::now();
+  return m;
+}
+
 struct claims {
   int seen = 0;
   std::vector<caf::response_promise> held;
+  std::vector<int> limits;              ///< the limit of every claim, in order
+  std::vector<claimed_message> to_give; ///< what the next answer hands out
+  int completed = 0;
 };
 using claims_ptr = std::shared_ptr<claims>;
 
@@ -44,15 +62,20 @@ using claims_ptr = std::shared_ptr<claims>;
 /// claim ran before the new message was visible to it.
 caf::behavior held_store(caf::event_based_actor* self, claims_ptr c) {
   return {
-      [=](claim_request&) {
+      [=](claim_request& r) {
         c->seen += 1;
+        c->limits.push_back(r.limit);
         c->held.push_back(self->make_response_promise());
         return c->held.back();
       },
       [=](answer_atom) {
         for (auto& p : c->held)
-          p.deliver(std::vector<claimed_message>{});
+          p.deliver(std::exchange(c->to_give, {}));
         c->held.clear();
+      },
+      [=](std::vector<completion>& batch) {
+        c->completed += static_cast<int>(batch.size());
+        return std::vector<fence_result>(batch.size(), fence_result::applied);
       },
   };
 }
@@ -62,12 +85,13 @@ struct fixture : test_coordinator_fixture<> {
   std::shared_ptr<actor_directory> dir = std::make_shared<actor_directory>();
   caf::actor pump;
 
-  fixture() {
+  explicit fixture(const std::string& stage_extra = "") {
     auto builtins = std::make_shared<builtin_registry>();
     builtins->add("test.pass", {"ok"}, [](const nlohmann::json& p) {
       return handler_result{"ok", p};
     });
-    auto loaded = config::parse_config(pipeline_toml, "wake.toml", "/tmp", builtins->catalog());
+    auto loaded = config::parse_config(std::string(pipeline_toml) + stage_extra, "wake.toml",
+                                       "/tmp", builtins->catalog());
     for (const auto& e : loaded.errors)
       CAF_MESSAGE(e.to_string());
     CAF_REQUIRE(loaded.ok());
@@ -119,6 +143,39 @@ CAF_TEST(a_claim_that_finds_nothing_without_a_wake_waits_for_the_next_one) {
   CAF_CHECK_EQUAL(c->seen, 1);
   caf::anon_send(ready_group(sys, "pass"), work_available{"pass"});
   sched.run();
+  CAF_CHECK_EQUAL(c->seen, 2);
+}
+
+CAF_TEST(a_written_result_claims_nothing_when_the_last_claim_left_room) {
+  CAF_REQUIRE_EQUAL(c->seen, 1);
+  c->to_give = {message(1)}; // fewer than the claim's limit: the queue is empty
+  answer();
+  CAF_CHECK_EQUAL(c->completed, 1);
+  // Its result written, the pump waits for a wake: a claim now would find
+  // what the last one left, nothing (three such claims per handoff before).
+  CAF_CHECK_EQUAL(c->seen, 1);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+namespace {
+
+struct one_at_a_time : fixture {
+  one_at_a_time() : fixture("concurrency = 1\n") {}
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(stage_pump_claim_after_write_tests, one_at_a_time)
+
+CAF_TEST(a_written_result_claims_again_when_a_full_claim_left_work_waiting) {
+  CAF_REQUIRE_EQUAL(c->seen, 1);
+  CAF_REQUIRE_EQUAL(c->limits.at(0), 1); // one free place
+  c->to_give = {message(1)};             // a full claim: more may wait
+  answer();
+  CAF_CHECK_EQUAL(c->completed, 1);
+  // The claim right after the full one found no free place; the written
+  // result freed it and claimed.
   CAF_CHECK_EQUAL(c->seen, 2);
 }
 

@@ -253,42 +253,53 @@ CAF_TEST(enqueue_and_completion_notify_the_target_stages) {
   await(1);
   CAF_REQUIRE_EQUAL(rx.payloads.size(), 1u);
   CAF_CHECK_EQUAL(rx.payloads[0], "lucy");
+  // A completion by `node` of claimed message `m` that delivers to `d`.
+  auto passed = [](const claimed_message& m, const std::string& node, delivery d) {
+    completion c;
+    c.fence = m.fencing();
+    c.node = node;
+    c.started_at = m.started_at;
+    c.outcome = "passed";
+    c.deliveries.push_back(std::move(d));
+    return c;
+  };
+  auto to_stage = [](const std::string& stage) {
+    return delivery{delivery::kind::stage, stage, json::object(), 3, {}};
+  };
   auto m = s.claim({"lucy", "n", 1, 30s}).at(0);
-  completion c;
-  c.fence = m.fencing();
-  c.node = "n";
-  c.started_at = m.started_at;
-  c.outcome = "passed";
-  c.deliveries.push_back({delivery::kind::stage, "alma", json::object(), 3, {}});
-  s.complete({c});
+  s.complete({passed(m, "n", to_stage("alma"))});
   await(2);
   CAF_REQUIRE_EQUAL(rx.payloads.size(), 2u);
-  CAF_CHECK_EQUAL(rx.payloads[1], "alma");
+  // A completion's handoff names the node that wrote it: that node's writer
+  // wakes its own pumps, so its listener passes this notice over.
+  CAF_CHECK_EQUAL(rx.payloads[1], "alma n");
+  CAF_CHECK_EQUAL(parse_ready_payload(rx.payloads[1]).stage, "alma");
+  CAF_CHECK_EQUAL(parse_ready_payload(rx.payloads[1]).woken_node, "n");
+  CAF_CHECK_EQUAL(parse_ready_payload(rx.payloads[0]).stage, "lucy");
+  CAF_CHECK(parse_ready_payload(rx.payloads[0]).woken_node.empty());
   // One batch: a route to a stage, a join that fires and a second route to
   // the same stage notify each target stage once, and only those.
   enqueue_n(s, "lucy", 3);
   await(3);
   auto ms = s.claim({"lucy", "n", 3, 30s});
   CAF_REQUIRE_EQUAL(ms.size(), 3u);
-  std::vector<completion> batch;
-  for (size_t i = 0; i < ms.size(); ++i) {
-    completion b;
-    b.fence = ms[i].fencing();
-    b.node = "n";
-    b.started_at = ms[i].started_at;
-    b.outcome = "passed";
-    if (i == 1)
-      b.deliveries.push_back({delivery::kind::join, "compare", json::object(), 3, {"lucy"}});
-    else
-      b.deliveries.push_back({delivery::kind::stage, "carl", json::object(), 3, {}});
-    batch.push_back(b);
-  }
-  s.complete(batch);
+  s.complete({passed(ms[0], "n", to_stage("carl")),
+              passed(ms[1], "n", {delivery::kind::join, "compare", json::object(), 3, {"lucy"}}),
+              passed(ms[2], "n", to_stage("carl"))});
   await(5);
   listener.await_notification(0, 200000); // nothing more may follow
   CAF_REQUIRE_EQUAL(rx.payloads.size(), 5u);
   std::set<std::string> batch_targets(rx.payloads.begin() + 3, rx.payloads.end());
-  CAF_CHECK_EQUAL(batch_targets, (std::set<std::string>{"carl", "compare"}));
+  CAF_CHECK_EQUAL(batch_targets, (std::set<std::string>{"carl n", "compare n"}));
+  // A batch of two nodes' completions names none: every node's pumps look.
+  enqueue_n(s, "lucy", 2);
+  await(6);
+  auto two = s.claim({"lucy", "n", 2, 30s});
+  CAF_REQUIRE_EQUAL(two.size(), 2u);
+  s.complete({passed(two[0], "n", to_stage("alma")), passed(two[1], "m", to_stage("alma"))});
+  await(7);
+  CAF_REQUIRE_EQUAL(rx.payloads.size(), 7u);
+  CAF_CHECK_EQUAL(rx.payloads[6], "alma");
 }
 
 CAF_TEST(an_unreachable_database_is_reported_as_unavailable_naming_the_server) {
