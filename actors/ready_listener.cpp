@@ -41,8 +41,9 @@ public:
 
 private:
   struct forwarder : pqxx::notification_receiver {
-    forwarder(pqxx::connection_base& c, caf::actor_system& sys, const std::string& node)
-        : pqxx::notification_receiver(c, persistence::ready_channel), sys_(sys), node_(node) {}
+    forwarder(pqxx::connection_base& c, caf::actor_system& sys, std::string node)
+        : pqxx::notification_receiver(c, persistence::ready_channel), sys_(sys),
+          node_(std::move(node)) {}
     void operator()(const std::string& payload, int) override {
       auto notice = persistence::parse_ready_payload(payload);
       // This node's writer woke its pumps when it committed these handoffs.
@@ -51,7 +52,7 @@ private:
       caf::anon_send(ready_group(sys_, notice.stage), work_available{notice.stage});
     }
     caf::actor_system& sys_;
-    const std::string& node_;
+    std::string node_;
   };
 
   bool stopping() {

@@ -212,6 +212,9 @@ fs::path write_items(const fs::path& dir, const std::string& name, int64_t n, in
   return path;
 }
 
+/// The chain case's length (and the low-load case's): the 7 stages.
+constexpr int chain_stages = 7;
+
 struct bench_env {
   options o;
   std::string dsn;
@@ -425,7 +428,7 @@ void http_overhead(const bench_env& env) {
 /// Low load: items enqueued one at a time, 20 ms apart, while a node runs;
 /// the delays from ready to claimed of their handoffs (7 stages: 6 each).
 std::vector<double> low_load_handoffs(const bench_env& env, int items) {
-  auto config = write_chain_config(env.dir, "latency", 7, env.dsn);
+  auto config = write_chain_config(env.dir, "latency", chain_stages, env.dsn);
   pid_t node = fork();
   if (node == 0) {
     FILE* f = std::fopen(env.log.c_str(), "a");
@@ -589,9 +592,9 @@ round_figures run_rounds(const bench_env& env) {
       f.one_database_us.push_back(r.database_cpu_seconds * 1e6 / static_cast<double>(env.o.items));
     }
     if (wanted(env.o, "chain")) {
-      auto r = run_chain(env, "chain", 7, env.o.items);
+      auto r = run_chain(env, "chain", chain_stages, env.o.items);
       f.chain.push_back(r.drain.per_second());
-      auto transitions = static_cast<double>(env.o.items) * 7;
+      auto transitions = static_cast<double>(env.o.items) * chain_stages;
       f.chain_turing_us.push_back(r.run.cpu_seconds * 1e6 / transitions);
       f.chain_database_us.push_back(r.database_cpu_seconds * 1e6 / transitions);
       f.chain_handoff_p50.push_back(quantile(handoff_ms(env.dsn, r.run_id), 0.5));
@@ -754,7 +757,8 @@ int run_bench(int argc, char** argv) {
   }
   if (!rounds.chain.empty()) {
     auto transitions = median(rounds.chain);
-    print_row("turing: 7-stage no-op chain, defaults (items)", transitions / 7, "items/s", 0);
+    print_row("turing: 7-stage no-op chain, defaults (items)", transitions / chain_stages,
+              "items/s", 0);
     print_row("turing: 7-stage no-op chain, stage transitions", transitions, "/s", baseline);
     print_rounds(rounds.chain);
     print_row("  handoff under full load, p50", median(rounds.chain_handoff_p50), "ms", 0);
