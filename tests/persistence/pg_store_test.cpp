@@ -503,6 +503,35 @@ CAF_TEST(turing_now_is_now_unless_the_transaction_sets_it_and_is_inlined) {
   CAF_CHECK(tx.exec1("SELECT turing.now() = now()")[0].as<bool>());
 }
 
+CAF_TEST(analysing_the_queue_tables_samples_few_rows_and_skips_payloads_and_errors) {
+  pg_store s{dsn};
+  enqueue_n(s, "alma", 200);
+  for (const auto& m : s.claim({"alma", "n", 50, 30s}))
+    s.complete({passed_to_sink(m, "n")});
+  pqxx::connection c{dsn};
+  pqxx::nontransaction tx{c};
+  tx.exec("ANALYZE turing.messages");
+  tx.exec("ANALYZE turing.items");
+  tx.exec("ANALYZE turing.attempts");
+  // A JSON document or an error text gets no statistics at all: no sort of
+  // documents in every autovacuum analyse.
+  auto blobs = tx.exec1(R"sql(
+    SELECT count(*) FROM pg_stats WHERE schemaname = 'turing'
+      AND (tablename, attname) IN (('messages', 'payload'), ('messages', 'output'),
+                                   ('messages', 'last_error'), ('items', 'payload'),
+                                   ('items', 'result'), ('attempts', 'output'),
+                                   ('attempts', 'error')))sql");
+  CAF_CHECK_EQUAL(blobs[0].as<int>(), 0);
+  // The columns statements filter on keep a histogram, of 10 buckets: 200
+  // distinct ids under the default target would give 101 bounds.
+  auto ids = tx.exec1("SELECT cardinality(histogram_bounds::text::bigint[]) FROM pg_stats "
+                      "WHERE schemaname = 'turing' AND tablename = 'messages' AND attname = 'id'");
+  CAF_CHECK_EQUAL(ids[0].as<int>(), 11);
+  auto stage = tx.exec1("SELECT most_common_vals::text FROM pg_stats WHERE schemaname = 'turing' "
+                        "AND tablename = 'messages' AND attname = 'stage'");
+  CAF_CHECK_EQUAL(stage[0].as<std::string>(), "{alma}");
+}
+
 CAF_TEST(an_injected_clock_stamps_every_time_the_store_writes) {
   const time_point at{std::chrono::microseconds{981173106123456}}; // 2001-02-03 04:05:06.123456Z
   pg_store s{dsn, [&] { return at; }};
