@@ -482,6 +482,25 @@ END
 $$;
 )sql";
 
+// Fewer index entries per transition. A message's claim and completion
+// change `state`, which partial index predicates name, so neither update is
+// HOT: each adds an entry to every index of the table, and the unchanged
+// keys' old entries are then cleaned by bottom-up deletion (a third of the
+// index work in perf). messages_item_idx was one of those indexes, read only
+// by `turing check` (whole-table joins) and by retention, which asks whether
+// an item has a dead letter: a partial index of dead letters answers that.
+// Without it, claim 5.8 and completion 8.9 WAL records per message, were
+// 6.8 and 9.9. An item is updated once, when it finishes, changing no
+// indexed column: half-empty pages let that update stay on its page (HOT,
+// 72 % of them against 2 %), 2.2 WAL records and 16 µs per item, were 5.0
+// and 23 µs.
+const char* fewer_index_entries = R"sql(
+CREATE INDEX messages_dead_item_idx ON turing.messages (item_id)
+  WHERE state = 'dead' AND purged_at IS NULL;
+DROP INDEX turing.messages_item_idx;
+ALTER TABLE turing.items SET (fillfactor = 50);
+)sql";
+
 } // namespace
 
 const std::vector<migration>& all_migrations() {
@@ -511,6 +530,8 @@ const std::vector<migration>& all_migrations() {
        retention_by_attempts},
       {20, "queue tables analysed from a small sample; no statistics on payloads and errors",
        cheap_statistics},
+      {21, "messages_item_idx dropped for a partial index of dead letters; items fillfactor 50",
+       fewer_index_entries},
   };
   return list;
 }
