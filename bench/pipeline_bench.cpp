@@ -224,6 +224,29 @@ struct bench_env {
   pid_t postmaster = 0; ///< 0 when the cluster is not on this machine
 };
 
+/// The cluster's WAL so far (pg_stat_wal): records and bytes written.
+struct wal_totals {
+  double records = 0, bytes = 0;
+};
+
+/// pg_stat_wal once the clients of earlier steps are gone: a backend adds its
+/// WAL to the shared totals when it exits, a little after its client did.
+/// Waits up to 5 s for no other client backend (on a shared --database there
+/// may always be some; their WAL is then counted too). Autovacuum's WAL is
+/// counted as it flushes: it is part of what a transition costs.
+wal_totals read_wal(const std::string& dsn) {
+  pqxx::connection c{dsn};
+  pqxx::nontransaction tx{c};
+  auto deadline = clock_type::now() + std::chrono::seconds(5);
+  while (tx.exec1("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                  "AND pid <> pg_backend_pid()")[0]
+                 .as<int>() > 0 &&
+         clock_type::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto row = tx.exec1("SELECT wal_records, wal_bytes FROM pg_stat_wal");
+  return {row[0].as<double>(), row[1].as<double>()};
+}
+
 /// Enqueues `items` into a fresh `stages`-stage chain and drains it with
 /// `turing run --until-drained`; returns the drain figures of that run.
 struct chain_result {
@@ -231,6 +254,7 @@ struct chain_result {
   process_result enqueue, run;
   int64_t run_id = 0;
   double database_cpu_seconds = 0; ///< the cluster's CPU while `turing run` ran
+  wal_totals wal;                  ///< the WAL written while `turing run` ran
 };
 
 chain_result run_chain(const bench_env& env, const std::string& name, int stages, int64_t items) {
@@ -244,11 +268,14 @@ chain_result run_chain(const bench_env& env, const std::string& name, int stages
     fail_step("enqueue", name, r.enqueue.status, env.log);
   }
   r.run_id = last_run(env.dsn);
+  auto wal_before = read_wal(env.dsn);
   auto database_cpu_before = cluster_cpu_seconds(env.postmaster);
   r.run = run(
       {env.turing, "--log-level", "warn", "run", "--config", config.string(), "--until-drained"},
       env.log);
   r.database_cpu_seconds = cluster_cpu_seconds(env.postmaster) - database_cpu_before;
+  auto wal_after = read_wal(env.dsn);
+  r.wal = {wal_after.records - wal_before.records, wal_after.bytes - wal_before.bytes};
   if (r.run.status != 0) {
     fail_step("run", name, r.run.status, env.log);
   }
@@ -578,6 +605,9 @@ struct round_figures {
   /// CPU per item (1 stage) or per transition (chain), in microseconds, of
   /// `turing run` and of the cluster while it ran.
   std::vector<double> one_turing_us, one_database_us, chain_turing_us, chain_database_us;
+  /// WAL records and bytes per item (1 stage) or per transition (chain):
+  /// unlike a rate or a CPU time, the same on a busy machine as on a quiet one.
+  std::vector<double> one_wal_records, one_wal_bytes, chain_wal_records, chain_wal_bytes;
   std::map<std::string, std::vector<double>> peers;
 };
 
@@ -590,6 +620,8 @@ round_figures run_rounds(const bench_env& env) {
       f.one_enqueue.push_back(env.o.items / r.enqueue.seconds);
       f.one_turing_us.push_back(r.run.cpu_seconds * 1e6 / static_cast<double>(env.o.items));
       f.one_database_us.push_back(r.database_cpu_seconds * 1e6 / static_cast<double>(env.o.items));
+      f.one_wal_records.push_back(r.wal.records / static_cast<double>(env.o.items));
+      f.one_wal_bytes.push_back(r.wal.bytes / static_cast<double>(env.o.items));
     }
     if (wanted(env.o, "chain")) {
       auto r = run_chain(env, "chain", chain_stages, env.o.items);
@@ -597,6 +629,8 @@ round_figures run_rounds(const bench_env& env) {
       auto transitions = static_cast<double>(env.o.items) * chain_stages;
       f.chain_turing_us.push_back(r.run.cpu_seconds * 1e6 / transitions);
       f.chain_database_us.push_back(r.database_cpu_seconds * 1e6 / transitions);
+      f.chain_wal_records.push_back(r.wal.records / transitions);
+      f.chain_wal_bytes.push_back(r.wal.bytes / transitions);
       f.chain_handoff_p50.push_back(quantile(handoff_ms(env.dsn, r.run_id), 0.5));
     }
     if (env.o.peers)
@@ -754,6 +788,8 @@ int run_bench(int argc, char** argv) {
     print_rounds(rounds.one);
     print_row("  its turing enqueue", median(rounds.one_enqueue), "items/s", 0);
     print_cpu(env, "  CPU per item", rounds.one_turing_us, rounds.one_database_us);
+    print_row("  WAL per item, records", median(rounds.one_wal_records), "", 0);
+    print_row("  WAL per item, bytes", median(rounds.one_wal_bytes), "B", 0);
   }
   if (!rounds.chain.empty()) {
     auto transitions = median(rounds.chain);
@@ -763,6 +799,8 @@ int run_bench(int argc, char** argv) {
     print_rounds(rounds.chain);
     print_row("  handoff under full load, p50", median(rounds.chain_handoff_p50), "ms", 0);
     print_cpu(env, "  CPU per transition", rounds.chain_turing_us, rounds.chain_database_us);
+    print_row("  WAL per transition, records", median(rounds.chain_wal_records), "", 0);
+    print_row("  WAL per transition, bytes", median(rounds.chain_wal_bytes), "B", 0);
   }
   if (wanted(env.o, "latency") && (wanted(env.o, "one") || wanted(env.o, "chain")))
     print_low_load("after the above");
