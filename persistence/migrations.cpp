@@ -485,7 +485,7 @@ $$;
 // Fewer index entries per transition. A message's claim and completion
 // change `state`, which partial index predicates name, so neither update is
 // HOT: each adds an entry to every index of the table, and the unchanged
-// keys' old entries are then cleaned by bottom-up deletion (a third of the
+// keys' old entries are then cleaned by bottom-up deletion (a sixth of the
 // index work in perf). messages_item_idx was one of those indexes, read only
 // by `turing check` (whole-table joins) and by retention, which asks whether
 // an item has a dead letter: a partial index of dead letters answers that.

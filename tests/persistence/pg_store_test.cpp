@@ -533,7 +533,7 @@ CAF_TEST(analysing_the_queue_tables_samples_few_rows_and_skips_payloads_and_erro
   CAF_CHECK_EQUAL(stage[0].as<std::string>(), "{alma}");
 }
 
-CAF_TEST(a_finishing_item_is_updated_on_its_own_page_adding_no_index_entries) {
+CAF_TEST(most_finishing_items_are_updated_on_their_own_page_adding_no_index_entries) {
   pg_store s{dsn};
   enqueue_n(s, "alma", 300);
   pqxx::connection c{dsn};
