@@ -3,6 +3,8 @@
 #pragma once
 
 #include "actors/actor_directory.hpp"
+#include "actors/handoff_room.hpp"
+#include "persistence/types.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -28,6 +30,12 @@ struct group_writer_options {
   /// it handed off to (directory name "pump/<stage>") without waiting for
   /// the NOTIFY to come back through PostgreSQL.
   bool wake_local_pumps = true;
+  /// The node's handoff rooms: a completion batch reserves places its
+  /// stages' pumps offer and hands that many of its messages to them
+  /// already claimed for `node` (lease `lease_ttl`). Null: none.
+  std::shared_ptr<handoff_rooms> rooms;
+  std::string node;
+  persistence::millis lease_ttl{30000};
 };
 
 /// How it works: a pump sends a std::vector<completion> (or <failure>) as it
@@ -39,6 +47,11 @@ struct group_writer_options {
 /// with its slice of the results. A failed write fails every batch in it;
 /// the pumps keep their entries and send them again (every entry is fenced
 /// by (id, epoch), so a retry never applies anything twice).
+/// Before a completion batch goes, it reserves places in the rooms of the
+/// stages the batch hands off to; once answered, each such pump gets a
+/// handoffs_claimed with its reservation and the messages claimed for it
+/// (none if the write failed), and only stages handed messages it did not
+/// claim are woken.
 caf::actor spawn_group_writer(caf::actor_system& sys, group_writer_options options,
                               std::shared_ptr<actor_directory> dir);
 

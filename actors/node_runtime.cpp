@@ -74,9 +74,16 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
   persistence.push_back(named_child(dir, "store", [o](caf::event_based_actor* sup) {
     return spawn_store_pool(sup->system(), o.make_store, o.store_workers, o.detached, o.outage);
   }));
-  persistence.push_back(named_child(dir, group_writer_name, [dir](caf::event_based_actor* sup) {
-    return spawn_group_writer(sup->system(), group_writer_options{}, dir);
-  }));
+  // One per node, outliving the pumps' restarts; each pump opens its room.
+  auto rooms = runtime.claim_handoffs ? std::make_shared<handoff_rooms>() : nullptr;
+  group_writer_options writer;
+  writer.rooms = rooms;
+  writer.node = o.node;
+  writer.lease_ttl = runtime.lease_ttl;
+  persistence.push_back(
+      named_child(dir, group_writer_name, [dir, writer](caf::event_based_actor* sup) {
+        return spawn_group_writer(sup->system(), writer, dir);
+      }));
   persistence.push_back(named_child(dir, liveness_store_name, [o](caf::event_based_actor* sup) {
     return spawn_store_pool(sup->system(), o.make_store, 1, o.detached, o.outage);
   }));
@@ -189,6 +196,7 @@ caf::actor spawn_node(caf::actor_system& sys, const node_options& o,
     pump.simulated_scripts = o.simulated_scripts;
     pump.wall_clock = o.wall_clock;
     pump.outage = o.outage;
+    pump.rooms = rooms;
     if (o.random_seed != 0)
       pump.random_seed = o.random_seed + stages.size();
     std::vector<child_spec> stage_children{

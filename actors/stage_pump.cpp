@@ -80,6 +80,8 @@ protected:
   /// directory: let go of it (and of what the simulation lent us) once
   /// terminated, or neither is ever freed (LeakSanitizer found the cycle).
   void on_exit() override {
+    if (room_)
+      room_->withdraw(); // what a writer reserved meanwhile goes to our successor
     o_.dir.reset();
     o_.simulated_scripts = nullptr;
     o_.outage.reset();
@@ -107,6 +109,10 @@ private:
   void try_claim();
   void on_claimed(std::vector<claimed_message>& jobs, int limit);
   void on_claim_failed(const caf::error& e);
+  void take_claimed(std::vector<claimed_message>& jobs);
+  void on_handoffs_claimed(handoffs_claimed& msg);
+  void offer_room();
+  void withdraw_room();
 
   // -- dispatch path ----------------------------------------------------------
   void dispatch(claimed_message&& job);
@@ -196,6 +202,12 @@ private:
   std::optional<caf::actor_clock::time_point> tick_due_; ///< when tick ticks_ comes
   std::mt19937_64 rng_{std::random_device{}()};
   caf::actor_addr monitored_endpoint_; ///< the model endpoint of a model stage
+  std::shared_ptr<handoff_room> room_; ///< this incarnation's (null: no direct handoffs)
+  /// Places on offer in room_ or reserved from it by a batch not yet
+  /// answered: not free for a claim.
+  int offered_ = 0;
+  int claim_limit_ = 0;    ///< what the claim in flight may return
+  bool caught_up_ = false; ///< the last claim found fewer ready messages than it asked for
 };
 
 // -- helpers --------------------------------------------------------------------
@@ -223,7 +235,11 @@ std::string stage_pump::log_id(const claimed_message& m) const {
 // -- claim path -----------------------------------------------------------------
 
 void stage_pump::try_claim() {
-  int free = stage_->concurrency - static_cast<int>(running_.size());
+  int free = stage_->concurrency - static_cast<int>(running_.size()) - offered_;
+  if (free <= 0 && !claiming_) {
+    withdraw_room(); // ready rows wait in the table: they go first
+    free = stage_->concurrency - static_cast<int>(running_.size()) - offered_;
+  }
   // Results waiting to become durable bound the claims too: a database
   // that refuses writes stops claiming instead of piling results up.
   auto max_unwritten = 2 * static_cast<size_t>(std::max(stage_->concurrency, runtime_.claim_batch));
@@ -247,6 +263,7 @@ void stage_pump::try_claim() {
   claim_again_ = false;
   claim_wanted_ = false;
   int limit = std::min(free, runtime_.claim_batch);
+  claim_limit_ = limit;
   request(store, store_timeout,
           claim_request{o_.stage, o_.node, limit, runtime_.lease_ttl,
                         static_cast<int64_t>(runtime_.claim_bytes)})
@@ -256,6 +273,8 @@ void stage_pump::try_claim() {
 
 void stage_pump::on_claimed(std::vector<claimed_message>& jobs, int limit) {
   claiming_ = false;
+  claim_limit_ = 0;
+  caught_up_ = static_cast<int>(jobs.size()) < limit;
   bool woken_meanwhile = std::exchange(claim_again_, false);
   if (claim_error_reported_) {
     spdlog::info("stage {}: claiming works again", o_.stage);
@@ -265,8 +284,19 @@ void stage_pump::on_claimed(std::vector<claimed_message>& jobs, int limit) {
     check_drained();
     if (woken_meanwhile)
       try_claim();
+    else
+      offer_room();
     return;
   }
+  take_claimed(jobs);
+  if (!caught_up_ || woken_meanwhile)
+    try_claim();
+  offer_room();
+}
+
+/// Claimed messages, by a claim or handed off already claimed: the lease
+/// keeper hears of them, then they run (or go back, if a drain began).
+void stage_pump::take_claimed(std::vector<claimed_message>& jobs) {
   metrics_.claimed->inc(jobs.size());
   leases_taken taken;
   for (const auto& j : jobs)
@@ -288,12 +318,68 @@ void stage_pump::on_claimed(std::vector<claimed_message>& jobs, int limit) {
   }
   for (auto& j : jobs)
     dispatch(std::move(j)); // the reply is ours alone: moved, not copied
-  if (static_cast<int>(jobs.size()) == limit || woken_meanwhile)
-    try_claim();
+}
+
+void stage_pump::on_handoffs_claimed(handoffs_claimed& msg) {
+  if (room_ && msg.room == room_->incarnation()) {
+    offered_ -= msg.reserved;
+  } else if (!msg.jobs.empty()) {
+    // Reserved from an incarnation before this one: run what fits, give
+    // back the rest (attempt not consumed).
+    auto fits = static_cast<size_t>(
+        std::max(0, stage_->concurrency - static_cast<int>(running_.size()) - offered_));
+    if (msg.jobs.size() > fits && !draining_) {
+      std::vector<lease> back;
+      for (size_t i = fits; i < msg.jobs.size(); ++i)
+        back.push_back(msg.jobs[i].fencing());
+      msg.jobs.resize(fits);
+      if (auto store = o_.dir->get("store"))
+        request(store, store_timeout, release_request{o_.node, back})
+            .then([](const std::vector<fence_result>&) {},
+                  [=](caf::error& e) {
+                    spdlog::warn("stage {}: releasing handed-off {} failed ({}); they return "
+                                 "when their leases expire",
+                                 o_.stage, ids_of(back), system().render(e));
+                  });
+    }
+  }
+  if (!msg.jobs.empty()) {
+    spdlog::debug("stage {}: {} handed off already claimed", o_.stage, msg.jobs.size());
+    take_claimed(msg.jobs);
+  }
+  offer_room();
+  check_drained();
+}
+
+/// Offers the places no claim needs: all of them once a claim found fewer
+/// ready messages than it could take; while ready messages wait in the
+/// table, those beyond a claim's worth (at most half the concurrency), so
+/// the table's queue is still served. Nothing while a claim waits for a
+/// place, or results pile up unwritten.
+void stage_pump::offer_room() {
+  if (!room_ || draining_ || claim_wanted_)
+    return;
+  auto max_unwritten = 2 * static_cast<size_t>(std::max(stage_->concurrency, runtime_.claim_batch));
+  if (unwritten() >= max_unwritten)
+    return;
+  int for_claims = claiming_
+                       ? claim_limit_
+                       : (caught_up_ ? 0 : std::min(runtime_.claim_batch, stage_->concurrency / 2));
+  int free = stage_->concurrency - static_cast<int>(running_.size()) - offered_ - for_claims;
+  if (free <= 0)
+    return;
+  room_->offer(free);
+  offered_ += free;
+}
+
+void stage_pump::withdraw_room() {
+  if (room_)
+    offered_ -= room_->withdraw();
 }
 
 void stage_pump::on_claim_failed(const caf::error& e) {
   claiming_ = false;
+  claim_limit_ = 0;
   claim_again_ = false; // the poll timer retries: no tight loop against a failing store
   if (!claim_error_reported_) {
     auto level = persistence::secondhand_level(o_.outage);
@@ -730,6 +816,8 @@ void stage_pump::on_written(result_queue<Result>& queue, const std::vector<Resul
   flush();
   if (claim_wanted_)
     try_claim();
+  else
+    offer_room();
 }
 
 template <class Result>
@@ -774,6 +862,7 @@ template <class Result> void stage_pump::count_written(const Result& r, bool sta
 
 caf::response_promise stage_pump::on_drain(const drain_request& req) {
   draining_ = true;
+  withdraw_room();
   drain_promise_ = make_response_promise();
   spdlog::info("stage {}: draining: {} in flight, grace {}", o_.stage, running_.size(),
                config::format_duration(req.grace));
@@ -783,7 +872,10 @@ caf::response_promise stage_pump::on_drain(const drain_request& req) {
 }
 
 void stage_pump::check_drained() {
-  if (!draining_ || !running_.empty() || unwritten() > 0 || claiming_ || !drain_promise_.pending())
+  // offered_: places reserved by a completion batch not yet answered, whose
+  // handed-off messages are still to come (and go back).
+  if (!draining_ || !running_.empty() || unwritten() > 0 || claiming_ || offered_ > 0 ||
+      !drain_promise_.pending())
     return;
   drain_promise_.deliver(drain_report{o_.stage, drain_finished_, 0});
 }
@@ -791,6 +883,10 @@ void stage_pump::check_drained() {
 // The grace period is over: what still runs is stopped and released, its
 // attempt not consumed.
 void stage_pump::on_drain_deadline() {
+  // Reservations still unanswered are not waited for past the grace: what
+  // they claimed, if anything, returns when its leases expire.
+  withdraw_room();
+  offered_ = 0;
   if (running_.empty()) {
     check_drained();
     return;
@@ -882,6 +978,8 @@ caf::behavior stage_pump::make_behavior() {
     quit(caf::make_error(caf::sec::invalid_argument, "no stage " + o_.stage));
     return {};
   }
+  if (o_.rooms)
+    room_ = o_.rooms->open(o_.stage);
   join(ready_group(system(), o_.stage));
   join(any_ready_group(system()));
   seed_latencies();
@@ -892,6 +990,7 @@ caf::behavior stage_pump::make_behavior() {
         if (w.stage.empty() || w.stage == o_.stage)
           try_claim();
       },
+      [=](handoffs_claimed& msg) { on_handoffs_claimed(msg); },
       [=](poll_tick_atom) {
         delayed_send(this, runtime_.poll_interval, poll_tick_atom::value);
         try_claim();

@@ -5,6 +5,7 @@
 
 #include "actors/actor_directory.hpp"
 #include "actors/builtin_registry.hpp"
+#include "actors/handoff_room.hpp"
 #include "actors/script_runner.hpp"
 #include "config/pipeline_config.hpp"
 #include "persistence/outage_log.hpp"
@@ -48,6 +49,10 @@ struct stage_pump_options {
   /// Where database failures are told (first, summaries, end); none in the
   /// simulation, where each failure is a warning of its own.
   std::shared_ptr<persistence::outage_log> outage;
+  /// The node's handoff rooms: the pump offers its free places there while
+  /// its stage has no ready messages left to claim, so the group writer
+  /// hands messages to it already claimed. Null: every message is claimed.
+  std::shared_ptr<handoff_rooms> rooms;
 };
 
 /// How it works (the ownership rule):
@@ -63,6 +68,12 @@ struct stage_pump_options {
 /// - Completions and failures are written in batches: while one batch is in
 ///   flight the next accumulates (group commit), so batching costs no delay.
 ///   A lease is given up only once its result is durable.
+/// - While a claim finds fewer ready messages than it asked for, its free
+///   places are offered in its handoff room: a completion batch of this
+///   node that hands off to this stage then inserts up to that many of its
+///   messages already claimed (handoffs_claimed), with no claim statement.
+///   A claim withdraws the offer first, so ready rows are taken before
+///   direct handoffs, and the two never exceed the concurrency.
 /// - Drain (graceful stop): no more claims; in-flight work may finish until
 ///   the grace period ends; what is left is released without consuming an
 ///   attempt.

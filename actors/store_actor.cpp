@@ -108,6 +108,19 @@ std::vector<fence_result> complete_isolating(store& db, const std::vector<comple
       });
 }
 
+/// A claiming completion: a batch the database refuses is split as
+/// complete_isolating splits it, and then claims nothing (its handoffs are
+/// ready for any claim).
+completion_outcome complete_claiming_isolating(store& db, const claiming_completion& c) {
+  try {
+    return db.complete_claiming(c.batch, c.claims);
+  } catch (const store_error& e) {
+    if (e.code() != store_errc::refused)
+      throw;
+    return {complete_isolating(db, c.batch), {}};
+  }
+}
+
 std::vector<fence_result> fail_isolating(store& db, const std::vector<failure>& batch) {
   return write_isolating(
       batch, [&](const auto& b) { return db.fail(b); },
@@ -135,6 +148,11 @@ caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self, store_
         auto written = fences_of(batch);
         return guarded(
             outage, "complete", [&] { return complete_isolating(db, batch); }, &written);
+      },
+      [&db, outage](claiming_completion& c) {
+        auto written = fences_of(c.batch);
+        return guarded(
+            outage, "complete", [&] { return complete_claiming_isolating(db, c); }, &written);
       },
       [&db, outage](std::vector<failure>& batch) {
         auto written = fences_of(batch);

@@ -232,6 +232,8 @@ private:
       rt.max_prompt = *n;
     if (auto n = r.byte_size("claim_bytes", 1024, std::uint64_t{1} << 40))
       rt.claim_bytes = *n;
+    if (auto b = r.boolean("claim_handoffs"))
+      rt.claim_handoffs = *b;
     bool lease_ok = lease_ttl || table->get("lease_ttl") == nullptr;
     bool heartbeat_ok = heartbeat || table->get("heartbeat_interval") == nullptr;
     if (lease_ok && heartbeat_ok && rt.heartbeat_interval >= rt.lease_ttl) {

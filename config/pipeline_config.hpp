@@ -65,6 +65,10 @@ struct runtime_config {
   /// this long is deemed stalled, killed and restarted (field report,
   /// incident 15).
   millis stall_timeout{10000};
+  /// A completion hands the messages it creates to this node's pumps of the
+  /// next stages already claimed, as far as their free places go (saves a
+  /// claim per message); false: every message is claimed from the table.
+  bool claim_handoffs = true;
 };
 
 enum class model_api { ollama, openai };

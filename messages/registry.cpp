@@ -16,6 +16,10 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<delivery>("turing::delivery");
   cfg.add_message_type<completion>("turing::completion");
   cfg.add_message_type<std::vector<completion>>("std::vector<turing::completion>");
+  cfg.add_message_type<handoff_claims>("turing::handoff_claims");
+  cfg.add_message_type<completion_outcome>("turing::completion_outcome");
+  cfg.add_message_type<claiming_completion>("turing::claiming_completion");
+  cfg.add_message_type<handoffs_claimed>("turing::handoffs_claimed");
   cfg.add_message_type<failure>("turing::failure");
   cfg.add_message_type<std::vector<failure>>("std::vector<turing::failure>");
   cfg.add_message_type<fence_result>("turing::fence_result");

@@ -14,6 +14,18 @@ struct work_available {
   std::string stage;
 };
 
+/// The group writer to a stage's pump, once a completion batch that
+/// reserved `reserved` of the room the pump offered (handoff_room, its
+/// incarnation `room`) is answered: `jobs` (at most `reserved`) were handed
+/// off already claimed for this node and are the pump's to run; the rest of
+/// the reservation is the pump's again.
+struct handoffs_claimed {
+  std::string stage;
+  uint64_t room = 0;
+  int reserved = 0;
+  std::vector<persistence::claimed_message> jobs;
+};
+
 /// The sender now owns these leases: keep them alive until leases_ended.
 struct leases_taken {
   std::vector<persistence::lease> leases;
@@ -57,6 +69,11 @@ typename Inspector::result_type inspect(Inspector& f, pipeline_drained& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, work_available& x) {
   return f(caf::meta::type_name("turing::work_available"), x.stage);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, handoffs_claimed& x) {
+  return f(caf::meta::type_name("turing::handoffs_claimed"), x.stage, x.room, x.reserved, x.jobs);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, leases_taken& x) {

@@ -62,6 +62,16 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
            x.outcome, output, parse, x.model, x.tokens, x.deliveries, x.derived_payloads);
 }
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, handoff_claims& x) {
+  return f(caf::meta::type_name("turing::handoff_claims"), x.node, x.lease_ttl, x.limits);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, completion_outcome& x) {
+  return f(caf::meta::type_name("turing::completion_outcome"), x.results, x.claimed);
+}
+
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, failure& x) {
   return f(caf::meta::type_name("turing::failure"), x.fence, x.attempt, x.node, x.started_at,
            x.result, x.error, x.model, x.retry_after, x.retryable);
@@ -106,6 +116,13 @@ struct heartbeat_request {
   std::string node;
   std::vector<persistence::lease> leases;
   persistence::millis lease_ttl{0};
+};
+
+/// Complete `batch` and claim its handoffs as `claims` allows
+/// (store::complete_claiming); the reply is a completion_outcome.
+struct claiming_completion {
+  std::vector<persistence::completion> batch;
+  persistence::handoff_claims claims;
 };
 
 /// Release these leases of `node` (graceful stop); the reply is a
@@ -175,6 +192,11 @@ struct work_census {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, heartbeat_request& x) {
   return f(caf::meta::type_name("turing::heartbeat_request"), x.node, x.leases, x.lease_ttl);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, claiming_completion& x) {
+  return f(caf::meta::type_name("turing::claiming_completion"), x.batch, x.claims);
 }
 
 template <class Inspector>

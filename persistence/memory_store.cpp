@@ -21,6 +21,21 @@ void memory_store::check_available(const char* what) const {
                       std::string(what) + ": database unavailable (simulated outage)");
 }
 
+claimed_message memory_store::claimed_of(const message_row& m, time_point now) {
+  claimed_message c;
+  c.id = m.id;
+  c.item_id = m.item_id;
+  c.run_id = m.run_id;
+  c.stage = m.stage;
+  c.payload = m.payload;
+  c.attempt = m.attempt;
+  c.max_attempts = m.max_attempts;
+  c.lost = m.lost;
+  c.epoch = m.epoch;
+  c.started_at = now;
+  return c;
+}
+
 void memory_store::notify(const std::set<std::string>& stages) {
   if (listener_)
     for (const auto& s : stages)
@@ -177,18 +192,7 @@ std::vector<claimed_message> memory_store::claim(const claim_request& request) {
     m->started_at = now;
     m->heartbeat_at = now;
     m->lease_expires_at = now + request.lease_ttl;
-    claimed_message c;
-    c.id = m->id;
-    c.item_id = m->item_id;
-    c.run_id = m->run_id;
-    c.stage = m->stage;
-    c.payload = m->payload;
-    c.attempt = m->attempt;
-    c.max_attempts = m->max_attempts;
-    c.lost = m->lost;
-    c.epoch = m->epoch;
-    c.started_at = now;
-    out.push_back(std::move(c));
+    out.push_back(claimed_of(*m, now));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   return out;
@@ -220,10 +224,18 @@ std::vector<lease> memory_store::heartbeat(const std::string& node,
 // -- results --------------------------------------------------------------------
 
 std::vector<fence_result> memory_store::complete(const std::vector<completion>& batch) {
+  return complete_claiming(batch, {}).results;
+}
+
+completion_outcome memory_store::complete_claiming(const std::vector<completion>& batch,
+                                                   const handoff_claims& claims) {
   check_available("complete");
   detail::refuse_unstorable(batch);
   auto now = clock_();
-  std::vector<fence_result> results;
+  completion_outcome outcome;
+  auto& results = outcome.results;
+  auto claimable = claims.limits;
+  std::set<int64_t> completed_now; ///< by this call (a batch may hold one twice)
   detail::item_effects effects;
   std::set<std::string> ready_stages;
   // Late results are recorded after the applied ones, as pg_store does.
@@ -235,8 +247,20 @@ std::vector<fence_result> memory_store::complete(const std::vector<completion>& 
     if (!current && it != messages_.end() && it->second.epoch == c.fence.epoch &&
         it->second.state == message_state::done) {
       // Applied already (a retried in-doubt write, or the same completion
-      // twice in one batch): the handoff happened exactly once.
+      // twice in one batch): the handoff happened exactly once. What that
+      // earlier try handed off claimed for this node, nobody runs: the
+      // retry hands it over, as far as its claims go.
       results.push_back(fence_result::applied);
+      if (!claims.limits.empty() && !completed_now.count(c.fence.message_id))
+        for (auto& [id, child] : messages_) {
+          auto budget = claimable.find(child.stage);
+          if (child.parent_id == c.fence.message_id && child.state == message_state::running &&
+              child.owner_node == claims.node && child.epoch == 1 && child.attempt == 1 &&
+              budget != claimable.end() && budget->second > 0) {
+            --budget->second;
+            outcome.claimed.push_back(claimed_of(child, *child.started_at));
+          }
+        }
       continue;
     }
     if (!current) {
@@ -252,6 +276,7 @@ std::vector<fence_result> memory_store::complete(const std::vector<completion>& 
       continue;
     }
     results.push_back(fence_result::applied);
+    completed_now.insert(c.fence.message_id);
     auto& m = it->second;
     m.state = message_state::done;
     m.lease_expires_at.reset();
@@ -261,7 +286,8 @@ std::vector<fence_result> memory_store::complete(const std::vector<completion>& 
     append_attempt(m, m.attempt, m.epoch, *m.owner_node, *m.started_at, now,
                    attempt_result::completed, c.outcome, c.model, c.output, "", c.tokens);
     effects.branch_ended(m.item_id);
-    auto start_message = [&](const std::string& stage, const json& payload, int max_attempts) {
+    auto start_message = [&](const std::string& stage, const json& payload, int max_attempts,
+                             bool may_claim) {
       message_row n;
       n.id = next_message_id_++;
       n.run_id = m.run_id;
@@ -271,9 +297,22 @@ std::vector<fence_result> memory_store::complete(const std::vector<completion>& 
       n.payload = payload;
       n.max_attempts = max_attempts;
       n.available_at = now;
-      messages_[n.id] = std::move(n);
       effects.branch_started(m.item_id);
-      ready_stages.insert(stage);
+      auto budget = claimable.find(stage);
+      if (may_claim && budget != claimable.end() && budget->second > 0) {
+        --budget->second;
+        n.state = message_state::running;
+        n.attempt = 1;
+        n.epoch = 1;
+        n.owner_node = claims.node;
+        n.started_at = now;
+        n.heartbeat_at = now;
+        n.lease_expires_at = now + claims.lease_ttl;
+        outcome.claimed.push_back(claimed_of(n, now));
+      } else {
+        ready_stages.insert(stage);
+      }
+      messages_[n.id] = std::move(n);
     };
     // Derived here, once, as pg_store derives it in SQL.
     json derived = c.derived_payloads ? next_payload(m.payload, c.output) : json();
@@ -281,7 +320,7 @@ std::vector<fence_result> memory_store::complete(const std::vector<completion>& 
       const json& payload = c.derived_payloads ? derived : d.payload;
       switch (d.type) {
       case delivery::kind::stage:
-        start_message(d.target, payload, d.max_attempts);
+        start_message(d.target, payload, d.max_attempts, true);
         break;
       case delivery::kind::join: {
         auto& j = joins_[{m.item_id, d.target}];
@@ -292,7 +331,7 @@ std::vector<fence_result> memory_store::complete(const std::vector<completion>& 
                                   [&](const auto& s) { return j.inputs.contains(s); });
         if (all_in && !j.fired) {
           j.fired = true;
-          start_message(d.target, j.inputs, d.max_attempts);
+          start_message(d.target, j.inputs, d.max_attempts, false);
         }
         break;
       }
@@ -306,7 +345,7 @@ std::vector<fence_result> memory_store::complete(const std::vector<completion>& 
     record();
   apply_item_effects(effects, now);
   notify(ready_stages);
-  return results;
+  return outcome;
 }
 
 std::vector<fence_result> memory_store::fail(const std::vector<failure>& batch) {

@@ -35,6 +35,8 @@ public:
   std::vector<lease> heartbeat(const std::string& node, const std::vector<lease>& leases,
                                millis lease_ttl) override;
   std::vector<fence_result> complete(const std::vector<completion>& batch) override;
+  completion_outcome complete_claiming(const std::vector<completion>& batch,
+                                       const handoff_claims& claims) override;
   std::vector<fence_result> fail(const std::vector<failure>& batch) override;
   std::vector<fence_result> release(const std::string& node,
                                     const std::vector<lease>& leases) override;
@@ -104,6 +106,8 @@ private:
   };
 
   void check_available(const char* what) const;
+  /// A running message as claim() returns it.
+  static claimed_message claimed_of(const message_row& m, time_point now);
   void append_attempt(const message_row& m, int attempt, int64_t epoch, const std::string& node,
                       time_point started, time_point now, attempt_result result,
                       const std::string& outcome, const std::string& model, const json& output,

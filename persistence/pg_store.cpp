@@ -425,6 +425,7 @@ void warm_up_hot_path(pqxx::connection& c, statement_cache& sc) {
     sc.exec(tx, detail::claim_sql, "", "", 0, 0.0, int64_t{0}); // LIMIT 0: claims nothing
     sc.exec(tx, detail::complete_sql, "{}", "{}");
     sc.exec(tx, detail::handoff_sql, "[]", ready_channel, "");
+    sc.exec(tx, detail::handoff_claiming_sql, "[]", ready_channel, "", "", 0.0);
     sc.exec(tx, detail::items_update_sql, "{}", "{}");
     lock_in_order(sc, tx, "messages", "{}");
     lock_in_order(sc, tx, "items", "{}");
@@ -756,6 +757,29 @@ enqueue_result pg_store::enqueue_all(const enqueue_request& request, item_source
   });
 }
 
+namespace {
+
+/// A row of claim_sql: id, item, run, payload, attempt, max_attempts, epoch,
+/// started_at in µs, lost; handoff_claiming_sql's rows have the stage after
+/// the run (`with_stage`).
+claimed_message claimed_from_row(const pqxx::row& row, std::string stage, bool with_stage = false) {
+  claimed_message m;
+  m.id = row[0].as<int64_t>();
+  m.item_id = row[1].as<int64_t>();
+  m.run_id = row[2].as<int64_t>();
+  m.stage = std::move(stage);
+  auto at = [&](int i) { return row[with_stage ? i + 1 : i]; };
+  m.payload = parse_field(at(3));
+  m.attempt = at(4).as<int>();
+  m.max_attempts = at(5).as<int>();
+  m.epoch = at(6).as<int64_t>();
+  m.started_at = from_us(at(7).as<int64_t>());
+  m.lost = at(8).as<int>();
+  return m;
+}
+
+} // namespace
+
 std::vector<claimed_message> pg_store::claim(const claim_request& request) {
   if (request.limit < 1)
     throw store_error(store_errc::invalid_argument, "claim: limit must be >= 1");
@@ -769,20 +793,8 @@ std::vector<claimed_message> pg_store::claim(const claim_request& request) {
         static_cast<double>(request.lease_ttl.count()), request.max_bytes);
     std::vector<claimed_message> out;
     out.reserve(r.size());
-    for (const auto& row : r) {
-      claimed_message m;
-      m.id = row[0].as<int64_t>();
-      m.item_id = row[1].as<int64_t>();
-      m.run_id = row[2].as<int64_t>();
-      m.stage = request.stage;
-      m.payload = parse_field(row[3]);
-      m.attempt = row[4].as<int>();
-      m.max_attempts = row[5].as<int>();
-      m.epoch = row[6].as<int64_t>();
-      m.started_at = from_us(row[7].as<int64_t>());
-      m.lost = row[8].as<int>();
-      out.push_back(std::move(m));
-    }
+    for (const auto& row : r)
+      out.push_back(claimed_from_row(row, request.stage));
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
     return out;
   });
@@ -820,7 +832,42 @@ std::vector<lease> pg_store::heartbeat(const std::string& node, const std::vecto
 
 // -- results --------------------------------------------------------------------
 
+// An earlier try of a completion committed, claimed handoffs included, and
+// its caller was told it failed: nobody runs those messages. The retry hands
+// them over (if the same node still holds them untouched) rather than leave
+// them to expire and come back as lost attempts.
+namespace {
+
+void claim_orphaned_handoffs(statement_cache& sc, pqxx::work& tx,
+                             const std::vector<int64_t>& parents, const handoff_claims& claims,
+                             std::map<std::string, int>& claimable,
+                             std::vector<claimed_message>& claimed) {
+  auto rows = sc.exec(
+      tx,
+      "SELECT id, item_id, run_id, stage, coalesce(payload, turing.message_payload(id))::text, "
+      "attempt, max_attempts, epoch, " TS_US(
+          "started_at") ", lost FROM turing.messages "
+                        "WHERE parent_id = ANY($1::bigint[]) AND (state = 'running') IS TRUE AND "
+                        "owner_node = $2 "
+                        "AND epoch = 1 AND attempt = 1 ORDER BY id",
+      id_array(parents, [](int64_t id) { return id; }), claims.node);
+  for (const auto& row : rows) {
+    auto budget = claimable.find(row[3].as<std::string>());
+    if (budget == claimable.end() || budget->second <= 0)
+      continue; // left to expire and be rescued
+    --budget->second;
+    claimed.push_back(claimed_from_row(row, budget->first, true));
+  }
+}
+
+} // namespace
+
 std::vector<fence_result> pg_store::complete(const std::vector<completion>& batch) {
+  return complete_claiming(batch, {}).results;
+}
+
+completion_outcome pg_store::complete_claiming(const std::vector<completion>& batch,
+                                               const handoff_claims& claims) {
   if (batch.empty())
     return {};
   detail::refuse_unstorable(batch);
@@ -860,7 +907,10 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
       applied[{row[0].as<int64_t>(), row[1].as<int64_t>()}] = {
           row[2].as<int64_t>(), row[3].as<int64_t>(), row[4].as<std::string>(), row[5].as<bool>()};
 
-    std::vector<fence_result> results;
+    completion_outcome outcome;
+    auto& results = outcome.results;
+    auto claimable = claims.limits;
+    bool claiming = false;
     json late = json::array();
     json new_messages = json::array();
     struct join_arrival {
@@ -872,8 +922,11 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
     std::vector<join_arrival> arrivals;
     detail::item_effects effects;
     std::set<std::pair<int64_t, int64_t>> handed_off;
+    std::vector<int64_t> applied_before; ///< by an earlier try of this write
     for (const auto& c : batch) {
       auto it = applied.find({c.fence.message_id, c.fence.epoch});
+      if (it != applied.end() && !it->second.now)
+        applied_before.push_back(c.fence.message_id);
       if (it != applied.end() && (!it->second.now || !handed_off.insert(it->first).second)) {
         // Applied already (an in-doubt commit that did commit, or the same
         // completion twice in one batch): the handoff happened exactly once.
@@ -913,6 +966,12 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
             new_messages.back()["derived_from"] = c.fence.message_id;
           else
             new_messages.back()["payload"] = d.payload;
+          if (auto budget = claimable.find(d.target);
+              budget != claimable.end() && budget->second > 0) {
+            --budget->second;
+            new_messages.back()["claim"] = true;
+            claiming = true;
+          }
           effects.branch_started(item_id);
           break;
         case delivery::kind::join:
@@ -983,12 +1042,23 @@ std::vector<fence_result> pg_store::complete(const std::vector<completion>& batc
     }
     // The next stages are told in the same statement (one round trip less
     // per handoff): exactly the stages that got a message here.
-    if (!new_messages.empty())
+    if (claiming) {
+      auto rows = session_->statements.exec(tx, detail::handoff_claiming_sql, new_messages.dump(),
+                                            ready_channel, one_writer_node(batch), claims.node,
+                                            static_cast<double>(claims.lease_ttl.count()));
+      for (const auto& row : rows)
+        if (!row[0].is_null())
+          outcome.claimed.push_back(claimed_from_row(row, row[3].as<std::string>(), true));
+    } else if (!new_messages.empty()) {
       session_->statements.exec(tx, detail::handoff_sql, new_messages.dump(), ready_channel,
                                 one_writer_node(batch));
+    }
+    if (!claims.limits.empty() && !applied_before.empty())
+      claim_orphaned_handoffs(session_->statements, tx, applied_before, claims, claimable,
+                              outcome.claimed);
     apply_item_effects(session_->statements, tx, effects);
     record_late(session_->statements, tx, late);
-    return results;
+    return outcome;
   });
 }
 

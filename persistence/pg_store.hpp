@@ -64,6 +64,8 @@ public:
   std::vector<lease> heartbeat(const std::string& node, const std::vector<lease>& leases,
                                millis lease_ttl) override;
   std::vector<fence_result> complete(const std::vector<completion>& batch) override;
+  completion_outcome complete_claiming(const std::vector<completion>& batch,
+                                       const handoff_claims& claims) override;
   std::vector<fence_result> fail(const std::vector<failure>& batch) override;
   std::vector<fence_result> release(const std::string& node,
                                     const std::vector<lease>& leases) override;

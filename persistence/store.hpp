@@ -67,6 +67,15 @@ public:
   /// Fenced completions, one result per input in order.
   virtual std::vector<fence_result> complete(const std::vector<completion>& batch) = 0;
 
+  /// complete(), whose handoffs are claimed at once as `claims` allows: the
+  /// claimed messages come back as claim() returns them. A store that does
+  /// not claim so hands every message off as ready.
+  virtual completion_outcome complete_claiming(const std::vector<completion>& batch,
+                                               const handoff_claims& claims) {
+    (void)claims;
+    return {complete(batch), {}};
+  }
+
   /// Fenced failures: back to ready after `retry_after` while attempts remain
   /// and the failure is retryable, else dead with the error as its reason.
   virtual std::vector<fence_result> fail(const std::vector<failure>& batch) = 0;

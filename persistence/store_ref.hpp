@@ -22,6 +22,10 @@ public:
   std::vector<fence_result> complete(const std::vector<completion>& b) override {
     return target_.complete(b);
   }
+  completion_outcome complete_claiming(const std::vector<completion>& b,
+                                       const handoff_claims& claims) override {
+    return target_.complete_claiming(b, claims);
+  }
   std::vector<fence_result> fail(const std::vector<failure>& b) override { return target_.fail(b); }
   std::vector<fence_result> release(const std::string& node,
                                     const std::vector<lease>& leases) override {

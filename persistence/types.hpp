@@ -164,6 +164,25 @@ struct failure {
 
 enum class fence_result { applied, stale };
 
+/// What a completion batch may claim of the messages it hands off, for the
+/// node that writes it: up to `limits[stage]` of its new messages of each
+/// stage are inserted already running under `node`'s lease (epoch 1,
+/// attempt 1), so the next stage starts them without a claim (one message
+/// row version, its index entries and a statement less per transition).
+/// Messages of a join, and payloads too large to copy, are never claimed so.
+struct handoff_claims {
+  std::string node;
+  millis lease_ttl{30000};
+  std::map<std::string, int> limits;
+};
+
+/// A completion batch's fence results, one per entry in order, and the
+/// messages it handed off already claimed (handoff_claims).
+struct completion_outcome {
+  std::vector<fence_result> results;
+  std::vector<claimed_message> claimed;
+};
+
 /// A message returned to ready (or dead) by the rescuer.
 struct rescued_message {
   int64_t message_id = 0;

@@ -71,9 +71,15 @@ std::vector<lease> traced_store::heartbeat(const std::string& node,
 }
 
 std::vector<fence_result> traced_store::complete(const std::vector<completion>& batch) {
+  return complete_claiming(batch, {}).results;
+}
+
+completion_outcome traced_store::complete_claiming(const std::vector<completion>& batch,
+                                                   const handoff_claims& claims) {
   std::lock_guard<std::recursive_mutex> guard{world_->mutex};
   reachable("complete");
-  auto results = inner_->complete(batch);
+  auto outcome = inner_->complete_claiming(batch, claims);
+  const auto& results = outcome.results;
   for (size_t i = 0; i < batch.size() && i < results.size(); ++i) {
     const auto& c = batch[i];
     bool applied = results[i] == fence_result::applied;
@@ -89,8 +95,13 @@ std::vector<fence_result> traced_store::complete(const std::vector<completion>& 
         if (d.type != delivery::kind::sink)
           world_->notify_ready(d.target);
   }
+  for (const auto& m : outcome.claimed) {
+    world_->messages[m.id] = {m.stage, m.item_id, m.attempt, m.max_attempts, world_->elapsed()};
+    world_->log(claims.node + " is handed " + world_->describe(m.id) + ", epoch " +
+                std::to_string(m.epoch) + " already claimed");
+  }
   maybe_in_doubt("complete");
-  return results;
+  return outcome;
 }
 
 std::vector<fence_result> traced_store::fail(const std::vector<failure>& batch) {

@@ -23,6 +23,9 @@ public:
                                             persistence::millis lease_ttl) override;
   std::vector<persistence::fence_result>
   complete(const std::vector<persistence::completion>& batch) override;
+  persistence::completion_outcome
+  complete_claiming(const std::vector<persistence::completion>& batch,
+                    const persistence::handoff_claims& claims) override;
   std::vector<persistence::fence_result>
   fail(const std::vector<persistence::failure>& batch) override;
   std::vector<persistence::fence_result>

@@ -74,6 +74,21 @@ inline constexpr const char* complete_sql = R"sql(
         AND (m.state = 'done') IS TRUE AND m.id = ANY($2::bigint[])
         AND m.epoch = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "epoch") R"sql(::bigint)sql";
 
+// A handed-off message's payload, from its entry x. Scalar subqueries: always
+// one index probe per row (a join may be planned as a hash join over the
+// whole table). A payload too large to copy is left NULL: assembled when
+// claimed from its parent (or its join's row).
+// clang-format off
+#define HANDOFF_PAYLOAD                                                                   \
+  " CASE WHEN x.derived_from IS NOT NULL THEN (SELECT CASE WHEN " STORED_INLINE(            \
+      "pg_column_size(m.payload) + coalesce(pg_column_size(m.output), 0)")                 \
+  " THEN turing.next_payload(m.payload, m.output) END"                                    \
+  " FROM turing.messages m WHERE m.id = x.derived_from)"                                  \
+  " WHEN x.from_join THEN (SELECT CASE WHEN j.arrived_from = '{}'::jsonb THEN j.inputs END" \
+  " FROM turing.joins j WHERE j.item_id = x.item_id AND j.stage = x.stage)"               \
+  " ELSE x.payload END "
+// clang-format on
+
 /// Inserts the next stages' messages ($1: a JSON array) and notifies them
 /// ($3: " node" when the writer's node wakes its own pumps, else empty; see
 /// ready_payload).
@@ -82,26 +97,45 @@ inline constexpr const char* handoff_sql = R"sql(
         INSERT INTO turing.messages (run_id, item_id, parent_id, stage, payload, max_attempts,
                                      available_at, created_at)
         SELECT x.run_id, x.item_id, x.parent_id, x.stage,
-               -- Scalar subqueries: always one index probe per row (a join
-               -- may be planned as a hash join over the whole table).
-               -- A payload too large to copy is left NULL: assembled when
-               -- claimed from its parent (or its join's row).
-               CASE WHEN x.derived_from IS NOT NULL
-                      THEN (SELECT CASE WHEN )sql" STORED_INLINE(
-    "pg_column_size(m.payload) + coalesce(pg_column_size(m.output), 0)")
-    R"sql( THEN turing.next_payload(m.payload, m.output) END
-                            FROM turing.messages m WHERE m.id = x.derived_from)
-                    WHEN x.from_join THEN (SELECT CASE WHEN j.arrived_from = '{}'::jsonb
-                                                       THEN j.inputs END
-                                           FROM turing.joins j
-                                           WHERE j.item_id = x.item_id AND j.stage = x.stage)
-                    ELSE x.payload END,
+               )sql" HANDOFF_PAYLOAD R"sql(,
                x.max_attempts, turing.now(), turing.now()
         FROM jsonb_to_recordset($1::jsonb)
           AS x(run_id bigint, item_id bigint, parent_id bigint, stage text, payload jsonb,
                derived_from bigint, from_join boolean, max_attempts integer)
         RETURNING stage)
         SELECT pg_notify($2, s.stage || $3::text) FROM (SELECT DISTINCT stage FROM ins) s)sql";
+
+/// handoff_sql, where the entries marked `claim` whose payload is stored
+/// inline are inserted running under node $4's lease ($5 ms), as the claim
+/// would leave them; the rest are ready and notified. Returns the claimed
+/// rows as claim_sql does, then a row with a NULL id per notice.
+inline constexpr const char* handoff_claiming_sql = R"sql(
+        WITH next AS (
+          SELECT x.run_id, x.item_id, x.parent_id, x.stage, x.max_attempts, x.claim,
+                 )sql" HANDOFF_PAYLOAD R"sql( AS payload
+          FROM jsonb_to_recordset($1::jsonb)
+            AS x(run_id bigint, item_id bigint, parent_id bigint, stage text, payload jsonb,
+                 derived_from bigint, from_join boolean, max_attempts integer, claim boolean)
+          OFFSET 0),
+        ins AS (
+        INSERT INTO turing.messages (run_id, item_id, parent_id, stage, payload, max_attempts,
+                                     available_at, created_at, state, attempt, epoch, owner_node,
+                                     started_at, heartbeat_at, lease_expires_at)
+        SELECT run_id, item_id, parent_id, stage, payload, max_attempts, turing.now(), turing.now(),
+               CASE WHEN c THEN 'running' ELSE 'ready' END, c::integer, c::integer,
+               CASE WHEN c THEN $4::text END, CASE WHEN c THEN turing.now() END,
+               CASE WHEN c THEN turing.now() END,
+               CASE WHEN c THEN turing.now() + $5::double precision * interval '1 millisecond' END
+        FROM (SELECT n.*, (n.claim IS TRUE AND n.payload IS NOT NULL) AS c FROM next n) n
+        RETURNING id, item_id, run_id, stage, payload, attempt, max_attempts, epoch, started_at,
+                  lost, state)
+        SELECT id, item_id, run_id, stage, payload::text, attempt, max_attempts, epoch,
+               )sql" TS_US("started_at") R"sql(, lost, NULL::void
+        FROM ins WHERE state = 'running'
+        UNION ALL
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, pg_notify($2, s.stage || $3::text)
+        FROM (SELECT DISTINCT stage FROM ins WHERE state = 'ready') s)sql";
+#undef HANDOFF_PAYLOAD
 
 #define D(field) ENTRY_TEXT(ITEM_ENTRY, field)
 /// Applies branch changes and sinks to items ($1: entries by item id, $2: ids).

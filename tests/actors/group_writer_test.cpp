@@ -6,6 +6,7 @@
 #include "actors/group_writer.hpp"
 #include "messages/registry.hpp"
 
+#include <algorithm>
 #include <caf/all.hpp>
 #include <caf/test/dsl.hpp>
 #include <map>
@@ -29,6 +30,11 @@ struct record {
   std::map<std::string, std::vector<fence_result>> replies;
   std::map<std::string, int> errors;
   std::vector<std::string> wakes; ///< work_available the local pumps got, in order
+  /// Claiming writes held: their promise, batch and claim limits.
+  std::vector<caf::response_promise> held_claiming;
+  std::vector<claiming_completion> held_claiming_requests;
+  std::vector<std::map<std::string, int>> limits; ///< of each claiming write
+  std::vector<handoffs_claimed> handed;           ///< what the local pumps got, in order
 };
 using record_ptr = std::shared_ptr<record>;
 
@@ -45,7 +51,37 @@ caf::behavior held_store(caf::event_based_actor* self, record_ptr r) {
         r->held.push_back(self->make_response_promise());
         return r->held.back();
       },
+      [=](claiming_completion& c) {
+        r->writes.push_back(c.batch.size());
+        r->limits.push_back(c.claims.limits);
+        r->held_claiming_requests.push_back(std::move(c));
+        r->held_claiming.push_back(self->make_response_promise());
+        return r->held_claiming.back();
+      },
       [=](answer_atom) {
+        // A claiming write claims, of each applied entry's handoffs, as
+        // many per stage as its limit allows.
+        for (size_t i = 0; i < r->held_claiming.size(); ++i) {
+          auto& c = r->held_claiming_requests[i];
+          completion_outcome out;
+          auto left = c.claims.limits;
+          for (const auto& e : c.batch) {
+            bool applied = e.fence.message_id % 2 == 0;
+            out.results.push_back(applied ? fence_result::applied : fence_result::stale);
+            for (const auto& d : e.deliveries)
+              if (applied && left[d.target] > 0) {
+                --left[d.target];
+                claimed_message m;
+                m.id = 1000 + e.fence.message_id;
+                m.stage = d.target;
+                m.epoch = 1;
+                out.claimed.push_back(m);
+              }
+          }
+          r->held_claiming[i].deliver(out);
+        }
+        r->held_claiming.clear();
+        r->held_claiming_requests.clear();
         for (size_t i = 0; i < r->held.size(); ++i) {
           std::vector<fence_result> results;
           for (auto id : r->held_ids[i])
@@ -56,6 +92,10 @@ caf::behavior held_store(caf::event_based_actor* self, record_ptr r) {
         r->held_ids.clear();
       },
       [=](refuse_atom) {
+        for (auto& p : r->held_claiming)
+          p.deliver(caf::make_error(caf::sec::runtime_error, "database unreachable"));
+        r->held_claiming.clear();
+        r->held_claiming_requests.clear();
         for (auto& p : r->held)
           p.deliver(caf::make_error(caf::sec::runtime_error, "database unreachable"));
         r->held.clear();
@@ -66,7 +106,8 @@ caf::behavior held_store(caf::event_based_actor* self, record_ptr r) {
 
 /// A pump of this node as the writer sees it: in the directory, woken.
 caf::behavior woken_pump(caf::event_based_actor*, record_ptr r) {
-  return {[=](const work_available& w) { r->wakes.push_back(w.stage); }};
+  return {[=](const work_available& w) { r->wakes.push_back(w.stage); },
+          [=](const handoffs_claimed& h) { r->handed.push_back(h); }};
 }
 
 /// A pump's flush, reduced to its request: sends `ids` as completions, each
@@ -223,6 +264,69 @@ CAF_TEST(a_failed_write_wakes_no_pump) {
   caf::anon_send(dir->get("store"), refuse_atom::value);
   sched.run();
   CAF_CHECK_EQUAL(r->errors["a"], 1);
+  CAF_CHECK(r->wakes.empty());
+}
+
+CAF_TEST(a_handoff_reserves_the_room_its_pump_offers_and_gets_the_claimed_messages_to_it) {
+  auto rooms = std::make_shared<handoff_rooms>();
+  auto right = rooms->open("right");
+  right->offer(2);
+  group_writer_options o;
+  o.rooms = rooms;
+  o.node = "node-a";
+  start(o);
+  dir->put("pump/left", sys.spawn(woken_pump, r));
+  dir->put("pump/right", sys.spawn(woken_pump, r));
+  sched.run();
+  // Three messages for "right", whose pump offers 2 places; "left" offers none.
+  send_from("a", {2, 4, 6}, {{2, {"right", "left"}}, {4, {"right"}}, {6, {"right"}}});
+  CAF_REQUIRE_EQUAL(r->limits.size(), 1u);
+  CAF_CHECK_EQUAL(r->limits[0], (std::map<std::string, int>{{"right", 2}}));
+  CAF_CHECK_EQUAL(right->reserve(1), 0); // all taken until the reply
+  answer();
+  CAF_REQUIRE_EQUAL(r->handed.size(), 1u);
+  CAF_CHECK_EQUAL(r->handed[0].stage, "right");
+  CAF_CHECK_EQUAL(r->handed[0].room, right->incarnation());
+  CAF_CHECK_EQUAL(r->handed[0].reserved, 2);
+  CAF_CHECK_EQUAL(r->handed[0].jobs.size(), 2u);
+  // Both stages have a ready message to claim (one of right's three was
+  // not claimed); each is woken once.
+  std::sort(r->wakes.begin(), r->wakes.end());
+  CAF_CHECK_EQUAL(r->wakes, (std::vector<std::string>{"left", "right"}));
+  CAF_CHECK_EQUAL(r->replies["a"].size(), 3u);
+}
+
+CAF_TEST(a_stage_whose_handoffs_were_all_claimed_is_not_woken) {
+  auto rooms = std::make_shared<handoff_rooms>();
+  rooms->open("right")->offer(10);
+  group_writer_options o;
+  o.rooms = rooms;
+  start(o);
+  dir->put("pump/right", sys.spawn(woken_pump, r));
+  sched.run();
+  send_from("a", {2, 4}, {{2, {"right"}}, {4, {"right"}}});
+  answer();
+  CAF_REQUIRE_EQUAL(r->handed.size(), 1u);
+  CAF_CHECK_EQUAL(r->handed[0].reserved, 2);
+  CAF_CHECK_EQUAL(r->handed[0].jobs.size(), 2u);
+  CAF_CHECK(r->wakes.empty());
+}
+
+CAF_TEST(a_failed_claiming_write_gives_the_reserved_places_back_with_no_messages) {
+  auto rooms = std::make_shared<handoff_rooms>();
+  rooms->open("right")->offer(5);
+  group_writer_options o;
+  o.rooms = rooms;
+  start(o);
+  dir->put("pump/right", sys.spawn(woken_pump, r));
+  sched.run();
+  send_from("a", {2, 4}, {{2, {"right"}}, {4, {"right"}}});
+  caf::anon_send(dir->get("store"), refuse_atom::value);
+  sched.run();
+  CAF_CHECK_EQUAL(r->errors["a"], 1);
+  CAF_REQUIRE_EQUAL(r->handed.size(), 1u);
+  CAF_CHECK_EQUAL(r->handed[0].reserved, 2);
+  CAF_CHECK(r->handed[0].jobs.empty());
   CAF_CHECK(r->wakes.empty());
 }
 

@@ -2,7 +2,9 @@
 // claims until told: a wake (NOTIFY) that lands while a claim is in flight is
 // not lost, or a message committed just after that claim's snapshot would
 // wait for the poll timer (2 s by default) instead of being claimed at once;
-// and a written result claims again only when work may still wait.
+// and a written result claims again only when work may still wait. Its
+// handoff room: places offered only once the table is empty, never given
+// to a claim while a writer holds them, and handed-off messages run.
 #define CAF_SUITE stage_pump_wake
 #include "actors/ready_listener.hpp"
 #include "actors/stage_pump.hpp"
@@ -83,6 +85,7 @@ caf::behavior held_store(caf::event_based_actor* self, claims_ptr c) {
 struct fixture : test_coordinator_fixture<> {
   claims_ptr c = std::make_shared<claims>();
   std::shared_ptr<actor_directory> dir = std::make_shared<actor_directory>();
+  std::shared_ptr<handoff_rooms> rooms = std::make_shared<handoff_rooms>();
   caf::actor pump;
 
   explicit fixture(const std::string& stage_extra = "") {
@@ -102,6 +105,7 @@ struct fixture : test_coordinator_fixture<> {
     o.node = "n1";
     o.builtins = builtins;
     o.dir = dir;
+    o.rooms = rooms;
     pump = spawn_stage_pump(sys, std::move(o));
     // sched.run(), never run(): virtual time stands still, so neither the
     // poll timer nor a request timeout can stand in for the wake.
@@ -177,6 +181,53 @@ CAF_TEST(a_written_result_claims_again_when_a_full_claim_left_work_waiting) {
   // The claim right after the full one found no free place; the written
   // result freed it and claimed.
   CAF_CHECK_EQUAL(c->seen, 2);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+namespace {
+
+struct two_at_a_time : fixture {
+  two_at_a_time() : fixture("concurrency = 2\n") {}
+  std::shared_ptr<handoff_room> room() { return rooms->find("pass"); }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(stage_pump_handoff_room_tests, two_at_a_time)
+
+CAF_TEST(a_pump_offers_its_free_places_only_once_a_claim_finds_the_table_empty) {
+  CAF_REQUIRE_EQUAL(c->seen, 1);
+  CAF_CHECK_EQUAL(room()->reserve(10), 0); // the claim in flight may fill both places
+  c->to_give = {message(1), message(2)};
+  answer(); // a full claim: more may wait in the table
+  CAF_CHECK_EQUAL(room()->reserve(10), 0);
+  answer(); // the claim after it finds nothing: the table is empty
+  CAF_CHECK_EQUAL(c->completed, 2);
+  CAF_CHECK_EQUAL(room()->reserve(10), 2);
+}
+
+CAF_TEST(places_a_writer_reserved_are_never_claimed_and_handed_off_messages_run) {
+  answer();                                 // the first claim finds nothing: both places offered
+  CAF_REQUIRE_EQUAL(room()->reserve(1), 1); // a completion batch takes one
+  caf::anon_send(ready_group(sys, "pass"), work_available{"pass"});
+  sched.run();
+  CAF_REQUIRE_EQUAL(c->seen, 2);
+  CAF_CHECK_EQUAL(c->limits.back(), 1); // the reserved place is not the claim's
+  answer();
+  caf::anon_send(pump, handoffs_claimed{"pass", room()->incarnation(), 1, {message(7)}});
+  sched.run();
+  CAF_CHECK_EQUAL(c->completed, 1); // ran and written, no claim of its own
+  CAF_CHECK_EQUAL(c->seen, 2);
+  CAF_CHECK_EQUAL(room()->reserve(10), 2); // both places offered again
+}
+
+CAF_TEST(a_reservation_answered_with_no_messages_frees_its_places) {
+  answer();
+  CAF_REQUIRE_EQUAL(room()->reserve(2), 2);
+  caf::anon_send(pump, handoffs_claimed{"pass", room()->incarnation(), 2, {}}); // a failed write
+  sched.run();
+  CAF_CHECK_EQUAL(room()->reserve(10), 2);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -309,6 +309,131 @@ CAF_TEST(a_batch_of_completions_applies_each_in_one_call) {
   CAF_CHECK_EQUAL(run_of(run_id).pending, 20);
 }
 
+CAF_TEST(a_completion_claims_up_to_its_limit_of_the_messages_it_hands_off) {
+  auto run_id = enqueue_n("carl", 3);
+  auto carl = claim("carl", 3);
+  advance(20ms);
+  handoff_claims claims{"node-b", 5000ms, {{"clara_a", 2}}};
+  auto out = s.complete_claiming({done(carl[0], {to_stage("clara_a"), to_stage("clara_b")}),
+                                  done(carl[1], {to_stage("clara_a")}),
+                                  done(carl[2], {to_stage("clara_a")})},
+                                 claims);
+  CAF_CHECK_EQUAL(std::count(out.results.begin(), out.results.end(), fence_result::applied), 3);
+  // The first two of clara_a's three, running under node-b's lease as a
+  // claim leaves them; clara_b (no room) and the third stay ready.
+  CAF_REQUIRE_EQUAL(out.claimed.size(), 2u);
+  for (const auto& m : out.claimed) {
+    CAF_CHECK_EQUAL(m.stage, "clara_a");
+    CAF_CHECK_EQUAL(m.epoch, 1);
+    CAF_CHECK_EQUAL(m.attempt, 1);
+    CAF_CHECK_EQUAL(m.lost, 0);
+    CAF_CHECK_EQUAL(m.run_id, run_id);
+    CAF_CHECK_EQUAL(m.payload["via"], "clara_a");
+#ifdef TURING_FIXTURE_VIRTUAL_CLOCK
+    CAF_CHECK_EQUAL(us_since_start(m.started_at), 20000); // the store's time of the handoff
+#endif
+  }
+  CAF_CHECK_EQUAL(out.claimed[0].item_id, carl[0].item_id);
+  CAF_CHECK_EQUAL(out.claimed[1].item_id, carl[1].item_id);
+  CAF_CHECK_EQUAL(counts_of("clara_a").running, 2);
+  CAF_CHECK_EQUAL(counts_of("clara_a").ready, 1);
+  auto rest = claim("clara_a", 5);
+  CAF_REQUIRE_EQUAL(rest.size(), 1u);
+  CAF_CHECK_EQUAL(rest[0].item_id, carl[2].item_id);
+  CAF_CHECK_EQUAL(claim("clara_b", 5).size(), 1u);
+  // node-b holds their leases: its heartbeat keeps them, and their results
+  // are fenced by the epoch they were handed off at.
+  CAF_CHECK(
+      s.heartbeat("node-b", {out.claimed[0].fencing(), out.claimed[1].fencing()}, 5000ms).empty());
+  auto finished = s.complete({done(out.claimed[0], {to_sink("committed")}, "ok", "node-b"),
+                              done(out.claimed[1], {to_sink("committed")}, "ok", "node-b")});
+  CAF_CHECK_EQUAL(std::count(finished.begin(), finished.end(), fence_result::applied), 2);
+  auto completed = attempts_with(attempt_result::completed);
+  CAF_REQUIRE_EQUAL(completed.size(), 5u);
+  CAF_CHECK_EQUAL(completed[3].node, "node-b");
+  CAF_CHECK_EQUAL(completed[3].attempt, 1);
+  CAF_CHECK(violations().empty());
+}
+
+CAF_TEST(a_handed_off_claim_expires_and_is_rescued_like_any_lease) {
+  enqueue_n("carl", 1);
+  auto carl = claim("carl", 1);
+  auto out =
+      s.complete_claiming({done(carl[0], {to_stage("alma")})}, {"node-b", 1000ms, {{"alma", 5}}});
+  CAF_REQUIRE_EQUAL(out.claimed.size(), 1u);
+  advance(1500ms); // node-b died before it ran it
+  auto rescued = s.rescue_expired("node-c");
+  CAF_REQUIRE_EQUAL(rescued.size(), 1u);
+  CAF_CHECK_EQUAL(rescued[0].previous_owner, "node-b");
+  auto again = claim("alma", 1);
+  CAF_REQUIRE_EQUAL(again.size(), 1u);
+  CAF_CHECK_EQUAL(again[0].epoch, 2);
+  CAF_CHECK_EQUAL(again[0].lost, 1);
+  // node-b's late result is fenced out.
+  CAF_CHECK(s.complete({done(out.claimed[0], {to_sink("committed")}, "ok", "node-b")}).at(0) ==
+            fence_result::stale);
+  CAF_CHECK(violations().empty());
+}
+
+CAF_TEST(a_claiming_completion_retried_after_an_in_doubt_commit_hands_over_what_it_claimed) {
+  enqueue_n("carl", 1);
+  auto carl = claim("carl", 1);
+  handoff_claims claims{"node-a", 30s, {{"alma", 5}}};
+  auto first = s.complete_claiming({done(carl[0], {to_stage("alma")})}, claims);
+  CAF_REQUIRE_EQUAL(first.claimed.size(), 1u);
+  // Its caller was told the connection was lost: the retry is applied
+  // already, and hands over the message the first try claimed, once.
+  auto retry = s.complete_claiming({done(carl[0], {to_stage("alma")})}, claims);
+  CAF_CHECK(retry.results.at(0) == fence_result::applied);
+  CAF_REQUIRE_EQUAL(retry.claimed.size(), 1u);
+  CAF_CHECK_EQUAL(retry.claimed[0].id, first.claimed[0].id);
+  CAF_CHECK_EQUAL(retry.claimed[0].epoch, 1);
+  // Not to another node, and not beyond the retry's own limit.
+  CAF_CHECK(s.complete_claiming({done(carl[0], {to_stage("alma")})}, {"node-b", 30s, {{"alma", 5}}})
+                .claimed.empty());
+  CAF_CHECK(s.complete_claiming({done(carl[0], {to_stage("alma")})}, {"node-a", 30s, {}})
+                .claimed.empty());
+  CAF_CHECK_EQUAL(counts_of("alma").running, 1);
+  CAF_CHECK(violations().empty());
+}
+
+CAF_TEST(one_completion_twice_in_a_claiming_batch_hands_its_message_over_once) {
+  enqueue_n("carl", 1);
+  auto carl = claim("carl", 1);
+  auto c = done(carl[0], {to_stage("alma")});
+  auto out = s.complete_claiming({c, c}, {"node-a", 30s, {{"alma", 5}}});
+  CAF_CHECK_EQUAL(std::count(out.results.begin(), out.results.end(), fence_result::applied), 2);
+  CAF_CHECK_EQUAL(out.claimed.size(), 1u);
+  CAF_CHECK_EQUAL(counts_of("alma").running, 1);
+}
+
+CAF_TEST(derived_payloads_are_claimed_with_their_handoff_and_joins_never_are) {
+  enqueue_n("carl", 1);
+  auto carl = claim("carl", 1);
+  handoff_claims claims{"node-a", 30s, {{"clara_a", 5}, {"clara_b", 5}}};
+  auto out = s.complete_claiming(
+      {derived(carl[0], json{{"domain", "tech"}}, {to_stage("clara_a"), to_stage("clara_b")})},
+      claims);
+  CAF_REQUIRE_EQUAL(out.claimed.size(), 2u);
+  CAF_CHECK_EQUAL(out.claimed[0].payload, (json{{"n", 0}, {"domain", "tech"}}));
+  std::vector<std::string> inputs{"clara_a", "clara_b"};
+  out = s.complete_claiming(
+      {derived(out.claimed[0], json{{"verdict", "a"}}, {to_join("compare", inputs, json())}),
+       derived(out.claimed[1], json{{"verdict", "b"}}, {to_join("compare", inputs, json())})},
+      {"node-a", 30s, {{"compare", 5}}});
+  CAF_CHECK(out.claimed.empty());
+  auto joined = claim("compare", 5);
+  CAF_REQUIRE_EQUAL(joined.size(), 1u);
+  CAF_CHECK_EQUAL(joined[0].payload["clara_b"]["verdict"], "b");
+  // A stale completion hands off nothing, so claims nothing.
+  out = s.complete_claiming({done(carl[0], {to_stage("clara_a")})},
+                            {"node-a", 30s, {{"clara_a", 5}}});
+  CAF_CHECK(out.results.at(0) == fence_result::applied); // done under this epoch already
+  CAF_CHECK(out.claimed.empty());
+  CAF_CHECK_EQUAL(counts_of("clara_a").ready + counts_of("clara_a").running, 0);
+  CAF_CHECK(violations().empty());
+}
+
 CAF_TEST(a_completion_with_a_stale_epoch_changes_nothing_and_is_recorded) {
   enqueue_n("alma", 1);
   auto old = claim("alma", 1, "node-a", 1000ms).at(0);
