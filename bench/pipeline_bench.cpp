@@ -173,11 +173,20 @@ void add_history(const std::string& dsn, int64_t n) {
 // -- configs and items ----------------------------------------------------------
 
 /// A chain of `stages` pass builtins with every tuning key left at its default.
+/// `[runtime]` lines every config gets (--runtime KEY=VALUE): an A/B of a
+/// runtime key, on one cluster in one run.
+std::vector<std::string> runtime_lines;
+
 fs::path write_chain_config(const fs::path& dir, const std::string& name, int stages,
                             const std::string& dsn) {
   auto path = dir / (name + ".toml");
   std::ofstream out{path};
   out << "sinks = [\"done\"]\n\n[database]\nurl = \"" << dsn << "\"\n";
+  if (!runtime_lines.empty()) {
+    out << "\n[runtime]\n";
+    for (const auto& line : runtime_lines)
+      out << line << "\n";
+  }
   for (int i = 1; i <= stages; ++i) {
     out << "\n[stages.s" << i << "]\nhandler = \"builtin\"\nfunction = \"turing.pass\"\n";
     if (i == 1)
@@ -452,9 +461,19 @@ void http_overhead(const bench_env& env) {
             "ms", 0);
 }
 
-/// Low load: items enqueued one at a time, 20 ms apart, while a node runs;
-/// the delays from ready to claimed of their handoffs (7 stages: 6 each).
-std::vector<double> low_load_handoffs(const bench_env& env, int items) {
+/// The handoffs of the low-load case (7 stages: 6 per item), in ms, sorted.
+struct handoff_delays {
+  /// From ready to claimed: 0 for a message handed off already claimed.
+  std::vector<double> ready_to_claimed;
+  /// From the parent's completion to the child's (both at the start of
+  /// their transactions): the commit, the way to the next pump, the no-op
+  /// execution and the wait for the group writer. A claim in between, if
+  /// any, is in it.
+  std::vector<double> completion_to_completion;
+};
+
+/// Low load: items enqueued one at a time, 20 ms apart, while a node runs.
+handoff_delays low_load_handoffs(const bench_env& env, int items) {
   auto config = write_chain_config(env.dir, "latency", chain_stages, env.dsn);
   pid_t node = fork();
   if (node == 0) {
@@ -503,18 +522,23 @@ std::vector<double> low_load_handoffs(const bench_env& env, int items) {
   kill(node, SIGTERM);
   int status = 0;
   waitpid(node, &status, 0);
-  std::vector<double> all;
+  handoff_delays d;
   pqxx::connection c{env.dsn};
   pqxx::work tx{c};
   auto r = tx.exec_params(
-      "SELECT extract(epoch FROM a.started_at - m.created_at) * 1000 "
+      "SELECT extract(epoch FROM a.started_at - m.created_at) * 1000, "
+      "extract(epoch FROM a.finished_at - p.finished_at) * 1000 "
       "FROM turing.messages m JOIN turing.attempts a ON a.message_id = m.id AND a.attempt = 1 "
-      "WHERE m.run_id >= $1 AND m.parent_id IS NOT NULL AND a.result = 'completed'",
+      "JOIN turing.messages p ON p.id = m.parent_id "
+      "WHERE m.run_id >= $1 AND a.result = 'completed'",
       first_run);
-  for (const auto& row : r)
-    all.push_back(row[0].as<double>());
-  std::sort(all.begin(), all.end());
-  return all;
+  for (const auto& row : r) {
+    d.ready_to_claimed.push_back(row[0].as<double>());
+    d.completion_to_completion.push_back(row[1].as<double>());
+  }
+  std::sort(d.ready_to_claimed.begin(), d.ready_to_claimed.end());
+  std::sort(d.completion_to_completion.begin(), d.completion_to_completion.end());
+  return d;
 }
 
 /// `turing status` wall time.
@@ -692,11 +716,14 @@ options parse(int argc, char** argv) {
       o.http_rounds = std::stoi(value());
     else if (flag == "--rounds")
       o.rounds = std::stoi(value());
+    else if (flag == "--runtime")
+      runtime_lines.push_back(value());
     else {
       std::fprintf(stderr,
                    "usage: pipeline_bench [--items N] [--history N] [--rss-items N] [--peers] "
                    "[--database URL] [--only baseline,one,chain,latency,history,rss,http] "
-                   "[--payload-bytes N] [--http-items N] [--http-rounds N] [--rounds N]\n");
+                   "[--payload-bytes N] [--http-items N] [--http-rounds N] [--rounds N] "
+                   "[--runtime 'KEY = VALUE']...\n");
       std::exit(2);
     }
   }
@@ -766,11 +793,15 @@ int run_bench(int argc, char** argv) {
   // whose writes the checkpointer and autovacuum are still flushing (on one
   // disk, their fsyncs are the tail of a handoff that commits meanwhile).
   auto print_low_load = [&](const char* when) {
-    auto latencies = low_load_handoffs(env, 200);
+    auto d = low_load_handoffs(env, 200);
     std::string p50 = std::string("handoff at low load, ") + when + ", p50";
     std::string p99 = std::string("handoff at low load, ") + when + ", p99";
-    print_row(p50.c_str(), quantile(latencies, 0.5), "ms", 0);
-    print_row(p99.c_str(), quantile(latencies, 0.99), "ms", 0);
+    print_row(p50.c_str(), quantile(d.ready_to_claimed, 0.5), "ms", 0);
+    print_row(p99.c_str(), quantile(d.ready_to_claimed, 0.99), "ms", 0);
+    print_row("  completion to next completion, p50", quantile(d.completion_to_completion, 0.5),
+              "ms", 0);
+    print_row("  completion to next completion, p99", quantile(d.completion_to_completion, 0.99),
+              "ms", 0);
   };
   if (wanted(env.o, "latency"))
     print_low_load("quiet cluster");
