@@ -169,6 +169,12 @@ private:
     return completions_.pending.size() + failures_.pending.size() + completions_.in_flight +
            failures_.in_flight;
   }
+  /// Results waiting to become durable bound the claims and the offered
+  /// places: a database that refuses writes stops new work instead of
+  /// piling results up.
+  size_t unwritten_limit() const {
+    return 2 * static_cast<size_t>(std::max(stage_->concurrency, runtime_.claim_batch));
+  }
 
   stage_pump_options o_; ///< its dir and simulation hooks are released in on_exit()
   const config::pipeline_config& pipeline_;
@@ -240,9 +246,6 @@ void stage_pump::try_claim() {
     withdraw_room(); // ready rows wait in the table: they go first
     free = stage_->concurrency - static_cast<int>(running_.size()) - offered_;
   }
-  // Results waiting to become durable bound the claims too: a database
-  // that refuses writes stops claiming instead of piling results up.
-  auto max_unwritten = 2 * static_cast<size_t>(std::max(stage_->concurrency, runtime_.claim_batch));
   if (claiming_) {
     // The claim in flight may have taken its snapshot before the commit this
     // wake tells of: claim once more when it returns, or that message waits
@@ -252,7 +255,7 @@ void stage_pump::try_claim() {
   }
   if (draining_)
     return;
-  if (free <= 0 || unwritten() >= max_unwritten) {
+  if (free <= 0 || unwritten() >= unwritten_limit()) {
     claim_wanted_ = true; // claimed when results are written and free a place
     return;
   }
@@ -359,8 +362,7 @@ void stage_pump::on_handoffs_claimed(handoffs_claimed& msg) {
 void stage_pump::offer_room() {
   if (!room_ || draining_ || claim_wanted_)
     return;
-  auto max_unwritten = 2 * static_cast<size_t>(std::max(stage_->concurrency, runtime_.claim_batch));
-  if (unwritten() >= max_unwritten)
+  if (unwritten() >= unwritten_limit())
     return;
   int for_claims = claiming_
                        ? claim_limit_
