@@ -51,6 +51,20 @@ struct fixture {
     }
     return store_errc::internal;
   }
+  /// Whether a backend of this database comes to wait on a lock (within 30 s).
+  bool a_backend_waits_on_a_lock() {
+    pqxx::connection watcher{dsn};
+    auto give_up = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < give_up) {
+      pqxx::nontransaction q{watcher};
+      if (q.exec1("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND wait_event_type = 'Lock'")[0]
+              .as<int>() > 0)
+        return true;
+      std::this_thread::sleep_for(1ms);
+    }
+    return false;
+  }
   /// Runs a statement expected to be refused; returns the error text.
   std::string refused(const std::string& sql) {
     pqxx::connection c{dsn};
@@ -738,9 +752,9 @@ CAF_TEST(a_completion_sent_again_while_its_first_try_commits_is_answered_applied
   // may still be committing. Another transaction plays that first try of a
   // one-message completion: it marks the message done under the same epoch
   // and holds the row until the retry waits for it, then commits. The retry
-  // must answer "applied" and record no late result: a one-message
-  // completion takes no row lock of its own before its UPDATE, whose
-  // snapshot predates that commit.
+  // must answer "applied" and record no late result: a completion takes no
+  // row lock of its own before its UPDATE, whose snapshot predates that
+  // commit.
   pg_store s{dsn};
   auto run_id = enqueue_n(s, "alma", 1);
   auto m = s.claim({"alma", "n", 1, 30s}).at(0);
@@ -759,22 +773,10 @@ CAF_TEST(a_completion_sent_again_while_its_first_try_commits_is_answered_applied
       error = e.what();
     }
   });
-  // The retry is waiting for the row once a backend of this database waits
-  // on a lock.
-  pqxx::connection watcher{dsn};
-  auto give_up = std::chrono::steady_clock::now() + 30s;
-  for (;;) {
-    pqxx::nontransaction q{watcher};
-    if (q.exec1("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'")[0]
-            .as<int>() > 0)
-      break;
-    if (std::chrono::steady_clock::now() > give_up) {
-      first_try.abort();
-      retry.join();
-      CAF_FAIL("the retry never waited for the row its first try holds");
-    }
-    std::this_thread::sleep_for(1ms);
+  if (!a_backend_waits_on_a_lock()) {
+    first_try.abort();
+    retry.join();
+    CAF_FAIL("the retry never waited for the row its first try holds");
   }
   first_try.commit();
   retry.join();
@@ -783,6 +785,52 @@ CAF_TEST(a_completion_sent_again_while_its_first_try_commits_is_answered_applied
   CAF_CHECK(results[0] == fence_result::applied);
   for (const auto& a : s.attempts(run_id))
     CAF_CHECK(a.result != attempt_result::late_result);
+}
+
+CAF_TEST(a_batch_sent_again_while_its_first_try_commits_answers_each_message_once) {
+  // As above, for a batch of three whose first try holds two of them: those
+  // two are answered "applied" (by that try), the third is applied now, and
+  // nothing is recorded late or handed over twice.
+  pg_store s{dsn};
+  auto run_id = enqueue_n(s, "alma", 3);
+  auto claimed = s.claim({"alma", "n", 3, 30s});
+  CAF_REQUIRE_EQUAL(claimed.size(), 3u);
+  pqxx::connection other{dsn};
+  pqxx::work first_try{other};
+  for (int i : {0, 2})
+    first_try.exec_params("UPDATE turing.messages SET state = 'done', lease_expires_at = NULL, "
+                          "finished_at = now(), outcome = 'passed' WHERE id = $1 AND epoch = $2",
+                          claimed[i].id, claimed[i].epoch);
+  std::vector<completion> batch;
+  for (const auto& m : claimed)
+    batch.push_back(passed_to_sink(m, "n"));
+  std::vector<fence_result> results;
+  std::string error;
+  std::thread retry([&] {
+    try {
+      results = s.complete(batch);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  if (!a_backend_waits_on_a_lock()) {
+    first_try.abort();
+    retry.join();
+    CAF_FAIL("the retry never waited for the rows its first try holds");
+  }
+  first_try.commit();
+  retry.join();
+  CAF_REQUIRE_EQUAL(error, "");
+  CAF_REQUIRE_EQUAL(results.size(), 3u);
+  for (auto r : results)
+    CAF_CHECK(r == fence_result::applied);
+  int completed = 0;
+  for (const auto& a : s.attempts(run_id)) {
+    CAF_CHECK(a.result != attempt_result::late_result);
+    completed += a.result == attempt_result::completed;
+  }
+  // The retry records the one it applied; the first try stood for the others.
+  CAF_CHECK_EQUAL(completed, 1);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
