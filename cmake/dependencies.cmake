@@ -27,6 +27,10 @@ set_target_properties(CAF::openssl PROPERTIES
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
 pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+# jemalloc for the turing executable: the hot path builds and frees many
+# small JSON values per message, and glibc's malloc spent about a quarter of
+# turing's CPU per transition on them (perf; bench/README has the A/B).
+pkg_check_modules(JEMALLOC REQUIRED IMPORTED_TARGET jemalloc)
 
 # cpp-httplib with TLS, for every target that includes httplib.h. Debian's
 # libcpp-httplib is a compiled library built with OpenSSL; a translation unit
