@@ -190,11 +190,7 @@ void notify_stages(statement_cache& sc, pqxx::work& tx, const std::set<std::stri
 void lock_in_order(statement_cache& sc, pqxx::work& tx, const char* table, const std::string& ids) {
   static const std::map<std::string, std::string> sql{
       {"messages", "SELECT id FROM turing.messages WHERE id = ANY($1::bigint[]) ORDER BY id "
-                   "FOR NO KEY UPDATE"},
-      {"items", "SELECT id FROM turing.items WHERE id = ANY($1::bigint[]) ORDER BY id "
-                "FOR NO KEY UPDATE"},
-      {"runs", "SELECT id FROM turing.runs WHERE id = ANY($1::bigint[]) ORDER BY id "
-               "FOR NO KEY UPDATE"}};
+                   "FOR NO KEY UPDATE"}};
   sc.exec(tx, sql.at(table), ids);
 }
 
@@ -425,7 +421,6 @@ void warm_up_hot_path(pqxx::connection& c, statement_cache& sc) {
     sc.exec(tx, detail::handoff_claiming_sql, "[]", ready_channel, "", "", 0.0);
     sc.exec(tx, detail::items_update_sql, "{}", "{}");
     lock_in_order(sc, tx, "messages", "{}");
-    lock_in_order(sc, tx, "items", "{}");
     tx.abort();
   } catch (const std::exception& e) {
     spdlog::debug("store: warming up a new connection failed ({}); its statements are "
@@ -880,8 +875,8 @@ completion_outcome pg_store::complete_claiming(const std::vector<completion>& ba
     // key's index, which visits `= ANY` keys in ascending order, so it locks
     // them in id order, the order every transaction uses. That saves a row
     // lock (a WAL record) per message and a round trip per batch.
-    auto mark_done = [&](const std::string& ids) {
-      return session_->statements.exec(tx, detail::complete_sql, fences.dump(), ids);
+    auto mark_done = [&](const std::string& message_ids) {
+      return session_->statements.exec(tx, detail::complete_sql, fences.dump(), message_ids);
     };
     auto done = mark_done(ids);
     // A row the UPDATE waited for, behind an earlier try of this write that
