@@ -152,6 +152,23 @@ struct fixture : test_coordinator_fixture<> {
     sched.run();
   }
 
+  /// Starts a writer of node `node` whose pump of stage "right" offers
+  /// `places` in its handoff room, beside the woken pumps of `pumps`.
+  std::shared_ptr<handoff_room> start_with_room_of_right(int places, std::vector<std::string> pumps,
+                                                         std::string node = "") {
+    auto rooms = std::make_shared<handoff_rooms>();
+    auto right = rooms->open("right");
+    right->offer(places);
+    group_writer_options o;
+    o.rooms = rooms;
+    o.node = std::move(node);
+    start(o);
+    for (const auto& stage : pumps)
+      dir->put("pump/" + stage, sys.spawn(woken_pump, r));
+    sched.run();
+    return right;
+  }
+
   ~fixture() {
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(dir->get("store"), caf::exit_reason::user_shutdown);
@@ -268,16 +285,7 @@ CAF_TEST(a_failed_write_wakes_no_pump) {
 }
 
 CAF_TEST(a_handoff_reserves_the_room_its_pump_offers_and_gets_the_claimed_messages_to_it) {
-  auto rooms = std::make_shared<handoff_rooms>();
-  auto right = rooms->open("right");
-  right->offer(2);
-  group_writer_options o;
-  o.rooms = rooms;
-  o.node = "node-a";
-  start(o);
-  dir->put("pump/left", sys.spawn(woken_pump, r));
-  dir->put("pump/right", sys.spawn(woken_pump, r));
-  sched.run();
+  auto right = start_with_room_of_right(2, {"left", "right"}, "node-a");
   // Three messages for "right", whose pump offers 2 places; "left" offers none.
   send_from("a", {2, 4, 6}, {{2, {"right", "left"}}, {4, {"right"}}, {6, {"right"}}});
   CAF_REQUIRE_EQUAL(r->limits.size(), 1u);
@@ -297,13 +305,7 @@ CAF_TEST(a_handoff_reserves_the_room_its_pump_offers_and_gets_the_claimed_messag
 }
 
 CAF_TEST(a_stage_whose_handoffs_were_all_claimed_is_not_woken) {
-  auto rooms = std::make_shared<handoff_rooms>();
-  rooms->open("right")->offer(10);
-  group_writer_options o;
-  o.rooms = rooms;
-  start(o);
-  dir->put("pump/right", sys.spawn(woken_pump, r));
-  sched.run();
+  start_with_room_of_right(10, {"right"});
   send_from("a", {2, 4}, {{2, {"right"}}, {4, {"right"}}});
   answer();
   CAF_REQUIRE_EQUAL(r->handed.size(), 1u);
@@ -313,13 +315,7 @@ CAF_TEST(a_stage_whose_handoffs_were_all_claimed_is_not_woken) {
 }
 
 CAF_TEST(a_failed_claiming_write_gives_the_reserved_places_back_with_no_messages) {
-  auto rooms = std::make_shared<handoff_rooms>();
-  rooms->open("right")->offer(5);
-  group_writer_options o;
-  o.rooms = rooms;
-  start(o);
-  dir->put("pump/right", sys.spawn(woken_pump, r));
-  sched.run();
+  start_with_room_of_right(5, {"right"});
   send_from("a", {2, 4}, {{2, {"right"}}, {4, {"right"}}});
   caf::anon_send(dir->get("store"), refuse_atom::value);
   sched.run();
