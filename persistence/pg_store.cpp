@@ -1,7 +1,8 @@
 // The PostgreSQL store: each operation one transaction of set-based statements
-// over a JSON batch, fenced by (id, epoch), audited in turing.attempts.
+// over a whole batch, fenced by (id, epoch), audited in turing.attempts.
 #include "persistence/pg_store.hpp"
 
+#include "persistence/detail/array_literal.hpp"
 #include "persistence/detail/hot_statements.hpp"
 #include "persistence/detail/item_effects.hpp"
 #include "persistence/detail/refusals.hpp"
@@ -114,24 +115,43 @@ template <class Batch, class Id> std::string id_array(const Batch& batch, Id id)
   return out + "}";
 }
 
-/// A batch of results as the object MESSAGE_ENTRY reads: each entry under
-/// its message id, with its epoch. A batch retried after a failed write can
-/// hold one message twice, its old epoch and its new one: the newer is kept
-/// (its claim made every earlier epoch stale), the older is answered stale.
-template <class Result, class Entry>
-json entries_by_message(const std::vector<Result>& batch, Entry entry) {
-  json out = json::object();
-  std::map<int64_t, int64_t> epochs;
+/// Each message of a batch once, in id order. A batch retried after a failed
+/// write can hold one message twice, its old epoch and its new one: the
+/// newer is kept (its claim made every earlier epoch stale), the older is
+/// answered stale.
+template <class Result>
+std::map<int64_t, const Result*> newest_by_message(const std::vector<Result>& batch) {
+  std::map<int64_t, const Result*> out;
   for (const auto& r : batch) {
-    auto [kept, first] = epochs.emplace(r.fence.message_id, r.fence.epoch);
-    if (!first && kept->second > r.fence.epoch)
-      continue;
-    kept->second = r.fence.epoch;
-    json e = entry(r);
-    e["epoch"] = r.fence.epoch;
-    out[std::to_string(r.fence.message_id)] = std::move(e);
+    auto [kept, first] = out.emplace(r.fence.message_id, &r);
+    if (!first && kept->second->fence.epoch < r.fence.epoch)
+      kept->second = &r;
   }
   return out;
+}
+
+/// complete_sql's six arrays for the given messages of a batch (all of them
+/// when `only` is empty).
+std::vector<std::string> completion_columns(const std::map<int64_t, const completion*>& newest,
+                                            const std::set<int64_t>& only = {}) {
+  detail::array_literal ids, epochs, outcomes, outputs, models, tokens;
+  for (const auto& [id, c] : newest) {
+    if (!only.empty() && !only.count(id))
+      continue;
+    ids.add(id);
+    epochs.add(c->fence.epoch);
+    outcomes.add_text(c->outcome);
+    outputs.add_json(c->output);
+    if (c->model.empty())
+      models.add_null();
+    else
+      models.add_text(c->model);
+    if (c->tokens >= 0)
+      tokens.add(c->tokens);
+    else
+      tokens.add_null();
+  }
+  return {ids.str(), epochs.str(), outcomes.str(), outputs.str(), models.str(), tokens.str()};
 }
 
 json fences_json(const std::vector<lease>& leases) {
@@ -200,28 +220,33 @@ void lock_in_order(statement_cache& sc, pqxx::work& tx, const char* table, const
 void apply_item_effects(statement_cache& sc, pqxx::work& tx, const detail::item_effects& effects) {
   if (effects.empty())
     return;
-  json rows = json::object();
-  std::string ids = "{";
+  detail::array_literal ids, deltas, sinks, results, result_ofs, deads;
   for (const auto& [item_id, e] : effects) {
     // A message that handed off to exactly one next stage leaves its item as
     // it was: no row version written (most transitions of a chain).
     if (e.branch_delta == 0 && !e.sink && !e.dead)
       continue;
-    ids += (ids.size() > 1 ? "," : "") + std::to_string(item_id);
-    rows[std::to_string(item_id)] = {
-        {"delta", e.branch_delta},
-        {"sink", e.sink ? json(*e.sink) : json()},
-        {"result", e.sink && !e.result_of ? e.result : json()},
-        {"result_of", e.sink && e.result_of ? json(*e.result_of) : json()},
-        {"dead", e.dead}};
+    ids.add(item_id);
+    deltas.add(int64_t{e.branch_delta});
+    sinks.add_text(e.sink);
+    if (e.sink && !e.result_of)
+      results.add_json(e.result);
+    else
+      results.add_null();
+    if (e.sink && e.result_of)
+      result_ofs.add(*e.result_of);
+    else
+      result_ofs.add_null();
+    deads.add(e.dead);
   }
-  if (rows.empty())
+  auto id_list = ids.str();
+  if (id_list == "{}")
     return;
-  ids += "}";
   // No lock statement first: the UPDATE finds its rows through the primary
-  // key's index in ascending id order, the order every transaction uses.
-  // Each item's entry by key (ITEM_ENTRY), not a join: see MESSAGE_ENTRY.
-  auto finished = sc.exec(tx, detail::items_update_sql, rows.dump(), ids);
+  // key's index in the arrays' ascending id order, the order every
+  // transaction uses. Each item's fields come from its own unnested tuple.
+  auto finished = sc.exec(tx, detail::items_update_sql, id_list, deltas.str(), sinks.str(),
+                          results.str(), result_ofs.str(), deads.str());
   struct tally {
     int64_t finished = 0;
     int64_t last_us = 0;
@@ -416,10 +441,10 @@ void warm_up_hot_path(pqxx::connection& c, statement_cache& sc) {
   try {
     pqxx::work tx{c, "warm_up"};
     sc.exec(tx, detail::claim_sql, "", "", 0, 0.0, int64_t{0}); // LIMIT 0: claims nothing
-    sc.exec(tx, detail::complete_sql, "{}", "{}");
+    sc.exec(tx, detail::complete_sql, "{}", "{}", "{}", "{}", "{}", "{}");
     sc.exec(tx, detail::handoff_sql, "[]", ready_channel, "");
     sc.exec(tx, detail::handoff_claiming_sql, "[]", ready_channel, "", "", 0.0);
-    sc.exec(tx, detail::items_update_sql, "{}", "{}");
+    sc.exec(tx, detail::items_update_sql, "{}", "{}", "{}", "{}", "{}", "{}");
     lock_in_order(sc, tx, "messages", "{}");
     tx.abort();
   } catch (const std::exception& e) {
@@ -863,22 +888,17 @@ completion_outcome pg_store::complete_claiming(const std::vector<completion>& ba
   if (batch.empty())
     return {};
   detail::refuse_unstorable(batch);
-  auto fences = entries_by_message(batch, [](const completion& c) {
-    return json{{"outcome", c.outcome},
-                {"output", c.output},
-                {"model", c.model.empty() ? json() : json(c.model)},
-                {"tokens", c.tokens >= 0 ? json(c.tokens) : json()}};
-  });
-  auto ids = id_array(batch, [](const completion& c) { return c.fence.message_id; });
+  auto newest = newest_by_message(batch);
   return in_transaction("complete", [&](pqxx::work& tx) {
-    // No lock statement first: the UPDATE finds its rows through the primary
-    // key's index, which visits `= ANY` keys in ascending order, so it locks
-    // them in id order, the order every transaction uses. That saves a row
-    // lock (a WAL record) per message and a round trip per batch.
-    auto mark_done = [&](const std::string& message_ids) {
-      return session_->statements.exec(tx, detail::complete_sql, fences.dump(), message_ids);
+    // No lock statement first: the UPDATE reaches its rows through the
+    // primary key in the arrays' ascending id order, so it locks them in id
+    // order, the order every transaction uses. That saves a row lock (a WAL
+    // record) per message and a round trip per batch.
+    auto mark_done = [&](const std::vector<std::string>& columns) {
+      return session_->statements.exec(tx, detail::complete_sql, columns[0], columns[1], columns[2],
+                                       columns[3], columns[4], columns[5]);
     };
-    auto done = mark_done(ids);
+    auto done = mark_done(completion_columns(newest));
     // A row the UPDATE waited for, behind an earlier try of this write that
     // was committing, is skipped (no longer running), and this statement's
     // snapshot predates that commit, so its probe for "done under this
@@ -888,13 +908,13 @@ completion_outcome pg_store::complete_claiming(const std::vector<completion>& ba
     std::set<int64_t> answered;
     for (const auto& row : done)
       answered.insert(row[0].as<int64_t>());
-    std::vector<int64_t> unanswered;
+    std::set<int64_t> unanswered;
     for (const auto& c : batch)
       if (!answered.count(c.fence.message_id))
-        unanswered.push_back(c.fence.message_id);
+        unanswered.insert(c.fence.message_id);
     std::optional<pqxx::result> rechecked;
     if (!unanswered.empty())
-      rechecked = mark_done(id_array(unanswered, [](int64_t id) { return id; }));
+      rechecked = mark_done(completion_columns(newest, unanswered));
     struct applied_message {
       int64_t item_id, run_id;
       std::string stage;
@@ -1077,22 +1097,27 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
       throw store_error(store_errc::invalid_argument,
                         std::string("fail: result must be failed, timeout or crashed, not ") +
                             to_string(f.result));
-  auto rows = entries_by_message(batch, [](const failure& f) {
-    return json{{"node", f.node},
-                {"result", to_string(f.result)},
-                {"error", storable_text(f.error)},
-                {"model", f.model.empty() ? json() : json(f.model)},
-                {"retry_ms", f.retry_after.count()},
-                {"retryable", f.retryable}};
-  });
+  // Parallel arrays, one element per message in id order (see complete_sql).
+  detail::array_literal fence_ids, epochs, nodes, results, errors, models, retry_ms, retryable;
+  for (const auto& [id, f] : newest_by_message(batch)) {
+    fence_ids.add(id);
+    epochs.add(f->fence.epoch);
+    nodes.add_text(f->node);
+    results.add_text(std::string(to_string(f->result)));
+    errors.add_text(storable_text(f->error));
+    if (f->model.empty())
+      models.add_null();
+    else
+      models.add_text(f->model);
+    retry_ms.add(int64_t{f->retry_after.count()});
+    retryable.add(f->retryable);
+  }
   auto ids = id_array(batch, [](const failure& f) { return f.fence.message_id; });
   return in_transaction("fail", [&](pqxx::work& tx) {
     lock_in_order(session_->statements, tx, "messages", ids);
     // attempt and max_attempts are not updated, so `retry` reads the same in
     // SET (old row) and RETURNING (new row).
-    // Each message's entry by key (MESSAGE_ENTRY), not a join.
-#define X(field) ENTRY_TEXT(MESSAGE_ENTRY, field)
-#define RETRIES X("retryable") "::boolean AND m.attempt - m.lost < m.max_attempts"
+#define RETRIES "b.retryable AND m.attempt - m.lost < m.max_attempts"
     auto r = session_->statements.exec(tx,
                                        R"sql(
       WITH failed AS (
@@ -1101,20 +1126,18 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
           owner_node = CASE WHEN )sql" RETRIES R"sql( THEN NULL ELSE m.owner_node END,
           lease_expires_at = NULL,
           available_at = CASE WHEN )sql" RETRIES R"sql(
-                              THEN turing.now() + )sql" X("retry_ms") R"sql(::bigint
-                                                  * interval '1 millisecond'
+                              THEN turing.now() + b.retry_ms * interval '1 millisecond'
                               ELSE m.available_at END,
           finished_at = CASE WHEN )sql" RETRIES R"sql( THEN NULL
                              ELSE greatest(turing.now(), m.started_at) END,
-          last_error = )sql" X("error") R"sql(
-        WHERE m.id = ANY($2::bigint[]) AND (m.state = 'running') IS TRUE
-          AND m.epoch = )sql" X("epoch") R"sql(::bigint
-        RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch,
-                  )sql" X("node") R"sql( AS node,
-                  m.started_at, )sql" X("result") R"sql( AS result,
-                  )sql" X("error") R"sql( AS error,
-                  )sql" X("model") R"sql( AS model, NOT ()sql" RETRIES R"sql() AS dead,
-                  )sql" X("retry_ms") R"sql(::bigint AS retry_ms),
+          last_error = b.error
+        FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                    $7::bigint[], $8::boolean[])
+          AS b(id, epoch, node, result, error, model, retry_ms, retryable)
+        WHERE m.id = b.id AND (m.state = 'running') IS TRUE AND m.epoch = b.epoch
+        RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, b.node,
+                  m.started_at, b.result, b.error, b.model, NOT ()sql" RETRIES R"sql() AS dead,
+                  b.retry_ms),
       audit AS (
         INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                      started_at, finished_at, result, model, error)
@@ -1129,15 +1152,15 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
       -- Failed under this very epoch before this statement: an earlier try of
       -- this write committed although its caller was told it failed.
       SELECT m.id, m.item_id, false, m.stage, -1, m.epoch
-      FROM turing.messages m
-      WHERE (SELECT count(*) FROM failed) < cardinality($2::bigint[])
-        AND (m.state IN ('ready', 'dead')) IS TRUE AND m.id = ANY($2::bigint[])
-        AND m.epoch = )sql" X("epoch") R"sql(::bigint
+      FROM unnest($1::bigint[], $2::bigint[]) AS b(id, epoch)
+      JOIN turing.messages m ON m.id = b.id
+      WHERE (SELECT count(*) FROM failed) < cardinality($1::bigint[])
+        AND (m.state IN ('ready', 'dead')) IS TRUE AND m.epoch = b.epoch
         AND EXISTS (SELECT 1 FROM turing.attempts a WHERE a.message_id = m.id
                     AND a.epoch = m.epoch AND a.result IN ('failed', 'timeout', 'crashed')))sql",
-                                       rows.dump(), ids);
+                                       fence_ids.str(), epochs.str(), nodes.str(), results.str(),
+                                       errors.str(), models.str(), retry_ms.str(), retryable.str());
 #undef RETRIES
-#undef X
     // By (id, epoch), never by id alone (see complete()).
     std::set<std::pair<int64_t, int64_t>> applied;
     std::set<std::string> notify;

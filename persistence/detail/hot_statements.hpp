@@ -38,20 +38,23 @@ inline constexpr const char* claim_sql = R"sql(
                 coalesce(m.payload, turing.message_payload(m.id))::text, m.attempt, m.max_attempts, m.epoch,
                 )sql" TS_US("m.started_at") R"sql(, m.lost)sql";
 
-/// Marks the messages of a completion batch done ($1: entries by message id,
-/// $2: their ids), with their attempt rows and the stage tallies.
+/// Marks the messages of a completion batch done, with their attempt rows
+/// and the stage tallies. The batch is six parallel arrays, one element per
+/// message in ascending id order: $1 ids, $2 epochs (the fence), $3 outcomes,
+/// $4 outputs, $5 models, $6 tokens. Unnested and joined to the rows through
+/// the primary key, each row reads its fields from its own tuple (no key
+/// lookup in a JSON object) and rows are locked in the arrays' id order, the
+/// order every transaction uses.
 inline constexpr const char* complete_sql = R"sql(
       WITH done AS (
         UPDATE turing.messages m SET state = 'done', lease_expires_at = NULL,
           finished_at = greatest(turing.now(), m.started_at),
-          outcome = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "outcome") R"sql(,
-          output = )sql" JSONB_FIELD(MESSAGE_ENTRY, "output") R"sql(
-        WHERE m.id = ANY($2::bigint[]) AND (m.state = 'running') IS TRUE
-          AND m.epoch = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "epoch") R"sql(::bigint
+          outcome = b.outcome, output = b.output
+        FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[],
+                    $6::bigint[]) AS b(id, epoch, outcome, output, model, tokens)
+        WHERE m.id = b.id AND (m.state = 'running') IS TRUE AND m.epoch = b.epoch
         RETURNING m.id, m.item_id, m.run_id, m.stage, m.attempt, m.epoch, m.owner_node,
-                  m.started_at, m.finished_at, m.outcome, m.output,
-                  )sql" ENTRY_TEXT(MESSAGE_ENTRY, "model") R"sql( AS model,
-                  )sql" ENTRY_TEXT(MESSAGE_ENTRY, "tokens") R"sql(::bigint AS tokens),
+                  m.started_at, m.finished_at, m.outcome, m.output, b.model, b.tokens),
       audit AS (
         INSERT INTO turing.attempts (message_id, item_id, run_id, stage, attempt, epoch, node,
                                      started_at, finished_at, result, outcome, model, output,
@@ -69,10 +72,10 @@ inline constexpr const char* complete_sql = R"sql(
       -- for only when some entry was not applied now (a one-time filter: the
       -- usual batch, all applied, does not probe its rows twice).
       SELECT m.id, m.epoch, m.item_id, m.run_id, m.stage, false
-      FROM turing.messages m
-      WHERE (SELECT count(*) FROM done) < cardinality($2::bigint[])
-        AND (m.state = 'done') IS TRUE AND m.id = ANY($2::bigint[])
-        AND m.epoch = )sql" ENTRY_TEXT(MESSAGE_ENTRY, "epoch") R"sql(::bigint)sql";
+      FROM unnest($1::bigint[], $2::bigint[]) AS b(id, epoch)
+      JOIN turing.messages m ON m.id = b.id
+      WHERE (SELECT count(*) FROM done) < cardinality($1::bigint[])
+        AND (m.state = 'done') IS TRUE AND m.epoch = b.epoch)sql";
 
 // A handed-off message's payload, from its entry x. Scalar subqueries: always
 // one index probe per row (a join may be planned as a hash join over the
@@ -137,15 +140,17 @@ inline constexpr const char* handoff_claiming_sql = R"sql(
         FROM (SELECT DISTINCT stage FROM ins WHERE state = 'ready') s)sql";
 #undef HANDOFF_PAYLOAD
 
-#define D(field) ENTRY_TEXT(ITEM_ENTRY, field)
-/// Applies branch changes and sinks to items ($1: entries by item id, $2: ids).
+/// Applies branch changes and sinks to items. The batch is parallel arrays,
+/// one element per item in ascending id order (see complete_sql): $1 ids,
+/// $2 branch deltas, $3 sinks, $4 results, $5 the message whose payload with
+/// its output laid over is the result (instead of $4), $6 dead.
 inline constexpr const char* items_update_sql = R"sql(
     UPDATE turing.items i SET
-      open_branches = i.open_branches + )sql" D("delta") R"sql(::integer,
-      sink = CASE WHEN )sql" D("dead") R"sql(::boolean THEN 'dead' WHEN i.sink = 'dead' THEN i.sink
-                  ELSE coalesce()sql" D("sink") R"sql(, i.sink) END,
-      result = CASE WHEN )sql" D("dead") R"sql(::boolean OR i.sink = 'dead' THEN i.result
-                    WHEN )sql" D("result_of") R"sql( IS NOT NULL
+      open_branches = i.open_branches + e.delta,
+      sink = CASE WHEN e.dead THEN 'dead' WHEN i.sink = 'dead' THEN i.sink
+                  ELSE coalesce(e.sink, i.sink) END,
+      result = CASE WHEN e.dead OR i.sink = 'dead' THEN i.result
+                    WHEN e.result_of IS NOT NULL
                       -- OFFSET 0 keeps p's columns plain, so next_payload
                       -- is inlined; given the coalesce as its argument it
                       -- would be called as a SQL function per item.
@@ -153,12 +158,13 @@ inline constexpr const char* items_update_sql = R"sql(
                             FROM (SELECT coalesce(m.payload, turing.message_payload(m.id))
                                            AS payload, m.output
                                   FROM turing.messages m
-                                  WHERE m.id = )sql" D("result_of") R"sql(::bigint OFFSET 0) p)
-                    ELSE coalesce()sql" JSONB_FIELD(ITEM_ENTRY, "result") R"sql(, i.result) END,
-      finished_at = CASE WHEN i.open_branches + )sql" D("delta") R"sql(::integer = 0
+                                  WHERE m.id = e.result_of OFFSET 0) p)
+                    ELSE coalesce(e.result, i.result) END,
+      finished_at = CASE WHEN i.open_branches + e.delta = 0
                          THEN greatest(turing.now(), i.created_at) END
-    WHERE i.id = ANY($2::bigint[]) AND i.finished_at IS NULL
+    FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::jsonb[], $5::bigint[],
+                $6::boolean[]) AS e(id, delta, sink, result, result_of, dead)
+    WHERE i.id = e.id AND i.finished_at IS NULL
     RETURNING i.run_id, i.open_branches = 0 AS finished, i.sink, )sql" TS_US("i.finished_at");
-#undef D
 
 } // namespace turing::persistence::detail

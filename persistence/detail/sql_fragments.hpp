@@ -12,15 +12,11 @@
 // threshold a copy costs less than the lookups that would replace it.
 #define STORED_INLINE(size) "(" size " <= 2000)"
 
-// A batch of results reaches SQL as one JSON object keyed by message (or
-// item) id, and each row updated looks its entry up by key: no join. Joined
-// as a jsonb_to_recordset to the rows (found by id = ANY), the batch was
-// planned as a nested loop rescanning it per row, O(n²): 25 ms for a
-// completion of 192 rows, 3 ms for 64. A message's entry holds the epoch
-// that fences it.
-#define MESSAGE_ENTRY "($1::jsonb -> m.id::text)"
-#define ITEM_ENTRY "($1::jsonb -> i.id::text)"
-// A field of an entry as text (cast it as needed); a jsonb field, where a
-// JSON null reads as SQL NULL, as jsonb_to_recordset read it.
-#define ENTRY_TEXT(entry, field) "(" entry " ->> '" field "')"
-#define JSONB_FIELD(entry, field) "nullif(" entry " -> '" field "', 'null'::jsonb)"
+// A batch of results reaches SQL as parallel typed arrays, one element per
+// row in ascending id order, unnested and joined to the rows through the
+// primary key: each row reads its fields from its own tuple, and rows are
+// locked in the arrays' order. (Looking each entry up by key in one JSON
+// object cost about 0.3 µs per field per row, about 3 µs per completed
+// message. A jsonb_to_recordset joined to rows found by `id = ANY` was
+// planned as a nested loop rescanning the recordset per row, O(n²): 25 ms
+// for a completion of 192 rows.)

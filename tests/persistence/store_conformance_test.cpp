@@ -1326,4 +1326,43 @@ CAF_TEST(the_operator_log_is_newest_first_and_bounded) {
   CAF_CHECK(violations().empty());
 }
 
+CAF_TEST(text_with_quotes_backslashes_braces_and_null_words_is_stored_exactly) {
+  // A batch reaches PostgreSQL as array literals: every character they
+  // quote or escape, and the unquoted word NULL, must come back unchanged.
+  const std::string odd = "a\"b\\c{d},e NULL \\\" é 漢\n\t}";
+  auto run_id = enqueue_keyed("alma", "t", 3);
+  auto ms = claim("alma", 3);
+  CAF_REQUIRE_EQUAL(ms.size(), 3u);
+  auto plain =
+      done(ms[0], {to_sink("committed", json{{"text", odd}, {"list", {odd, "NULL"}}})}, odd);
+  plain.model = odd;
+  plain.output = json{{"text", odd}};
+  auto derived_result = derived(ms[1], json{{"text", odd}}, {to_sink("committed")});
+  derived_result.outcome = "NULL";
+  auto f = failed(ms[2], 0ms, false);
+  f.error = odd;
+  f.model = odd;
+  CAF_CHECK_EQUAL(s.complete({plain, derived_result}),
+                  (std::vector<fence_result>{fence_result::applied, fence_result::applied}));
+  CAF_CHECK_EQUAL(s.fail({f}), std::vector<fence_result>{fence_result::applied});
+  std::map<int64_t, attempt_record> by_message;
+  for (auto& a : s.attempts(run_id))
+    by_message[a.message_id] = a;
+  CAF_REQUIRE_EQUAL(by_message.size(), 3u);
+  const auto& first = by_message[ms[0].id];
+  CAF_CHECK_EQUAL(first.outcome, odd);
+  CAF_CHECK_EQUAL(first.model, odd);
+  CAF_CHECK_EQUAL(first.output, (json{{"text", odd}}));
+  CAF_CHECK_EQUAL(by_message[ms[1].id].outcome, "NULL");
+  CAF_CHECK_EQUAL(by_message[ms[2].id].error, odd);
+  CAF_CHECK_EQUAL(by_message[ms[2].id].model, odd);
+  std::map<std::string, item_record> by_key;
+  for (auto& i : s.items(run_id))
+    by_key[i.key.value_or("")] = i;
+  CAF_CHECK_EQUAL(by_key["t0"].result, (json{{"text", odd}, {"list", {odd, "NULL"}}}));
+  CAF_CHECK_EQUAL(by_key["t1"].result, (json{{"n", 1}, {"text", odd}}));
+  CAF_CHECK_EQUAL(by_key["t2"].sink.value_or(""), "dead");
+  CAF_CHECK(violations().empty());
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
