@@ -142,10 +142,7 @@ std::vector<std::string> completion_columns(const std::map<int64_t, const comple
     epochs.add(c->fence.epoch);
     outcomes.add_text(c->outcome);
     outputs.add_json(c->output);
-    if (c->model.empty())
-      models.add_null();
-    else
-      models.add_text(c->model);
+    models.add_text_unless_empty(c->model);
     if (c->tokens >= 0)
       tokens.add(c->tokens);
     else
@@ -1105,10 +1102,7 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
     nodes.add_text(f->node);
     results.add_text(std::string(to_string(f->result)));
     errors.add_text(storable_text(f->error));
-    if (f->model.empty())
-      models.add_null();
-    else
-      models.add_text(f->model);
+    models.add_text_unless_empty(f->model);
     retry_ms.add(int64_t{f->retry_after.count()});
     retryable.add(f->retryable);
   }

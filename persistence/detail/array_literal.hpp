@@ -38,6 +38,11 @@ public:
   array_literal& add_text(const std::optional<std::string>& value) {
     return value ? add_text(*value) : add_null();
   }
+  /// A text element, or NULL for an empty string (a field such as a model
+  /// name, unset when empty).
+  array_literal& add_text_unless_empty(const std::string& value) {
+    return value.empty() ? add_null() : add_text(value);
+  }
   /// A jsonb element; a JSON null becomes SQL NULL (as a missing field).
   array_literal& add_json(const nlohmann::json& value) {
     return value.is_null() ? add_null() : add_text(value.dump());
