@@ -91,28 +91,19 @@ json opt_json(const pqxx::field& f) {
 
 /// A PostgreSQL array literal of text, each element quoted and escaped.
 std::string text_array(const std::vector<std::string>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i)
-      out += ',';
-    out += '"';
-    for (char c : values[i]) {
-      if (c == '"' || c == '\\')
-        out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  return out + "}";
+  detail::array_literal out;
+  for (const auto& v : values)
+    out.add_text(v);
+  return out.str();
 }
 
 /// A bigint[] literal of the ids (duplicates kept): `id = ANY($n::bigint[])`
 /// finds a batch's rows through the primary key whatever the planner guesses.
 template <class Batch, class Id> std::string id_array(const Batch& batch, Id id) {
-  std::string out = "{";
+  detail::array_literal out;
   for (const auto& entry : batch)
-    out += (out.size() > 1 ? "," : "") + std::to_string(id(entry));
-  return out + "}";
+    out.add(int64_t{id(entry)});
+  return out.str();
 }
 
 /// Each message of a batch once, in id order. A batch retried after a failed
@@ -1106,7 +1097,7 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
     retry_ms.add(int64_t{f->retry_after.count()});
     retryable.add(f->retryable);
   }
-  auto ids = id_array(batch, [](const failure& f) { return f.fence.message_id; });
+  auto ids = fence_ids.str();
   return in_transaction("fail", [&](pqxx::work& tx) {
     lock_in_order(session_->statements, tx, "messages", ids);
     // attempt and max_attempts are not updated, so `retry` reads the same in
@@ -1152,8 +1143,8 @@ std::vector<fence_result> pg_store::fail(const std::vector<failure>& batch) {
         AND (m.state IN ('ready', 'dead')) IS TRUE AND m.epoch = b.epoch
         AND EXISTS (SELECT 1 FROM turing.attempts a WHERE a.message_id = m.id
                     AND a.epoch = m.epoch AND a.result IN ('failed', 'timeout', 'crashed')))sql",
-                                       fence_ids.str(), epochs.str(), nodes.str(), results.str(),
-                                       errors.str(), models.str(), retry_ms.str(), retryable.str());
+                                       ids, epochs.str(), nodes.str(), results.str(), errors.str(),
+                                       models.str(), retry_ms.str(), retryable.str());
 #undef RETRIES
     // By (id, epoch), never by id alone (see complete()).
     std::set<std::pair<int64_t, int64_t>> applied;
