@@ -33,7 +33,12 @@ inline constexpr const char* claim_sql = R"sql(
         state = 'running', attempt = m.attempt + 1, epoch = m.epoch + 1, owner_node = $2,
         started_at = turing.now(), heartbeat_at = turing.now(),
         lease_expires_at = turing.now() + $4::double precision * interval '1 millisecond'
-      FROM picked WHERE m.id = picked.id
+      -- An array, not a join: a generic plan reckons LIMIT $3 at a tenth of
+      -- the ready rows, and joined to picked it hashed a sequential scan of
+      -- all of turing.messages once about 100,000 were ready (233 ms a claim
+      -- at 300,000); `= ANY` of an array is reckoned at 10 rows and probes
+      -- the primary key (7 ms).
+      WHERE m.id = ANY (ARRAY(SELECT id FROM picked))
       RETURNING m.id, m.item_id, m.run_id,
                 coalesce(m.payload, turing.message_payload(m.id))::text, m.attempt, m.max_attempts, m.epoch,
                 )sql" TS_US("m.started_at") R"sql(, m.lost)sql";

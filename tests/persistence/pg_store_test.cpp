@@ -1,6 +1,7 @@
 // PostgreSQL-only behaviour of the store: concurrent claimers and migrators,
 // invariants the database enforces itself, NOTIFY, and unreachable servers.
 #define CAF_SUITE pg_store
+#include "persistence/detail/hot_statements.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg_store.hpp"
 #include "tests/support/incompressible_text.hpp"
@@ -550,6 +551,25 @@ CAF_TEST(turing_now_is_now_unless_the_transaction_sets_it_and_is_inlined) {
   // Set per transaction: the next one on the same connection is on now() again.
   pqxx::work tx{c};
   CAF_CHECK(tx.exec1("SELECT turing.now() = now()")[0].as<bool>());
+}
+
+CAF_TEST(a_claim_updates_its_rows_through_the_primary_key_whatever_the_queue_depth) {
+  pg_store s{dsn};
+  enqueue_n(s, "alma", 5000);
+  pqxx::connection c{dsn};
+  pqxx::nontransaction tx{c};
+  tx.exec("ANALYZE turing.messages");
+  // As the store runs it: prepared once, planned generically. The generic
+  // plan reckons LIMIT $3 at a tenth of the ready rows; joined to the
+  // picked rows, that hashed a sequential scan of every message per claim.
+  tx.exec("SET plan_cache_mode = force_generic_plan");
+  tx.exec(std::string("PREPARE claim AS ") + turing::persistence::detail::claim_sql);
+  std::string plan;
+  for (const auto& row : tx.exec("EXPLAIN EXECUTE claim('alma', 'n1', 512, 30000, 0)"))
+    plan += row[0].as<std::string>() + "\n";
+  CAF_MESSAGE(plan);
+  CAF_CHECK(plan.find("Seq Scan on messages") == std::string::npos);
+  CAF_CHECK(plan.find("Index Scan using messages_pkey on messages m") != std::string::npos);
 }
 
 CAF_TEST(analysing_the_queue_tables_samples_few_rows_and_skips_payloads_and_errors) {
