@@ -30,6 +30,8 @@ struct node_monitor_state {
   std::map<std::string, int64_t> done_at_last_progress;
   caf::actor_clock::time_point last_progress;
   bool census_in_flight = false;
+  caf::actor_clock::time_point census_started;
+  caf::actor_clock::time_point census_not_before; ///< paced by its last duration
   static inline const char* name = "node_monitor";
 };
 
@@ -44,6 +46,20 @@ void publish_queue_depths(const std::vector<stage_work>& stages) {
     m.queue_depth(s.stage, "running").set(static_cast<double>(s.running));
     m.queue_depth(s.stage, "dead").set(static_cast<double>(s.dead));
   }
+}
+
+/// Spaces censuses by their cost: a deep queue is counted less often (the
+/// counts, the drained check and the gauges wait longer, 10 s at most)
+/// rather than the counting taking a share of the database that grows with
+/// the queue.
+void pace_census(node_monitor_state& st, caf::actor_clock::time_point now, int pace) {
+  auto took = now - st.census_started;
+  st.census_not_before =
+      st.census_started + std::min<decltype(took)>(took * pace, std::chrono::seconds(10));
+  if (took > std::chrono::milliseconds(100))
+    spdlog::debug("node monitor: census took {} ms; next no sooner than {} ms after it started",
+                  std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(took * pace).count());
 }
 
 caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_monitor_options o) {
@@ -141,14 +157,17 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
       [=](census_tick_atom) {
         self->delayed_send(self, o.census_interval, census_tick_atom::value);
         auto store = o.dir->get("store");
-        if (!store || self->state.census_in_flight)
+        auto started = self->clock().now();
+        if (!store || self->state.census_in_flight || started < self->state.census_not_before)
           return;
         self->state.census_in_flight = true;
+        self->state.census_started = started;
         self->request(store, std::chrono::seconds(30), census_request{})
             .then(
                 [=](const work_census& census) {
                   auto& st = self->state;
                   st.census_in_flight = false;
+                  pace_census(st, self->clock().now(), o.census_pace);
                   int64_t live = 0;
                   // A stage is reported dry once it stayed without work for
                   // dry_after censuses: a pause between two batches is not news,
@@ -200,6 +219,7 @@ caf::behavior node_monitor(caf::stateful_actor<node_monitor_state>* self, node_m
                 },
                 [=](caf::error& e) {
                   self->state.census_in_flight = false;
+                  pace_census(self->state, self->clock().now(), o.census_pace);
                   spdlog::log(persistence::secondhand_level(o.outage),
                               "node monitor: census failed: {}", self->system().render(e));
                 });

@@ -21,6 +21,11 @@ struct node_monitor_options {
   std::shared_ptr<const config::pipeline_config> pipeline;
   std::shared_ptr<actor_directory> dir;
   persistence::millis census_interval{1000};
+  /// A census starts no sooner than this many times its last duration (10 s
+  /// at most) after the last one started: counting a million ready rows
+  /// takes PostgreSQL about a second, which every second would be a
+  /// database core; paced, a census takes at most a tenth of one.
+  int census_pace = 10;
   /// The `progress:` log line; 0: none (a terminal shows a progress bar instead).
   persistence::millis progress_interval{10000};
   /// How often the node writes its report (turing.nodes.seen_at is its
