@@ -170,6 +170,57 @@ private:
   std::map<std::string, std::string> names_;
 };
 
+/// The next stages' messages of a completion batch, as the parallel arrays
+/// the handoff statements unnest (HANDOFF_ROWS in hot_statements.hpp), in
+/// the order they are inserted.
+struct handoff_batch {
+  detail::array_literal run_ids, item_ids, parent_ids, stages, payloads, derived_from, from_join,
+      max_attempts, claim;
+  bool empty = true;
+  bool claiming = false; ///< some message is to be inserted claimed
+
+  /// A message of a stage route: its payload given, or derived from its
+  /// parent's (payload null); claimed, it is inserted running.
+  void add_routed(int64_t run_id, int64_t item_id, int64_t parent_id, const std::string& stage,
+                  int attempts, const json* payload, bool claimed) {
+    add(run_id, item_id, parent_id, stage, attempts, false, claimed);
+    if (payload) {
+      payloads.add_json(*payload);
+      derived_from.add_null();
+    } else {
+      payloads.add_null();
+      derived_from.add(parent_id);
+    }
+  }
+  /// A join's message: its payload is taken from the join's row.
+  void add_joined(int64_t run_id, int64_t item_id, int64_t parent_id, const std::string& stage,
+                  int attempts) {
+    add(run_id, item_id, parent_id, stage, attempts, true, false);
+    payloads.add_null();
+    derived_from.add_null();
+  }
+  template <class... Args>
+  pqxx::result exec(statement_cache& sc, pqxx::work& tx, const char* sql, Args&&... rest) const {
+    return sc.exec(tx, sql, run_ids.str(), item_ids.str(), parent_ids.str(), stages.str(),
+                   payloads.str(), derived_from.str(), from_join.str(), max_attempts.str(),
+                   claim.str(), std::forward<Args>(rest)...);
+  }
+
+private:
+  void add(int64_t run_id, int64_t item_id, int64_t parent_id, const std::string& stage,
+           int attempts, bool joined, bool claimed) {
+    run_ids.add(run_id);
+    item_ids.add(item_id);
+    parent_ids.add(parent_id);
+    stages.add_text(stage);
+    from_join.add(joined);
+    max_attempts.add(int64_t{attempts});
+    claim.add(claimed);
+    empty = false;
+    claiming = claiming || claimed;
+  }
+};
+
 /// What the handoff's NOTIFY appends to each stage: " node" (ready_payload's
 /// suffix) when every completion of the batch is one node's, whose writer
 /// wakes that node's pumps itself; else nothing.
@@ -430,8 +481,9 @@ void warm_up_hot_path(pqxx::connection& c, statement_cache& sc) {
     pqxx::work tx{c, "warm_up"};
     sc.exec(tx, detail::claim_sql, "", "", 0, 0.0, int64_t{0}); // LIMIT 0: claims nothing
     sc.exec(tx, detail::complete_sql, "{}", "{}", "{}", "{}", "{}", "{}");
-    sc.exec(tx, detail::handoff_sql, "[]", ready_channel, "");
-    sc.exec(tx, detail::handoff_claiming_sql, "[]", ready_channel, "", "", 0.0);
+    handoff_batch none;
+    none.exec(sc, tx, detail::handoff_sql, ready_channel, "");
+    none.exec(sc, tx, detail::handoff_claiming_sql, ready_channel, "", "", 0.0);
     sc.exec(tx, detail::items_update_sql, "{}", "{}", "{}", "{}", "{}", "{}");
     lock_in_order(sc, tx, "messages", "{}");
     tx.abort();
@@ -931,9 +983,8 @@ completion_outcome pg_store::complete_claiming(const std::vector<completion>& ba
     completion_outcome outcome;
     auto& results = outcome.results;
     auto claimable = claims.limits;
-    bool claiming = false;
     json late = json::array();
-    json new_messages = json::array();
+    handoff_batch next;
     struct join_arrival {
       int64_t item_id, run_id, parent_id;
       const delivery* d;
@@ -977,24 +1028,16 @@ completion_outcome pg_store::complete_claiming(const std::vector<completion>& ba
       effects.branch_ended(item_id);
       for (const auto& d : c.deliveries) {
         switch (d.type) {
-        case delivery::kind::stage:
-          new_messages.push_back({{"run_id", run_id},
-                                  {"item_id", item_id},
-                                  {"parent_id", c.fence.message_id},
-                                  {"stage", d.target},
-                                  {"max_attempts", d.max_attempts}});
-          if (c.derived_payloads)
-            new_messages.back()["derived_from"] = c.fence.message_id;
-          else
-            new_messages.back()["payload"] = d.payload;
-          if (auto budget = claimable.find(d.target);
-              budget != claimable.end() && budget->second > 0) {
+        case delivery::kind::stage: {
+          auto budget = claimable.find(d.target);
+          bool claimed = budget != claimable.end() && budget->second > 0;
+          if (claimed)
             --budget->second;
-            new_messages.back()["claim"] = true;
-            claiming = true;
-          }
+          next.add_routed(run_id, item_id, c.fence.message_id, d.target, d.max_attempts,
+                          c.derived_payloads ? nullptr : &d.payload, claimed);
           effects.branch_started(item_id);
           break;
+        }
         case delivery::kind::join:
           arrivals.push_back(
               {item_id, run_id, c.fence.message_id, &d, from_stage, c.derived_payloads});
@@ -1053,26 +1096,21 @@ completion_outcome pg_store::complete_claiming(const std::vector<completion>& ba
       if (fired.empty())
         continue;
       // Its payload, every input by stage, is taken from the join's row.
-      new_messages.push_back({{"run_id", a.run_id},
-                              {"item_id", a.item_id},
-                              {"parent_id", a.parent_id},
-                              {"stage", a.d->target},
-                              {"from_join", true},
-                              {"max_attempts", a.d->max_attempts}});
+      next.add_joined(a.run_id, a.item_id, a.parent_id, a.d->target, a.d->max_attempts);
       effects.branch_started(a.item_id);
     }
     // The next stages are told in the same statement (one round trip less
     // per handoff): exactly the stages that got a message here.
-    if (claiming) {
-      auto rows = session_->statements.exec(tx, detail::handoff_claiming_sql, new_messages.dump(),
-                                            ready_channel, one_writer_node(batch), claims.node,
-                                            static_cast<double>(claims.lease_ttl.count()));
+    if (next.claiming) {
+      auto rows = next.exec(session_->statements, tx, detail::handoff_claiming_sql, ready_channel,
+                            one_writer_node(batch), claims.node,
+                            static_cast<double>(claims.lease_ttl.count()));
       for (const auto& row : rows)
         if (!row[0].is_null())
           outcome.claimed.push_back(claimed_from_row(row, row[3].as<std::string>(), true));
-    } else if (!new_messages.empty()) {
-      session_->statements.exec(tx, detail::handoff_sql, new_messages.dump(), ready_channel,
-                                one_writer_node(batch));
+    } else if (!next.empty) {
+      next.exec(session_->statements, tx, detail::handoff_sql, ready_channel,
+                one_writer_node(batch));
     }
     if (!claims.limits.empty() && !applied_before.empty())
       claim_orphaned_handoffs(session_->statements, tx, applied_before, claims, claimable,

@@ -97,9 +97,19 @@ inline constexpr const char* complete_sql = R"sql(
   " ELSE x.payload END "
 // clang-format on
 
-/// Inserts the next stages' messages ($1: a JSON array) and notifies them
-/// ($3: " node" when the writer's node wakes its own pumps, else empty; see
-/// ready_payload).
+// The next stages' messages as nine parallel arrays, one element per
+// message (pg_store's handoff_batch): $1 run ids, $2 item ids, $3 parents,
+// $4 stages, $5 payloads (NULL when derived or from a join), $6 the message
+// a payload is derived from, $7 from a join, $8 max attempts, $9 claim.
+#define HANDOFF_ROWS                                                                               \
+  " unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::jsonb[], $6::bigint[], "      \
+  "$7::boolean[], $8::integer[], $9::boolean[])"                                                   \
+  " AS x(run_id, item_id, parent_id, stage, payload, derived_from, from_join, max_attempts, "      \
+  "claim) "
+
+/// Inserts the next stages' messages (HANDOFF_ROWS; `claim` unread) and
+/// notifies them on channel $10 ($11: " node" when the writer's node wakes
+/// its own pumps, else empty; see ready_payload).
 inline constexpr const char* handoff_sql = R"sql(
         WITH ins AS (
         INSERT INTO turing.messages (run_id, item_id, parent_id, stage, payload, max_attempts,
@@ -107,23 +117,19 @@ inline constexpr const char* handoff_sql = R"sql(
         SELECT x.run_id, x.item_id, x.parent_id, x.stage,
                )sql" HANDOFF_PAYLOAD R"sql(,
                x.max_attempts, turing.now(), turing.now()
-        FROM jsonb_to_recordset($1::jsonb)
-          AS x(run_id bigint, item_id bigint, parent_id bigint, stage text, payload jsonb,
-               derived_from bigint, from_join boolean, max_attempts integer)
+        FROM )sql" HANDOFF_ROWS R"sql(
         RETURNING stage)
-        SELECT pg_notify($2, s.stage || $3::text) FROM (SELECT DISTINCT stage FROM ins) s)sql";
+        SELECT pg_notify($10, s.stage || $11::text) FROM (SELECT DISTINCT stage FROM ins) s)sql";
 
 /// handoff_sql, where the entries marked `claim` whose payload is stored
-/// inline are inserted running under node $4's lease ($5 ms), as the claim
-/// would leave them; the rest are ready and notified. Returns the claimed
-/// rows as claim_sql does, then a row with a NULL id per notice.
+/// inline are inserted running under node $12's lease ($13 ms), as the
+/// claim would leave them; the rest are ready and notified. Returns the
+/// claimed rows as claim_sql does, then a row with a NULL id per notice.
 inline constexpr const char* handoff_claiming_sql = R"sql(
         WITH next AS (
           SELECT x.run_id, x.item_id, x.parent_id, x.stage, x.max_attempts, x.claim,
                  )sql" HANDOFF_PAYLOAD R"sql( AS payload
-          FROM jsonb_to_recordset($1::jsonb)
-            AS x(run_id bigint, item_id bigint, parent_id bigint, stage text, payload jsonb,
-                 derived_from bigint, from_join boolean, max_attempts integer, claim boolean)
+          FROM )sql" HANDOFF_ROWS R"sql(
           OFFSET 0),
         ins AS (
         INSERT INTO turing.messages (run_id, item_id, parent_id, stage, payload, max_attempts,
@@ -131,9 +137,9 @@ inline constexpr const char* handoff_claiming_sql = R"sql(
                                      started_at, heartbeat_at, lease_expires_at)
         SELECT run_id, item_id, parent_id, stage, payload, max_attempts, turing.now(), turing.now(),
                CASE WHEN c THEN 'running' ELSE 'ready' END, c::integer, c::integer,
-               CASE WHEN c THEN $4::text END, CASE WHEN c THEN turing.now() END,
+               CASE WHEN c THEN $12::text END, CASE WHEN c THEN turing.now() END,
                CASE WHEN c THEN turing.now() END,
-               CASE WHEN c THEN turing.now() + $5::double precision * interval '1 millisecond' END
+               CASE WHEN c THEN turing.now() + $13::double precision * interval '1 millisecond' END
         FROM (SELECT n.*, (n.claim IS TRUE AND n.payload IS NOT NULL) AS c FROM next n) n
         RETURNING id, item_id, run_id, stage, payload, attempt, max_attempts, epoch, started_at,
                   lost, state)
@@ -141,9 +147,10 @@ inline constexpr const char* handoff_claiming_sql = R"sql(
                )sql" TS_US("started_at") R"sql(, lost, NULL::void
         FROM ins WHERE state = 'running'
         UNION ALL
-        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, pg_notify($2, s.stage || $3::text)
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, pg_notify($10, s.stage || $11::text)
         FROM (SELECT DISTINCT stage FROM ins WHERE state = 'ready') s)sql";
 #undef HANDOFF_PAYLOAD
+#undef HANDOFF_ROWS
 
 /// Applies branch changes and sinks to items. The batch is parallel arrays,
 /// one element per item in ascending id order (see complete_sql): $1 ids,
